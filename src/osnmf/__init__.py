@@ -1,0 +1,62 @@
+"""osnmf: principal spatial patterns of gene expression in 3D brain atlases.
+
+Stability-driven NMF (staNMF) with kNN imputation, baselines, spatial statistics, linking of the
+patterns to the Allen ontology, marker genes and spatial coexpression networks.
+
+The public API is re-exported here and imported lazily, so ``import osnmf`` stays fast.
+"""
+
+from importlib import import_module
+from importlib.metadata import PackageNotFoundError, version
+
+from osnmf.errors import ConfigError, DownloadError, InputError, OsnmfError
+
+try:
+    __version__ = version("osnmf")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+# public name -> module that defines it
+_LAZY = {
+    "Atlas": "osnmf.atlas",
+    "SpatialExpression": "osnmf.expression",
+    "read_allen_grid_zip": "osnmf.io.allen_grid",
+    "read_aba_folder": "osnmf.io.aba_folder",
+    "read_npz": "osnmf.io.npz",
+    "write_npz": "osnmf.io.npz",
+    "read_h5ad": "osnmf.io.anndata_io",
+    "write_h5ad": "osnmf.io.anndata_io",
+    "write_nrrd": "osnmf.io.nrrd_io",
+    "load_expression": "osnmf.io.detect",
+    "make_phantom": "osnmf.datasets.phantom",
+    "Phantom": "osnmf.datasets.phantom",
+    "load_drosophila": "osnmf.datasets.drosophila",
+    "download_aba": "osnmf.datasets.download",
+    "impute_knn": "osnmf.preprocess",
+    "default_support": "osnmf.preprocess",
+    "holdout_check": "osnmf.preprocess",
+    "fit_nmf": "osnmf.factorize.nmf",
+    "StaNMF": "osnmf.factorize.stanmf",
+    "instability": "osnmf.factorize.stability",
+    "morans_i": "osnmf.spatial.moran",
+    "region_adjacency": "osnmf.spatial.neighbors",
+    "contiguous_sets": "osnmf.spatial.neighbors",
+    "best_combinations": "osnmf.spatial.linking",
+    "PatternSet": "osnmf.baselines",
+    "marker_genes": "osnmf.interpret.markers",
+    "coexpression_networks": "osnmf.interpret.networks",
+    "run_pipeline": "osnmf.pipeline",
+}
+
+__all__ = ["ConfigError", "DownloadError", "InputError", "OsnmfError", "__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'osnmf' has no attribute {name!r}")
+    return getattr(import_module(module), name)
+
+
+def __dir__():
+    return sorted(__all__)

@@ -1,0 +1,21 @@
+"""Errors raised by osnmf.
+
+Every error a user can cause derives from :class:`OsnmfError`; the CLI prints its message as one
+line and exits with code 2. Messages say what is wrong, where, and what to do.
+"""
+
+
+class OsnmfError(Exception):
+    """Base class of every user-facing osnmf error."""
+
+
+class InputError(OsnmfError, ValueError):
+    """An input file or array is malformed or inconsistent (names the file and the problem)."""
+
+
+class ConfigError(OsnmfError, ValueError):
+    """A configuration value or option is invalid."""
+
+
+class DownloadError(OsnmfError):
+    """A download failed after all retries."""

@@ -1,0 +1,1 @@
+"""Readers and writers: Allen grid zips, ABA grid folders, npz stacks, AnnData, NRRD."""
