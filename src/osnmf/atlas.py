@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from functools import cached_property
 from importlib import resources
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -91,9 +90,10 @@ class Atlas:
         """Build from an Allen grid annotation zip and (optionally) an ontology CSV."""
         annotation, spacing = read_annotation_zip(annotation_zip)
         if ontology_csv is None:
-            ontology_csv = _resource("structure_tree.csv.gz")
-        with resources.as_file(ontology_csv) if not isinstance(ontology_csv, (str, Path)) else _null(ontology_csv) as p:
-            onto = read_ontology(p)
+            with resources.as_file(_resource("structure_tree.csv.gz")) as packaged:
+                onto = read_ontology(packaged)
+        else:
+            onto = read_ontology(ontology_csv)
         return cls(annotation, onto, spacing)
 
     # ---- shape --------------------------------------------------------------------------
@@ -237,17 +237,6 @@ class Atlas:
     def level(self, key: int | str) -> str:
         """"coarse", "medium", "fine" (below medium) or "above" (root, grey, CH, fibre tracts …)."""
         return self._level.get(self.id_of(key), "above")
-
-
-class _null:
-    def __init__(self, value):
-        self.value = value
-
-    def __enter__(self):
-        return self.value
-
-    def __exit__(self, *exc):
-        return False
 
 
 _DEFAULT: Atlas | None = None
