@@ -1,0 +1,112 @@
+"""Run configuration: defaults, TOML loading and validation (unknown keys are errors)."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from osnmf.errors import ConfigError
+
+
+@dataclass
+class RunConfig:
+    """Every setting of ``osnmf run``; a TOML file uses the same names (flat, or under ``[run]``).
+
+    ``data`` is an ABA grid folder, Allen zip, ``.npz`` or ``.h5ad``; ``None`` means the synthetic
+    atlas (``phantom_*`` settings).
+    """
+
+    data: str | None = None
+    out: str = "osnmf_out"
+    k_min: int = 8
+    k_max: int = 30
+    replicates: int = 100
+    n_restarts: int = 1
+    solver: str = "exact"
+    backend: str = "numpy"
+    device: str | None = None
+    scheduler: str | None = None
+    max_iter: int = 200
+    tol: float = 1e-4
+    seed: int = 0
+    impute: str = "knn"
+    n_neighbors: int = 6
+    support_max_missing: float = 0.95
+    pca_replicates: int = 20
+    moran_replicates: int = 20
+    link_sizes: list[int] = field(default_factory=lambda: [1, 2, 3])
+    n_random_models: int = 1000
+    network_top_fraction: float = 0.0025
+    phantom_genes: int = 300
+    phantom_patterns: int = 8
+    phantom_noise: float = 0.15
+    phantom_missing: float = 0.1
+    phantom_seed: int = 0
+    quiet: bool = False
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        if not 1 <= self.k_min <= self.k_max:
+            raise ConfigError(f"k_min={self.k_min} and k_max={self.k_max}: need 1 <= k_min <= k_max")
+        if self.replicates < 2:
+            raise ConfigError(f"replicates={self.replicates}: instability needs at least 2 replicates")
+        if self.n_restarts < 1:
+            raise ConfigError(f"n_restarts={self.n_restarts}: must be >= 1")
+        choices = {"solver": ("exact", "compressed"), "backend": ("numpy", "torch"), "impute": ("knn", "none")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name}={getattr(self, name)!r}: choose one of {', '.join(allowed)}")
+        if not 0 < self.support_max_missing <= 1:
+            raise ConfigError("support_max_missing must be in (0, 1]")
+        if self.n_neighbors < 1 or self.max_iter < 1 or self.tol <= 0:
+            raise ConfigError("n_neighbors and max_iter must be >= 1 and tol > 0")
+        if any(s not in (1, 2, 3, 4, 5) for s in self.link_sizes):
+            raise ConfigError(f"link_sizes={self.link_sizes}: sizes must be among 1..5")
+
+    @property
+    def k_range(self) -> range:
+        return range(self.k_min, self.k_max + 1)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def replace(self, **changes) -> RunConfig:
+        """A validated copy with ``changes`` applied (``None`` values are ignored)."""
+        values = self.to_dict()
+        values.update({k: v for k, v in changes.items() if v is not None})
+        return RunConfig(**values)
+
+
+def config_keys() -> set[str]:
+    return {f.name for f in fields(RunConfig)}
+
+
+def load_config(path: str | Path, base: RunConfig | None = None) -> RunConfig:
+    """Read a TOML config; unknown keys and wrong types are :class:`ConfigError`."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    if set(raw) == {"run"} and isinstance(raw["run"], dict):
+        raw = raw["run"]
+    unknown = sorted(set(raw) - config_keys())
+    if unknown:
+        valid = ", ".join(sorted(config_keys()))
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; valid keys: {valid}")
+    defaults = base or RunConfig()
+    for key, value in raw.items():
+        expected = type(getattr(defaults, key))
+        if getattr(defaults, key) is None:
+            expected = str
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+            raw[key] = value
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise ConfigError(f"{path}: {key} = {value!r} should be of type {expected.__name__}")
+    return defaults.replace(**raw)
