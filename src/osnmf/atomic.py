@@ -1,0 +1,52 @@
+"""Atomic file writes: write to a temporary file in the target folder, then rename.
+
+A reader never sees a half-written file, and an interrupted write leaves only a ``.part`` file
+that is removed on the way out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success it is renamed to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def save_npz(path: str | os.PathLike, compress: bool = True, **arrays: np.ndarray) -> Path:
+    """``np.savez`` atomically; string arrays must be unicode (never object) so loading needs no pickle."""
+    for name, value in arrays.items():
+        if np.asarray(value).dtype == object:
+            raise TypeError(f"array {name!r} has dtype object; convert to str or numbers first")
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            (np.savez_compressed if compress else np.savez)(handle, **arrays)
+    return Path(path)

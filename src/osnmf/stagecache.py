@@ -1,0 +1,56 @@
+"""A cache of pipeline stage results keyed by their inputs, for skip-if-done and resume.
+
+Each stage result is a dict of numpy arrays saved as ``<root>/<stage>.npz`` together with the key
+it was computed for (a hash of upstream keys and parameters). A stage reruns only when its key
+changes; a killed run leaves no half-written result (atomic writes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from osnmf.atomic import save_npz
+
+KEY_FIELD = "__stage_key__"
+
+
+def digest(*parts) -> str:
+    """A short stable hash of JSON-serialisable parts and numpy arrays."""
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            h.update(str((part.dtype.str, part.shape)).encode())
+            h.update(np.ascontiguousarray(part).tobytes())
+        else:
+            h.update(json.dumps(part, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+class StageCache:
+    """Stage results under ``root`` (created on demand)."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def path(self, stage: str) -> Path:
+        return self.root / f"{stage}.npz"
+
+    def get(self, stage: str, key: str) -> dict[str, np.ndarray] | None:
+        """The stored result if it was computed for ``key``, else None."""
+        path = self.path(stage)
+        if not path.exists():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                if str(npz[KEY_FIELD]) != key:
+                    return None
+                return {name: npz[name] for name in npz.files if name != KEY_FIELD}
+        except (OSError, ValueError, KeyError):
+            return None  # unreadable or foreign file: recompute
+
+    def put(self, stage: str, key: str, arrays: dict[str, np.ndarray]) -> None:
+        save_npz(self.path(stage), **{KEY_FIELD: np.array(key)}, **arrays)
