@@ -1,0 +1,67 @@
+"""Gene figures: marker heat map, top marker images, coexpression networks, the ontology tree."""
+
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+from scipy.cluster import hierarchy
+
+from osnmf.plotting.common import PATTERN_CMAP, new_figure
+from osnmf.plotting.patterns import _projection
+
+
+def plot_marker_heatmap(importance: np.ndarray, gene_labels: list[str], pattern_names: list[str]):
+    """Importance ``(n_genes_shown, K)`` of the top markers of every pattern."""
+    fig = new_figure(0.5 * len(pattern_names) + 3, 0.16 * len(gene_labels) + 1.5)
+    ax = fig.subplots()
+    im = ax.imshow(importance, aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_yticks(range(len(gene_labels)))
+    ax.set_yticklabels(gene_labels, fontsize=6)
+    ax.set_xticks(range(len(pattern_names)))
+    ax.set_xticklabels(pattern_names, rotation=60, ha="right", fontsize=8)
+    fig.colorbar(im, ax=ax, label="importance a_kj / Σ_k a_kj", shrink=0.8)
+    return fig
+
+
+def plot_marker_images(volumes: np.ndarray, brain: np.ndarray, titles: list[list[str]], pattern_names: list[str]):
+    """Sagittal mean projections of the top markers: ``volumes`` ``(K, n_top, AP, DV, ML)``."""
+    k, n_top = volumes.shape[:2]
+    fig = new_figure(2.6 * (n_top + 1), 1.4 * k + 0.5)
+    axes = fig.subplots(k, n_top, squeeze=False)
+    for i in range(k):
+        for j in range(n_top):
+            ax = axes[i, j]
+            ax.imshow(_projection(volumes[i, j], brain, 2).T, cmap=PATTERN_CMAP, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(titles[i][j], fontsize=7)
+            if j == 0:
+                ax.set_ylabel(pattern_names[i], fontsize=8)
+    return fig
+
+
+def plot_network(graph: nx.Graph, title: str):
+    """Spring layout of one coexpression network; edge width ∝ r, node size ∝ importance."""
+    fig = new_figure(4.5, 4.5)
+    ax = fig.subplots()
+    if graph.number_of_nodes():
+        pos = nx.spring_layout(graph, seed=0, weight="r")
+        sizes = [300 * float(graph.nodes[n].get("importance", 0.5)) + 40 for n in graph.nodes]
+        widths = [2.5 * max(float(d.get("r", 0)), 0) for _, _, d in graph.edges(data=True)]
+        labels = {n: graph.nodes[n].get("gene_symbol", str(n)) for n in graph.nodes}
+        nx.draw_networkx_edges(graph, pos, ax=ax, width=widths, alpha=0.6)
+        nx.draw_networkx_nodes(graph, pos, ax=ax, node_size=sizes, node_color="C1", alpha=0.9)
+        nx.draw_networkx_labels(graph, pos, labels=labels, ax=ax, font_size=7)
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+    return fig
+
+
+def plot_tree(linkage: np.ndarray, labels: list[str], title: str = "gene-expression-defined ontology"):
+    """Dendrogram of a scipy linkage matrix with one label per leaf."""
+    fig = new_figure(8, 0.35 * len(labels) + 1.2)
+    ax = fig.subplots()
+    hierarchy.dendrogram(linkage, labels=labels, orientation="left", ax=ax, leaf_font_size=8, color_threshold=0)
+    ax.set_xlabel("1 − correlation between patterns")
+    ax.set_title(title, fontsize=10)
+    return fig

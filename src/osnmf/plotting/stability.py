@@ -1,0 +1,27 @@
+"""Instability curves (both dissimilarities ± SD) with the PCA baseline."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from osnmf.plotting.common import new_figure
+
+
+def plot_instability(table: pd.DataFrame, k_selected: int, pca: pd.DataFrame | None = None):
+    """``table``/``pca``: columns k, hungarian, hungarian_sd, amari, amari_sd (one row per K)."""
+    fig = new_figure(7, 4)
+    ax = fig.subplots()
+    series = [(table, "staNMF", "-")] + ([(pca, "PCA", "--")] if pca is not None and len(pca) else [])
+    for frame, label, style in series:
+        for metric, color in (("hungarian", "C0"), ("amari", "C1")):
+            ax.errorbar(
+                frame["k"], frame[metric], yerr=frame[f"{metric}_sd"], fmt=style, marker="o", ms=3,
+                color=color, alpha=0.9 if label == "staNMF" else 0.5, capsize=2, label=f"{label} {metric}",
+            )
+    ax.axvline(k_selected, color="0.4", lw=1, ls=":")
+    ax.annotate(f"K = {k_selected}", (k_selected, ax.get_ylim()[1]), ha="left", va="top", fontsize=9)
+    ax.set_xlabel("number of patterns K")
+    ax.set_ylabel("instability γ(K) (mean dissimilarity ± SD)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig
