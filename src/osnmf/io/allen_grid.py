@@ -12,6 +12,7 @@ import io
 import os
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,18 +108,24 @@ def check_member_names(names: list[str], source: str) -> None:
 
 def _open_zip(path: str | os.PathLike | bytes) -> tuple[zipfile.ZipFile, str]:
     source = "<bytes>" if isinstance(path, bytes) else str(path)
+    if isinstance(path, bytes):
+        target = io.BytesIO(path)
+    else:
+        target = Path(path)
+        if target.is_dir():
+            raise InputError(f"{source}: is a directory, expected a zip file")
+        if not target.is_file():
+            raise InputError(f"{source}: file not found")
     try:
-        handle = io.BytesIO(path) if isinstance(path, bytes) else open(path, "rb")  # noqa: SIM115
-    except FileNotFoundError:
-        raise InputError(f"{source}: file not found") from None
-    except IsADirectoryError:
-        raise InputError(f"{source}: is a directory, expected a zip file") from None
-    try:
-        zf = zipfile.ZipFile(handle)
-    except (zipfile.BadZipFile, OSError):
-        handle.close()
+        # opened by name so that closing the ZipFile also closes the file handle
+        zf = zipfile.ZipFile(target)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
         raise InputError(f"{source}: not a zip file (expected an Allen grid zip)") from None
-    check_member_names(zf.namelist(), source)
+    try:
+        check_member_names(zf.namelist(), source)
+    except InputError:
+        zf.close()
+        raise
     return zf, source
 
 
@@ -134,7 +141,7 @@ def read_volume_from_zip(zf: zipfile.ZipFile, kind: str, source: str) -> tuple[n
         if raw_name not in names:
             raise InputError(f"{source}: zip has no {raw_name} (named by {mhd_name})")
         raw = zf.read(names[raw_name])
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError) as exc:
         raise InputError(f"{source}: corrupt zip ({exc})") from None
     return decode_raw(header, raw, f"{source}:{raw_name}"), header
 
@@ -174,7 +181,12 @@ def read_allen_grid_zip(
     with zf:
         out = {}
         for kind in kinds:
-            volume, _ = read_volume_from_zip(zf, kind, source)
+            volume, header = read_volume_from_zip(zf, kind, source)
+            if header.dtype.kind != "f":
+                raise InputError(
+                    f"{source}: {kind}.mhd ElementType is {header.dtype} but expression grids are "
+                    "MET_FLOAT (or MET_DOUBLE); the file is not an Allen expression grid"
+                )
             if expected_shape is not None and volume.shape != tuple(expected_shape):
                 raise InputError(
                     f"{source}: {kind} grid is {volume.shape} (AP, DV, ML) but the annotation is "
