@@ -1,0 +1,1 @@
+"""Interpretation of principal patterns: marker genes, coexpression networks, classes, ontology."""
