@@ -1,0 +1,1 @@
+"""Spatial statistics on the atlas grid: Moran's I, region adjacency, linking patterns to regions."""
