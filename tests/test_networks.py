@@ -152,3 +152,15 @@ def test_bad_input():
         coexpression_networks(A, np.ones((2, 10)), list("abcde"), edge_quantile=1.0)
     with pytest.raises(ConfigError, match="out of range"):
         coexpression_networks(A, np.ones((2, 10)), list("abcde"), patterns=[2])
+
+
+def test_phantom_networks_are_planted_markers():
+    import osnmf
+
+    ph = osnmf.make_phantom(n_genes=120, n_patterns=5, n_markers=12, noise=0.1, missing=0.0, seed=1)
+    nets = coexpression_networks(ph.coefficients, ph.patterns, list(ph.data.genes), min_nodes=10)
+    gene_truth = dict(zip(ph.data.genes, ph.marker_of, strict=True))
+    for net in nets:
+        assert len(net.nodes) == 10
+        assert all(gene_truth[n] == net.pattern for n in net.nodes)
+        assert net.graph.number_of_edges() == 3  # ceil(5% of 45 pairs)
