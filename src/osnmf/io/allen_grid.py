@@ -87,12 +87,18 @@ def parse_mhd(text: str, source: str = "<mhd>") -> MetaImageHeader:
     return MetaImageHeader(dims, np.dtype(order + ELEMENT_TYPES[etype]), spacing, fields["ElementDataFile"])
 
 
+def _element_type_name(dtype: np.dtype) -> str:
+    return {v: k for k, v in ELEMENT_TYPES.items()}.get(np.dtype(dtype).str[1:], str(dtype))
+
+
 def decode_raw(header: MetaImageHeader, raw: bytes, source: str = "<raw>") -> np.ndarray:
     """Decode raw bytes into a volume shaped ``(AP, DV, ML)`` (file x, y, z)."""
     if len(raw) != header.n_bytes:
+        etype = _element_type_name(header.dtype)
         raise InputError(
             f"{source}: raw data has {len(raw)} bytes but the header's DimSize "
-            f"{' '.join(map(str, header.dim_size))} × {header.dtype.itemsize} bytes needs {header.n_bytes}"
+            f"{' '.join(map(str, header.dim_size))} with ElementType {etype} ({header.dtype.itemsize} bytes "
+            f"each) needs {header.n_bytes}; the raw file is truncated or the header does not match it"
         )
     flat = np.frombuffer(raw, dtype=header.dtype)
     return flat.reshape(header.dim_size, order="F")
@@ -184,7 +190,7 @@ def read_allen_grid_zip(
             volume, header = read_volume_from_zip(zf, kind, source)
             if header.dtype.kind != "f":
                 raise InputError(
-                    f"{source}: {kind}.mhd ElementType is {header.dtype} but expression grids are "
+                    f"{source}: {kind}.mhd ElementType is {_element_type_name(header.dtype)} but expression grids are "
                     "MET_FLOAT (or MET_DOUBLE); the file is not an Allen expression grid"
                 )
             if expected_shape is not None and volume.shape != tuple(expected_shape):

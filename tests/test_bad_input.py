@@ -1,0 +1,212 @@
+"""Every bad input of issue 2 item 7 (and a few more): one InputError line naming the file; the CLI
+exits 2 with that one line on stderr, no traceback, and writes nothing.
+"""
+
+import io
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from osnmf import cli
+from osnmf.errors import InputError
+from osnmf.io.allen_grid import encode_mhd
+from osnmf.io.detect import load_expression
+
+SHAPE = (67, 41, 58)
+
+
+def _volume(shape=SHAPE) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    vol = rng.gamma(2.0, 1.0, size=shape).astype("<f4")
+    vol[5] = -1.0  # a missing coronal section is fine
+    return vol
+
+
+def _zip_bytes(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def grid_members(vol=None, dims=None, etype=None, raw=None, kind="energy") -> dict[str, bytes]:
+    """An Allen grid zip's members, optionally with a wrong DimSize/ElementType or other raw bytes."""
+    vol = _volume() if vol is None else vol
+    mhd = encode_mhd(vol.shape, vol.dtype, f"{kind}.raw")
+    if dims is not None:
+        mhd = mhd.replace(f"DimSize = {' '.join(map(str, vol.shape))}", f"DimSize = {dims}")
+    if etype is not None:
+        mhd = mhd.replace("ElementType = MET_FLOAT", f"ElementType = {etype}")
+    raw = vol.tobytes(order="F") if raw is None else raw
+    return {f"{kind}.mhd": mhd.encode(), f"{kind}.raw": raw}
+
+
+def make_folder(root: Path, rows=(("1001", "Gad1"),), zips=None, csv: str | None = None) -> Path:
+    """A valid ABA grid folder, then overridden by ``zips`` (id -> bytes) and ``csv`` text."""
+    folder = root / "aba"
+    (folder / "energy").mkdir(parents=True)
+    text = "section_data_set_id,gene_symbol,plane\n" + "".join(f"{i},{g},coronal\n" for i, g in rows)
+    (folder / "experiments.csv").write_text(text if csv is None else csv)
+    zips = {i: _zip_bytes(grid_members()) for i, _ in rows} if zips is None else zips
+    for exp_id, data in zips.items():
+        (folder / "energy" / f"{exp_id}.zip").write_bytes(data)
+    return folder
+
+
+def _with_values(values: float) -> dict[str, bytes]:
+    vol = _volume()
+    vol[30, 20, 10] = values
+    return {"1001": _zip_bytes(grid_members(vol))}
+
+
+def _float_annotation(folder: Path) -> Path:
+    ann = np.ones(SHAPE, "<f4")
+    (folder / "P56_Mouse_gridAnnotation.zip").write_bytes(
+        _zip_bytes({"gridAnnotation.mhd": encode_mhd(SHAPE, ann.dtype, "gridAnnotation.raw").encode(),
+                    "gridAnnotation.raw": ann.tobytes(order="F")})
+    )
+    return folder
+
+
+# name -> (builder(tmp) -> path given to `osnmf info`, file the message must name (relative to tmp),
+#          words the message must contain)
+CASES = {
+    "no_experiments_csv": (
+        lambda t: (make_folder(t), (t / "aba/experiments.csv").unlink())[0],
+        "aba/experiments.csv", ["not found"]),
+    "empty_csv": (lambda t: make_folder(t, csv=""), "aba/experiments.csv", ["empty"]),
+    "columnless_csv": (lambda t: make_folder(t, csv="id,gene\n1001,Gad1\n"), "aba/experiments.csv",
+                       ["missing column", "section_data_set_id"]),
+    "header_only_csv": (lambda t: make_folder(t, csv="section_data_set_id,gene_symbol\n"),
+                        "aba/experiments.csv", ["no experiments"]),
+    "duplicate_ids": (lambda t: make_folder(t, rows=(("1001", "Gad1"), ("1001", "Sst"))),
+                      "aba/experiments.csv", ["duplicate", "1001"]),
+    "listed_id_without_zip": (
+        lambda t: make_folder(t, rows=(("1001", "Gad1"), ("1002", "Sst")),
+                              zips={"1001": _zip_bytes(grid_members())}),
+        "aba/energy/1002.zip", ["missing", "line 3"]),
+    "not_a_zip": (lambda t: make_folder(t, zips={"1001": b"<html>404 not found</html>"}),
+                  "aba/energy/1001.zip", ["not a zip"]),
+    "zip_without_raw": (
+        lambda t: make_folder(t, zips={"1001": _zip_bytes({"energy.mhd": grid_members()["energy.mhd"]})}),
+        "aba/energy/1001.zip", ["no energy.raw"]),
+    "truncated_raw": (
+        lambda t: make_folder(t, zips={"1001": _zip_bytes(grid_members(raw=_volume().tobytes("F")[:-1000]))}),
+        "aba/energy/1001.zip", ["bytes", "truncated"]),
+    "dimsize_vs_data": (lambda t: make_folder(t, zips={"1001": _zip_bytes(grid_members(dims="67 41 57"))}),
+                        "aba/energy/1001.zip", ["DimSize 67 41 57"]),
+    "dimsize_vs_annotation": (
+        lambda t: make_folder(t, zips={"1001": _zip_bytes(grid_members(_volume((66, 40, 57))))}),
+        "aba/energy/1001.zip", ["(66, 40, 57)", "annotation"]),
+    "elementtype_vs_data": (
+        lambda t: make_folder(t, zips={"1001": _zip_bytes(grid_members(etype="MET_DOUBLE"))}),
+        "aba/energy/1001.zip", ["ElementType MET_DOUBLE"]),
+    "elementtype_integer": (
+        lambda t: make_folder(t, zips={"1001": _zip_bytes(grid_members(etype="MET_UINT"))}),
+        "aba/energy/1001.zip", ["ElementType", "MET_FLOAT"]),
+    "annotation_not_integer": (lambda t: _float_annotation(make_folder(t)),
+                               "aba/P56_Mouse_gridAnnotation.zip", ["integer structure ids"]),
+    "nan_values": (lambda t: make_folder(t, zips=_with_values(np.nan)), "aba/energy/1001.zip", ["NaN"]),
+    "inf_values": (lambda t: make_folder(t, zips=_with_values(np.inf)), "aba/energy/1001.zip", ["infinite"]),
+    "negative_values": (lambda t: make_folder(t, zips=_with_values(-0.5)), "aba/energy/1001.zip",
+                        ["negative", "-0.5"]),
+    "member_with_dotdot": (
+        lambda t: make_folder(t, zips={"1001": _zip_bytes({**grid_members(), "../../evil.sh": b"rm"})}),
+        "aba/energy/1001.zip", ["unsafe", "../../evil.sh"]),
+    "member_absolute": (
+        lambda t: make_folder(t, zips={"1001": _zip_bytes({**grid_members(), "/etc/evil": b"x"})}),
+        "aba/energy/1001.zip", ["unsafe", "/etc/evil"]),
+    "single_zip_truncated": (
+        lambda t: (t / "1001.zip").write_bytes(_zip_bytes(grid_members())[:-200]) and t / "1001.zip",
+        "1001.zip", ["not a zip"]),
+    "npz_with_objects": (
+        lambda t: (np.savez(t / "x.npz", data=np.zeros((1, *SHAPE), "f4"),
+                            genes=np.array([{"a": 1}], dtype=object)), t / "x.npz")[1],
+        "x.npz", ["pickle"]),
+    "npz_wrong_shape": (
+        lambda t: (np.savez(t / "x.npz", data=np.zeros((1, 60, 41, 58), "f4"), genes=np.array(["A"])),
+                   t / "x.npz")[1],
+        "x.npz", ["(60, 41, 58)"]),
+    "npz_negative": (
+        lambda t: (np.savez(t / "x.npz", data=np.full((1, *SHAPE), -2.0, "f4"), genes=np.array(["A"])),
+                   t / "x.npz")[1],
+        "x.npz", ["negative"]),
+    "h5ad_outside_grid": (lambda t: _h5ad(t, coords_shift=70), "x.h5ad", ["outside", "grid"]),
+    "h5ad_not_hdf5": (lambda t: (t / "x.h5ad").write_text("hello") and t / "x.h5ad", "x.h5ad", ["not a readable"]),
+    "unknown_format": (lambda t: (t / "x.tif").write_bytes(b"II*") and t / "x.tif", "x.tif", ["unknown"]),
+    "path_not_found": (lambda t: t / "nothing_here", "nothing_here", ["not found"]),
+}
+
+
+def _h5ad(tmp: Path, coords_shift: int) -> Path:
+    import anndata as ad
+
+    coords = np.array([[1, 2, 3], [4, 5, 6]]) + np.array([coords_shift, 0, 0])
+    adata = ad.AnnData(X=np.ones((2, 1), np.float32), obsm={"spatial": coords})
+    adata.obs_names = ["a", "b"]
+    adata.write_h5ad(tmp / "x.h5ad")
+    return tmp / "x.h5ad"
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}
+
+
+@pytest.fixture
+def case_input(request, tmp_path):
+    build, named, words = CASES[request.param]
+    return build(tmp_path), tmp_path / named, words
+
+
+@pytest.mark.parametrize("case_input", sorted(CASES), indirect=True)
+def test_input_error_names_file(case_input):
+    target, named, words = case_input
+    with pytest.raises(InputError) as exc:
+        load_expression(target)
+    message = str(exc.value)
+    assert "\n" not in message
+    assert str(named) in message, message
+    for word in words:
+        assert word in message, message
+
+
+@pytest.mark.parametrize("case_input", sorted(CASES), indirect=True)
+def test_cli_exit_2_one_line_nothing_written(case_input, tmp_path, monkeypatch, capsys):
+    target, named, _ = case_input
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["osnmf", "info", str(target), "--json"])
+    before = snapshot(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    out, err = capsys.readouterr()
+    assert exc.value.code == 2
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and str(named) in lines[0], err
+    assert "Traceback" not in err
+    assert snapshot(tmp_path) == before
+
+
+def _osnmf_command() -> list[str]:
+    exe = Path(sys.executable).with_name("osnmf")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "osnmf.cli"]
+
+
+@pytest.mark.parametrize("case_input", ["not_a_zip", "truncated_raw", "member_with_dotdot", "duplicate_ids"],
+                         indirect=True)
+def test_cli_subprocess(case_input, tmp_path):
+    target, named, _ = case_input
+    before = snapshot(tmp_path)
+    proc = subprocess.run([*_osnmf_command(), "info", str(target)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(named) in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert snapshot(tmp_path) == before
