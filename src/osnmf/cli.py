@@ -39,12 +39,35 @@ def info(
     """Summarise an expression dataset: experiments, genes, brain voxels, missing fraction."""
     from osnmf.io.detect import load_expression
 
-    summary = load_expression(path).summary()
+    summary = {"path": str(path), **load_expression(path, progress=sys.stderr.isatty()).summary()}
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
     for key, value in summary.items():
         typer.echo(f"{key:>16}: {value}")
+
+
+@app.command("download-aba")
+def download_aba_command(
+    out: Path = typer.Argument(..., help="Target ABA grid folder (gets experiments.csv and energy/<id>.zip)."),
+    experiments: Path = typer.Option(
+        None, "--experiments", help="CSV with section_data_set_id, gene_symbol (default: the packaged 4,345)."
+    ),
+    base_url: str = typer.Option("https://api.brain-map.org", "--base-url", help="Allen API root URL."),
+    jobs: int = typer.Option(4, "--jobs", help="Concurrent downloads."),
+    timeout: float = typer.Option(60.0, "--timeout", help="Seconds a connection may stay silent."),
+    retries: int = typer.Option(4, "--retries", help="Retries after a transient failure."),
+    backoff: float = typer.Option(1.0, "--backoff", help="First retry wait in seconds (doubles each retry)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Download Allen expression-energy grids; exit 1 if any experiment failed (rerun to resume)."""
+    from osnmf.datasets.download import download_aba
+
+    report = download_aba(out, experiments=experiments, base_url=base_url, jobs=jobs, timeout=timeout,
+                          retries=retries, backoff=backoff, progress=progress)
+    typer.echo(report.summary())
+    if report.failed:
+        raise SystemExit(1)  # not typer.Exit: with standalone_mode=False click returns its code instead
 
 
 def main() -> None:

@@ -1,0 +1,395 @@
+"""Download the Allen Mouse Brain Atlas expression grids into an ABA grid folder.
+
+``download_aba(out)`` fetches ``{base_url}/grid_data/download/{id}?include=energy`` for each
+experiment (by default the packaged 4,345 coronal P56 experiments of the seed paper) and writes::
+
+    OUT/experiments.csv          section_data_set_id, gene_symbol[, plane, entrez_id]
+    OUT/energy/<id>.zip          the Allen API zip (energy.mhd + energy.raw), one per experiment
+
+the layout :func:`osnmf.io.aba_folder.read_aba_folder` reads. Only the standard library talks to
+the network (``urllib`` + a thread pool).
+
+Safety: each body is streamed into a temporary ``energy/.<id>.zip.<random>.part`` file, checked
+(size equals the ``Content-Length``, the zip opens, no member with ``..`` or an absolute path,
+``energy.raw`` has the byte count its ``.mhd`` header declares, the grid has the expected shape
+and valid values) and only then renamed to ``<id>.zip``; anything else is deleted. A rerun
+re-validates the zips already there, skips the valid ones and fetches the rest, so an interrupted
+or partly failed run is finished by running the same command again. ``experiments.csv`` is
+rewritten atomically at the end and lists exactly the experiments whose zips are present (earlier
+runs' entries kept), so the folder is always loadable.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+
+from osnmf.errors import ConfigError, DownloadError, InputError
+from osnmf.io.aba_folder import (
+    EXPERIMENTS_CSV,
+    GENE_COLUMN,
+    GRID_DIR,
+    ID_COLUMN,
+    check_experiment_id,
+    read_experiments_csv,
+)
+from osnmf.io.allen_grid import read_allen_grid_zip
+
+DEFAULT_BASE_URL = "https://api.brain-map.org"
+ALLEN_GRID_SHAPE = (67, 41, 58)
+PACKAGED_EXPERIMENTS = "coronal_experiments.csv.gz"
+CHUNK_BYTES = 1 << 16
+PERMANENT_HTTP_CODES = frozenset({400, 401, 403, 404, 410})
+
+
+class _Permanent(Exception):
+    """A failure that retrying cannot fix (e.g. HTTP 404)."""
+
+
+class _Transient(Exception):
+    """A failure worth retrying (server error, timeout, short body, invalid zip)."""
+
+
+@dataclass
+class DownloadReport:
+    """Final account of a :func:`download_aba` run.
+
+    Attributes
+    ----------
+    out : the ABA grid folder.
+    downloaded : ids fetched and validated in this run.
+    present : ids whose zip was already there and valid (skipped).
+    failed : id → reason (after all retries), for ids that have no valid zip now.
+    attempts : id → number of HTTP requests made for it in this run.
+    """
+
+    out: Path
+    downloaded: list[str] = field(default_factory=list)
+    present: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    attempts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def summary(self) -> str:
+        """A few human-readable lines: the counts, then one line per failed id."""
+        lines = [
+            f"{self.out}: {len(self.downloaded)} downloaded, {len(self.present)} already present, "
+            f"{len(self.failed)} failed"
+        ]
+        lines += [f"  failed {exp_id}: {reason}" for exp_id, reason in self.failed.items()]
+        if self.failed:
+            lines.append("  rerun the same command to retry the failed experiments")
+        return "\n".join(lines)
+
+
+def packaged_experiments() -> pd.DataFrame:
+    """The packaged list of the seed paper's 4,345 coronal experiments (string columns)."""
+    with resources.as_file(resources.files("osnmf.resources").joinpath(PACKAGED_EXPERIMENTS)) as path:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def _experiment_table(experiments) -> pd.DataFrame:
+    if experiments is None:
+        return packaged_experiments()
+    if isinstance(experiments, pd.DataFrame):
+        table = experiments.copy()
+        missing = [c for c in (ID_COLUMN, GENE_COLUMN) if c not in table.columns]
+        if missing:
+            raise InputError(f"experiments table lacks column(s) {', '.join(missing)}")
+        table = table.astype({ID_COLUMN: str, GENE_COLUMN: str})
+        for exp_id in table[ID_COLUMN]:
+            check_experiment_id(exp_id, "experiments table")
+        if table[ID_COLUMN].duplicated().any():
+            raise InputError("experiments table lists an experiment id twice")
+        if len(table) == 0:
+            raise InputError("experiments table is empty")
+        return table.reset_index(drop=True)
+    if isinstance(experiments, str | os.PathLike):
+        return read_experiments_csv(experiments)
+    # a sequence of ids: take their symbols from the packaged list
+    ids = [str(i).strip() for i in experiments]
+    if not ids:
+        raise InputError("no experiment ids given")
+    packaged = packaged_experiments().set_index(ID_COLUMN, drop=False)
+    unknown = [i for i in ids if i not in packaged.index]
+    if unknown:
+        raise InputError(
+            f"experiment id(s) {', '.join(unknown[:5])} are not in the packaged coronal list; "
+            f"pass a CSV with columns {ID_COLUMN}, {GENE_COLUMN} instead"
+        )
+    if len(set(ids)) != len(ids):
+        raise InputError("an experiment id is listed twice")
+    return packaged.loc[ids].reset_index(drop=True)
+
+
+def grid_url(base_url: str, exp_id: str) -> str:
+    """The Allen API URL of one experiment's energy grid zip."""
+    return f"{base_url.rstrip('/')}/grid_data/download/{urllib.parse.quote(exp_id)}?include=energy"
+
+
+def validate_grid_zip(path: str | os.PathLike, expected_shape: tuple[int, int, int] | None = ALLEN_GRID_SHAPE) -> None:
+    """Raise :class:`InputError` unless ``path`` is a complete, safe Allen energy-grid zip.
+
+    Checks (via :func:`osnmf.io.allen_grid.read_allen_grid_zip`): the zip opens and its CRCs
+    match, no member is absolute or contains ``..``, ``energy.raw`` has exactly the bytes the
+    ``energy.mhd`` header declares, the grid has ``expected_shape`` (AP, DV, ML) and its values are
+    finite, ≥ 0 or the −1 sentinel.
+    """
+    read_allen_grid_zip(path, kinds=("energy",), expected_shape=expected_shape)
+
+
+def _fetch_once(url: str, tmp: Path, timeout: float, max_bytes: int, user_agent: str) -> int:
+    """One HTTP GET of ``url`` into ``tmp``; returns the byte count. Raises _Permanent/_Transient."""
+    request = urllib.request.Request(url, headers={"User-Agent": user_agent, "Accept": "application/zip"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (http/https only)
+            length_text = response.headers.get("Content-Length")
+            expected = int(length_text) if length_text and length_text.isdigit() else None
+            if expected is not None and expected > max_bytes:
+                raise _Permanent(f"server announces {expected} bytes, more than the {max_bytes}-byte limit")
+            received = 0
+            with open(tmp, "wb") as fh:
+                while True:  # bounded: stops at EOF, at max_bytes, or on a socket timeout
+                    chunk = response.read(CHUNK_BYTES)
+                    if not chunk:
+                        break
+                    received += len(chunk)
+                    if received > max_bytes:
+                        raise _Permanent(f"body exceeds the {max_bytes}-byte limit")
+                    fh.write(chunk)
+            if expected is not None and received != expected:
+                raise _Transient(f"body cut short: {received} of {expected} bytes")
+            if received == 0:
+                raise _Transient("empty response body")
+            return received
+    except urllib.error.HTTPError as exc:
+        reason = f"HTTP {exc.code} {exc.reason}"
+        if exc.code in PERMANENT_HTTP_CODES:
+            raise _Permanent(reason) from None
+        raise _Transient(reason) from None
+    except http.client.IncompleteRead as exc:
+        raise _Transient(f"body cut short: {len(exc.partial)} bytes then the connection closed") from None
+    except TimeoutError:
+        raise _Transient(f"timed out after {timeout:g} s without data") from None
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, TimeoutError):
+            raise _Transient(f"timed out after {timeout:g} s without data") from None
+        raise _Transient(f"connection failed ({exc.reason})") from None
+    except (http.client.HTTPException, OSError) as exc:  # dropped connection, reset, ...
+        raise _Transient(f"connection error ({type(exc).__name__}: {exc})") from None
+
+
+def _stale_parts(grid_dir: Path, exp_id: str) -> list[Path]:
+    return list(grid_dir.glob(f".{exp_id}.zip.*.part"))
+
+
+def _download_one(
+    exp_id: str,
+    grid_dir: Path,
+    base_url: str,
+    timeout: float,
+    retries: int,
+    backoff: float,
+    max_backoff: float,
+    max_bytes: int,
+    expected_shape: tuple[int, int, int] | None,
+    user_agent: str,
+    stop: threading.Event,
+    sleep: Callable[[float], None],
+) -> tuple[str, str | None, int]:
+    """Fetch and validate one experiment. Returns (status, reason, attempts)."""
+    final = grid_dir / f"{exp_id}.zip"
+    for stale in _stale_parts(grid_dir, exp_id):  # left by an interrupted run
+        stale.unlink(missing_ok=True)
+    if final.exists():
+        try:
+            validate_grid_zip(final, expected_shape)
+            return "present", None, 0
+        except InputError:
+            final.unlink(missing_ok=True)  # corrupt leftover: fetch it again
+    url = grid_url(base_url, exp_id)
+    reason = "not attempted"
+    attempts = 0
+    for attempt in range(retries + 1):
+        if stop.is_set():
+            return "failed", "cancelled", attempts
+        if attempt:
+            sleep(min(max_backoff, backoff * 2 ** (attempt - 1)))
+        fd, tmp_name = tempfile.mkstemp(dir=grid_dir, prefix=f".{exp_id}.zip.", suffix=".part")
+        os.close(fd)
+        tmp = Path(tmp_name)
+        attempts += 1
+        try:
+            _fetch_once(url, tmp, timeout, max_bytes, user_agent)
+            try:
+                validate_grid_zip(tmp, expected_shape)
+            except InputError as exc:
+                raise _Transient(f"invalid grid zip: {str(exc).replace(str(tmp), 'download')}") from None
+            os.replace(tmp, final)
+            return "downloaded", None, attempts
+        except _Permanent as exc:
+            return "failed", str(exc), attempts
+        except _Transient as exc:
+            reason = str(exc)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return "failed", f"{reason} (after {attempts} attempts)", attempts
+
+
+def _write_experiments_csv(out: Path, table: pd.DataFrame, present: set[str]) -> None:
+    """Rewrite ``OUT/experiments.csv`` atomically: earlier valid entries, then this run's present ones."""
+    path = out / EXPERIMENTS_CSV
+    rows = table[table[ID_COLUMN].isin(present)]
+    if path.exists():
+        try:
+            earlier = read_experiments_csv(path)
+        except InputError:
+            earlier = None  # unreadable: replaced by this run's list
+        if earlier is not None:
+            keep = earlier[~earlier[ID_COLUMN].isin(table[ID_COLUMN])]
+            keep = keep[[(out / GRID_DIR / f"{i}.zip").is_file() for i in keep[ID_COLUMN]]]
+            rows = pd.concat([keep, rows], ignore_index=True)
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{EXPERIMENTS_CSV}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            rows.to_csv(fh, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def download_aba(
+    out: str | os.PathLike,
+    experiments: str | os.PathLike | pd.DataFrame | Sequence[int | str] | None = None,
+    base_url: str = DEFAULT_BASE_URL,
+    jobs: int = 4,
+    timeout: float = 60.0,
+    retries: int = 4,
+    backoff: float = 1.0,
+    max_backoff: float = 30.0,
+    max_bytes: int = 64 << 20,
+    expected_shape: tuple[int, int, int] | None = ALLEN_GRID_SHAPE,
+    progress: bool = True,
+    raise_on_failure: bool = False,
+    sleep: Callable[[float], None] = time.sleep,
+) -> DownloadReport:
+    """Download Allen expression-energy grids into the ABA grid folder ``out``.
+
+    Parameters
+    ----------
+    out : target folder (created); gets ``experiments.csv`` and ``energy/<id>.zip``.
+    experiments : ``None`` for the packaged 4,345 coronal experiments; a CSV path or DataFrame
+        with columns ``section_data_set_id``, ``gene_symbol`` (others kept); or a list of ids
+        from the packaged list.
+    base_url : API root; the grid of experiment ``id`` is ``{base_url}/grid_data/download/{id}?include=energy``.
+    jobs : concurrent downloads (threads).
+    timeout : seconds a connection may stay silent (connect or read) before the attempt fails.
+    retries : extra attempts after a transient failure (HTTP 5xx/429, timeout, dropped
+        connection, short body, invalid zip); HTTP 400/401/403/404/410 are not retried.
+    backoff, max_backoff : wait ``min(max_backoff, backoff × 2^(attempt−1))`` seconds before a retry.
+    max_bytes : refuse bodies larger than this (a grid zip is < 1 MB).
+    expected_shape : grid shape (AP, DV, ML) a zip must have; ``None`` accepts any 3-D grid.
+    progress : show a rich progress bar.
+    raise_on_failure : raise :class:`DownloadError` (after writing everything that succeeded)
+        instead of only reporting failures.
+
+    Returns
+    -------
+    DownloadReport with the ids downloaded, already present and failed (with reasons).
+    """
+    parsed = urllib.parse.urlparse(str(base_url))
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ConfigError(f"base URL {base_url!r} must be an http:// or https:// address")
+    if int(jobs) < 1:
+        raise ConfigError(f"jobs must be >= 1, got {jobs}")
+    if int(retries) < 0:
+        raise ConfigError(f"retries must be >= 0, got {retries}")
+    if not timeout > 0:
+        raise ConfigError(f"timeout must be > 0 seconds, got {timeout}")
+    if backoff < 0 or max_backoff < 0:
+        raise ConfigError("backoff and max_backoff must be >= 0 seconds")
+    table = _experiment_table(experiments)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder")
+    grid_dir = out / GRID_DIR
+    grid_dir.mkdir(parents=True, exist_ok=True)
+
+    from osnmf import __version__
+
+    user_agent = f"osnmf/{__version__} (+python urllib)"
+    ids = table[ID_COLUMN].tolist()
+    report = DownloadReport(out)
+    status: dict[str, tuple[str, str | None]] = {}
+    stop = threading.Event()
+
+    def work(exp_id: str) -> tuple[str, str, str | None, int]:
+        state, reason, attempts = _download_one(
+            exp_id, grid_dir, str(base_url), float(timeout), int(retries), float(backoff),
+            float(max_backoff), int(max_bytes), expected_shape, user_agent, stop, sleep,
+        )
+        return exp_id, state, reason, attempts
+
+    bar = None
+    if progress:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TextColumn("{task.fields[failed]} failed"), TimeRemainingColumn())
+    executor = ThreadPoolExecutor(max_workers=int(jobs), thread_name_prefix="osnmf-download")
+    try:
+        if bar is not None:
+            bar.start()
+            task = bar.add_task("downloading Allen grids", total=len(ids), failed=0)
+        futures = [executor.submit(work, exp_id) for exp_id in ids]
+        n_failed = 0
+        for future in as_completed(futures):
+            exp_id, state, reason, attempts = future.result()
+            status[exp_id] = (state, reason)
+            report.attempts[exp_id] = attempts
+            n_failed += state == "failed"
+            if bar is not None:
+                bar.update(task, advance=1, failed=n_failed)
+    except BaseException:
+        stop.set()
+        executor.shutdown(wait=True, cancel_futures=True)
+        raise
+    finally:
+        executor.shutdown(wait=True)
+        if bar is not None:
+            bar.stop()
+        done = {i for i, (s, _) in status.items() if s in ("downloaded", "present")}
+        _write_experiments_csv(out, table, done)
+
+    for exp_id in ids:  # the report follows the list order
+        state, reason = status[exp_id]
+        if state == "downloaded":
+            report.downloaded.append(exp_id)
+        elif state == "present":
+            report.present.append(exp_id)
+        else:
+            report.failed[exp_id] = reason or "unknown error"
+    if raise_on_failure and report.failed:
+        first = next(iter(report.failed.items()))
+        raise DownloadError(
+            f"{len(report.failed)} of {len(ids)} experiments failed (e.g. {first[0]}: {first[1]}); "
+            "rerun to retry them"
+        )
+    return report
