@@ -39,7 +39,7 @@ def info(
     """Summarise an expression dataset: experiments, genes, brain voxels, missing fraction."""
     from osnmf.io.detect import load_expression
 
-    summary = load_expression(path).summary()
+    summary = {"path": str(path), **load_expression(path, progress=sys.stderr.isatty()).summary()}
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return

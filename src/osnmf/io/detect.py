@@ -49,7 +49,9 @@ def read_grid_zip(path: str | os.PathLike, atlas: Atlas | None = None) -> Spatia
     return SpatialExpression(grid[None], np.array([gene]), np.array([exp_id]), atlas)
 
 
-def load_expression(path: str | os.PathLike, atlas: Atlas | None = None) -> SpatialExpression:
+def load_expression(
+    path: str | os.PathLike, atlas: Atlas | None = None, progress: bool = False
+) -> SpatialExpression:
     """Load any supported expression input, chosen by what ``path`` is.
 
     - a folder → :func:`osnmf.io.aba_folder.read_aba_folder`;
@@ -57,7 +59,8 @@ def load_expression(path: str | os.PathLike, atlas: Atlas | None = None) -> Spat
     - ``.npz`` → :func:`osnmf.io.npz.read_npz`;
     - ``.h5ad`` → :func:`osnmf.io.anndata_io.read_h5ad`.
 
-    Raises :class:`InputError` for a missing path or an unknown format.
+    ``progress`` shows a progress bar while reading a folder. Raises :class:`InputError` for a
+    missing path or an unknown format.
     """
     path = Path(path)
     if not path.exists():
@@ -65,7 +68,7 @@ def load_expression(path: str | os.PathLike, atlas: Atlas | None = None) -> Spat
     if path.is_dir():
         from osnmf.io.aba_folder import read_aba_folder
 
-        return read_aba_folder(path, atlas=atlas)
+        return read_aba_folder(path, atlas=atlas, progress=progress)
     suffix = path.suffix.lower()
     if suffix == ".zip":
         return read_grid_zip(path, atlas=atlas)
