@@ -1,0 +1,452 @@
+"""Pattern sets to compare staNMF with: PCA, PCA + k-means, PCA + Ward, staNMF + hierarchical.
+
+Every method returns a :class:`PatternSet`, the one interface the later analyses (Moran's I,
+reconstruction accuracy, linking to regions) accept:
+
+* ``patterns`` ``(K, m)``: one row per pattern over the m voxels (mask / C order);
+* ``coefficients`` ``(n, K)``: how much each gene uses each pattern, so that
+  ``X ≈ coefficients @ patterns (+ extra["offset"])``.
+
+Clustering baselines cluster the *voxels* (the paper's Fig. 3C comparison): each voxel is
+embedded in a low-dimensional space (its principal-component scores computed with voxels as
+samples and genes as features, as stLearn / AGEA-style pipelines do; or its staNMF pattern
+loadings), the voxels are split into k clusters and each cluster becomes a binary spatial pattern
+(1 inside the cluster). A gene's coefficient on a cluster pattern is its mean expression in the
+cluster, the least-squares fit for disjoint indicator patterns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from scipy import sparse
+
+from osnmf.errors import ConfigError, InputError
+
+Kind = Literal["nmf", "pca", "clusters", "other"]
+
+
+@dataclass
+class PatternSet:
+    """A set of K spatial patterns and the genes' coefficients on them.
+
+    Attributes
+    ----------
+    name : label used in tables and figures (e.g. ``"staNMF"``, ``"PCA"``).
+    patterns : float ``(K, m)``, one pattern per row over the m voxels (mask C order).
+    coefficients : float ``(n, K)`` or None (unknown, e.g. clusters built without the data).
+    kind : ``"nmf"``, ``"pca"``, ``"clusters"`` or ``"other"``.
+    extra : free metadata; keys used by osnmf: ``"offset"`` ``(m,)`` added to every
+        reconstruction (PCA's voxel means), ``"labels"`` ``(m,)`` cluster of each voxel.
+    """
+
+    name: str
+    patterns: np.ndarray
+    coefficients: np.ndarray | None
+    kind: Kind = "other"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.patterns = np.asarray(self.patterns)
+        if self.patterns.ndim != 2 or self.patterns.shape[0] == 0:
+            raise InputError(f"{self.name}: patterns must be K × voxels, got {self.patterns.shape}")
+        if self.coefficients is not None:
+            self.coefficients = np.asarray(self.coefficients)
+            if self.coefficients.ndim != 2 or self.coefficients.shape[1] != self.k:
+                raise InputError(
+                    f"{self.name}: coefficients must be genes × {self.k}, got "
+                    f"{self.coefficients.shape}"
+                )
+        if self.kind not in ("nmf", "pca", "clusters", "other"):
+            raise InputError(f"{self.name}: unknown kind {self.kind!r}")
+
+    @property
+    def k(self) -> int:
+        """Number of patterns K."""
+        return int(self.patterns.shape[0])
+
+    @property
+    def n_voxels(self) -> int:
+        return int(self.patterns.shape[1])
+
+    @property
+    def offset(self) -> np.ndarray | None:
+        return self.extra.get("offset")
+
+    def reconstruct(self, rows: slice | np.ndarray | None = None) -> np.ndarray:
+        """``coefficients @ patterns (+ offset)`` for the selected genes, float64 ``(n, m)``."""
+        if self.coefficients is None:
+            raise InputError(f"{self.name}: no coefficients, cannot reconstruct")
+        A = self.coefficients if rows is None else self.coefficients[rows]
+        out = np.asarray(A, dtype=np.float64) @ np.asarray(self.patterns, dtype=np.float64)
+        if self.offset is not None:
+            out += np.asarray(self.offset, dtype=np.float64)
+        return out
+
+    def __repr__(self) -> str:
+        n = None if self.coefficients is None else self.coefficients.shape[0]
+        return f"PatternSet({self.name!r}, kind={self.kind}, K={self.k}, voxels={self.n_voxels}, genes={n})"
+
+
+# --------------------------------------------------------------------------- checks and PCA core
+
+
+def _check_matrix(X: np.ndarray, name: str = "X") -> np.ndarray:
+    X = np.asarray(X)
+    if X.ndim != 2 or min(X.shape) < 2:
+        raise InputError(f"{name} must be a 2D genes × voxels matrix, got shape {X.shape}")
+    if not np.issubdtype(X.dtype, np.number):
+        raise InputError(f"{name} must be numeric, got dtype {X.dtype}")
+    if not np.isfinite(X).all():
+        raise InputError(f"{name} has NaN or infinite values: impute missing voxels first")
+    return X
+
+
+def _check_k(k: int, limit: int) -> int:
+    if int(k) != k or not 1 <= k <= limit:
+        raise ConfigError(f"k must be an integer in 1…{limit}, got {k}")
+    return int(k)
+
+
+def _flip_signs(components: np.ndarray) -> np.ndarray:
+    """Make the largest-magnitude entry of each component positive (scikit-learn's convention)."""
+    idx = np.argmax(np.abs(components), axis=1)
+    signs = np.sign(components[np.arange(components.shape[0]), idx])
+    signs[signs == 0] = 1.0
+    return components * signs[:, None]
+
+
+def pca_fit(
+    X: np.ndarray, k: int, weights: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact PCA of the rows of ``X`` (samples) by eigen-decomposition of the smaller Gram matrix.
+
+    Parameters
+    ----------
+    X : ``(n, m)`` finite matrix, rows = samples.
+    k : number of components.
+    weights : optional ``(n,)`` non-negative integer-like row multiplicities (bootstrap counts):
+        the result equals PCA of the matrix with row i repeated ``weights[i]`` times.
+
+    Returns
+    -------
+    components : float64 ``(k, m)``, orthonormal rows, largest-|entry| positive.
+    mean : float64 ``(m,)``, the (weighted) row mean that was subtracted.
+    explained_variance : float64 ``(k,)``, variance along each component (ddof=1).
+    """
+    X = np.asarray(X, dtype=np.float64)
+    n, m = X.shape
+    if weights is None:
+        w = np.ones(n)
+    else:
+        w = np.asarray(weights, dtype=np.float64)
+        if w.shape != (n,) or (w < 0).any() or w.sum() <= 1:
+            raise InputError("weights must be n non-negative multiplicities summing to more than 1")
+    keep = w > 0
+    Xs, ws = X[keep], w[keep]
+    total = ws.sum()
+    mean = ws @ Xs / total
+    Z = (Xs - mean) * np.sqrt(ws)[:, None]
+    k = _check_k(k, min(Z.shape))
+    if Z.shape[0] <= Z.shape[1]:
+        G = Z @ Z.T
+        vals, vecs = np.linalg.eigh(G)
+        order = np.argsort(vals)[::-1][:k]
+        vals, U = np.clip(vals[order], 0, None), vecs[:, order]
+        comps = (Z.T @ U).T
+        norms = np.linalg.norm(comps, axis=1, keepdims=True)
+        comps = comps / np.where(norms > 0, norms, 1.0)
+    else:
+        C = Z.T @ Z
+        vals, vecs = np.linalg.eigh(C)
+        order = np.argsort(vals)[::-1][:k]
+        vals, comps = np.clip(vals[order], 0, None), vecs[:, order].T
+    return _flip_signs(comps), mean, vals / max(total - 1.0, 1.0)
+
+
+# --------------------------------------------------------------------------- PCA pattern sets
+
+
+def pca_patterns(X: np.ndarray, k: int, name: str = "PCA") -> PatternSet:
+    """Principal components of the genes as spatial patterns.
+
+    PCA with genes as samples and voxels as features (the paper's baseline): the K components
+    ``(K, m)`` are the patterns, the genes' scores ``(X - mean) @ components.T`` the coefficients,
+    and the voxel means go to ``extra["offset"]`` so that ``reconstruct()`` equals scikit-learn's
+    ``inverse_transform``. (The reference code reconstructed ``scores @ components`` without the
+    mean; pass ``offset=None`` to :func:`osnmf.metrics.reconstruction_accuracy` for that.)
+
+    Parameters
+    ----------
+    X : ``(n_genes, m)`` finite matrix (impute missing values first).
+    k : number of components.
+    """
+    X = _check_matrix(X)
+    comps, mean, var = pca_fit(X, k)
+    scores = (np.asarray(X, dtype=np.float64) - mean) @ comps.T
+    total_var = float(np.var(np.asarray(X, dtype=np.float64), axis=0, ddof=1).sum())
+    return PatternSet(
+        name=name,
+        patterns=comps,
+        coefficients=scores,
+        kind="pca",
+        extra={"offset": mean, "explained_variance": var,
+               "explained_variance_ratio": var / total_var if total_var > 0 else var * np.nan},
+    )
+
+
+def bootstrap_counts(n_rows: int, n_replicates: int, seed: int = 0) -> np.ndarray:
+    """Gene-bootstrap row multiplicities ``(R, n_rows)``, the same draws staNMF's sweep uses.
+
+    Replicate r uses :func:`osnmf.factorize.sweep.replicate_counts` (``default_rng([seed, r])``),
+    so PCA and staNMF replicate r see the same resampled genes.
+    """
+    from osnmf.factorize.sweep import SweepParams, replicate_counts
+
+    return replicate_counts(int(n_rows), range(int(n_replicates)),
+                            SweepParams(random_state=int(seed)))
+
+
+def align_signs(replicate: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Flip each row of ``replicate`` so that its best-matching reference row correlates positively.
+
+    A principal component's sign is arbitrary; without this a flipped replicate component would
+    count as maximally unstable. Rows are matched by largest absolute uncentred correlation;
+    only signs change, never the order.
+    """
+    a = replicate / np.maximum(np.linalg.norm(replicate, axis=1, keepdims=True), 1e-300)
+    b = reference / np.maximum(np.linalg.norm(reference, axis=1, keepdims=True), 1e-300)
+    C = a @ b.T
+    best = np.argmax(np.abs(C), axis=1)
+    signs = np.sign(C[np.arange(C.shape[0]), best])
+    signs[signs == 0] = 1.0
+    return replicate * signs[:, None]
+
+
+def pca_bootstrap_patterns(
+    X: np.ndarray,
+    k: int,
+    n_replicates: int = 20,
+    seed: int = 0,
+    counts: np.ndarray | None = None,
+    align: bool = True,
+    progress: bool = False,
+) -> np.ndarray:
+    """PCA patterns fitted on gene-bootstrap replicates of ``X``.
+
+    Parameters
+    ----------
+    X : ``(n_genes, m)`` finite matrix.
+    k : components per replicate.
+    n_replicates : R (the paper: 100 for instability, 20 for the Moran's I distribution).
+    seed : bootstrap seed (see :func:`bootstrap_counts`); ignored when ``counts`` is given.
+    counts : optional ``(R, n_genes)`` row multiplicities to use instead.
+    align : flip component signs towards the full-data PCA (:func:`align_signs`).
+    progress : show a progress bar.
+
+    Returns
+    -------
+    float32 ``(R, k, m)``.
+    """
+    X = _check_matrix(X)
+    if counts is None:
+        counts = bootstrap_counts(X.shape[0], n_replicates, seed)
+    counts = np.asarray(counts)
+    if counts.ndim != 2 or counts.shape[1] != X.shape[0]:
+        raise InputError(f"counts must be (R, {X.shape[0]}), got {counts.shape}")
+    reference = pca_fit(X, k)[0] if align else None
+    out = np.empty((counts.shape[0], int(k), X.shape[1]), dtype=np.float32)
+    it = range(counts.shape[0])
+    if progress:
+        from rich.progress import track
+
+        it = track(it, description="PCA bootstrap")
+    for r in it:
+        comps = pca_fit(X, k, weights=counts[r])[0]
+        out[r] = align_signs(comps, reference) if align else comps
+    return out
+
+
+def pca_instability(
+    X: np.ndarray,
+    k: int,
+    n_replicates: int = 20,
+    seed: int = 0,
+    centered: bool = False,
+    align: bool = True,
+    progress: bool = False,
+) -> dict[str, float]:
+    """Instability of PCA patterns under the gene bootstrap staNMF uses.
+
+    Fits PCA on ``n_replicates`` bootstrap replicates (:func:`pca_bootstrap_patterns`) and scores
+    them with :func:`osnmf.factorize.stability.instability` (the same dissimilarities as staNMF).
+
+    Returns
+    -------
+    dict: ``hungarian``, ``hungarian_sd``, ``amari``, ``amari_sd`` (and the other keys of
+    ``instability``).
+    """
+    from osnmf.factorize.stability import instability
+
+    reps = pca_bootstrap_patterns(X, k, n_replicates, seed, align=align, progress=progress)
+    return instability(reps, centered=centered)
+
+
+# --------------------------------------------------------------------------- clustering baselines
+
+
+def voxel_pca_embedding(X: np.ndarray, n_components: int) -> np.ndarray:
+    """Voxels embedded by PCA with voxels as samples and genes as features: ``(m, n_components)``."""
+    X = _check_matrix(X)
+    Xt = np.asarray(X, dtype=np.float64).T
+    comps, mean, _ = pca_fit(Xt, n_components)
+    return (Xt - mean) @ comps.T
+
+
+def cluster_patterns(
+    labels: np.ndarray, k: int, X: np.ndarray | None = None, name: str = "clusters",
+    extra: dict[str, Any] | None = None,
+) -> PatternSet:
+    """Binary patterns of k voxel clusters; coefficients = each gene's mean in each cluster.
+
+    Parameters
+    ----------
+    labels : int ``(m,)`` in 0…k−1, the cluster of each voxel.
+    X : optional ``(n_genes, m)`` matrix for the coefficients (None → no coefficients).
+    """
+    labels = np.asarray(labels)
+    patterns = (labels[None, :] == np.arange(k)[:, None]).astype(np.float64)
+    coefficients = None
+    if X is not None:
+        X = _check_matrix(X)
+        if X.shape[1] != labels.size:
+            raise InputError(f"X has {X.shape[1]} voxels but labels {labels.size}")
+        sizes = patterns.sum(axis=1)
+        coefficients = (np.asarray(X, dtype=np.float64) @ patterns.T) / np.maximum(sizes, 1)
+    info = {"labels": labels, "cluster_sizes": patterns.sum(axis=1).astype(np.int64)}
+    info.update(extra or {})
+    return PatternSet(name=name, patterns=patterns, coefficients=coefficients, kind="clusters",
+                      extra=info)
+
+
+def pca_kmeans_patterns(
+    X: np.ndarray, k: int, n_components: int | None = None, seed: int = 0, n_init: int = 10,
+    name: str = "PCA + k-means",
+) -> PatternSet:
+    """Voxels clustered by k-means in PC space (stLearn-like); each cluster a binary pattern.
+
+    Parameters
+    ----------
+    X : ``(n_genes, m)`` finite matrix.
+    k : number of clusters (patterns).
+    n_components : PCs of the voxel embedding (default ``k``).
+    seed : k-means ``random_state``.
+    """
+    from sklearn.cluster import KMeans
+
+    X = _check_matrix(X)
+    k = _check_k(k, X.shape[1])
+    emb = voxel_pca_embedding(X, n_components or k)
+    labels = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit_predict(emb)
+    return cluster_patterns(labels, k, X, name=name, extra={"embedding": "pca"})
+
+
+def ward_labels(
+    emb: np.ndarray,
+    k: int,
+    connectivity: sparse.spmatrix | None = None,
+    max_voxels: int = 8000,
+    seed: int = 0,
+) -> np.ndarray:
+    """Ward agglomerative clustering of the rows of ``emb`` into k clusters.
+
+    Unstructured Ward needs memory quadratic in the number of points (62,529 voxels → 16 GB),
+    so above ``max_voxels`` points it is fitted on a random subsample of ``max_voxels`` points
+    (``seed``) and every point is then assigned to the nearest cluster centroid. With a
+    ``connectivity`` graph (e.g. :func:`osnmf.spatial.moran.spatial_weights`, which makes the
+    clusters spatially contiguous) all points are clustered directly.
+    """
+    from sklearn.cluster import AgglomerativeClustering
+
+    emb = np.asarray(emb, dtype=np.float64)
+    n = emb.shape[0]
+    k = _check_k(k, n)
+    if connectivity is not None:
+        if connectivity.shape != (n, n):
+            raise InputError(f"connectivity is {connectivity.shape}, need ({n}, {n})")
+        model = AgglomerativeClustering(n_clusters=k, linkage="ward", connectivity=connectivity)
+        return model.fit_predict(emb)
+    if n <= max_voxels:
+        return AgglomerativeClustering(n_clusters=k, linkage="ward").fit_predict(emb)
+    rng = np.random.default_rng(seed)
+    sub = np.sort(rng.choice(n, size=max_voxels, replace=False))
+    sub_labels = AgglomerativeClustering(n_clusters=k, linkage="ward").fit_predict(emb[sub])
+    centroids = np.stack([emb[sub][sub_labels == c].mean(axis=0) for c in range(k)])
+    d2 = (emb**2).sum(1)[:, None] - 2 * emb @ centroids.T + (centroids**2).sum(1)[None, :]
+    return np.argmin(d2, axis=1)
+
+
+def pca_agglomerative_patterns(
+    X: np.ndarray, k: int, n_components: int | None = None,
+    connectivity: sparse.spmatrix | None = None, max_voxels: int = 8000, seed: int = 0,
+    name: str = "PCA + agglomerative",
+) -> PatternSet:
+    """Voxels clustered by Ward agglomerative clustering in PC space (AGEA-like).
+
+    See :func:`ward_labels` for ``connectivity``, ``max_voxels`` and ``seed``.
+    """
+    X = _check_matrix(X)
+    k = _check_k(k, X.shape[1])
+    emb = voxel_pca_embedding(X, n_components or k)
+    labels = ward_labels(emb, k, connectivity, max_voxels, seed)
+    return cluster_patterns(labels, k, X, name=name, extra={"embedding": "pca"})
+
+
+def nmf_hierarchical_patterns(
+    D: np.ndarray, k: int, X: np.ndarray | None = None, scale: bool = True,
+    connectivity: sparse.spmatrix | None = None, max_voxels: int = 8000, seed: int = 0,
+    name: str = "staNMF + hierarchical",
+) -> PatternSet:
+    """Voxels clustered by Ward clustering of their staNMF pattern loadings.
+
+    Parameters
+    ----------
+    D : ``(K, m)`` staNMF patterns; voxel j is embedded as ``D[:, j]``.
+    k : number of clusters (patterns).
+    X : optional ``(n_genes, m)`` data for the coefficients (cluster means).
+    scale : divide each pattern by its maximum first, so every pattern weighs the same.
+    connectivity, max_voxels, seed : see :func:`ward_labels`.
+    """
+    D = _check_matrix(D, "D")
+    emb = np.asarray(D, dtype=np.float64).copy()
+    if scale:
+        mx = np.abs(emb).max(axis=1, keepdims=True)
+        emb = emb / np.where(mx > 0, mx, 1.0)
+    labels = ward_labels(emb.T, k, connectivity, max_voxels, seed)
+    return cluster_patterns(labels, k, X, name=name, extra={"embedding": "nmf"})
+
+
+def nmf_patterns(model: Any = None, *, components: np.ndarray | None = None,
+                 coefficients: np.ndarray | None = None, name: str = "staNMF") -> PatternSet:
+    """Wrap a fitted staNMF model (or its arrays) as a :class:`PatternSet`.
+
+    Parameters
+    ----------
+    model : a fitted :class:`osnmf.StaNMF` (uses ``components_`` ``(K, m)``,
+        ``coefficients_`` ``(n, K)`` and ``k_``), or None to pass the arrays directly.
+    components, coefficients : the arrays, when no model is given.
+    """
+    extra: dict[str, Any] = {}
+    if model is not None:
+        if not hasattr(model, "components_"):
+            raise InputError("the model is not fitted (no components_): call fit() first")
+        components = model.components_
+        coefficients = getattr(model, "coefficients_", None)
+        if getattr(model, "k_", None) is not None:
+            extra["k"] = int(model.k_)
+    if components is None:
+        raise InputError("give a fitted model or the components")
+    return PatternSet(name=name, patterns=np.asarray(components), coefficients=coefficients,
+                      kind="nmf", extra=extra)

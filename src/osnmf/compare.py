@@ -1,0 +1,288 @@
+"""staNMF against PCA, as in the paper's Fig. 1 (spec section 4): the comparison table.
+
+For one matrix ``X`` (genes × voxels) this fits staNMF over a range of K and PCA at the selected
+K, under the *same* gene bootstrap (replicate r resamples the same genes for both), and reports
+
+* instability (Hungarian and Amari) of the R replicate pattern sets at K, mean ± SD over pairs
+  (and PCA's instability at every K of the range);
+* Moran's I of every pattern of every replicate (R × K values per method), both of the pattern
+  values ("continuous") and of the binary strongest-pattern maps ("strongest", the paper's
+  Fig. 1D statistic), compared with :func:`compare_distributions`;
+* reconstruction accuracy per gene (Pearson r, measured vs reconstructed), mean ± SD, and the
+  share of genes that staNMF reconstructs better;
+* patterns per gene (:func:`osnmf.metrics.patterns_per_gene`).
+
+Statistical test: :func:`compare_distributions` reports Cliff's delta (effect size) with the
+two-sided Mann–Whitney U p-value as the primary pair (no normality assumed; Moran's I values are
+bounded and skewed), and Cohen's d with Welch's t-test p-value alongside.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from osnmf.baselines import PatternSet, nmf_patterns, pca_bootstrap_patterns, pca_patterns
+from osnmf.errors import InputError
+from osnmf.metrics import patterns_per_gene, reconstruction_accuracy, summarize
+
+
+def compare_distributions(a: Iterable[float], b: Iterable[float]) -> dict[str, float]:
+    """Compare two samples (e.g. Moran's I of staNMF vs PCA patterns); NaN values are dropped.
+
+    Returns
+    -------
+    dict with ``n_a, mean_a, sd_a, n_b, mean_b, sd_b`` (SD with ddof=1) and
+    ``cliffs_delta``: P(a > b) − P(a < b) over all pairs, in [−1, 1] (> 0: a tends larger);
+    ``p_mannwhitney``: two-sided Mann–Whitney U p-value (scipy, asymptotic with tie correction
+    for large samples); ``cohens_d``: mean difference over the pooled SD; ``p_welch``: two-sided
+    Welch t-test p-value.
+    """
+    a = np.asarray(list(a), dtype=np.float64).ravel()
+    b = np.asarray(list(b), dtype=np.float64).ravel()
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if a.size < 2 or b.size < 2:
+        raise InputError(f"need at least 2 finite values per sample, got {a.size} and {b.size}")
+    u = stats.mannwhitneyu(a, b, alternative="two-sided")
+    delta = 2.0 * float(u.statistic) / (a.size * b.size) - 1.0
+    pooled = np.sqrt(((a.size - 1) * a.var(ddof=1) + (b.size - 1) * b.var(ddof=1))
+                     / (a.size + b.size - 2))
+    d = (a.mean() - b.mean()) / pooled if pooled > 0 else float("nan")
+    welch = stats.ttest_ind(a, b, equal_var=False)
+    return {
+        "n_a": int(a.size), "mean_a": float(a.mean()), "sd_a": float(a.std(ddof=1)),
+        "n_b": int(b.size), "mean_b": float(b.mean()), "sd_b": float(b.std(ddof=1)),
+        "cliffs_delta": float(delta), "p_mannwhitney": float(u.pvalue),
+        "cohens_d": float(d), "p_welch": float(welch.pvalue),
+    }
+
+
+@dataclass
+class Comparison:
+    """Result of :func:`compare_stanmf_pca`.
+
+    Attributes
+    ----------
+    table : DataFrame indexed by metric with columns ``staNMF``, ``PCA`` (formatted
+        "mean ± SD" strings) and ``test`` (effect size and p-value where one applies).
+    values : the same numbers, unformatted (nested dicts).
+    k : the K used (staNMF's selected K).
+    instability_curve : DataFrame k, stanmf_hungarian, stanmf_hungarian_sd, pca_hungarian,
+        pca_hungarian_sd (and Amari) over the K range.
+    pattern_sets : {"staNMF": PatternSet, "PCA": PatternSet} of the final models.
+    per_gene : DataFrame with the per-gene reconstruction r and patterns per gene of both.
+    moran : {"continuous"|"strongest": {"staNMF": (R, K), "PCA": (R, K)}} when a mask was given.
+    """
+
+    table: pd.DataFrame
+    values: dict[str, Any]
+    k: int
+    instability_curve: pd.DataFrame
+    pattern_sets: dict[str, PatternSet]
+    per_gene: pd.DataFrame
+    moran: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.table.to_string()
+
+
+def _pm(mean: float, sd: float, digits: int = 3) -> str:
+    return f"{mean:.{digits}f} ± {sd:.{digits}f}"
+
+
+def _test_str(res: dict[str, float]) -> str:
+    return (f"Cliff's δ={res['cliffs_delta']:+.2f}, MWU p={res['p_mannwhitney']:.1e}; "
+            f"d={res['cohens_d']:+.2f}, Welch p={res['p_welch']:.1e}")
+
+
+def compare_stanmf_pca(
+    X: np.ndarray,
+    k_range: Iterable[int],
+    X_measured: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
+    n_replicates: int = 20,
+    random_state: int = 0,
+    threshold: float = 0.01,
+    connectivity: str = "face",
+    model: Any = None,
+    progress: bool = False,
+    **stanmf_kwargs: Any,
+) -> Comparison:
+    """The paper's staNMF vs PCA table on one matrix.
+
+    Parameters
+    ----------
+    X : ``(n_genes, m)`` non-negative, complete matrix the methods are fitted on.
+    k_range : K values for the staNMF sweep; PCA is compared at the selected K (its
+        instability is also computed at every K of the range).
+    X_measured : ``(n_genes, m)`` measured data (NaN = missing) the reconstructions are scored
+        against; default ``X``.
+    mask : bool grid whose C-order voxels are the columns of ``X`` (e.g. the brain mask, or the
+        embryo template); None skips Moran's I.
+    n_replicates : bootstrap replicates R for staNMF and PCA (the paper: 20 for Moran's I).
+    random_state : seed of the shared gene bootstrap and of staNMF.
+    threshold : rule of :func:`osnmf.metrics.patterns_per_gene`.
+    connectivity : grid adjacency for Moran's I (``"face"`` or ``"queen"``).
+    model : an already fitted :class:`osnmf.StaNMF` on ``X`` (skips the sweep; its
+        ``n_replicates`` and ``random_state`` then define the bootstrap).
+    progress : show progress bars.
+    **stanmf_kwargs : further :class:`osnmf.StaNMF` parameters (``solver``, ``n_jobs``, …).
+    """
+    from osnmf.factorize.stability import instability
+    from osnmf.factorize.stanmf import StaNMF
+    from osnmf.spatial.moran import morans_i_distribution
+
+    X = np.asarray(X)
+    if X_measured is None:
+        X_measured = X
+    if np.asarray(X_measured).shape != X.shape:
+        raise InputError(f"X_measured is {np.asarray(X_measured).shape}, X is {X.shape}")
+    if model is None:
+        model = StaNMF(k_range=k_range, n_replicates=n_replicates, random_state=random_state,
+                       progress=progress, **stanmf_kwargs).fit(X)
+    else:
+        n_replicates, random_state = int(model.n_replicates), int(model.random_state)
+    k = int(model.k_)
+    ks = [int(v) for v in model.instability_["k"]]
+    nmf = nmf_patterns(model)
+    pca = pca_patterns(X, k)
+
+    # the same bootstrap for PCA; PCA components are nested, so fit once at the largest K
+    from osnmf.baselines import bootstrap_counts
+
+    counts = bootstrap_counts(X.shape[0], n_replicates, random_state)
+    pca_reps_max = pca_bootstrap_patterns(X, max(ks), counts=counts, progress=progress)
+    curve = []
+    for kk in ks:
+        row = model.instability_.set_index("k").loc[kk]
+        p = instability(pca_reps_max[:, :kk], centered=bool(model.centered))
+        curve.append({"k": kk, "stanmf_hungarian": row["hungarian"],
+                      "stanmf_hungarian_sd": row["hungarian_sd"],
+                      "pca_hungarian": p["hungarian"], "pca_hungarian_sd": p["hungarian_sd"],
+                      "stanmf_amari": row["amari"], "stanmf_amari_sd": row["amari_sd"],
+                      "pca_amari": p["amari"], "pca_amari_sd": p["amari_sd"]})
+    curve = pd.DataFrame(curve)
+    at_k = curve.set_index("k").loc[k]
+
+    values: dict[str, Any] = {"k": k, "n_replicates": n_replicates}
+    rows: dict[str, tuple[str, str, str]] = {"K": (str(k), str(k), "")}
+    for name in ("hungarian", "amari"):
+        s = (at_k[f"stanmf_{name}"], at_k[f"stanmf_{name}_sd"])
+        q = (at_k[f"pca_{name}"], at_k[f"pca_{name}_sd"])
+        values[f"instability_{name}"] = {"staNMF": s, "PCA": q}
+        better = sum(curve[f"stanmf_{name}"] < curve[f"pca_{name}"])
+        rows[f"instability ({name}, R={n_replicates})"] = (
+            _pm(*s), _pm(*q), f"staNMF lower at {better}/{len(curve)} K")
+
+    moran: dict[str, dict[str, np.ndarray]] = {}
+    if mask is not None:
+        for variant in ("continuous", "strongest"):
+            dn = morans_i_distribution(model.replicates_[k], mask, variant=variant,
+                                       connectivity=connectivity)
+            dp = morans_i_distribution(pca_reps_max[:, :k], mask, variant=variant,
+                                       connectivity=connectivity)
+            moran[variant] = {"staNMF": dn, "PCA": dp}
+            res = compare_distributions(dn, dp)
+            values[f"moran_{variant}"] = res
+            nan_n, nan_p = int(np.isnan(dn).sum()), int(np.isnan(dp).sum())
+            label = f"Moran's I {variant} (R×K)"
+            if nan_n or nan_p:
+                label += f" [undefined: {nan_n}/{nan_p}]"
+            rows[label] = (_pm(res["mean_a"], res["sd_a"]), _pm(res["mean_b"], res["sd_b"]),
+                           _test_str(res))
+
+    r_nmf = reconstruction_accuracy(X_measured, nmf.coefficients, nmf.patterns)
+    r_pca = reconstruction_accuracy(X_measured, pca.coefficients, pca.patterns, offset=pca.offset)
+    r_pca_ref = reconstruction_accuracy(X_measured, pca.coefficients, pca.patterns)
+    for label, rp in (("reconstruction r (PCA with mean)", r_pca),
+                      ("reconstruction r (PCA w/o mean, as ref. code)", r_pca_ref)):
+        sn, sp = summarize(r_nmf), summarize(rp)
+        res = compare_distributions(r_nmf, rp)
+        wins = float(np.mean(r_nmf > rp))
+        values[label] = {"staNMF": sn, "PCA": sp, "test": res, "share_stanmf_better": wins}
+        rows[label] = (_pm(sn["mean"], sn["sd"]), _pm(sp["mean"], sp["sd"]),
+                       f"staNMF better for {100 * wins:.0f}% of genes; " + _test_str(res))
+
+    ppg_n, ppg_p = patterns_per_gene(nmf.coefficients, threshold), patterns_per_gene(
+        pca.coefficients, threshold)
+    ppg_n0 = patterns_per_gene(nmf.coefficients, 0.0)
+    for label, vals_n, vals_p in ((f"patterns per gene (>{100 * threshold:g}% of total)",
+                                   ppg_n, ppg_p), ("patterns per gene (non-zero)", ppg_n0,
+                                                   patterns_per_gene(pca.coefficients, 0.0))):
+        sn, sp = summarize(vals_n), summarize(vals_p)
+        values[label] = {"staNMF": sn, "PCA": sp,
+                         "share_ge_k_minus_2": (float(np.mean(vals_n >= k - 2)),
+                                                float(np.mean(vals_p >= k - 2)))}
+        rows[label] = (_pm(sn["mean"], sn["sd"], 2), _pm(sp["mean"], sp["sd"], 2),
+                       f"genes using ≥ K−2: {100 * np.mean(vals_n >= k - 2):.0f}% vs "
+                       f"{100 * np.mean(vals_p >= k - 2):.0f}%; single pattern: "
+                       f"{int((vals_n == 1).sum())} vs {int((vals_p == 1).sum())}")
+
+    table = pd.DataFrame.from_dict(rows, orient="index", columns=["staNMF", "PCA", "test"])
+    table.index.name = "metric"
+    per_gene = pd.DataFrame({"r_stanmf": r_nmf, "r_pca": r_pca, "r_pca_no_mean": r_pca_ref,
+                             "patterns_stanmf": ppg_n, "patterns_pca": ppg_p})
+    return Comparison(table=table, values=values, k=k, instability_curve=curve,
+                      pattern_sets={"staNMF": nmf, "PCA": pca}, per_gene=per_gene, moran=moran)
+
+
+# --------------------------------------------------------------------------- Drosophila layout
+
+# The 16 × 32 embryo template of the original staNMF code (bdgp/staNMF,
+# utilities/embryoTemplate.csv): for each of the 16 rows (dorsal→ventral), the first and last
+# column (0-based, anterior→posterior) inside the embryo. 405 pixels in all.
+_EMBRYO_ROWS = (
+    (10, 21), (6, 25), (4, 27), (2, 28), (1, 29), (1, 30), (0, 31), (0, 31),
+    (0, 31), (0, 31), (1, 30), (2, 29), (3, 28), (4, 26), (7, 24), (11, 20),
+)
+
+
+def drosophila_template() -> np.ndarray:
+    """The 16 × 32 boolean embryo template (405 pixels) of the original staNMF code."""
+    t = np.zeros((16, 32), dtype=bool)
+    for row, (a, b) in enumerate(_EMBRYO_ROWS):
+        t[row, a : b + 1] = True
+    return t
+
+
+def drosophila_mask(order: str = "column") -> np.ndarray:
+    """Mask whose C-order pixels are the 405 columns of :func:`osnmf.load_drosophila`'s X.
+
+    The original code places an image column into the template with R's ``which(template == 1)``,
+    i.e. in column-major order of the 16 × 32 template; the C order of the transposed template
+    (32 × 16, anterior→posterior × dorsal→ventral) is that order. ``order="row"`` gives the
+    row-major alternative (16 × 32), kept to check the layout (:func:`drosophila_layout_check`).
+    """
+    t = drosophila_template()
+    if order == "column":
+        return np.ascontiguousarray(t.T)
+    if order == "row":
+        return t
+    raise InputError(f"order must be 'column' or 'row', got {order!r}")
+
+
+def drosophila_layout_check(X: np.ndarray, seed: int = 0) -> pd.DataFrame:
+    """Evidence for the pixel layout: Moran's I of every image under candidate layouts.
+
+    A correct layout makes real in-situ images spatially smooth (high Moran's I); a wrong one
+    scrambles them towards the random-permutation level. Returns one row per layout (column-major
+    template, row-major template, random pixel order) with the mean, SD and median I of the
+    images.
+    """
+    from osnmf.spatial.moran import morans_i
+
+    X = np.asarray(X, dtype=np.float64)
+    perm = np.random.default_rng(seed).permutation(X.shape[1])
+    rows = []
+    for label, mask, data in (("column-major template", drosophila_mask("column"), X),
+                              ("row-major template", drosophila_mask("row"), X),
+                              ("random pixel order", drosophila_mask("column"), X[:, perm])):
+        s = summarize(morans_i(data, mask))
+        rows.append({"layout": label, "mean_I": s["mean"], "sd_I": s["sd"],
+                     "median_I": s["median"], "n_images": s["n"]})
+    return pd.DataFrame(rows)
