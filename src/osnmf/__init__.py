@@ -35,6 +35,7 @@ _LAZY = {
     "impute_knn": "osnmf.preprocess",
     "default_support": "osnmf.preprocess",
     "holdout_check": "osnmf.preprocess",
+    "prepare_matrix": "osnmf.preprocess",
     "fit_nmf": "osnmf.factorize.nmf",
     "StaNMF": "osnmf.factorize.stanmf",
     "instability": "osnmf.factorize.stability",
