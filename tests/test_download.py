@@ -86,6 +86,14 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             self.server.release.wait(5)
             self.close_connection = True
+        elif fault == "trickle":  # one small chunk every 50 ms: never silent long enough to time out
+            self._send(200, length=len(body))
+            for start in range(0, min(len(body), 4000), 100):
+                if self.server.release.wait(0.05):
+                    break
+                self.wfile.write(body[start:start + 100])
+                self.wfile.flush()
+            self.close_connection = True
         elif fault == "corrupt":
             junk = b"PK\x03\x04" + bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8))
             self.wfile.write(self._send(200, junk))
@@ -248,3 +256,12 @@ def test_cli_exit_codes(server, tmp_path):
     bad.write_text('section_data_set_id,gene_symbol\n"1,a\n')
     res = run_cli("download-aba", tmp_path / "o2", "--experiments", bad, *opts)
     assert res.returncode == 2 and "error" in res.stderr.lower()
+
+
+def test_trickling_server_is_cut_off_by_max_seconds(server, tmp_path):
+    server.always = {"900001": "trickle"}
+    report = download_aba(tmp_path / "o", table_for(["900001", "74272479"]), base_url=server.url, jobs=2,
+                          retries=1, backoff=0, timeout=0.5, max_seconds=0.4, progress=False)
+    assert report.downloaded == ["74272479"]
+    assert "too slow" in report.failed["900001"] and "2 attempts" in report.failed["900001"]
+    assert final_files(tmp_path / "o") == ["74272479.zip"]

@@ -154,8 +154,9 @@ def validate_grid_zip(path: str | os.PathLike, expected_shape: tuple[int, int, i
     read_allen_grid_zip(path, kinds=("energy",), expected_shape=expected_shape)
 
 
-def _fetch_once(url: str, tmp: Path, timeout: float, max_bytes: int, user_agent: str) -> int:
+def _fetch_once(url: str, tmp: Path, timeout: float, max_bytes: int, user_agent: str, max_seconds: float) -> int:
     """One HTTP GET of ``url`` into ``tmp``; returns the byte count. Raises _Permanent/_Transient."""
+    started = time.monotonic()
     request = urllib.request.Request(url, headers={"User-Agent": user_agent, "Accept": "application/zip"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (http/https only)
@@ -165,7 +166,7 @@ def _fetch_once(url: str, tmp: Path, timeout: float, max_bytes: int, user_agent:
                 raise _Permanent(f"server announces {expected} bytes, more than the {max_bytes}-byte limit")
             received = 0
             with open(tmp, "wb") as fh:
-                while True:  # bounded: stops at EOF, at max_bytes, or on a socket timeout
+                while True:  # bounded: stops at EOF, max_bytes, max_seconds or a socket timeout
                     chunk = response.read(CHUNK_BYTES)
                     if not chunk:
                         break
@@ -173,6 +174,8 @@ def _fetch_once(url: str, tmp: Path, timeout: float, max_bytes: int, user_agent:
                     if received > max_bytes:
                         raise _Permanent(f"body exceeds the {max_bytes}-byte limit")
                     fh.write(chunk)
+                    if time.monotonic() - started > max_seconds:
+                        raise _Transient(f"too slow: {received} bytes in {max_seconds:g} s")
             if expected is not None and received != expected:
                 raise _Transient(f"body cut short: {received} of {expected} bytes")
             if received == 0:
@@ -208,6 +211,7 @@ def _download_one(
     backoff: float,
     max_backoff: float,
     max_bytes: int,
+    max_seconds: float,
     expected_shape: tuple[int, int, int] | None,
     user_agent: str,
     stop: threading.Event,
@@ -236,7 +240,7 @@ def _download_one(
         tmp = Path(tmp_name)
         attempts += 1
         try:
-            _fetch_once(url, tmp, timeout, max_bytes, user_agent)
+            _fetch_once(url, tmp, timeout, max_bytes, user_agent, max_seconds)
             try:
                 validate_grid_zip(tmp, expected_shape)
             except InputError as exc:
@@ -285,6 +289,7 @@ def download_aba(
     backoff: float = 1.0,
     max_backoff: float = 30.0,
     max_bytes: int = 64 << 20,
+    max_seconds: float = 600.0,
     expected_shape: tuple[int, int, int] | None = ALLEN_GRID_SHAPE,
     progress: bool = True,
     raise_on_failure: bool = False,
@@ -305,6 +310,8 @@ def download_aba(
         connection, short body, invalid zip); HTTP 400/401/403/404/410 are not retried.
     backoff, max_backoff : wait ``min(max_backoff, backoff × 2^(attempt−1))`` seconds before a retry.
     max_bytes : refuse bodies larger than this (a grid zip is < 1 MB).
+    max_seconds : give up an attempt that has not finished receiving after this many seconds
+        (a server trickling bytes never trips ``timeout``).
     expected_shape : grid shape (AP, DV, ML) a zip must have; ``None`` accepts any 3-D grid.
     progress : show a rich progress bar.
     raise_on_failure : raise :class:`DownloadError` (after writing everything that succeeded)
@@ -323,6 +330,8 @@ def download_aba(
         raise ConfigError(f"retries must be >= 0, got {retries}")
     if not timeout > 0:
         raise ConfigError(f"timeout must be > 0 seconds, got {timeout}")
+    if not max_seconds > 0:
+        raise ConfigError(f"max_seconds must be > 0, got {max_seconds}")
     if backoff < 0 or max_backoff < 0:
         raise ConfigError("backoff and max_backoff must be >= 0 seconds")
     table = _experiment_table(experiments)
@@ -343,7 +352,7 @@ def download_aba(
     def work(exp_id: str) -> tuple[str, str, str | None, int]:
         state, reason, attempts = _download_one(
             exp_id, grid_dir, str(base_url), float(timeout), int(retries), float(backoff),
-            float(max_backoff), int(max_bytes), expected_shape, user_agent, stop, sleep,
+            float(max_backoff), int(max_bytes), float(max_seconds), expected_shape, user_agent, stop, sleep,
         )
         return exp_id, state, reason, attempts
 
