@@ -89,8 +89,16 @@ def test_real_aba_folder(shared_dir, real_raw, tmp_path):
         np.testing.assert_array_equal(np.nan_to_num(expr.volumes[k], nan=-1.0), real_raw[exp_id])
     # the folder annotation is used, and equals the packaged one
     np.testing.assert_array_equal(expr.atlas.annotation, Atlas.default().annotation)
-    both = read_aba_folder(folder, kinds=("energy",), atlas=Atlas.default())
+    both = read_aba_folder(folder, kinds=("energy",), atlas=Atlas.default(), n_jobs=2)
     assert both.atlas is Atlas.default()
+    np.testing.assert_array_equal(both.volumes, expr.volumes)
+    # a spreadsheet-style csv (BOM, spaces, extra columns) reads the same
+    (folder / "experiments.csv").write_text(
+        "\ufeffsection_data_set_id, gene_symbol ,entrez_id\n" + "".join(f"{i}, {g},1\n" for i, g in REAL.items()),
+        encoding="utf-8",
+    )
+    again = read_aba_folder(folder)
+    assert again.genes.tolist() == list(REAL.values()) and again.experiment_ids.tolist() == list(REAL)
 
 
 def test_aba_folder_several_kinds(tmp_path, small_expr):
@@ -152,7 +160,7 @@ def test_npz_reference_layout(tmp_path, small_atlas):
 def test_h5ad_round_trip(tmp_path, small_expr):
     import anndata as ad
 
-    path = write_h5ad(tmp_path / "x.h5ad", small_expr)
+    path = write_h5ad(tmp_path / "x.h5ad", small_expr, compression="gzip")
     adata = ad.read_h5ad(path)
     atlas = small_expr.atlas
     assert adata.shape == (atlas.n_brain_voxels, 4)

@@ -18,6 +18,7 @@ import os
 import re
 import tempfile
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +62,7 @@ def read_experiments_csv(path: str | os.PathLike) -> pd.DataFrame:
             f"(columns {ID_COLUMN}, {GENE_COLUMN}) and {GRID_DIR}/<{ID_COLUMN}>.zip"
         )
     try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig")
     except pd.errors.EmptyDataError:
         raise InputError(f"{source}: file is empty; expected columns {ID_COLUMN}, {GENE_COLUMN}") from None
     except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
@@ -120,6 +121,7 @@ def read_aba_folder(
     atlas: Atlas | None = None,
     kinds: tuple[str, ...] = ("energy",),
     progress: bool = False,
+    n_jobs: int = 1,
 ) -> SpatialExpression | dict[str, SpatialExpression]:
     """Read an ABA grid folder into a :class:`~osnmf.expression.SpatialExpression`.
 
@@ -131,6 +133,7 @@ def read_aba_folder(
     kinds : grids to read from each ``energy/<id>.zip`` (``"energy"``, ``"density"``,
         ``"intensity"``; the Allen API puts all requested kinds in one zip).
     progress : show a rich progress bar.
+    n_jobs : threads reading zips concurrently (decompression releases the GIL).
 
     Returns
     -------
@@ -167,17 +170,23 @@ def read_aba_folder(
         for k in kinds:
             stacks[k][i] = grids[k]
 
-    if progress:
-        from rich.progress import Progress
+    # zlib releases the GIL, so threads overlap the decompression; each result lands in place.
+    # map() yields in order, so the error reported is the first bad file in experiments.csv order.
+    pool = ThreadPoolExecutor(max_workers=max(1, int(n_jobs)))
+    try:
+        done = pool.map(load, range(len(ids)))
+        if progress:
+            from rich.progress import Progress
 
-        with Progress(*_progress_columns(), transient=True) as bar:
-            task = bar.add_task(f"reading {folder.name}", total=len(ids))
-            for i in range(len(ids)):
-                load(i)
-                bar.advance(task)
-    else:
-        for i in range(len(ids)):
-            load(i)
+            with Progress(*_progress_columns(), transient=True) as bar:
+                task = bar.add_task(f"reading {folder.name}", total=len(ids))
+                for _ in done:
+                    bar.advance(task)
+        else:
+            for _ in done:
+                pass
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     genes = table[GENE_COLUMN].to_numpy(dtype=str)
     out = {k: SpatialExpression(stacks[k], genes, np.asarray(ids, dtype=str), atlas) for k in kinds}
     return out[kinds[0]] if len(kinds) == 1 else out

@@ -28,7 +28,12 @@ from osnmf.expression import SpatialExpression
 from osnmf.io.npz import check_volume_values
 
 
-def write_h5ad(path: str | os.PathLike, expr: SpatialExpression, mask: np.ndarray | None = None) -> Path:
+def write_h5ad(
+    path: str | os.PathLike,
+    expr: SpatialExpression,
+    mask: np.ndarray | None = None,
+    compression: str | None = None,
+) -> Path:
     """Write ``expr`` as AnnData (voxels × experiments), atomically.
 
     Parameters
@@ -36,6 +41,7 @@ def write_h5ad(path: str | os.PathLike, expr: SpatialExpression, mask: np.ndarra
     path : the ``.h5ad`` file.
     expr : expression data.
     mask : boolean ``(AP, DV, ML)`` of the voxels to write (default: the atlas brain mask).
+    compression : HDF5 compression for the arrays (``"gzip"``, ``"lzf"`` or ``None``).
     """
     import anndata as ad
     import pandas as pd
@@ -64,7 +70,7 @@ def write_h5ad(path: str | os.PathLike, expr: SpatialExpression, mask: np.ndarra
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".h5ad")
     os.close(fd)
     try:
-        adata.write_h5ad(tmp)
+        adata.write_h5ad(tmp, compression=compression)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
