@@ -1,0 +1,1 @@
+"""Factorisation: NMF solvers (exact and sketched, numpy and torch), stability, sweeps."""

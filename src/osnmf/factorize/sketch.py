@@ -1,0 +1,200 @@
+"""Randomised low-rank sketches of a data matrix, and the linear operators the NMF solver uses.
+
+The NMF updates touch the data only through the products ``P @ X`` and ``P @ X.T``. An
+:class:`ExactOperator` computes them with ``X`` itself; a :class:`Sketch` ``X ≈ Q B`` (``Q``
+orthonormal, genes × rank; ``B`` rank × voxels) computes them in ``(n + m)·rank`` instead of
+``n·m`` operations per row of ``P``, which is what makes the ``"compressed"`` solver fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from osnmf.errors import ConfigError
+
+__all__ = ["ExactOperator", "Sketch", "sketch_matrix"]
+
+
+class ExactOperator:
+    """The data matrix itself, seen through the two products the solver needs.
+
+    Parameters
+    ----------
+    X : ndarray, shape (n, m)
+        Non-negative data (genes × voxels), held without copying.
+    """
+
+    def __init__(self, X: np.ndarray):
+        self.X = X
+        self.shape = X.shape
+        self.dtype = X.dtype
+
+    def left(self, P: np.ndarray) -> np.ndarray:
+        """``P @ X`` for ``P`` of shape (w, n); returns (w, m)."""
+        return P @ self.X
+
+    def left_t(self, P: np.ndarray) -> np.ndarray:
+        """``P @ X.T`` for ``P`` of shape (w, m); returns (w, n)."""
+        return P @ self.X.T
+
+    def row_sq_norms(self) -> np.ndarray:
+        """Squared L2 norm of every row, float64, shape (n,)."""
+        out = np.empty(self.shape[0], dtype=np.float64)
+        step = max(1, 2**24 // max(1, self.shape[1]))
+        for i in range(0, self.shape[0], step):
+            blk = self.X[i : i + step].astype(np.float64)
+            out[i : i + step] = np.einsum("ij,ij->i", blk, blk)
+        return out
+
+    def row_sums(self) -> np.ndarray:
+        """Sum of every row, float64, shape (n,)."""
+        return self.X.sum(axis=1, dtype=np.float64)
+
+
+@dataclass
+class Sketch:
+    """A low-rank approximation ``X ≈ Q @ B`` of a genes × voxels matrix.
+
+    Attributes
+    ----------
+    Q : ndarray, shape (n, rank)
+        Orthonormal columns (left singular vectors of the sketch).
+    B : ndarray, shape (rank, m)
+        ``Q.T @ X`` restricted to the kept rank (= singular values × right vectors).
+    singular_values : ndarray, shape (rank,)
+        Singular values of the kept part, descending.
+    energy : float
+        Fraction of ``‖X‖²_F`` the sketch captures, ``‖B‖²_F / ‖X‖²_F``.
+    frob2 : float
+        ``‖X‖²_F`` of the original matrix.
+    row_sq : ndarray, shape (n,)
+        Squared row norms of the original ``X`` (exact; used for losses).
+    row_sum : ndarray, shape (n,)
+        Row sums of the original ``X`` (exact; used by the NNDSVDa fill value).
+    """
+
+    Q: np.ndarray
+    B: np.ndarray
+    singular_values: np.ndarray
+    energy: float
+    frob2: float
+    row_sq: np.ndarray
+    row_sum: np.ndarray
+
+    @property
+    def rank(self) -> int:
+        return int(self.B.shape[0])
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (int(self.Q.shape[0]), int(self.B.shape[1]))
+
+    @property
+    def dtype(self):
+        return self.B.dtype
+
+    def left(self, P: np.ndarray) -> np.ndarray:
+        """``P @ (Q B)`` for ``P`` of shape (w, n); returns (w, m)."""
+        return (P @ self.Q) @ self.B
+
+    def left_t(self, P: np.ndarray) -> np.ndarray:
+        """``P @ (Q B).T`` for ``P`` of shape (w, m); returns (w, n)."""
+        return (P @ self.B.T) @ self.Q.T
+
+    def row_sq_norms(self) -> np.ndarray:
+        return self.row_sq
+
+    def row_sums(self) -> np.ndarray:
+        return self.row_sum
+
+    def __repr__(self) -> str:
+        n, m = self.shape
+        return f"Sketch(shape=({n}, {m}), rank={self.rank}, energy={self.energy:.5f})"
+
+
+def _range_finder(X: np.ndarray, width: int, n_iter: int, rng: np.random.Generator) -> np.ndarray:
+    """Orthonormal basis (n × width) of the dominant column space of ``X`` (power iterations)."""
+    n, m = X.shape
+    omega = rng.standard_normal((m, width)).astype(X.dtype)
+    Q, _ = np.linalg.qr(X @ omega)
+    for _ in range(n_iter):
+        Z, _ = np.linalg.qr(X.T @ Q)
+        Q, _ = np.linalg.qr(X @ Z)
+    return Q
+
+
+def sketch_matrix(
+    X: np.ndarray,
+    *,
+    energy: float = 0.999,
+    rank: int | None = None,
+    max_rank: int = 1024,
+    n_oversamples: int = 16,
+    n_iter: int = 2,
+    random_state: int | np.random.Generator | None = 0,
+) -> Sketch:
+    """Randomised low-rank sketch ``X ≈ Q B`` keeping a target fraction of the energy.
+
+    The rank is the smallest one whose singular values hold ``energy`` of ``‖X‖²_F``; the sketch
+    width doubles (from 64) until that is reached or ``max_rank`` is hit, in which case the
+    sketch keeps ``max_rank`` and reports the energy it reached (``Sketch.energy``).
+
+    Parameters
+    ----------
+    X : ndarray, shape (n, m)
+        Non-negative data, float32 or float64 (kept in its dtype).
+    energy : float
+        Target captured fraction of the squared Frobenius norm, in (0, 1].
+    rank : int, optional
+        Fixed rank; overrides ``energy``.
+    max_rank : int
+        Upper bound on the kept rank (a cost cap: each NMF product costs ``(n + m)·rank``).
+    n_oversamples, n_iter : int
+        Extra sketch columns and power iterations of the randomised range finder.
+    random_state : int or Generator, optional
+        Seed of the Gaussian test matrix.
+
+    Returns
+    -------
+    Sketch
+    """
+    if not 0 < energy <= 1:
+        raise ConfigError(f"sketch energy must lie in (0, 1], got {energy}")
+    n, m = X.shape
+    full = min(n, m)
+    rng = np.random.default_rng(random_state)
+    row_sq = ExactOperator(X).row_sq_norms()
+    frob2 = float(row_sq.sum())
+    row_sum = X.sum(axis=1, dtype=np.float64)
+    if rank is not None:
+        if not 1 <= rank <= full:
+            raise ConfigError(f"sketch rank must be between 1 and {full}, got {rank}")
+        widths = [min(full, rank + n_oversamples)]
+    else:
+        cap = min(full, max(1, int(max_rank)))
+        widths = []
+        w = 64
+        while True:
+            widths.append(min(full, w + n_oversamples, cap + n_oversamples))
+            if widths[-1] >= min(full, cap + n_oversamples):
+                break
+            w *= 2
+    for width in widths:
+        Q = _range_finder(X, width, n_iter, rng)
+        B = Q.T @ X
+        Ub, s, Vt = np.linalg.svd(B, full_matrices=False)
+        cum = np.cumsum(s.astype(np.float64) ** 2)
+        if rank is not None:
+            keep = rank
+            break
+        reached = np.searchsorted(cum, energy * frob2 * (1 - 1e-12)) + 1
+        if reached <= min(width - n_oversamples, cap) or width == widths[-1]:
+            keep = int(min(reached, cap, len(s)))
+            break
+    keep = int(min(keep, len(s)))
+    Qk = (Q @ Ub[:, :keep]).astype(X.dtype)
+    Bk = (s[:keep, None] * Vt[:keep]).astype(X.dtype)
+    captured = float(cum[keep - 1] / frob2) if frob2 > 0 else 1.0
+    return Sketch(Qk, Bk, s[:keep].astype(np.float64), captured, frob2, row_sq, row_sum)

@@ -1,0 +1,213 @@
+"""NMF solver: equivalence with scikit-learn (single fit, bootstrap replicates), sketches, errors."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy.optimize import linear_sum_assignment
+from sklearn.decomposition import NMF
+from sklearn.decomposition._nmf import _initialize_nmf
+from sklearn.exceptions import ConvergenceWarning
+from threadpoolctl import threadpool_limits
+
+from osnmf.errors import ConfigError, InputError
+from osnmf.factorize.nmf import (
+    NMFResult,
+    ReplicateFits,
+    bootstrap_counts,
+    fit_nmf,
+    fit_nmf_replicates,
+    nndsvda,
+)
+from osnmf.factorize.sketch import sketch_matrix
+
+
+def phantom(n_genes=150, shape=(10, 9, 12), k=6, noise=0.05, seed=0):
+    """Small phantom atlas: k smooth 3D blobs as patterns, sparse gamma coefficients, noise."""
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), -1).reshape(-1, 3)
+    centres = rng.uniform(0, 1, (k, 3)) * np.array(shape)
+    widths = rng.uniform(1.5, 3.5, k)
+    d2 = ((grid[None] - centres[:, None]) ** 2).sum(-1)
+    D = np.exp(-d2 / (2 * widths[:, None] ** 2))
+    A = rng.gamma(0.7, 1.0, (n_genes, k)) * (rng.random((n_genes, k)) < 0.6)
+    X = A @ D + noise * rng.random((n_genes, grid.shape[0]))
+    return X, A, D
+
+
+def matched_r(D1, D2):
+    """Pearson r of Hungarian-matched rows of two pattern sets (independent of osnmf)."""
+    k = D1.shape[0]
+    C = np.corrcoef(D1, D2)[:k, k:]
+    rows, cols = linear_sum_assignment(-C)
+    return C[rows, cols]
+
+
+def sk_fit(X, k, W0=None, H0=None, **kw):
+    model = NMF(k, solver="cd", tol=1e-4, max_iter=200, init="custom" if W0 is not None else
+                "nndsvda", **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        if W0 is None:
+            W = model.fit_transform(X)
+        else:
+            W = model.fit_transform(X, W=W0.copy(), H=H0.copy())
+    return W, model
+
+
+@pytest.fixture(autouse=True)
+def _one_blas_thread():
+    """Tiny matrices: multi-threaded BLAS only thrashes on shared cores."""
+    with threadpool_limits(1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, _, _ = phantom()
+    return X
+
+
+def test_nndsvda_matches_sklearn(data):
+    for k in (3, 6):
+        W0, H0 = _initialize_nmf(data, k, init="nndsvda", random_state=0)
+        A0, D0 = nndsvda(data, k)
+        np.testing.assert_allclose(A0, W0, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(D0, H0, rtol=1e-8, atol=1e-10)
+
+
+def test_weighted_nndsvda_equals_resampled(data):
+    n = data.shape[0]
+    counts = bootstrap_counts(n, 2, 7)
+    for c in counts:
+        idx = np.repeat(np.arange(n), c)
+        A_w, D_w = nndsvda(data, 6, weights=c)
+        W_ref, H_ref = _initialize_nmf(data[idx], 6, init="nndsvda", random_state=0)
+        np.testing.assert_allclose(A_w[idx], W_ref, rtol=1e-7, atol=1e-9)
+        np.testing.assert_allclose(D_w, H_ref, rtol=1e-7, atol=1e-9)
+
+
+def test_single_fit_float64_equals_sklearn(data):
+    k = 6
+    W0, H0 = _initialize_nmf(data, k, init="nndsvda", random_state=0)
+    W, model = sk_fit(data, k, W0, H0)
+    res = fit_nmf(data, k, init=(W0, H0), dtype=np.float64)
+    assert isinstance(res, NMFResult)
+    assert res.n_iter == model.n_iter_
+    assert res.n_iter < 200  # the stopping rule itself is exercised
+    np.testing.assert_allclose(res.D, model.components_, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(res.A, W, rtol=1e-6, atol=1e-9)
+    assert res.loss == pytest.approx(model.reconstruction_err_, rel=1e-8)
+
+
+def test_single_fit_float32_default_init_matches_sklearn(data):
+    k = 6
+    _, model = sk_fit(data, k, random_state=0)  # sklearn float64, its own nndsvda
+    res = fit_nmf(data.astype(np.float32), k)  # ours float32, our nndsvda
+    assert res.A.dtype == np.float32 and res.D.dtype == np.float32
+    assert res.A.min() >= 0 and res.D.min() >= 0
+    r = matched_r(res.D, model.components_)
+    assert r.min() >= 0.999, r
+    assert res.loss == pytest.approx(model.reconstruction_err_, rel=1e-3)
+    assert abs(res.n_iter - model.n_iter_) <= max(3, 0.1 * model.n_iter_)
+
+
+def test_replicates_equal_sklearn_on_resampled(data):
+    n, k = data.shape[0], 6
+    counts = bootstrap_counts(n, 3, np.random.default_rng(3))
+    assert counts.shape == (3, n) and (counts.sum(1) == n).all()
+    fits64 = fit_nmf_replicates(data, k, counts, dtype=np.float64)
+    fits32 = fit_nmf_replicates(data.astype(np.float32), k, counts)
+    assert isinstance(fits64, ReplicateFits)
+    assert fits64.A.shape == (3, n, k) and fits64.D.shape == (3, k, data.shape[1])
+    for r in range(3):
+        idx = np.repeat(np.arange(n), counts[r])
+        W, model = sk_fit(data[idx], k, random_state=0)
+        assert fits64.n_iter[r] == model.n_iter_
+        np.testing.assert_allclose(fits64.D[r], model.components_, rtol=1e-5, atol=1e-8)
+        np.testing.assert_allclose(fits64.A[r][idx], W, rtol=1e-5, atol=1e-8)
+        assert fits64.loss[r] == pytest.approx(model.reconstruction_err_, rel=1e-7)
+        assert matched_r(fits32.D[r], model.components_).min() >= 0.999
+        assert fits32.loss[r] == pytest.approx(model.reconstruction_err_, rel=1e-3)
+
+
+def test_batching_does_not_change_results(data):
+    counts = bootstrap_counts(data.shape[0], 4, 11)
+    a = fit_nmf_replicates(data, 5, counts, dtype=np.float64)
+    b = fit_nmf_replicates(data, 5, counts, dtype=np.float64, batch_size=1)
+    np.testing.assert_allclose(a.D, b.D, rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(a.n_iter, b.n_iter)
+
+
+def test_random_init_reproducible_and_fits(data):
+    k = 6
+    r1 = fit_nmf(data, k, init="random", random_state=5)
+    r2 = fit_nmf(data, k, init="random", random_state=5)
+    np.testing.assert_array_equal(r1.D, r2.D)
+    _, model = sk_fit(data, k, random_state=0)
+    # a random start reaches a loss close to the NNDSVDa optimum on this easy phantom
+    assert r1.loss <= 1.05 * model.reconstruction_err_
+    # the loss expansion used internally equals the directly computed residual
+    direct = np.linalg.norm(data - r1.A.astype(np.float64) @ r1.D.astype(np.float64))
+    assert r1.loss == pytest.approx(direct, rel=1e-4)
+
+
+def test_sketch_rank_and_energy(data):
+    s = sketch_matrix(data, energy=0.999, random_state=0)
+    sv = np.linalg.svd(data, compute_uv=False)
+    frac = np.cumsum(sv**2) / np.sum(sv**2)
+    best = int(np.searchsorted(frac, 0.999) + 1)
+    assert s.energy >= 0.999
+    assert best <= s.rank <= best + 2
+    np.testing.assert_allclose(s.Q.T @ s.Q, np.eye(s.rank), atol=1e-4)
+    np.testing.assert_allclose(s.singular_values[:6], sv[:6], rtol=1e-4)
+    np.testing.assert_allclose(s.singular_values, sv[: s.rank], rtol=0.03)
+    fixed = sketch_matrix(data, rank=4, random_state=0)
+    assert fixed.rank == 4
+
+
+def test_compressed_matches_exact(data):
+    counts = bootstrap_counts(data.shape[0], 3, 2)
+    ex = fit_nmf_replicates(data, 6, counts)
+    co = fit_nmf_replicates(data, 6, counts, solver="compressed", sketch={"energy": 0.999})
+    for r in range(3):
+        assert matched_r(co.D[r], ex.D[r]).min() >= 0.99
+        assert co.loss[r] == pytest.approx(ex.loss[r], rel=0.05)
+    assert co.A.min() >= 0 and co.D.min() >= 0
+    single = fit_nmf(data, 6, solver="compressed")
+    _, model = sk_fit(data, 6, random_state=0)
+    assert matched_r(single.D, model.components_).min() >= 0.99
+
+
+def test_bad_inputs(data):
+    bad = data.copy()
+    bad[0, 0] = -1
+    with pytest.raises(InputError, match="negative"):
+        fit_nmf(bad, 3)
+    bad[0, 0] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        fit_nmf(bad, 3)
+    with pytest.raises(InputError):
+        fit_nmf(data[0], 3)
+    with pytest.raises(ConfigError):
+        fit_nmf(data, 0)
+    with pytest.raises(ConfigError, match="solver"):
+        fit_nmf(data, 3, solver="mu")
+    with pytest.raises(ConfigError, match="backend"):
+        fit_nmf(data, 3, backend="jax")
+    with pytest.raises(InputError, match="row_counts"):
+        fit_nmf_replicates(data, 3, np.ones((2, 5), dtype=int))
+    with pytest.raises(InputError):
+        fit_nmf(data, 3, init=(np.ones((2, 3)), np.ones((3, 2))))
+    with pytest.raises(ConfigError):
+        bootstrap_counts(0, 3, 0)
+
+
+def test_bootstrap_counts_is_multinomial():
+    c = bootstrap_counts(1000, 50, 0)
+    np.testing.assert_array_equal(c, bootstrap_counts(1000, 50, 0))
+    assert (c.sum(1) == 1000).all()
+    # fraction of rows never drawn ≈ (1 - 1/n)^n ≈ e^-1
+    assert abs((c == 0).mean() - np.exp(-1)) < 0.01
