@@ -242,3 +242,31 @@ def test_load_expression_dispatch(tmp_path, small_expr):
     for p in ("f", "x.npz", "x.h5ad"):
         got = load_expression(tmp_path / p, atlas=atlas)
         np.testing.assert_array_equal(got.volumes[:, atlas.brain_mask], small_expr.volumes[:, atlas.brain_mask])
+
+
+def test_spatial_expression_matrix_and_summary(small_expr):
+    """to_matrix columns follow atlas.brain_coords; inverse, subset and summary by brute force."""
+    from osnmf.errors import InputError
+
+    atlas = small_expr.atlas
+    X, missing = small_expr.to_matrix()
+    coords = atlas.brain_coords
+    assert X.shape == (4, len(coords)) and len(coords) == int((atlas.annotation > 0).sum())
+    for j in (0, len(coords) // 2, len(coords) - 1):
+        a, d, m = coords[j]
+        np.testing.assert_array_equal(X[:, j], small_expr.volumes[:, a, d, m])
+    np.testing.assert_array_equal(missing, np.isnan(X))
+    back = small_expr.patterns_to_volumes(np.nan_to_num(X, nan=5.0))
+    for a, d, m in coords[:50]:
+        np.testing.assert_array_equal(back[:, a, d, m], np.nan_to_num(small_expr.volumes[:, a, d, m], nan=5.0))
+    assert (back[:, ~atlas.brain_mask] == 0).all()
+    sub = small_expr.subset([2, 0])
+    assert sub.experiment_ids.tolist() == ["103", "101"] and sub.n_genes == 1
+    s = small_expr.summary()
+    n_missing = sum(int(np.isnan(small_expr.volumes[e][atlas.annotation > 0]).sum()) for e in range(4))
+    assert s["missing_fraction"] == pytest.approx(n_missing / (4 * len(coords)))
+    assert (s["n_experiments"], s["n_genes"]) == (4, 3) and s["value_min"] == 0.0
+    with pytest.raises(InputError, match="unique"):
+        SpatialExpression(small_expr.volumes[:2], ["a", "b"], ["1", "1"], atlas)
+    with pytest.raises(InputError, match="atlas grid"):
+        SpatialExpression(small_expr.volumes[:, :-1], small_expr.genes, small_expr.experiment_ids, atlas)
