@@ -9,9 +9,16 @@ seeded by ``seed``, so the same arguments give the same phantom.
 The model, per experiment ``g`` and brain voxel ``v``::
 
     clean[g, v] = sum_k coefficients[g, k] * patterns[k, v]
-    data[g, v]  = max(0, clean[g, v] * m[g, v] + b[g, v])     (NaN where missing[g, v])
+    data[g, v]  = max(0, (clean[g, v] * m[g, v] + b[g, v]) * s[g, ap(v)])   (NaN where missing[g, v])
     m ~ LogNormal with mean 1 and coefficient of variation ``noise``       (multiplicative)
     b ~ Normal(0, (background * max_v clean[g, :])**2)                      (small additive)
+    s ~ LogNormal with mean 1 and CV ``section_noise`` per coronal section  (default off: s = 1)
+
+Missing data: per experiment, runs of 1–3 whole coronal sections are hidden until about
+``section_share * missing`` of the brain voxels are gone (randomised rounding keeps the mean
+right), then scattered voxels at the rate that brings the expected total to ``missing``. A
+hidden section is NaN over its whole plane (outside the brain too, as the Allen ``-1``); the
+rest of the outside of the brain is 0.
 
 Gene kinds (see :attr:`Phantom.marker_of`):
 
@@ -210,10 +217,14 @@ def build_pattern(atlas: Atlas, spec: PatternSpec, smoothing_um: float = 200.0) 
     return vector / np.float32(peak)
 
 
-def _random_spec(atlas: Atlas, rng: np.random.Generator, index: int) -> PatternSpec:
-    candidates = [sid for sid in atlas.medium_ids if atlas.mask(sid).sum() >= 100]
-    if not candidates:
-        candidates = list(atlas.coarse_ids)
+def _random_candidates(atlas: Atlas, min_voxels: int = 100) -> list[int]:
+    """Medium-level regions with at least ``min_voxels`` voxels (coarse ones if none)."""
+    sizes = dict(zip(atlas.region_ids.tolist(), np.asarray(atlas.membership.sum(axis=1)).ravel(), strict=True))
+    candidates = [sid for sid in atlas.medium_ids if sizes.get(sid, 0) >= min_voxels]
+    return candidates or [sid for sid in atlas.coarse_ids if sizes.get(sid, 0) > 0]
+
+
+def _random_spec(atlas: Atlas, rng: np.random.Generator, index: int, candidates: list[int]) -> PatternSpec:
     n = int(rng.integers(1, 4))
     chosen = rng.choice(len(candidates), size=min(n, len(candidates)), replace=False)
     regions = tuple((atlas.acronym(candidates[i]), 1.0) for i in chosen)
@@ -256,9 +267,13 @@ def plant_patterns(
         if len(vectors) == n_patterns:
             break
         accept(build_pattern(atlas, spec, smoothing_um), spec, check=False)
-    tries = 0
+    tries, candidates = 0, None
     while len(vectors) < n_patterns:
-        spec = _random_spec(atlas, rng, len(vectors) + 1)
+        if candidates is None:
+            candidates = _random_candidates(atlas)
+            if not candidates:
+                raise ConfigError("the atlas has no region with voxels to build patterns from")
+        spec = _random_spec(atlas, rng, len(vectors) + 1, candidates)
         tries += 1
         accept(build_pattern(atlas, spec, smoothing_um), spec, check=tries < 200)
     return np.vstack(vectors).astype(np.float32), names, regions
@@ -323,12 +338,15 @@ def _missing_sections(section_sizes: np.ndarray, target: float, rng: np.random.G
         gain = float(section_sizes[run][~hidden[run]].sum()) / total
         if gain == 0:
             continue
-        # take the run if it gets closer to the target (randomised rounding keeps the mean right)
-        if have + gain <= target or rng.random() < (target - have) / gain:
+        if have + gain <= target:
             hidden[run] = True
             have += gain
-        if have >= target:
-            break
+            continue
+        # the run overshoots: take it with probability (target - have) / gain and stop, so the
+        # expected hidden fraction is exactly the target (randomised rounding)
+        if rng.random() < (target - have) / gain:
+            hidden[run] = True
+        break
     return hidden
 
 
@@ -342,7 +360,9 @@ def _progress(enabled: bool, total: int, description: str):
     return bar, bar.add_task(description, total=total)
 
 
-def _check(n_genes, n_patterns, noise, missing, sparsity, section_share, background, smoothing_um, n_markers) -> None:
+def _check(
+    n_genes, n_patterns, noise, missing, sparsity, section_share, background, smoothing_um, n_markers, section_noise=0.0
+) -> None:
     if int(n_genes) != n_genes or n_genes < 1:
         raise ConfigError(f"n_genes must be a positive integer, got {n_genes!r}")
     if int(n_patterns) != n_patterns or n_patterns < 1:
@@ -353,6 +373,7 @@ def _check(n_genes, n_patterns, noise, missing, sparsity, section_share, backgro
         ("sparsity", sparsity, 0, 1),
         ("section_share", section_share, 0, 1),
         ("background", background, 0, 10),
+        ("section_noise", section_noise, 0, 10),
     ):
         if not (np.isfinite(value) and lo <= value <= hi):
             raise ConfigError(f"{name} must be in [{lo}, {hi}], got {value!r}")
@@ -378,6 +399,7 @@ def make_phantom(
     background: float = 0.02,
     section_share: float = 0.6,
     smoothing_um: float = 200.0,
+    section_noise: float = 0.0,
     progress: bool = False,
 ) -> Phantom:
     """Synthetic ISH atlas with planted patterns, coefficients, noise and missing data.
@@ -401,6 +423,9 @@ def make_phantom(
     section_share : share of the missing voxels that come from whole coronal sections (the rest
         are scattered voxels).
     smoothing_um : sigma of the Gaussian smoothing of the region masks, µm.
+    section_noise : coefficient of variation of an extra log-normal (mean 1) gain shared by all
+        voxels of one coronal section of one experiment, as uneven staining between ISH sections
+        (0 = off, the default).
     progress : show a progress bar while generating.
 
     Returns
@@ -412,7 +437,9 @@ def make_phantom(
     Memory is dominated by the float32 volumes (``n × AP × DV × ML``) and ``clean``
     (``n × n_brain_voxels``): about 3.9 GB for the paper's 4,345 experiments.
     """
-    _check(n_genes, n_patterns, noise, missing, sparsity, section_share, background, smoothing_um, n_markers)
+    _check(
+        n_genes, n_patterns, noise, missing, sparsity, section_share, background, smoothing_um, n_markers, section_noise
+    )
     atlas = Atlas.default() if atlas is None else atlas
     rng = np.random.default_rng(seed)
     n_genes, n_patterns = int(n_genes), int(n_patterns)
@@ -456,6 +483,10 @@ def make_phantom(
                 add *= np.float32(background) * block.max(axis=1, keepdims=True)
                 obs += add
                 del add
+            if section_noise > 0:  # staining differs from section to section
+                sec_sd = np.float32(np.sqrt(np.log1p(section_noise**2)))
+                gain = rng.standard_normal((stop - start, atlas.shape[0]), dtype=np.float32) * sec_sd
+                obs *= np.exp(gain - sec_sd * sec_sd / 2)[:, ap_of_voxel]
             np.maximum(obs, 0.0, out=obs)
             # missing: whole coronal sections, then scattered voxels up to the requested fraction
             for i in range(start, stop):
