@@ -270,3 +270,24 @@ def test_spatial_expression_matrix_and_summary(small_expr):
         SpatialExpression(small_expr.volumes[:2], ["a", "b"], ["1", "1"], atlas)
     with pytest.raises(InputError, match="atlas grid"):
         SpatialExpression(small_expr.volumes[:, :-1], small_expr.genes, small_expr.experiment_ids, atlas)
+
+
+def test_nrrd_world_coordinates_follow_anatomy(tmp_path):
+    """In the file's RAS world, the olfactory bulb is anterior of the cerebellum and the isocortex
+    superior of the hypothalamus (world = origin + index @ space directions, as viewers compute it)."""
+    import nrrd
+
+    atlas = Atlas.default()
+    path = write_nrrd(tmp_path / "ann.nrrd", atlas.annotation)
+    header = nrrd.read_header(str(path))
+    dirs, origin = np.asarray(header["space directions"]), np.asarray(header["space origin"])
+    assert header["space"] == "right-anterior-superior"
+
+    def world_centroid(acronym):
+        return origin + np.argwhere(atlas.mask(acronym)).mean(axis=0) @ dirs
+
+    ob, cb = world_centroid("OLF"), world_centroid("CB")
+    ctx, hy = world_centroid("Isocortex"), world_centroid("HY")
+    assert ob[1] - cb[1] > 5.0  # mm: anterior (+A) by several millimetres
+    assert ctx[2] > hy[2] + 1.5  # superior (+S)
+    assert abs(world_centroid("grey")[0] - (origin[0] + 0.2 * (atlas.shape[2] - 1) / 2)) < 0.3  # R-L centred
