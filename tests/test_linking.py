@@ -1,0 +1,208 @@
+"""Pattern-region links vs brute-force voxel correlation and planted ground truth."""
+
+import itertools
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+import osnmf
+from osnmf import Atlas
+from osnmf.errors import ConfigError, InputError
+from osnmf.spatial.linking import (
+    beam_search,
+    best_combinations,
+    bubble_data,
+    combination_r,
+    region_correlations,
+    union_mask,
+)
+from osnmf.spatial.neighbors import ancestor_matrix, contiguous_sets, region_adjacency
+
+
+def _pearson_rows(patterns, masks):
+    """Brute force: Pearson r of every pattern (K, n) with every explicit mask (T, n) -> (T, K)."""
+    out = np.empty((masks.shape[0], patterns.shape[0]))
+    for t, m in enumerate(masks):
+        for k, p in enumerate(patterns):
+            out[t, k] = np.corrcoef(p, m.astype(float))[0, 1] if 0 < m.sum() < m.size else np.nan
+    return out
+
+
+def _smooth_patterns(atlas, n, seed, sigma=1.5):
+    rng = np.random.default_rng(seed)
+    vols = ndimage.gaussian_filter(rng.random((n, *atlas.shape)), sigma=(0, sigma, sigma, sigma))
+    return vols[:, atlas.brain_mask]
+
+
+def test_combination_r_exact(atlas):
+    pats = _smooth_patterns(atlas, 3, seed=1)
+    rng = np.random.default_rng(2)
+    ids = atlas.region_ids
+    triples = contiguous_sets(atlas, 3)
+    sets = [tuple(triples[i]) for i in rng.choice(len(triples), 15, replace=False)]
+    sets += [tuple(rng.choice(ids, size=s, replace=False)) for s in (1, 2, 4, 5) for _ in range(3)]
+    sets += [("Isocortex", "SSp", "MOp"), ("HPF", "CA1"), ("TH",), ("root",)]  # nested, whole brain
+    got = combination_r(pats, atlas, sets)
+    masks = np.stack([union_mask(atlas, s) for s in sets])
+    ref = _pearson_rows(pats, masks)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-10)
+    assert np.isnan(got[-1]).all()  # root covers the whole brain: r undefined
+
+
+def test_region_correlations_vs_reference(atlas):
+    pats = _smooth_patterns(atlas, 2, seed=3)
+    table = region_correlations(pats, atlas)
+    assert len(table) == 2 * len(atlas.region_ids) == 2 * 843
+    for key in ["Isocortex", "CA1", "MOB", "CBX", "VISp5"]:
+        sid = atlas.id_of(key)
+        mask = atlas.mask(sid)[atlas.brain_mask]
+        for k in range(2):
+            row = table[(table.pattern_index == k) & (table.region_id == sid)].iloc[0]
+            assert row.r == pytest.approx(np.corrcoef(pats[k], mask)[0, 1], abs=1e-10)
+            binary = pats[k] >= 0.5 * pats[k].max()
+            assert row.dice == pytest.approx(2 * (binary & mask).sum() / (binary.sum() + mask.sum()))
+    top = region_correlations(pats, atlas, binarize="top")
+    sid = atlas.id_of("HPF")
+    mask = atlas.mask(sid)[atlas.brain_mask]
+    m = int(mask.sum())
+    best_vox = np.argsort(-pats[0], kind="stable")[:m]
+    binary = np.zeros_like(mask)
+    binary[best_vox] = True
+    row = top[(top.pattern_index == 0) & (top.region_id == sid)].iloc[0]
+    assert row.dice == pytest.approx(2 * (binary & mask).sum() / (2 * m))
+
+
+def test_bubble_data_order(atlas):
+    pats = _smooth_patterns(atlas, 3, seed=4)
+    # pattern 1 is the thalamus, pattern 0 the isocortex: y order must follow the coarse order
+    pats[0] += 5 * atlas.mask("Isocortex")[atlas.brain_mask]
+    pats[1] += 5 * atlas.mask("TH")[atlas.brain_mask]
+    pats[2] += 5 * atlas.mask("CB")[atlas.brain_mask]
+    df = bubble_data(pats, atlas)
+    medium = [s for s in atlas.medium_ids if s in set(atlas.region_ids)]  # voxel-owning ones
+    assert len(df) == 3 * len(medium)
+    cols = df[df.pattern_index == 0].sort_values("x")
+    assert list(cols.graph_order) == sorted(cols.graph_order)
+    assert list(cols.x) == list(range(len(medium)))
+    assert set(cols.region_id) == set(medium)
+    y = df.groupby("pattern_index").y.first()
+    assert y[0] < y[1] < y[2]
+
+
+def _explicit_pearson(patterns, masks):
+    """Brute force on explicit (T, n) masks: centred dot products, r per (mask, pattern)."""
+    pc = patterns - patterns.mean(axis=1, keepdims=True)
+    mc = masks - masks.mean(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (mc @ pc.T) / np.outer(np.linalg.norm(mc, axis=1), np.linalg.norm(pc, axis=1))
+
+
+def test_exhaustive_matches_brute_force_on_crop(atlas):
+    small = Atlas(atlas.annotation[24:32, 10:18, 16:26], atlas.ontology)
+    pats = _smooth_patterns(small, 3, seed=5, sigma=1.0)
+    res = best_combinations(pats, small, sizes=(1, 2, 3), top_n=1)
+    # region masks straight from the annotation (not from membership)
+    region = {int(s): small.mask(int(s))[small.brain_mask] for s in small.region_ids}
+    allr = []
+    for size in (1, 2, 3):
+        sets = contiguous_sets(small, size)
+        masks = np.zeros((len(sets), small.n_brain_voxels))
+        for col in range(size):
+            masks = np.maximum(masks, np.stack([region[int(s)] for s in sets[:, col]]))
+        ref = _explicit_pearson(pats, masks)
+        allr.append(ref)
+        got = res.table[(res.table["size"] == size)].sort_values("pattern_index")
+        np.testing.assert_allclose(got.r.to_numpy(), np.nanmax(ref, axis=0), atol=1e-10)
+        assert res.summary["n_combinations"][size] == len(sets)
+    allr = np.concatenate(allr)
+    for k in range(3):
+        col = allr[:, k][np.isfinite(allr[:, k])]
+        others = np.delete(col, np.argmax(col))
+        assert res.pattern_stats.mean_other[k] == pytest.approx(others.mean(), abs=1e-9)
+        assert res.pattern_stats.sd_other[k] == pytest.approx(others.std(), abs=1e-7)
+    # summary and matrix consistent with an independent recomputation
+    best_masks = np.stack([union_mask(small, ids) for ids in res.best.region_ids])
+    mat = _pearson_rows(pats, best_masks).T
+    np.testing.assert_allclose(res.matrix.to_numpy(), mat, atol=1e-10)
+    assert res.summary["mean_best"] == pytest.approx(np.diag(mat).mean())
+    off = mat[~np.eye(3, dtype=bool)]
+    assert res.summary["mean_offdiag"] == pytest.approx(off.mean())
+
+
+PLANTED = [["Isocortex", "OLF"], ["TH"], ["CBX"], ["STRd", "ACB", "OT"], ["HY", "MB"], ["P", "MY"], ["HIP"]]
+
+
+def test_planted_sharp_regions_recovered(atlas):
+    rng = np.random.default_rng(6)
+    masks = [union_mask(atlas, regs) for regs in PLANTED]
+    pats = np.stack([m + 0.05 * rng.standard_normal(m.size) for m in masks])
+    res = best_combinations(pats, atlas)
+    for k, m in enumerate(masks):
+        found = union_mask(atlas, res.best.region_ids[k])
+        assert (found == m).all(), (PLANTED[k], res.best.acronyms[k])
+        assert res.best.r[k] > 0.95
+    assert res.summary["n_combinations"][2] == len(contiguous_sets(atlas, 2))
+    assert set(res.table.columns) >= {"pattern", "size", "region_ids", "acronyms", "names", "levels", "r"}
+
+
+def test_phantom_planted_groups_are_best_links():
+    ph = osnmf.make_phantom(n_genes=12, n_patterns=11, seed=0)
+    atlas = ph.atlas
+    res = best_combinations(ph.patterns, atlas)
+    for k, regs in enumerate(ph.pattern_regions):
+        planted = union_mask(atlas, regs)
+        found = union_mask(atlas, res.best.region_ids[k])
+        dice = 2 * (planted & found).sum() / (planted.sum() + found.sum())
+        assert dice > 0.85, (regs, res.best.acronyms[k], dice)
+        # and no other pattern's planted group fits this pattern's best link better
+        others = [union_mask(atlas, r) for j, r in enumerate(ph.pattern_regions) if j != k]
+        assert all(2 * (o & found).sum() / (o.sum() + found.sum()) < dice for o in others)
+    assert res.summary["mean_best"] > 0.8
+    assert res.summary["mean_offdiag"] < 0.1
+
+
+def test_beam_search_exact_contiguous_and_gains(atlas):
+    # a pattern made of four disjoint, contiguous cortical areas that no triple covers well
+    regs = ["MOp", "SSp", "AUD", "TEa"]
+    m = union_mask(atlas, regs)
+    rng = np.random.default_rng(7)
+    pats = np.stack([m + 0.05 * rng.standard_normal(m.size), _smooth_patterns(atlas, 1, seed=8)[0]])
+    out = beam_search(pats, atlas, max_size=5, beam_width=20)
+    assert set(out["size"]) == {4, 5}
+    ref = combination_r(pats, atlas, list(out.region_ids))
+    np.testing.assert_allclose(out.r.to_numpy(), ref[np.arange(len(out)), out.pattern_index], atol=1e-10)
+    row = out[(out.pattern_index == 0) & (out["size"] == 4)].iloc[0]
+    assert (union_mask(atlas, row.region_ids) == m).all()
+    assert row.gain > 0.02
+    # returned sets: distinct, pairwise disjoint, contiguous by face contact (brute graph check)
+    anc = ancestor_matrix(atlas)
+    flat = region_adjacency(atlas, include_nested=False).toarray()
+    row_of = {int(s): i for i, s in enumerate(atlas.region_ids)}
+    for ids in out.region_ids:
+        idx = [row_of[s] for s in ids]
+        assert len(set(idx)) == len(idx)
+        assert not any(anc[a, b] for a, b in itertools.permutations(idx, 2))
+        seen, stack = {idx[0]}, [idx[0]]
+        while stack:
+            v = stack.pop()
+            for w in idx:
+                if w not in seen and flat[v, w]:
+                    seen.add(w)
+                    stack.append(w)
+        assert seen == set(idx)
+
+
+def test_bad_inputs(atlas):
+    with pytest.raises(InputError):
+        region_correlations(np.zeros((2, 10)), atlas)
+    bad = np.zeros((1, atlas.n_brain_voxels))
+    bad[0, 0] = np.nan
+    with pytest.raises(InputError):
+        best_combinations(bad, atlas)
+    with pytest.raises(ConfigError):
+        best_combinations(np.ones((1, atlas.n_brain_voxels)), atlas, sizes=(4,))
+    with pytest.raises(ConfigError):
+        region_correlations(np.ones((1, atlas.n_brain_voxels)), atlas, binarize="otsu")
+    with pytest.raises(InputError):
+        combination_r(np.ones((1, atlas.n_brain_voxels)), atlas, [("NOT_A_REGION",)])
