@@ -7,7 +7,7 @@ import pytest
 from scipy.optimize import linear_sum_assignment
 from sklearn.decomposition import NMF
 
-from osnmf import Atlas, ConfigError, make_phantom
+from osnmf import Atlas, ConfigError, Phantom, make_phantom
 from osnmf.io.allen_grid import read_allen_grid_zip
 
 ENERGY = Path(__file__).resolve().parents[2] / "shared" / "data" / "aba" / "energy"
@@ -25,6 +25,7 @@ def ph(atlas):
 
 def test_shapes_dtypes_and_names(ph, atlas):
     n, K, V = 60, 8, atlas.n_brain_voxels
+    assert isinstance(ph, Phantom) and ph.n_patterns == K and ph.atlas is atlas
     assert ph.data.volumes.shape == (n, *atlas.shape) and ph.data.volumes.dtype == np.float32
     assert ph.patterns.shape == (K, V) and ph.patterns.dtype == np.float32
     assert ph.coefficients.shape == (n, K) and ph.coefficients.dtype == np.float32
@@ -248,3 +249,12 @@ def test_section_noise_varies_whole_sections(atlas):
 
     assert section_gain_cv(flat) < 0.03
     assert 0.2 < section_gain_cv(stained) < 0.4
+
+
+def test_sparsity_controls_how_many_patterns_a_gene_uses(atlas):
+    dense = make_phantom(n_genes=40, n_patterns=6, sparsity=0.0, n_markers=0, missing=0.0, seed=0, atlas=atlas)
+    sparse = make_phantom(n_genes=40, n_patterns=6, sparsity=0.9, n_markers=0, missing=0.0, seed=0, atlas=atlas)
+    assert ((dense.coefficients > 0).sum(axis=1) == 6).all()
+    used = (sparse.coefficients > 0).sum(axis=1)
+    assert used.min() == 2 and used.mean() < 2.6  # at least two, rarely more
+    assert (dense.marker_of == -1).all()
