@@ -7,13 +7,13 @@ for synthetic data, with the noiseless truth).
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from osnmf.errors import ConfigError, InputError
 from osnmf.expression import to_volumes
@@ -158,7 +158,7 @@ def holdout_check(
     n_neighbors: int = 6,
     spacing_um: Sequence[float] | None = None,
     nonzero_only: bool = False,
-    chunk: int = 64,
+    chunk: int = 32,
     n_jobs: int = 1,
     progress: bool = False,
 ) -> HoldoutResult:
@@ -208,13 +208,16 @@ def holdout_check(
         )
     starts = np.r_[0, np.cumsum(counts)]
     imputed = np.full(points.shape[0], np.nan)
-    shells = neighbour_shells(spacing, 4.0 * min(spacing))
+    shells = neighbour_shells(spacing, 10.0 * min(spacing))
+    local = threading.local()
 
     def work(sl: slice) -> None:
         a, b = starts[sl.start], starts[sl.stop]
         if a == b:
             return
         p = points[a:b]
+        if not hasattr(local, "workspace"):
+            local.workspace = {}
         imputed[a:b] = knn_fill(
             volumes[sl],
             support,
@@ -222,6 +225,7 @@ def holdout_check(
             int(n_neighbors),
             spacing,
             shells=shells,
+            workspace=local.workspace,
         )
 
     _run(work, list(_chunks(n_exp, int(chunk))), n_jobs, progress, "hold-out check")
@@ -232,6 +236,8 @@ def holdout_check(
     n, mae, r = _grouped_stats(points[ok, 0], n_exp, measured[ok], imputed[ok])
     per = pd.DataFrame({"n": n.astype(int), "mae": mae, "pearson_r": r})
     if ok.sum() >= 2:
+        from scipy import stats
+
         pr = stats.pearsonr(measured[ok], imputed[ok])
         r_all, p_all = float(pr.statistic), float(pr.pvalue)
     else:

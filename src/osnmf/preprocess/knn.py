@@ -23,6 +23,7 @@ answered exactly by a KD-tree on that experiment's observed voxels, so the resul
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -130,8 +131,9 @@ def knn_fill(
     queries: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     n_neighbors: int = 6,
     spacing_um: Sequence[float] = (200.0, 200.0, 200.0),
-    max_radius_vox: float = 4.0,
+    max_radius_vox: float = 10.0,
     shells: list[Shell] | None = None,
+    workspace: dict | None = None,
 ) -> np.ndarray:
     """IDW kNN estimates at given voxels from the observed in-support voxels of each experiment.
 
@@ -147,6 +149,8 @@ def knn_fill(
     max_radius_vox : radius (in units of the smallest voxel side) of the precomputed shells;
         farther queries go to the exact KD-tree fallback.
     shells : precomputed :func:`neighbour_shells` (optional).
+    workspace : a dict to keep the NaN-padded buffer in between calls with the same grid and
+        support (saves re-allocating it for every chunk); not shared between threads.
 
     Returns
     -------
@@ -167,21 +171,43 @@ def knn_fill(
         else np.zeros(3, int)
     )
     shape = np.asarray(volumes.shape[1:]) + 2 * pad
-    padded = np.full((n_exp, *shape), np.nan, dtype=np.float32)
+    key = (tuple(shape), id(support))
+    padded = None if workspace is None else workspace.get(key)
+    if padded is None or padded.shape[0] < n_exp:
+        padded = np.full((n_exp, *shape), np.nan, dtype=np.float32)
+        if workspace is not None:
+            workspace.clear()
+            workspace[key] = padded
+    padded = padded[:n_exp]  # outside the support it is all NaN; inside it is overwritten below
     a, d, m = volumes.shape[1:]
     inner = padded[:, pad[0] : pad[0] + a, pad[1] : pad[1] + d, pad[2] : pad[2] + m]
     np.copyto(inner, volumes, where=support[None])
     inner[e_q, i_q, j_q, l_q] = np.nan  # queries never see themselves
     flat = padded.reshape(-1)
     strides = np.array([shape[1] * shape[2], shape[2], 1], dtype=np.intp)
-    lin = ((e_q * shape[0] + i_q + pad[0]) * shape[1] + j_q + pad[1]) * shape[2] + l_q + pad[2]
-    open_ = np.arange(n_q)
-    num = np.zeros(n_q)
-    den = np.zeros(n_q)
-    cnt = np.zeros(n_q, dtype=np.int64)
-    for shell in shells:
+    lin_all = ((e_q * shape[0] + i_q + pad[0]) * shape[1] + j_q + pad[1]) * shape[2] + l_q + pad[2]
+    # skip the shells that provably hold no observed voxel: a query can be no closer to an
+    # observed voxel than to the nearest grid plane (along each axis) that holds one
+    lower = _plane_lower_bound(~np.isnan(inner), (e_q, i_q, j_q, l_q), spacing)
+    shell_d = np.array([sh.distance_um for sh in shells])
+    first = np.searchsorted(shell_d, lower * (1 - _TIE_RTOL), side="left")
+    order = np.argsort(first, kind="stable")
+    entry = np.searchsorted(first[order], np.arange(len(shells) + 1), side="left")
+    open_ = np.zeros(0, dtype=np.intp)
+    lin = np.zeros(0, dtype=np.intp)
+    num = np.zeros(0)
+    den = np.zeros(0)
+    cnt = np.zeros(0, dtype=np.int64)
+    for index, shell in enumerate(shells):
+        new = order[entry[index] : entry[index + 1]]
+        if new.size:
+            open_ = np.concatenate([open_, new])
+            lin = np.concatenate([lin, lin_all[new]])
+            num = np.concatenate([num, np.zeros(new.size)])
+            den = np.concatenate([den, np.zeros(new.size)])
+            cnt = np.concatenate([cnt, np.zeros(new.size, dtype=np.int64)])
         if open_.size == 0:
-            break
+            continue
         deltas = shell.offsets @ strides
         vals = flat[lin[:, None] + deltas]
         obs = ~np.isnan(vals)
@@ -196,6 +222,7 @@ def knn_fill(
             result[open_[done]] = num[done] / den[done]
             keep = ~done
             open_, lin, num, den, cnt = open_[keep], lin[keep], num[keep], den[keep], cnt[keep]
+    open_ = np.concatenate([open_, order[entry[len(shells)] :]])
     if open_.size:
         spacing_arr = np.asarray(spacing)
         coords_q = np.stack([i_q[open_], j_q[open_], l_q[open_]], axis=1)
@@ -210,6 +237,24 @@ def knn_fill(
                 n_neighbors,
             )
     return result
+
+
+def _plane_lower_bound(observed: np.ndarray, queries, spacing) -> np.ndarray:
+    """Per query, the distance (µm) to the nearest grid plane holding an observed voxel.
+
+    ``observed`` is bool ``(n, AP, DV, ML)``; the bound is the largest over the three axes (inf
+    where an experiment has no observed voxel). Whole missing coronal sections make it large.
+    """
+    e_q = queries[0]
+    bound = np.zeros(e_q.size)
+    for axis in range(3):
+        other = tuple(a for a in (1, 2, 3) if a != axis + 1)
+        has = observed.any(axis=other)  # (n, L)
+        pos = np.arange(has.shape[1])
+        gap = np.abs(pos[:, None] - pos[None, :]).astype(float)  # (L, L)
+        dist = np.where(has[:, None, :], gap[None], np.inf).min(axis=2)  # (n, L)
+        bound = np.maximum(bound, dist[e_q, queries[axis + 1]] * spacing[axis])
+    return bound
 
 
 def _chunks(n: int, size: int) -> Iterator[slice]:
@@ -240,9 +285,9 @@ def impute_knn(
     support: np.ndarray,
     n_neighbors: int = 6,
     spacing_um: Sequence[float] | None = None,
-    chunk: int = 64,
+    chunk: int = 32,
     n_jobs: int = 1,
-    max_radius_vox: float = 4.0,
+    max_radius_vox: float = 10.0,
     inplace: bool = False,
     progress: bool = False,
 ):
@@ -285,13 +330,22 @@ def impute_knn(
     volumes, support = _check_inputs(volumes, support)
     out = volumes if inplace else volumes.copy()
     shells = neighbour_shells(spacing, max_radius_vox * min(spacing))
+    local = threading.local()
 
     def work(sl: slice) -> None:
+        if not hasattr(local, "workspace"):
+            local.workspace = {}
         block = out[sl]
         e, i, j, l = np.nonzero(np.isnan(block) & support[None])
         if e.size:
             block[e, i, j, l] = knn_fill(
-                block, support, (e, i, j, l), int(n_neighbors), spacing, shells=shells
+                block,
+                support,
+                (e, i, j, l),
+                int(n_neighbors),
+                spacing,
+                shells=shells,
+                workspace=local.workspace,
             )
 
     slices = list(_chunks(out.shape[0], int(chunk)))
