@@ -252,3 +252,34 @@ def test_bad_inputs():
         default_support(vol, sup, max_missing=1.5)
     with pytest.raises(InputError, match="truth_mask"):
         holdout_check(vol + 1, sup, n_holdout=2, truth=np.zeros((2, 27)))
+
+
+def test_masked_nmf_without_missing_is_sklearn_mu():
+    from sklearn.decomposition import NMF
+
+    from osnmf.preprocess import masked_nmf
+
+    rng = np.random.default_rng(8)
+    X = rng.gamma(1, 1, (40, 3)) @ rng.gamma(1, 1, (3, 200))
+    A0, D0 = rng.random((40, 3)), rng.random((3, 200))
+    sk = NMF(3, solver="mu", init="custom", max_iter=40, tol=0)
+    A_sk = sk.fit_transform(X, W=A0.copy(), H=D0.copy())
+    ours = masked_nmf(X, 3, init=(A0, D0), max_iter=40, tol=0, dtype=np.float64)
+    np.testing.assert_allclose(ours.A, A_sk, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(ours.D, sk.components_, rtol=1e-9, atol=1e-12)
+
+
+def test_masked_nmf_recovers_planted_missing_entries():
+    from osnmf.preprocess import masked_nmf
+
+    rng = np.random.default_rng(9)
+    truth = rng.gamma(1, 1, (50, 4)) @ rng.gamma(1, 1, (4, 300))
+    missing = rng.random(truth.shape) < 0.3
+    X = np.where(missing, np.nan, truth)
+    res = masked_nmf(X, 4, max_iter=1500, tol=1e-8, dtype=np.float64)
+    R = res.A @ res.D
+    # the planted truth at the hidden entries, never seen by the fit
+    assert np.corrcoef(R[missing], truth[missing])[0, 1] > 0.999
+    assert res.loss == pytest.approx(np.linalg.norm(np.where(missing, 0, truth - R)), rel=1e-6)
+    with pytest.raises(InputError, match="non-negative"):
+        masked_nmf(np.where(missing, np.nan, -truth), 4)

@@ -38,6 +38,7 @@ _LAZY = {
     "default_support": "osnmf.preprocess",
     "holdout_check": "osnmf.preprocess",
     "prepare_matrix": "osnmf.preprocess",
+    "masked_nmf": "osnmf.preprocess",
     "fit_nmf": "osnmf.factorize.nmf",
     "fit_nmf_replicates": "osnmf.factorize.nmf",
     "bootstrap_counts": "osnmf.factorize.nmf",
