@@ -1,0 +1,172 @@
+"""Gene-expression-defined ontology and the region prediction test."""
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.cluster import AgglomerativeClustering
+
+from osnmf.errors import ConfigError, InputError
+from osnmf.interpret.ontology import newick_quote, pattern_ontology
+from osnmf.spatial.linking import best_combinations, union_mask
+
+
+def parse_newick(text):
+    """Minimal independent Newick parser -> nested (label, length, children) tuples."""
+    pos = 0
+
+    def label():
+        nonlocal pos
+        if text[pos] == "'":
+            out, pos = [], pos + 1
+            while True:
+                if text[pos] == "'":
+                    if text[pos + 1] == "'":
+                        out.append("'")
+                        pos += 2
+                        continue
+                    pos += 1
+                    return "".join(out)
+                out.append(text[pos])
+                pos += 1
+        start = pos
+        while text[pos] not in ",():;":
+            pos += 1
+        return text[start:pos].replace("_", " ")
+
+    def node():
+        nonlocal pos
+        kids = []
+        if text[pos] == "(":
+            pos += 1
+            kids.append(node())
+            while text[pos] == ",":
+                pos += 1
+                kids.append(node())
+            assert text[pos] == ")"
+            pos += 1
+        name = label() if text[pos] not in ",():;" else ""
+        length = None
+        if text[pos] == ":":
+            pos += 1
+            start = pos
+            while text[pos] not in ",();":
+                pos += 1
+            length = float(text[start:pos])
+        return (name, length, kids)
+
+    tree = node()
+    assert text[pos] == ";"
+    return tree
+
+
+def leaves(t, depth=0.0):
+    name, length, kids = t
+    d = depth + (length or 0.0)
+    if not kids:
+        return [(name, d)]
+    return [x for k in kids for x in leaves(k, d)]
+
+
+def _two_groups(n_per=3, n=400, seed=0):
+    rng = np.random.default_rng(seed)
+    a, b = rng.random(n), rng.random(n)
+    pats = [a + 0.2 * rng.random(n) for _ in range(n_per)] + [b + 0.2 * rng.random(n) for _ in range(n_per)]
+    return np.array(pats)
+
+
+def test_tree_matches_sklearn_agglomerative():
+    pats = _two_groups()
+    onto = pattern_ontology(pats, method="average")
+    corr = np.corrcoef(pats)
+    ref = AgglomerativeClustering(n_clusters=2, metric="precomputed", linkage="average").fit(1 - corr)
+    split = [set(c["patterns"]) for c in onto.tree["children"]]
+    names = np.array(onto.pattern_names)
+    expected = [set(names[ref.labels_ == lab]) for lab in (0, 1)]
+    assert sorted(map(sorted, split)) == sorted(map(sorted, expected))
+    np.testing.assert_allclose(onto.correlation.to_numpy(), corr, atol=1e-12)
+    # root height = average 1 - r between the two groups (average linkage)
+    g0 = [onto.pattern_names.index(p) for p in onto.tree["children"][0]["patterns"]]
+    g1 = [onto.pattern_names.index(p) for p in onto.tree["children"][1]["patterns"]]
+    assert onto.tree["height"] == pytest.approx((1 - corr[np.ix_(g0, g1)]).mean())
+    for method in ("complete", "single", "ward"):
+        other = pattern_ontology(pats, method=method)
+        assert sorted(map(sorted, [set(c["patterns"]) for c in other.tree["children"]])) == sorted(
+            map(sorted, expected)
+        )
+
+
+def test_newick_quoting_roundtrip(tmp_path):
+    pats = _two_groups(n_per=2)
+    weird = ["PP 1", "it's (a) pattern", "x_y", "plain"]
+    onto = pattern_ontology(pats, pattern_names=weird)
+    text = onto.to_newick()
+    parsed = parse_newick(text)
+    got = leaves(parsed)
+    assert sorted(n for n, _ in got) == sorted(weird)
+    # ultrametric: every root-to-leaf path length equals the root height
+    for _, d in got:
+        assert d == pytest.approx(onto.tree["height"], rel=1e-5)
+    assert newick_quote("a_b") == "'a_b'" and newick_quote("ab") == "ab" and newick_quote("o'k") == "'o''k'"
+    path = onto.write_newick(tmp_path / "tree.nwk")
+    assert path.read_text().strip() == text
+    onto.write_json(tmp_path / "tree.json")
+    assert json.loads((tmp_path / "tree.json").read_text()) == onto.tree
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tree.json", "tree.nwk"]
+
+
+def test_labelled_tree_from_planted_links(atlas):
+    regs = [["Isocortex"], ["SSp"], ["TH"], ["HY"], ["CBX"]]
+    rng = np.random.default_rng(1)
+    pats = np.stack([union_mask(atlas, r) + 0.05 * rng.standard_normal(atlas.n_brain_voxels) for r in regs])
+    pats[1] += 0.25 * union_mask(atlas, ["Isocortex"])  # SSp pattern resembles the isocortex one
+    links = best_combinations(pats, atlas, sizes=(1,))
+    onto = pattern_ontology(pats, links, atlas)
+    tree = json.loads(onto.to_json())
+    leaves_ = {}
+
+    def walk(n):
+        if "children" in n:
+            for c in n["children"]:
+                walk(c)
+        else:
+            leaves_[n["name"]] = n
+
+    walk(tree)
+    for k, r in enumerate(regs):
+        leaf = leaves_[f"PP{k + 1}"]
+        assert leaf["regions"] == r and leaf["links"][0]["acronym"] == r[0]
+        assert leaf["label"] == f"PP{k + 1}: {r[0]}"
+    # PP1 and PP2 join first; their common ancestor is the isocortex
+    assert hierarchy_first_merge(onto) == {"PP1", "PP2"}
+    node = find_node(tree, {"PP1", "PP2"})
+    assert node["common_ancestor"] == "Isocortex"
+    assert set(node["regions"]) == {"Isocortex", "SSp"}
+    assert "'PP1: Isocortex'" in onto.to_newick()
+    assert {n for n, _ in leaves(parse_newick(onto.to_newick()))} == {f"PP{k + 1}: {r[0]}" for k, r in enumerate(regs)}
+
+
+def hierarchy_first_merge(onto):
+    a, b = onto.linkage[0, :2].astype(int)
+    return {onto.pattern_names[a], onto.pattern_names[b]}
+
+
+def find_node(tree, patterns):
+    if set(tree["patterns"]) == patterns:
+        return tree
+    for c in tree.get("children", []):
+        hit = find_node(c, patterns)
+        if hit is not None:
+            return hit
+    return None
+
+
+def test_ontology_bad_inputs(atlas):
+    with pytest.raises(InputError):
+        pattern_ontology(np.ones((1, 5)))
+    with pytest.raises(InputError):
+        pattern_ontology(np.vstack([np.ones(5), np.arange(5.0)]))  # constant pattern
+    with pytest.raises(ConfigError):
+        pattern_ontology(_two_groups(), method="centroid")
+    with pytest.raises(InputError):
+        pattern_ontology(_two_groups(), links=object(), atlas=atlas)
