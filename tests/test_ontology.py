@@ -170,3 +170,79 @@ def test_ontology_bad_inputs(atlas):
         pattern_ontology(_two_groups(), method="centroid")
     with pytest.raises(InputError):
         pattern_ontology(_two_groups(), links=object(), atlas=atlas)
+
+
+# ---- region prediction test -----------------------------------------------------------------
+def _planted_for_isocortex(atlas, seed=0):
+    from scipy import ndimage
+
+    groups = [["MO", "FRP", "ORB", "ACA", "PL", "ILA", "AI", "GU", "VISC"], ["SS", "AUD", "TEa", "ECT", "PERI"],
+              ["VIS", "RSP", "PTLp"], ["TH"], ["CB"], ["HY"], ["STR"], ["HPF"]]
+    rng = np.random.default_rng(seed)
+    pats = []
+    for g in groups:
+        vol = np.zeros(atlas.shape)
+        vol[atlas.brain_mask] = union_mask(atlas, g)
+        vol = ndimage.gaussian_filter(vol, 0.7)
+        pats.append(vol[atlas.brain_mask] + 0.05 * rng.random(atlas.n_brain_voxels))
+    return np.array(pats)
+
+
+def test_region_auc_matches_sklearn():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    from osnmf.interpret.classify import region_auc
+
+    rng = np.random.default_rng(3)
+    x = rng.random((3000, 3))
+    y = rng.random(3000) < 1 / (1 + np.exp(-(4 * x[:, 0] - 3 * x[:, 1])))
+    z = (x - x.mean(0)) / x.std(0)
+    ref = roc_auc_score(y, LogisticRegression().fit(z, y).predict_proba(z)[:, 1])
+    assert region_auc(x, y) == pytest.approx(ref, abs=1e-4)
+
+
+def test_isocortex_prediction_planted(atlas):
+    from osnmf.interpret.classify import linked_patterns, region_prediction_test
+
+    pats = _planted_for_isocortex(atlas)
+    links = best_combinations(pats, atlas, sizes=(1,))
+    assert linked_patterns(links, atlas, "Isocortex") == [0, 1, 2]
+    out = region_prediction_test(pats, atlas, links=links, n_random=25, seed=1)
+    assert out.linked == [0, 1, 2] and out.linked_names == ["PP1", "PP2", "PP3"]
+    assert out.auc > 0.97
+    assert out.median_random < out.auc - 0.05
+    assert out.p_value == pytest.approx((1 + np.sum(out.random_aucs >= out.auc)) / 26)
+    others = [a for a, s in zip(out.random_aucs, out.random_subsets, strict=True) if list(s) != [0, 1, 2]]
+    assert max(others) < out.auc
+    assert out.random_subsets.shape == (25, 3)
+    assert all(len(set(s)) == 3 for s in out.random_subsets)
+    assert out.summary()["n_random"] == 25
+    held = region_prediction_test(pats, atlas, linked=[0, 1, 2], n_random=3, holdout=0.3)
+    assert held.auc > 0.97
+
+
+def test_linked_patterns_from_table(atlas):
+    import pandas as pd
+
+    from osnmf.interpret.classify import linked_patterns
+
+    ids = atlas.id_of
+    best = pd.DataFrame({"pattern_index": [0, 1, 2, 3],
+                         "region_ids": [(ids("SSp"), ids("TH")), (ids("CA1"),), (ids("Isocortex"),), (ids("CTX"),)]})
+    assert linked_patterns(best, atlas, "Isocortex") == [0, 2]  # CTX contains, is not inside
+    assert linked_patterns(best, atlas, "HPF") == [1]
+
+
+def test_prediction_bad_inputs(atlas):
+    from osnmf.interpret.classify import region_prediction_test
+
+    pats = np.random.default_rng(0).random((3, atlas.n_brain_voxels))
+    with pytest.raises(InputError):
+        region_prediction_test(pats, atlas)  # neither linked nor links
+    with pytest.raises(InputError):
+        region_prediction_test(pats, atlas, linked=[5])
+    with pytest.raises(ConfigError):
+        region_prediction_test(pats, atlas, linked=[0], n_random=0)
+    with pytest.raises(InputError):
+        region_prediction_test(pats[:, :10], atlas, linked=[0])
