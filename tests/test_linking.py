@@ -98,15 +98,20 @@ def _explicit_pearson(patterns, masks):
         return (mc @ pc.T) / np.outer(np.linalg.norm(mc, axis=1), np.linalg.norm(pc, axis=1))
 
 
-def test_exhaustive_matches_brute_force_on_crop(atlas):
+@pytest.mark.parametrize("distinct", [True, False])
+def test_exhaustive_matches_brute_force_on_crop(atlas, distinct):
     small = Atlas(atlas.annotation[24:32, 10:18, 16:26], atlas.ontology)
     pats = _smooth_patterns(small, 3, seed=5, sigma=1.0)
-    res = best_combinations(pats, small, sizes=(1, 2, 3), top_n=1)
+    res = best_combinations(pats, small, sizes=(1, 2, 3), top_n=1, distinct_unions=distinct)
     # region masks straight from the annotation (not from membership)
     region = {int(s): small.mask(int(s))[small.brain_mask] for s in small.region_ids}
     allr = []
     for size in (1, 2, 3):
         sets = contiguous_sets(small, size)
+        if distinct:  # keep sets of pairwise disjoint masks
+            keep = [all(not (region[int(a)] & region[int(b)]).any() for a, b in itertools.combinations(row, 2))
+                    for row in sets]
+            sets = sets[np.array(keep, dtype=bool)]
         masks = np.zeros((len(sets), small.n_brain_voxels))
         for col in range(size):
             masks = np.maximum(masks, np.stack([region[int(s)] for s in sets[:, col]]))
@@ -142,7 +147,7 @@ def test_planted_sharp_regions_recovered(atlas):
         found = union_mask(atlas, res.best.region_ids[k])
         assert (found == m).all(), (PLANTED[k], res.best.acronyms[k])
         assert res.best.r[k] > 0.95
-    assert res.summary["n_combinations"][2] == len(contiguous_sets(atlas, 2))
+    assert res.summary["n_combinations"][2] == len(contiguous_sets(atlas, 2, include_nested=False))
     assert set(res.table.columns) >= {"pattern", "size", "region_ids", "acronyms", "names", "levels", "r"}
 
 
@@ -206,3 +211,15 @@ def test_bad_inputs(atlas):
         region_correlations(np.ones((1, atlas.n_brain_voxels)), atlas, binarize="otsu")
     with pytest.raises(InputError):
         combination_r(np.ones((1, atlas.n_brain_voxels)), atlas, [("NOT_A_REGION",)])
+
+
+def test_compare_pattern_sets(atlas):
+    from osnmf.spatial.linking import compare_pattern_sets
+
+    sharp = np.stack([union_mask(atlas, r).astype(float) for r in (["TH"], ["CBX"], ["MOB"])])
+    blurry = _smooth_patterns(atlas, 2, seed=9)
+    table = compare_pattern_sets({"sharp": sharp, "random": blurry}, atlas, sizes=(1, 2))
+    assert list(table.index) == ["sharp", "random"] and list(table.k) == [3, 2]
+    assert table.loc["sharp", "mean_best"] == pytest.approx(1.0)
+    assert table.loc["sharp", "sd_best"] == pytest.approx(0.0, abs=1e-12)
+    assert table.loc["random", "mean_best"] < 0.9

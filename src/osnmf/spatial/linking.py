@@ -40,6 +40,7 @@ __all__ = [
     "bubble_data",
     "check_patterns",
     "combination_r",
+    "compare_pattern_sets",
     "mask_pearson",
     "region_correlations",
     "union_mask",
@@ -396,6 +397,7 @@ def best_combinations(
     atlas: Atlas,
     sizes=(1, 2, 3),
     include_nested: bool = True,
+    distinct_unions: bool = True,
     top_n: int = 5,
     keep: int = 50,
     chunk: int = 200_000,
@@ -414,6 +416,13 @@ def best_combinations(
     atlas : the reference atlas.
     sizes : combination sizes to search, a subset of (1, 2, 3).
     include_nested : count ancestor/descendant pairs as neighbours (their union is the ancestor).
+    distinct_unions : score only sets of pairwise disjoint regions. A set holding an ancestor and
+        its descendant has the same union as a smaller contiguous set (the descendant adds
+        nothing, and its contacts are the ancestor's), so skipping it never changes the best r;
+        it keeps the per-size tables free of repeats such as "TH + two thalamic nuclei" and
+        makes size 2 and 3 mean genuinely 2 and 3 regions. False scores every contiguous set
+        (the paper's enumeration), and the "other combinations" statistics then include those
+        repeats.
     top_n : rows per pattern and size in ``table``.
     keep : best combinations kept per pattern and size in ``top`` (seeds for :func:`beam_search`).
     chunk : combinations scored at once (memory ≈ chunk × K × 8 bytes × a few).
@@ -437,6 +446,14 @@ def best_combinations(
     n_comb: dict[int, int] = {}
     combos_by_size = {s: contiguous_index_sets(adj, s) if s > 1 else np.arange(anc.shape[0])[:, None]
                       for s in sizes}
+    if distinct_unions:
+        related = anc | anc.T
+        for s_, c in combos_by_size.items():
+            nested = np.zeros(len(c), dtype=bool)
+            for a in range(s_):
+                for b in range(a + 1, s_):
+                    nested |= related[c[:, a], c[:, b]]
+            combos_by_size[s_] = c[~nested]
     with _progress(progress) as bar:
         task = bar.add_task("scoring region combinations", total=sum(len(c) for c in combos_by_size.values()))
         for size in sizes:
@@ -510,7 +527,7 @@ def beam_search(
     Parameters
     ----------
     result : output of :func:`best_combinations` with size 3 searched (computed if None); its
-        best triple (nested ones included) is the reference for ``gain``. The beam is seeded
+        best triple is the reference for ``gain``. The beam is seeded
         with the ``beam_width`` best triples of pairwise disjoint contiguous regions (a nested
         triple is a pair or a single in disguise), scored exhaustively here.
 
@@ -579,3 +596,28 @@ def beam_search(
             rows.append({"pattern": names[p], "pattern_index": p, "size": size, **_describe(atlas, top_set),
                          "r": r_best, "best_triple_r": best3, "gain": r_best - best3})
     return pd.DataFrame(rows)
+
+
+# ---- several pattern sets ------------------------------------------------------------------
+def compare_pattern_sets(pattern_sets: dict, atlas: Atlas, sizes=(1, 2, 3), **kwargs) -> pd.DataFrame:
+    """Best-combination summary for several pattern sets (staNMF, PCA, clusterings …).
+
+    Parameters
+    ----------
+    pattern_sets : name -> ``(K, n_brain_voxels)`` patterns (K may differ between sets).
+    sizes, kwargs : passed to :func:`best_combinations`.
+
+    Returns
+    -------
+    DataFrame indexed by set name: k, mean_best, sd_best, mean_offdiag, sd_offdiag, mean_other,
+    sd_other (the paper: staNMF 0.73 ± 0.05, PCA 0.63 ± 0.06, PCA + k-means 0.68 ± 0.06,
+    PCA + agglomerative 0.70 ± 0.06, staNMF + hierarchical 0.67 ± 0.05).
+    """
+    if not pattern_sets:
+        raise InputError("no pattern sets given")
+    rows = {}
+    for name, pats in pattern_sets.items():
+        res = best_combinations(pats, atlas, sizes=sizes, **kwargs)
+        summ = {key: val for key, val in res.summary.items() if key != "n_combinations"}
+        rows[str(name)] = {"k": len(res.pattern_names), **summ}
+    return pd.DataFrame.from_dict(rows, orient="index")
