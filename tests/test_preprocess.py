@@ -283,3 +283,17 @@ def test_masked_nmf_recovers_planted_missing_entries():
     assert res.loss == pytest.approx(np.linalg.norm(np.where(missing, 0, truth - R)), rel=1e-6)
     with pytest.raises(InputError, match="non-negative"):
         masked_nmf(np.where(missing, np.nan, -truth), 4)
+
+
+def test_knn_fill_workspace_reuse_is_safe(atlas):
+    vol, support = _crop_data(atlas, seed=10, n=3)
+    smaller = support.copy()
+    smaller[:, :, :10] = False
+    workspace: dict = {}
+    for sup in (support, smaller, support):
+        for rows in (slice(0, 3), slice(1, 2)):
+            block = vol[rows]
+            q = np.nonzero(np.isnan(block) & sup[None])
+            fresh = knn_fill(block, sup, q)
+            reused = knn_fill(block, sup, q, workspace=workspace)
+            np.testing.assert_array_equal(reused, fresh)

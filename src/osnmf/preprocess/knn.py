@@ -171,13 +171,14 @@ def knn_fill(
         else np.zeros(3, int)
     )
     shape = np.asarray(volumes.shape[1:]) + 2 * pad
-    key = (tuple(shape), id(support))
-    padded = None if workspace is None else workspace.get(key)
+    padded = None
+    if workspace is not None and workspace.get("shape") == tuple(shape):
+        if np.array_equal(workspace["support"], support):
+            padded = workspace["padded"]
     if padded is None or padded.shape[0] < n_exp:
         padded = np.full((n_exp, *shape), np.nan, dtype=np.float32)
         if workspace is not None:
-            workspace.clear()
-            workspace[key] = padded
+            workspace.update(shape=tuple(shape), support=support.copy(), padded=padded)
     padded = padded[:n_exp]  # outside the support it is all NaN; inside it is overwritten below
     a, d, m = volumes.shape[1:]
     inner = padded[:, pad[0] : pad[0] + a, pad[1] : pad[1] + d, pad[2] : pad[2] + m]
