@@ -72,6 +72,10 @@ def test_triples_match_dilation(crop):
     assert set(got) == expected
     counts = adjacency_counts(crop)
     assert counts.triples == len(expected)
+    row = {int(s): i for i, s in enumerate(ids)}
+    disjoint = [t for t in expected
+                if not any((masks[row[a]] & masks[row[b]]).any() for a, b in itertools.combinations(t, 2))]
+    assert counts.triples_without_nested == len(disjoint)
     assert counts.pairs == int(np.triu(meets, 1).sum())
     assert counts.pairs == counts.pairs_without_nested + counts.nested_pairs
 

@@ -188,7 +188,12 @@ def contiguous_sets(atlas: Atlas, size: int, include_nested: bool = True) -> np.
 
 @dataclass(frozen=True)
 class AdjacencyCounts:
-    """Counts of the neighbourhood query on one atlas."""
+    """Counts of the neighbourhood query on one atlas.
+
+    ``pairs``/``triples``: every contiguous set (ancestor/descendant pairs count as neighbours).
+    ``pairs_without_nested``/``triples_without_nested``: sets of pairwise disjoint regions only
+    (what :func:`osnmf.spatial.linking.best_combinations` scores by default).
+    """
 
     n_regions: int
     pairs: int
@@ -212,11 +217,16 @@ def adjacency_counts(atlas: Atlas) -> AdjacencyCounts:
     flat = region_adjacency(atlas, include_nested=False).toarray()
     pairs = int(full.sum()) // 2
     flat_pairs = int(flat.sum()) // 2
+    # triples of pairwise disjoint regions: connected by face contacts, no nested pair inside
+    anc = ancestor_matrix(atlas)
+    related = anc | anc.T
+    t = contiguous_index_sets(flat, 3)
+    nested = related[t[:, 0], t[:, 1]] | related[t[:, 0], t[:, 2]] | related[t[:, 1], t[:, 2]]
     return AdjacencyCounts(
         n_regions=int(full.shape[0]),
         pairs=pairs,
         pairs_without_nested=flat_pairs,
         nested_pairs=pairs - flat_pairs,
         triples=_n_triples(full),
-        triples_without_nested=_n_triples(flat),
+        triples_without_nested=int((~nested).sum()),
     )
