@@ -223,3 +223,33 @@ def test_compare_pattern_sets(atlas):
     assert table.loc["sharp", "mean_best"] == pytest.approx(1.0)
     assert table.loc["sharp", "sd_best"] == pytest.approx(0.0, abs=1e-12)
     assert table.loc["random", "mean_best"] < 0.9
+
+
+def test_beam_with_wide_beam_is_exhaustive_on_crop(atlas):
+    small = Atlas(atlas.annotation[24:32, 10:18, 16:26], atlas.ontology)
+    pats = _smooth_patterns(small, 2, seed=10, sigma=1.0)
+    region = {int(s): small.mask(int(s))[small.brain_mask] for s in small.region_ids}
+    ids = [int(s) for s in small.region_ids]
+    # brute force: grow connected sets of pairwise disjoint regions by face contact (explicit masks)
+    struct = ndimage.generate_binary_structure(3, 1)
+    dil = {s: ndimage.binary_dilation(small.mask(s), structure=struct)[small.brain_mask] for s in ids}
+    touch = {(a, b) for a in ids for b in ids if a != b and (dil[a] & region[b]).any()
+             and not (region[a] & region[b]).any()}
+    sets = {frozenset(p) for p in touch}
+    by_size = {2: sets}
+    for size in (3, 4, 5):
+        grown = set()
+        for st in by_size[size - 1]:
+            for x in ids:
+                if x not in st and any((m, x) in touch for m in st) and not any(
+                        (region[x] & region[m]).any() for m in st):
+                    grown.add(st | {x})
+        by_size[size] = grown
+    assert len(by_size[4]) > 100 and len(by_size[5]) > len(by_size[4])
+    out = beam_search(pats, small, max_size=5, beam_width=100_000)
+    for size in (4, 5):
+        sets_k = [tuple(s) for s in by_size[size]]
+        masks = np.stack([np.any([region[s] for s in st], axis=0) for st in sets_k]).astype(float)
+        ref = np.nanmax(_explicit_pearson(pats, masks), axis=0)
+        got = out[out["size"] == size].sort_values("pattern_index").r.to_numpy()
+        np.testing.assert_allclose(got, ref, atol=1e-10)
