@@ -13,6 +13,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from osnmf.config import RunConfig
 from osnmf.errors import OsnmfError
 
 app = typer.Typer(
@@ -70,10 +71,71 @@ def download_aba_command(
         raise SystemExit(1)  # not typer.Exit: with standalone_mode=False click returns its code instead
 
 
+def _run_config(config: Path | None, **flags) -> RunConfig:
+    from osnmf.config import RunConfig, load_config
+
+    base = load_config(config) if config is not None else RunConfig()
+    return base.replace(**{k: v for k, v in flags.items() if v is not None and v is not False})
+
+
+def _finish(summary: dict, out: Path) -> None:
+    typer.echo(f"K = {summary['k_selected']} patterns; report: {out / 'report.html'}")
+    truth = summary.get("planted_truth")
+    if truth:
+        typer.echo(f"planted K = {truth['planted_k']}, matched r = {truth['matched_r_mean']:.3f}")
+
+
+@app.command()
+def run(
+    data: Path = typer.Option(None, "--data", help="ABA grid folder, Allen zip, .npz or .h5ad (default: synthetic)."),
+    out: Path = typer.Option(None, "--out", help="Run directory (created; reruns resume here)."),
+    config: Path = typer.Option(None, "--config", help="TOML file with any run setting (see README)."),
+    k_min: int = typer.Option(None, "--k-min", help="Smallest K of the sweep (default 8)."),
+    k_max: int = typer.Option(None, "--k-max", help="Largest K of the sweep (default 30)."),
+    replicates: int = typer.Option(None, "--replicates", help="Bootstrap replicates per K (default 100)."),
+    n_restarts: int = typer.Option(None, "--restarts", help="NMF fits per replicate, best kept (default 1)."),
+    solver: str = typer.Option(None, "--solver", help="exact or compressed."),
+    backend: str = typer.Option(None, "--backend", help="numpy or torch."),
+    device: str = typer.Option(None, "--device", help="torch device, e.g. cuda or cpu."),
+    scheduler: str = typer.Option(None, "--scheduler", help="Dask scheduler address, or 'local'."),
+    seed: int = typer.Option(None, "--seed", help="Random seed (default 0)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
+) -> None:
+    """Run the whole pipeline: impute, staNMF sweep, baselines, linking, markers, networks, report."""
+    from osnmf.pipeline import run_pipeline
+
+    cfg = _run_config(config, data=str(data) if data else None, out=str(out) if out else None, k_min=k_min,
+                      k_max=k_max, replicates=replicates, n_restarts=n_restarts, solver=solver, backend=backend,
+                      device=device, scheduler=scheduler, seed=seed, quiet=quiet)
+    _finish(run_pipeline(cfg), Path(cfg.out))
+
+
+DEMO = {"k_min": 4, "k_max": 12, "replicates": 12, "phantom_genes": 400, "phantom_patterns": 8,
+        "pca_replicates": 10, "moran_replicates": 10, "n_random_models": 200}
+QUICK = {"k_min": 5, "k_max": 9, "replicates": 6, "phantom_genes": 150, "phantom_patterns": 6,
+         "pca_replicates": 5, "moran_replicates": 5, "n_random_models": 100, "link_sizes": [1, 2]}
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("demo_out"), "--out", help="Run directory."),
+    quick: bool = typer.Option(False, "--quick", help="Smaller settings: about a minute."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
+) -> None:
+    """The whole pipeline on the synthetic atlas with planted patterns (a few minutes on 2 cores)."""
+    from osnmf.config import RunConfig
+    from osnmf.pipeline import run_pipeline
+
+    cfg = RunConfig(out=str(out), quiet=quiet, **(QUICK if quick else DEMO))
+    _finish(run_pipeline(cfg), out)
+
+
 def main() -> None:
     """Entry point: run the app, turning user errors into one line and exit code 2."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # typer.Exit(n) comes back as the return value here
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except OsnmfError as exc:
         if _STATE["debug"]:
             raise

@@ -54,3 +54,22 @@ class StageCache:
 
     def put(self, stage: str, key: str, arrays: dict[str, np.ndarray]) -> None:
         save_npz(self.path(stage), **{KEY_FIELD: np.array(key)}, **arrays)
+
+
+def frame_to_arrays(name: str, frame) -> dict[str, np.ndarray]:
+    """Encode a DataFrame as plain arrays (``<name>::<column>``); object columns become strings."""
+    out = {f"{name}::__columns__": np.array([str(c) for c in frame.columns])}
+    for i, column in enumerate(frame.columns):
+        values = frame[column].to_numpy()
+        if values.dtype == object:
+            values = np.array([str(v) for v in values])
+        out[f"{name}::{i}"] = values
+    return out
+
+
+def arrays_to_frame(name: str, arrays: dict[str, np.ndarray]):
+    """Inverse of :func:`frame_to_arrays` (tuples and lists come back as their string form)."""
+    import pandas as pd
+
+    columns = arrays[f"{name}::__columns__"].tolist()
+    return pd.DataFrame({c: arrays[f"{name}::{i}"] for i, c in enumerate(columns)})

@@ -1,0 +1,222 @@
+"""Figures and ``report.html`` for a finished run: reads the run state, draws, writes.
+
+Every figure is saved as PNG and SVG under ``<out>/figures``; the report embeds the PNGs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+
+from osnmf.expression import to_volumes
+from osnmf.outputs import pattern_names, planted_truth_check, stability_table
+from osnmf.plotting import save_figure
+from osnmf.plotting.anatomy import plot_bubble, plot_matrix
+from osnmf.plotting.genes import plot_marker_heatmap, plot_marker_images, plot_network, plot_tree
+from osnmf.plotting.metrics import plot_moran_box, plot_patterns_per_gene, plot_reconstruction_scatter
+from osnmf.plotting.patterns import plot_coronal_montage, plot_pattern_projections
+from osnmf.plotting.stability import plot_instability
+from osnmf.report.html import Section, write_report
+from osnmf.stagecache import arrays_to_frame
+
+
+class _Figures:
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def __call__(self, fig, name: str) -> Path:
+        return save_figure(fig, self.folder / name)[0]
+
+
+def _fmt(mean: float, sd: float) -> str:
+    return f"{mean:.2f} ± {sd:.2f}"
+
+
+def build_report(state, summary: dict) -> Path:
+    """Draw every figure and write ``<out>/report.html``; returns its path."""
+    out: Path = state.out
+    save = _Figures(out / "figures")
+    expr = state.expr
+    imp, sw, mt, lk, mk = (state.results[s] for s in ("impute", "sweep", "metrics", "linking", "markers"))
+    atlas, support = expr.atlas, imp["support"]
+    k = int(sw["k"])
+    names = pattern_names(k)
+    brain = atlas.brain_mask
+    volumes = to_volumes(sw["components"], support)
+    sections = []
+
+    # ---- overview -------------------------------------------------------------------------
+    data = summary["data"]
+    overview = Section("Overview", paragraphs=[
+        f"Data: {data['source']} — {data['n_experiments']} experiments of {data['n_genes']} genes on a "
+        f"{' × '.join(map(str, data['grid_shape']))} grid ({data['n_brain_voxels']} brain voxels, "
+        f"{100 * data['missing_fraction']:.1f}% of in-brain values missing).",
+        f"staNMF selected K = {k} principal patterns (instability γ = {summary['instability_hungarian']:.4f} "
+        f"± {summary['instability_hungarian_sd']:.4f}, Hungarian). PCA patterns at the same K: "
+        f"γ = {summary['pca_instability_hungarian']:.4f}.",
+        f"Spatial coherence (Moran's I over {mt['moran_boot_nmf'].shape[0]} bootstrap replicates): staNMF "
+        f"{_fmt(summary['moran_i_stanmf_mean'], summary['moran_i_stanmf_sd'])} vs PCA "
+        f"{_fmt(summary['moran_i_pca_mean'], summary['moran_i_pca_sd'])} (Cliff's δ = "
+        f"{summary['moran_cliffs_delta']:.2f}, Mann–Whitney p = {summary['moran_p_mannwhitney']:.2g}).",
+        f"Reconstruction accuracy per gene: staNMF "
+        f"{_fmt(summary['reconstruction_stanmf_mean'], summary['reconstruction_stanmf_sd'])}, PCA "
+        f"{_fmt(summary['reconstruction_pca_mean'], summary['reconstruction_pca_sd'])}.",
+        f"Best anatomical links: mean best r = {summary['link_best_r_mean']['staNMF']:.2f} ± "
+        f"{summary['link_best_r_sd']['staNMF']:.2f} vs {summary['link_other_r_mean']:.2f} ± "
+        f"{summary['link_other_r_sd']:.2f} for all other combinations.",
+    ])
+    truth = planted_truth_check(state)
+    if truth is not None:
+        overview.paragraphs.append(
+            f"Synthetic atlas with {truth['planted_k']} planted patterns: selected K = {truth['selected_k']}; "
+            f"matched Pearson r of the planted patterns (Hungarian): mean {truth['matched_r_mean']:.3f}, "
+            f"min {min(truth['matched_r']):.3f}."
+        )
+    sections.append(overview)
+
+    # ---- preprocessing --------------------------------------------------------------------
+    h = imp["holdout"]
+    prep = Section("Preprocessing", paragraphs=[
+        f"kNN imputation (k = {state.config.n_neighbors}, inverse-distance weights) inside the support of "
+        f"{imp['X'].shape[1]} voxels (brain voxels observed in more than "
+        f"{100 * (1 - state.config.support_max_missing):.0f}% of experiments); "
+        f"{imp['dropped'].size} experiment(s) without any observed voxel were dropped.",
+        f"Hold-out check: {int(h[0])} observed voxels hidden and imputed; mean absolute error {h[1]:.4f}, "
+        f"Pearson r {h[2]:.3f} between measured and imputed"
+        + (f"; against the noiseless truth MAE {h[3]:.4f}, r {h[4]:.3f}." if np.isfinite(h[3]) else "."),
+    ])
+    sections.append(prep)
+
+    # ---- stability ------------------------------------------------------------------------
+    stab = stability_table(state)
+    pca_curve = stab[["k"] + [c for c in stab.columns if c.startswith("pca_")]].rename(
+        columns=lambda c: c.removeprefix("pca_"))
+    sections.append(Section(
+        "Stability and the choice of K",
+        paragraphs=["γ(K) is the mean dissimilarity between the pattern sets of all pairs of bootstrap replicates; "
+                    "the selected K minimises the Hungarian γ (ties go to the smaller K)."],
+        figures=[(save(plot_instability(stab, k, pca_curve.dropna()), "instability"),
+                  "Instability of staNMF (solid) and PCA (dashed) patterns, mean ± SD over replicate pairs")],
+        tables=[(stab, "stability.csv")],
+    ))
+
+    # ---- patterns -------------------------------------------------------------------------
+    figs = [(save(plot_pattern_projections(volumes, brain, names), "patterns_projections"),
+             "Principal patterns: mean projections along each axis")]
+    for i, name in enumerate(names):
+        figs.append((save(plot_coronal_montage(volumes[i], brain, f"{name}: coronal sections"), f"montage_{name}"),
+                     f"{name}: coronal sections"))
+    sections.append(Section("Principal patterns", paragraphs=[
+        "Each pattern is saved as NRRD (patterns/PPk.nrrd, 200 µm spacing, RAS-consistent metadata) and in "
+        "patterns.npz; coefficients per experiment are in coefficients.csv."], figures=figs))
+
+    # ---- coherence and reconstruction ---------------------------------------------------------
+    compare = pd.DataFrame([
+        {"pattern set": "staNMF", "instability": summary["instability_hungarian"],
+         "Moran's I": _fmt(summary["moran_i_stanmf_mean"], summary["moran_i_stanmf_sd"]),
+         "reconstruction r": _fmt(summary["reconstruction_stanmf_mean"], summary["reconstruction_stanmf_sd"]),
+         "patterns per gene": f"{np.mean(mt['patterns_per_gene']):.1f}"},
+        {"pattern set": "PCA", "instability": summary["pca_instability_hungarian"],
+         "Moran's I": _fmt(summary["moran_i_pca_mean"], summary["moran_i_pca_sd"]),
+         "reconstruction r": _fmt(summary["reconstruction_pca_mean"], summary["reconstruction_pca_sd"]),
+         "patterns per gene": "—"},
+    ])
+    moran = pd.DataFrame({"pattern": names, "Moran's I": mt["moran_nmf"],
+                          "Moran's I (strongest-pattern map)": mt["moran_strongest_nmf"]})
+    sections.append(Section(
+        "Spatial coherence and reconstruction",
+        tables=[(compare, "staNMF vs PCA (as in the paper's comparison)"), (moran, "Moran's I per pattern")],
+        figures=[
+            (save(plot_moran_box({"staNMF": mt["moran_boot_nmf"], "PCA": mt["moran_boot_pca"]}), "moran_box"),
+             "Moran's I of every pattern in every bootstrap replicate"),
+            (save(plot_reconstruction_scatter(mt["recon_nmf"], mt["recon_pca"]), "reconstruction_scatter"),
+             "Per-gene Pearson r between measured and reconstructed images"),
+            (save(plot_patterns_per_gene(mt["patterns_per_gene"], k), "patterns_per_gene"),
+             "Number of patterns each gene uses (coefficient above 1% of the gene's total)"),
+        ],
+    ))
+
+    # ---- anatomy --------------------------------------------------------------------------
+    corr = arrays_to_frame("correlations", lk)
+    medium = [int(s) for s in atlas.medium_ids if int(s) in set(atlas.region_ids.tolist())]
+    medium = sorted(medium, key=lambda s: atlas.ontology.at[s, "graph_order"])
+    pivot = corr[corr["region_id"].astype(int).isin(medium)].pivot(index="pattern_index", columns="region_id",
+                                                                    values="r")
+    pivot = pivot.reindex(columns=medium).to_numpy(dtype=float)
+    colors = [atlas.ontology.at[s, "color"] for s in medium]
+    best = arrays_to_frame("links", lk)
+    link_summary = arrays_to_frame("link_summary", lk)
+    rt = lk["region_test"]
+    sections.append(Section(
+        "Linking patterns to the anatomy",
+        paragraphs=[
+            "For each pattern, every single region, contiguous pair and contiguous triple of the ontology was "
+            "scored by the Pearson r between the pattern and the union mask (exhaustive search).",
+            f"Isocortex prediction from the patterns linked to it: ROC AUC {rt[0]:.3f}; random pattern subsets of the "
+            f"same size: median AUC {rt[1]:.3f} (empirical p = {rt[2]:.3g}, {int(rt[3])} pattern(s)).",
+        ],
+        tables=[(best, "Best region combination per pattern (links.csv)"),
+                (link_summary, "Mean best r per pattern set (all pattern sets searched the same way)")],
+        figures=[
+            (save(plot_bubble(pivot, names, [atlas.acronym(s) for s in medium], colors), "bubble"),
+             "Pattern × medium-region Pearson r (bubble size ∝ r), regions in ontology order"),
+            (save(plot_matrix(lk["link_matrix"], names, [f"{names[j]} best" for j in range(k)],
+                              "pattern × best combination"), "best_combination_matrix"),
+             "Correlation of each pattern (rows) with every pattern's best region union (columns)"),
+            (save(plot_tree(lk["ontology_linkage"], _tree_labels(best, names)), "ontology_tree"),
+             "Gene-expression-defined ontology: patterns grouped by spatial similarity, labelled with their links"),
+        ],
+    ))
+
+    # ---- markers and networks -----------------------------------------------------------------
+    markers = arrays_to_frame("markers", mk)
+    assigned = markers[markers["assigned"].astype(str) == "True"] if "assigned" in markers else markers
+    top = assigned[assigned["marker_rank"].astype(int).between(1, 3)].sort_values(["pattern", "marker_rank"])
+    heat_rows = top.drop_duplicates("experiment")
+    imp_matrix = np.array([
+        markers[markers["experiment"] == e].sort_values("pattern")["importance"].to_numpy(dtype=float)
+        for e in heat_rows["experiment"]
+    ]) if len(heat_rows) else np.zeros((0, k))
+    X_vol = imp["X"]
+    images, titles = [], []
+    for p in range(k):
+        rows = top[top["pattern"].astype(int) == p]["experiment"].astype(int).tolist()[:3]
+        rows = rows + [rows[-1]] * (3 - len(rows)) if rows else [0, 0, 0]
+        images.append(to_volumes(X_vol[rows], support))
+        titles.append([str(top.set_index("experiment").loc[r, "gene"]) if r in set(top["experiment"].astype(int))
+                       else "—" for r in rows])
+    net_figs = []
+    for p in range(k):
+        path = state.out / "networks" / f"pattern_{p}.graphml"
+        if path.exists():
+            graph = nx.read_graphml(path)
+            net_figs.append((save(plot_network(graph, f"{names[p]} coexpression network"), f"network_{names[p]}"),
+                             f"{names[p]}: spatial gene coexpression network (edges: top 5% of correlations)"))
+    hubs = arrays_to_frame("hubs", mk)
+    sections.append(Section(
+        "Marker genes",
+        paragraphs=["Importance of a gene for a pattern is its coefficient divided by the sum of its coefficients; "
+                    "each gene is assigned to its strongest pattern (markers.csv)."],
+        tables=[(top[["pattern", "marker_rank", "gene", "importance"]], "Top 3 marker genes per pattern")],
+        figures=[
+            (save(plot_marker_heatmap(imp_matrix, heat_rows["gene"].astype(str).tolist(), names), "marker_heatmap"),
+             "Importance of the top markers on every pattern"),
+            (save(plot_marker_images(np.stack(images), brain, titles, names), "marker_images"),
+             "Top 3 marker genes per pattern (sagittal mean projections of the preprocessed data)"),
+        ],
+    ))
+    sections.append(Section("Spatial gene coexpression networks", tables=[(hubs, "Hub genes per network")],
+                            figures=net_figs))
+    params = {**state.config.to_dict(), "timings (s)": state.timings}
+    return write_report(state.out / "report.html", "osnmf report", sections, params)
+
+
+def _tree_labels(best: pd.DataFrame, names: list[str]) -> list[str]:
+    labels = []
+    for i, name in enumerate(names):
+        row = best[best["pattern_index"].astype(int) == i]
+        labels.append(f"{name}: {row['acronyms'].iloc[0]} (r={float(row['r'].iloc[0]):.2f})" if len(row) else name)
+    return labels
