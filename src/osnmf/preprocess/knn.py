@@ -16,7 +16,9 @@ a relative 1e-9.
 physical distance and sorted outwards. Missing voxels of a chunk of experiments are gathered as
 one flat index into a NaN-padded copy of the chunk; each shell adds its observed values (one
 weight per shell) to every still-open query, and a query closes at the first shell where its
-count of observed neighbours reaches ``k`` -- that shell holds all ties at ``d_k``. Queries still
+count of observed neighbours reaches ``k`` -- that shell holds all ties at ``d_k``. A query starts
+at the first shell no nearer than the nearest grid plane (along each axis) that holds an observed
+voxel, which skips the empty shells inside whole missing coronal sections. Queries still
 open after the last precomputed shell (deep holes, e.g. whole missing coronal sections) are
 answered exactly by a KD-tree on that experiment's observed voxels, so the result is always exact.
 """
