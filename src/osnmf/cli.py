@@ -130,6 +130,17 @@ def demo(
     _finish(run_pipeline(cfg), out)
 
 
+@app.command()
+def view(
+    run_dir: Path = typer.Argument(..., help="Run directory (the --out of 'osnmf run' or 'osnmf demo')."),
+    annotation: bool = typer.Option(True, "--annotation/--no-annotation", help="Add the atlas labels layer."),
+) -> None:
+    """Open the patterns of a run in napari (needs the viewer extra: pip install 'osnmf[viewer]')."""
+    from osnmf.viewer import view_run
+
+    view_run(run_dir, annotation=annotation)
+
+
 def main() -> None:
     """Entry point: run the app, turning user errors into one line and exit code 2."""
     try:
