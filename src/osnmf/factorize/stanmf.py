@@ -1,0 +1,345 @@
+"""``StaNMF``: stability-driven NMF, choosing the number of patterns K by stability.
+
+For every K in ``k_range`` the estimator fits ``n_replicates`` perturbed NMF models (bootstrap of
+the rows, random initialisations, or both), measures how much their patterns disagree
+(:func:`osnmf.factorize.stability.instability`), selects the most stable K
+(:func:`osnmf.factorize.stability.select_k`) and fits the final model at that K on the full data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from osnmf.errors import ConfigError, InputError
+from osnmf.factorize.stability import instability, select_k
+from osnmf.factorize.sweep import (
+    PERTURBATIONS,
+    BlockResult,
+    SerialExecutor,
+    SweepParams,
+    SweepStore,
+    ThreadExecutor,
+    auto_block_size,
+    plan_blocks,
+    run_sweep,
+)
+
+__all__ = ["StaNMF", "check_nonnegative_matrix"]
+
+INSTABILITY_COLUMNS = ["k", "hungarian", "hungarian_sd", "amari", "amari_sd",
+                       "hungarian_se", "amari_se", "n_pairs"]
+
+
+def check_nonnegative_matrix(X: Any, name: str = "X") -> np.ndarray:
+    """Return ``X`` as a 2-D float32 C-contiguous array, or raise :class:`InputError`.
+
+    Accepts numpy arrays, pandas DataFrames and scipy sparse matrices (densified). The matrix
+    must be finite, non-negative, with at least 2 rows and 1 column, and not all zeros.
+    """
+    if hasattr(X, "toarray") and callable(X.toarray):
+        X = X.toarray()
+    try:
+        arr = np.asarray(X)
+    except Exception as exc:  # pragma: no cover - exotic inputs
+        raise InputError(f"{name} cannot be read as an array: {exc}") from None
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number)
+                                   or arr.dtype == np.bool_):
+        raise InputError(f"{name} must be numeric, got dtype {arr.dtype}")
+    if arr.ndim != 2:
+        raise InputError(f"{name} must be a 2-D matrix (rows × columns), got shape {arr.shape}")
+    if arr.shape[0] < 2 or arr.shape[1] < 1:
+        raise InputError(f"{name} must have at least 2 rows and 1 column, got shape {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    if not np.isfinite(arr).all():
+        bad = int((~np.isfinite(arr)).sum())
+        raise InputError(f"{name} has {bad} NaN/inf entries; impute missing values first "
+                         "(osnmf.impute_knn) or fill them")
+    if arr.min() < 0:
+        raise InputError(f"{name} has negative entries (min {arr.min():.4g}); NMF needs a "
+                         "non-negative matrix, clip them (np.clip(X, 0, None)) first")
+    if not arr.any():
+        raise InputError(f"{name} is all zeros; there is nothing to factorise")
+    return arr
+
+
+class _ReplicatePatterns(Mapping):
+    """``k -> (R, k, m)`` replicate patterns, held in memory or read from the store on access."""
+
+    def __init__(self, memory: dict[int, np.ndarray], store: SweepStore | None,
+                 ks: list[int], n_replicates: int, block_size: int):
+        self._memory = memory
+        self._store = store
+        self._ks = ks
+        self._n = n_replicates
+        self._bs = block_size
+
+    def __getitem__(self, k: int) -> np.ndarray:
+        if k in self._memory:
+            return self._memory[k]
+        if self._store is None or k not in self._ks:
+            raise KeyError(k)
+        return self._store.load_k(k, self._n, self._bs).components
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._ks)
+
+    def __len__(self) -> int:
+        return len(self._ks)
+
+    def __repr__(self) -> str:
+        where = "memory" if self._store is None else f"store {self._store.path}"
+        return f"<replicate patterns for K in {self._ks} ({where})>"
+
+
+class StaNMF:
+    """Stability-driven NMF (staNMF): choose K by the stability of replicate NMF patterns.
+
+    Parameters
+    ----------
+    k_range : iterable of int, default range(8, 31)
+        The numbers of patterns to try.
+    n_replicates : int, default 100
+        Perturbed fits per K (R); the instability averages over R(R-1)/2 pairs.
+    perturbation : {"bootstrap", "init", "both"}, default "bootstrap"
+        "bootstrap" resamples the rows (genes) with replacement and keeps the deterministic
+        NNDSVDa initialisation (the paper); "init" fits the full data from random
+        initialisations (the original staNMF); "both" combines them.
+    n_restarts : int, default 1
+        Fits per replicate (restart 0: the perturbation's init; then random inits); the lowest
+        loss is kept. The final model uses NNDSVDa plus ``n_restarts - 1`` random restarts.
+    solver : {"exact", "compressed"}, default "exact"
+    backend : {"numpy", "torch"}, default "numpy"
+    device : str or None
+        Torch device (e.g. "cuda"), ignored by numpy.
+    centered : bool, default False
+        Pattern correlation: uncentred (reference code) or Pearson.
+    max_iter, tol
+        NMF stopping rule (scikit-learn's defaults 200 and 1e-4, as in the paper).
+    random_state : int, default 0
+        Root seed; replicate r draws its bootstrap from ``default_rng([random_state, r])``.
+    n_jobs : int, default 1
+        Blocks fitted at once (threads).
+    store : path or None
+        Folder for a resumable on-disk sweep (see :mod:`osnmf.factorize.sweep`); None keeps
+        everything in memory.
+    progress : bool, default False
+        Show a progress bar with ETA.
+    block_size : int or None
+        Replicates fitted together in one batched call (None: chosen from the data size).
+    sketch : dict or None
+        Options of the compressed solver, passed through.
+    keep_coefficients : bool, default False
+        Keep replicate coefficients (R, n, k) in the store/memory too.
+
+    Attributes
+    ----------
+    instability_ : DataFrame, one row per K
+        Columns k, hungarian, hungarian_sd, amari, amari_sd, hungarian_se, amari_se, n_pairs.
+    k_ : int
+        Selected K (smallest Hungarian instability, ties to the smaller K).
+    components_ : (k_, m) float ndarray, patterns of the final model.
+    coefficients_ : (n, k_) float ndarray, coefficients of the final model.
+    loss_, n_iter_ : loss and iterations of the final model.
+    replicates_ : mapping k -> (R, k, m) replicate patterns (lazily read when a store is used).
+    replicate_info_ : DataFrame k, replicate, loss, n_iter, restart of every replicate fit.
+    store_ : SweepStore or None.
+    """
+
+    def __init__(
+        self,
+        k_range=range(8, 31),
+        n_replicates: int = 100,
+        perturbation: str = "bootstrap",
+        n_restarts: int = 1,
+        solver: str = "exact",
+        backend: str = "numpy",
+        device: str | None = None,
+        centered: bool = False,
+        max_iter: int = 200,
+        tol: float = 1e-4,
+        random_state: int = 0,
+        n_jobs: int = 1,
+        store: str | os.PathLike | None = None,
+        progress: bool = False,
+        block_size: int | None = None,
+        sketch: Mapping[str, Any] | None = None,
+        keep_coefficients: bool = False,
+    ):
+        self.k_range = k_range
+        self.n_replicates = n_replicates
+        self.perturbation = perturbation
+        self.n_restarts = n_restarts
+        self.solver = solver
+        self.backend = backend
+        self.device = device
+        self.centered = centered
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.store = store
+        self.progress = progress
+        self.block_size = block_size
+        self.sketch = sketch
+        self.keep_coefficients = keep_coefficients
+
+    # ------------------------------------------------------------------------------------
+    def _params(self) -> SweepParams:
+        if self.perturbation not in PERTURBATIONS:
+            raise ConfigError(f"perturbation must be one of {PERTURBATIONS}, "
+                              f"got {self.perturbation!r}")
+        if self.random_state is None or not isinstance(self.random_state, int | np.integer):
+            raise ConfigError("random_state must be an int (staNMF runs are reproducible)")
+        return SweepParams(
+            perturbation=self.perturbation,
+            n_restarts=int(self.n_restarts),
+            solver=self.solver,
+            backend=self.backend,
+            device=self.device,
+            max_iter=int(self.max_iter),
+            tol=float(self.tol),
+            random_state=int(self.random_state),
+            keep_coefficients=bool(self.keep_coefficients),
+            sketch=self.sketch,
+        )
+
+    def _ks(self, n: int, m: int) -> list[int]:
+        try:
+            ks = sorted({int(k) for k in self.k_range})
+        except (TypeError, ValueError):
+            raise ConfigError(f"k_range must be integers, got {self.k_range!r}") from None
+        if not ks:
+            raise ConfigError("k_range is empty")
+        if ks[0] < 1 or ks[-1] > min(n, m):
+            raise ConfigError(f"k_range must lie in 1..min(rows, columns) = 1..{min(n, m)}, "
+                              f"got {ks[0]}..{ks[-1]}")
+        return ks
+
+    def fit(self, X: Any, y: Any = None) -> StaNMF:
+        """Run the sweep over ``k_range``, select K, fit the final model.
+
+        Parameters
+        ----------
+        X : (n, m) non-negative matrix, rows = samples (genes / images), columns = voxels
+            (pixels). Held once as float32.
+        y : ignored.
+
+        Returns
+        -------
+        self
+        """
+        X = check_nonnegative_matrix(X)
+        n, m = X.shape
+        ks = self._ks(n, m)
+        params = self._params()
+        R = int(self.n_replicates)
+        if R < 2:
+            raise ConfigError(f"n_replicates must be >= 2 to measure stability, got {R}")
+        bs = int(self.block_size) if self.block_size else auto_block_size(n, m, ks[-1], R)
+        if bs < 1:
+            raise ConfigError(f"block_size must be >= 1, got {self.block_size}")
+        bs = min(bs, R)
+        if int(self.n_jobs) < 1:
+            raise ConfigError(f"n_jobs must be >= 1, got {self.n_jobs}")
+        executor = ThreadExecutor(self.n_jobs) if int(self.n_jobs) > 1 else SerialExecutor()
+        store = SweepStore.open(self.store, X, params) if self.store is not None else None
+
+        sketch = None
+        if params.solver == "compressed":  # one sketch of X serves every K and replicate
+            from osnmf.factorize.sketch import sketch_matrix
+
+            opts = {"random_state": params.random_state, **dict(params.sketch or {})}
+            sketch = sketch_matrix(X, **opts)
+        self.sketch_ = sketch
+
+        blocks = plan_blocks(ks, R, bs)
+        # with several block threads, each keeps one BLAS thread (no oversubscription)
+        limit = threadpool_limits(1) if int(self.n_jobs) > 1 else contextlib.nullcontext()
+        with limit:
+            done = run_sweep(X, blocks, params, store=store, executor=executor,
+                             progress=self.progress, keep_results=store is None, sketch=sketch)
+
+        memory: dict[int, np.ndarray] = {}
+        rows, info = [], []
+        tag = {"centered": bool(self.centered), "n_replicates": R, "block_size": bs}
+        for k in ks:
+            if store is None:
+                res = _concat([done[b] for b in blocks if b.k == k])
+                memory[k] = res.components
+            else:
+                res = store.load_k(k, R, bs)
+            vals = store.get_instability(k, tag) if store is not None else None
+            if vals is None:
+                vals = instability(res.components, centered=self.centered)
+                if store is not None:
+                    store.put_instability(k, tag, vals)
+            rows.append({"k": k, **vals})
+            info.append(pd.DataFrame({"k": k, "replicate": res.seeds, "loss": res.loss,
+                                      "n_iter": res.n_iter, "restart": res.restart}))
+        self.instability_ = pd.DataFrame(rows, columns=INSTABILITY_COLUMNS)
+        self.replicate_info_ = pd.concat(info, ignore_index=True)
+        self.k_ = select_k(self.instability_)
+        self.replicates_ = _ReplicatePatterns(memory, store, ks, R, bs)
+        self.store_ = store
+        self._fit_final(X, params, store, sketch)
+        self.n_features_in_ = m
+        return self
+
+    def _fit_final(self, X: np.ndarray, params: SweepParams, store: SweepStore | None,
+                   sketch: Any = None) -> None:
+        from osnmf.factorize.nmf import fit_nmf
+
+        k = self.k_
+        path = store.final_path(k, f"r{params.n_restarts}") if store is not None else None
+        if path is not None and path.exists():
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    if str(z["run_key"]) == store.key:
+                        self.components_, self.coefficients_ = z["D"], z["A"]
+                        self.loss_, self.n_iter_ = float(z["loss"]), int(z["n_iter"])
+                        return
+            except (OSError, ValueError, KeyError):
+                pass
+        best = None
+        for restart in range(params.n_restarts):
+            seed = int(np.random.SeedSequence([params.random_state, 104729, k, restart])
+                       .generate_state(1)[0])
+            res = fit_nmf(X, k, init="nndsvda" if restart == 0 else "random",
+                          max_iter=params.max_iter, tol=params.tol, random_state=seed,
+                          solver=params.solver, backend=params.backend, device=params.device,
+                          sketch=sketch)
+            if best is None or float(res.loss) < float(best.loss):
+                best = res
+        self.components_ = np.asarray(best.D)
+        self.coefficients_ = np.asarray(best.A)
+        self.loss_, self.n_iter_ = float(best.loss), int(best.n_iter)
+        if path is not None:
+            from osnmf.atomic import save_npz
+
+            save_npz(path, compress=False, run_key=np.array(store.key), D=self.components_,
+                     A=self.coefficients_, loss=np.array(self.loss_), n_iter=np.array(self.n_iter_))
+
+    def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
+        """Fit and return the final coefficients (n, k_)."""
+        return self.fit(X).coefficients_
+
+    def __repr__(self) -> str:
+        ks = list(self.k_range) if not isinstance(self.k_range, range) else self.k_range
+        return (f"StaNMF(k_range={ks}, n_replicates={self.n_replicates}, "
+                f"perturbation={self.perturbation!r}, n_restarts={self.n_restarts}, "
+                f"solver={self.solver!r}, backend={self.backend!r})")
+
+
+def _concat(parts: list[BlockResult]) -> BlockResult:
+    parts = sorted(parts, key=lambda p: int(p.seeds[0]))
+    cat = np.concatenate
+    return BlockResult(cat([p.components for p in parts]), None,
+                       cat([p.n_iter for p in parts]), cat([p.loss for p in parts]),
+                       cat([p.restart for p in parts]), cat([p.seeds for p in parts]))
