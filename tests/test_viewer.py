@@ -143,10 +143,32 @@ class _FakeViewer:
         self.added.append(("labels", data, kwargs))
 
 
-def test_view_run_adds_every_layer(tmp_path, monkeypatch, atlas):
+class _FakeViewerWithUnits(_FakeViewer):
+    """napari >= 0.6: layers carry ``units``; >= 0.9: the scale bar lives in ``canvas.overlays``."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.canvas = types.SimpleNamespace(overlays=types.SimpleNamespace(scale_bar=self.scale_bar))
+        self.layers = []
+
+    def _layer(self):
+        self.layers.append(types.SimpleNamespace(units=None))
+        return self.layers[-1]
+
+    def add_image(self, data, **kwargs):
+        _FakeViewer.add_image(self, data, **kwargs)
+        return self._layer()
+
+    def add_labels(self, data, **kwargs):
+        _FakeViewer.add_labels(self, data, **kwargs)
+        return self._layer()
+
+
+@pytest.mark.parametrize("viewer_class", [_FakeViewer, _FakeViewerWithUnits])
+def test_view_run_adds_every_layer(tmp_path, monkeypatch, atlas, viewer_class):
     run, patterns = _run_dir(tmp_path, shape=atlas.shape, k=2, spacing=atlas.spacing_um)
     ran = []
-    fake = types.SimpleNamespace(Viewer=_FakeViewer, run=lambda: ran.append(True))
+    fake = types.SimpleNamespace(Viewer=viewer_class, run=lambda: ran.append(True))
     monkeypatch.setitem(sys.modules, "napari", fake)
     monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
     viewer = view_run(run)
@@ -154,7 +176,11 @@ def test_view_run_adds_every_layer(tmp_path, monkeypatch, atlas):
                                                              ("labels", "annotation")]
     np.testing.assert_array_equal(viewer.added[1][1], patterns[1])
     np.testing.assert_array_equal(viewer.added[2][1], atlas.annotation)
-    assert viewer.dims.axis_labels == ("AP", "DV", "ML") and viewer.scale_bar.unit == "um"
+    assert viewer.dims.axis_labels == ("AP", "DV", "ML") and viewer.scale_bar.visible
+    if viewer_class is _FakeViewerWithUnits:
+        assert [layer.units for layer in viewer.layers] == [("um",) * 3] * 3 and viewer.scale_bar.unit is None
+    else:
+        assert viewer.scale_bar.unit == "um"
     assert ran == [True]
     # a grid other than the default atlas: patterns only
     other = tmp_path / "other"

@@ -154,6 +154,18 @@ def _check_display() -> None:
                       "run it on a desktop or over ssh -X, or open the patterns/*.nrrd files elsewhere")
 
 
+def _show_micrometres(viewer, layers: list) -> None:
+    """Scale bar in µm: per-layer ``units`` (napari ≥ 0.6) or the scale bar's ``unit`` (older)."""
+    overlays = getattr(getattr(viewer, "canvas", None), "overlays", None)
+    bar = getattr(overlays, "scale_bar", None) or viewer.scale_bar  # napari ≥ 0.9 moved it
+    bar.visible = True
+    if layers and all(hasattr(layer, "units") for layer in layers):
+        for layer in layers:
+            layer.units = ("um",) * 3
+    else:
+        bar.unit = "um"
+
+
 def view_run(run_dir: str | os.PathLike, annotation: bool = True, show: bool = True):
     """Open the patterns of ``run_dir`` in a napari viewer and return it.
 
@@ -177,11 +189,9 @@ def view_run(run_dir: str | os.PathLike, annotation: bool = True, show: bool = T
         viewer = napari.Viewer(title=f"osnmf: {Path(run_dir).resolve().name}", ndisplay=2)
     except ImportError as exc:  # napari without a Qt backend
         raise ConfigError(f"napari cannot open a window ({exc}); run: {INSTALL}") from None
-    for data, kwargs, layer_type in layers:
-        getattr(viewer, f"add_{layer_type}")(data, **kwargs)
+    added = [getattr(viewer, f"add_{layer_type}")(data, **kwargs) for data, kwargs, layer_type in layers]
     viewer.dims.axis_labels = AXES
-    viewer.scale_bar.visible = True
-    viewer.scale_bar.unit = "um"
+    _show_micrometres(viewer, added)
     if show:
         napari.run()
     return viewer
