@@ -137,6 +137,9 @@ class StaNMF:
         Options of the compressed solver, passed through.
     keep_coefficients : bool, default False
         Keep replicate coefficients (R, n, k) in the store/memory too.
+    client : dask.distributed.Client, executor or None
+        Run the sweep blocks on a Dask cluster (``n_jobs`` is then ignored); X is sent to each
+        worker once and results stream into ``store`` (see :mod:`osnmf.factorize.distributed`).
 
     Attributes
     ----------
@@ -171,6 +174,7 @@ class StaNMF:
         block_size: int | None = None,
         sketch: Mapping[str, Any] | None = None,
         keep_coefficients: bool = False,
+        client: Any = None,
     ):
         self.k_range = k_range
         self.n_replicates = n_replicates
@@ -189,6 +193,7 @@ class StaNMF:
         self.block_size = block_size
         self.sketch = sketch
         self.keep_coefficients = keep_coefficients
+        self.client = client
 
     # ------------------------------------------------------------------------------------
     def _params(self) -> SweepParams:
@@ -249,6 +254,10 @@ class StaNMF:
         if int(self.n_jobs) < 1:
             raise ConfigError(f"n_jobs must be >= 1, got {self.n_jobs}")
         executor = ThreadExecutor(self.n_jobs) if int(self.n_jobs) > 1 else SerialExecutor()
+        if self.client is not None:  # blocks run on a Dask cluster, results land in `store`
+            from osnmf.factorize.distributed import as_executor
+
+            executor = as_executor(self.client)
         store = SweepStore.open(self.store, X, params) if self.store is not None else None
 
         sketch = None
