@@ -89,6 +89,17 @@ def test_weighted_nndsvda_equals_resampled(data):
         np.testing.assert_allclose(D_w, H_ref, rtol=1e-7, atol=1e-9)
 
 
+@pytest.mark.parametrize("transpose", [False, True])
+def test_large_matrix_svd_paths_equal_lapack(data, transpose):
+    """The Gram/subspace-iteration SVD used for big matrices gives the LAPACK NNDSVDa."""
+    X = data.T.copy() if transpose else data
+    c = bootstrap_counts(X.shape[0], 1, 4)[0]
+    A_ref, D_ref = nndsvda(X, 6, weights=c, exact_svd=True)
+    A_big, D_big = nndsvda(X, 6, weights=c, exact_svd=False)
+    np.testing.assert_allclose(D_big, D_ref, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(A_big[c > 0], A_ref[c > 0], rtol=1e-6, atol=1e-8)
+
+
 def test_single_fit_float64_equals_sklearn(data):
     k = 6
     W0, H0 = _initialize_nmf(data, k, init="nndsvda", random_state=0)

@@ -187,54 +187,90 @@ def bootstrap_counts(
     return counts
 
 
-def _weighted_svd(
-    op, k: int, sqrt_w: np.ndarray, rng: np.random.Generator, n_oversamples: int = 10,
-    n_iter: int | None = None, exact: bool | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Top-k SVD of ``diag(sqrt_w[r]) X`` for every replicate r.
+def _top_eig_batch(
+    G: np.ndarray, sw: np.ndarray, k: int, l: int, n_iter: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k eigenpairs of ``K_r = diag(s_r) G diag(s_r)`` for every r (subspace iteration).
 
-    Returns ``Uhat`` (R, n, k) = ``X V_r / S_r`` restricted... expressed per *unweighted* row
-    (the left vectors of the weighted matrix divided by ``sqrt_w``), ``S`` (R, k) and ``V``
-    (R, k, m).
+    All replicates share one GEMM per iteration (``G`` times the stacked blocks). The start
+    block is the top-l eigenspace of the unweighted ``G`` (itself found by subspace iteration).
+    """
+    n = G.shape[0]
+    R = sw.shape[0]
+    V = np.linalg.qr(G @ rng.standard_normal((n, l)))[0]
+    for _ in range(n_iter):
+        V = np.linalg.qr(G @ V)[0]
+    V = np.broadcast_to(V, (R, n, l)).copy()
+    for _ in range(n_iter):
+        W = (G @ (sw[:, :, None] * V).transpose(1, 0, 2).reshape(n, R * l)).reshape(n, R, l)
+        V = np.linalg.qr(sw[:, :, None] * W.transpose(1, 0, 2))[0]
+    W = (G @ (sw[:, :, None] * V).transpose(1, 0, 2).reshape(n, R * l)).reshape(n, R, l)
+    T = V.transpose(0, 2, 1) @ (sw[:, :, None] * W.transpose(1, 0, 2))  # Rayleigh quotient
+    T = 0.5 * (T + T.transpose(0, 2, 1))
+    evals, evecs = np.linalg.eigh(T)
+    order = np.argsort(evals, axis=1)[:, ::-1][:, :k]
+    evals = np.take_along_axis(evals, order, axis=1)
+    evecs = np.take_along_axis(evecs, order[:, None, :], axis=2)
+    return V @ evecs, np.maximum(evals, 0)
+
+
+def _weighted_svd(
+    op,
+    k: int,
+    sqrt_w: np.ndarray,
+    rng: np.random.Generator,
+    exact: bool | None = None,
+    n_oversamples: int = 10,
+    n_iter: int = 25,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top-k SVD of ``M_r = diag(sqrt_w[r]) X`` for every replicate r.
+
+    * small problems with the data at hand: LAPACK SVD of ``M_r``;
+    * n ≤ m (genes ≤ voxels): the n × n Gram ``X Xᵀ`` is formed once (cached on the operator)
+      and the top eigenpairs of ``diag(s_r) X Xᵀ diag(s_r) = M_r M_rᵀ`` are found by a batched
+      subspace iteration (cost n²·l per replicate and iteration, no pass over X), then
+      ``V_r = U_rᵀ M_r / S_r`` in one stacked pass over X;
+    * n > m: per replicate eigendecomposition of ``M_rᵀ M_r = Xᵀ diag(c_r) X`` (m × m).
+
+    Returns
+    -------
+    Uhat : ndarray, shape (R, n, k)
+        Left singular vectors divided by ``sqrt_w`` (per *unweighted* row; 0 where the
+        weight is 0) — the rows of the left vectors of the resampled matrix.
+    S : ndarray, shape (R, k)
+    V : ndarray, shape (R, k, m)
     """
     n, m = op.shape
     R = sqrt_w.shape[0]
-    dt = op.dtype
     full = min(n, m)
+    sw = sqrt_w.astype(np.float64)
     if exact is None:
         exact = isinstance(op, ExactOperator) and (n * m * full <= 4e9)
     if exact:
         Us, Ss, Vs = [], [], []
         for r in range(R):
-            M = sqrt_w[r][:, None] * op.X
-            U, s, Vt = np.linalg.svd(M.astype(np.float64), full_matrices=False)
+            U, s, Vt = np.linalg.svd(sw[r][:, None] * op.X, full_matrices=False)
             Us.append(U[:, :k])
             Ss.append(s[:k])
             Vs.append(Vt[:k])
-        U = np.stack(Us)
-        S = np.stack(Ss)
-        V = np.stack(Vs)
+        U, S, V = np.stack(Us), np.stack(Ss), np.stack(Vs)
+    elif n <= m:
+        l = min(n, k + n_oversamples)
+        U, lam = _top_eig_batch(op.left_gram(), sw, k, l, n_iter, rng)
+        S = np.sqrt(lam)
+        P = ((sw[:, :, None] * U) / np.where(S > 0, S, 1)[:, None, :]).transpose(0, 2, 1)
+        V = op.left(P.astype(op.dtype).reshape(R * k, n)).reshape(R, k, m).astype(np.float64)
     else:
-        if n_iter is None:
-            n_iter = 7 if k < 0.1 * full else 4
-        width = min(full, k + n_oversamples)
-        omega = rng.standard_normal((width, m)).astype(dt)  # shared test matrix
-        Y = op.left_t(omega).T  # (n, width) = X @ omega.T, shared by all replicates
-        Q = np.linalg.qr(sqrt_w[:, :, None] * Y[None])[0]  # (R, n, width)
-        for _ in range(n_iter):
-            P = (sqrt_w[:, :, None] * Q).transpose(0, 2, 1).reshape(R * width, n)
-            Z = op.left(P).reshape(R, width, m).transpose(0, 2, 1)  # (R, m, width)
-            Z = np.linalg.qr(Z)[0]
-            Y = op.left_t(Z.transpose(0, 2, 1).reshape(R * width, m)).reshape(R, width, n)
-            Q = np.linalg.qr(sqrt_w[:, :, None] * Y.transpose(0, 2, 1))[0]
-        P = (sqrt_w[:, :, None] * Q).transpose(0, 2, 1).reshape(R * width, n)
-        Bm = op.left(P).reshape(R, width, m)  # Q_r^T diag(s_r) X
-        Ub, S, V = np.linalg.svd(Bm.astype(np.float64), full_matrices=False)
-        U = Q.astype(np.float64) @ Ub[:, :, :k]
-        S = S[:, :k]
-        V = V[:, :k]
+        Vs, Ss = [], []
+        for r in range(R):
+            lam, E = np.linalg.eigh(op.weighted_right_gram(sw[r] ** 2))
+            Vs.append(E[:, ::-1][:, :k].T)
+            Ss.append(np.sqrt(np.maximum(lam[::-1][:k], 0)))
+        V, S = np.stack(Vs), np.stack(Ss)
+        XV = op.left_t(V.astype(op.dtype).reshape(R * k, m)).reshape(R, k, n)
+        U = sw[:, :, None] * XV.transpose(0, 2, 1) / np.where(S > 0, S, 1)[:, None, :]
     with np.errstate(divide="ignore", invalid="ignore"):
-        Uhat = np.where(sqrt_w[:, :, None] > 0, U / sqrt_w[:, :, None], 0.0)
+        Uhat = np.where(sw[:, :, None] > 0, U / sw[:, :, None], 0.0)
     return Uhat, S, V
 
 
@@ -389,10 +425,9 @@ def _cd_sweep(F: np.ndarray, G: np.ndarray, XF: np.ndarray, w: np.ndarray | None
         f = F[:, t, :]
         pg = np.where(f == 0, np.minimum(grad, 0), grad)
         np.abs(pg, out=pg)
-        if w is None:
-            viol += pg.sum(axis=1, dtype=np.float64)
-        else:
-            viol += np.einsum("rl,rl->r", pg, w, dtype=np.float64)
+        if w is not None:
+            pg *= w
+        viol += pg.sum(axis=1)
         h = G[:, t, t]
         ok = h != 0
         if ok.all():

@@ -30,6 +30,24 @@ class ExactOperator:
         self.X = X
         self.shape = X.shape
         self.dtype = X.dtype
+        self._gram: np.ndarray | None = None
+
+    def left_gram(self) -> np.ndarray:
+        """``X @ X.T`` in float64, shape (n, n); computed once in column blocks, then cached."""
+        if self._gram is None:
+            n, m = self.shape
+            G = np.zeros((n, n))
+            step = max(1, 2**25 // max(1, n))
+            for j in range(0, m, step):
+                blk = self.X[:, j : j + step].astype(np.float64)
+                G += blk @ blk.T
+            self._gram = G
+        return self._gram
+
+    def weighted_right_gram(self, c: np.ndarray) -> np.ndarray:
+        """``X.T @ diag(c) @ X`` in float64, shape (m, m)."""
+        Xd = self.X.astype(np.float64)
+        return Xd.T @ (c[:, None] * Xd)
 
     def left(self, P: np.ndarray) -> np.ndarray:
         """``P @ X`` for ``P`` of shape (w, n); returns (w, m)."""
@@ -105,6 +123,17 @@ class Sketch:
 
     def row_sq_norms(self) -> np.ndarray:
         return self.row_sq
+
+    def left_gram(self) -> np.ndarray:
+        """``(Q B)(Q B).T`` in float64, shape (n, n)."""
+        QB = self.Q.astype(np.float64) @ (self.B.astype(np.float64) @ self.B.T.astype(np.float64))
+        return QB @ self.Q.T.astype(np.float64)
+
+    def weighted_right_gram(self, c: np.ndarray) -> np.ndarray:
+        """``(Q B).T diag(c) (Q B)`` in float64, shape (m, m)."""
+        Q = self.Q.astype(np.float64)
+        B = self.B.astype(np.float64)
+        return B.T @ ((Q.T @ (c[:, None] * Q)) @ B)
 
     def row_sums(self) -> np.ndarray:
         return self.row_sum
