@@ -7,6 +7,7 @@ mid-sweep or when the client dies and a rerun resumes from the store.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -103,7 +104,8 @@ def test_data_goes_to_each_worker_once(client):
     gen = ex.map_unordered(where, [(X, i) for i in range(12)])
     seen = dict([next(gen)])
     assert len(ex.shared_keys_) == 1  # X was scattered once, to both workers
-    assert len(client.who_has()[ex.shared_keys_[0]]) == 2
+    first = ex.shared_keys_[0]
+    assert len(client.who_has()[first]) == 2
     seen.update(gen)
     assert len(seen) == 12
     # one aligned copy per worker thread, whatever the number of tasks
@@ -113,7 +115,11 @@ def test_data_goes_to_each_worker_once(client):
         by_thread.setdefault(tid, set()).add(ptr)
     assert all(len(p) == 1 for p in by_thread.values())
     assert len({p for ps in by_thread.values() for p in ps}) <= 2
-    # the shared data is released afterwards
+    # a second call with the same X reuses the scattered copy (a sweep calls once per K wave)
+    list(ex.map_unordered(where, [(X, i) for i in range(2)]))
+    assert ex.shared_keys_ == [first] and first in client.who_has()
+    # released on request (or when the executor is garbage-collected after StaNMF.fit)
+    ex.release()
     deadline = time.monotonic() + 5
     while set(ex.shared_keys_) & set(client.who_has()) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -130,12 +136,25 @@ def test_memory_mapped_data_equals_local(client, tmp_path):
     np.testing.assert_array_equal(dist.instability_.to_numpy(), ref.instability_.to_numpy())
 
 
-def test_worker_killed_mid_sweep_gives_identical_results(tmp_path):
+# fits long enough (tol=0: every fit runs max_iter) that kills land in the middle of a sweep
+SLOW_KW = dict(k_range=[3, 4, 5], n_replicates=8, block_size=2, random_state=3, max_iter=300,
+               tol=0.0)
+N_SLOW_BLOCKS = 12
+
+
+@pytest.fixture(scope="module")
+def slow_ref():
     X = _data(n=60, m=500, seed=4)
-    kw = {**KW, "k_range": [3, 4, 5, 6], "n_replicates": 8, "tol": 0.0, "max_iter": 300}
-    ref = StaNMF(**kw).fit(X)
+    with threadpool_limits(1):
+        return X, StaNMF(**SLOW_KW).fit(X)
+
+
+@pytest.mark.filterwarnings("ignore:Port .* is already in use")  # another cluster on 8787
+def test_worker_killed_mid_sweep_gives_identical_results(slow_ref, tmp_path):
+    X, ref = slow_ref
+    kw = SLOW_KW
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as cl:
+                      dashboard_address=None, worker_dashboard_address=None) as cluster, Client(cluster) as cl:
         pids = cl.run(os.getpid)
         out: dict = {}
 
@@ -159,7 +178,7 @@ def test_worker_killed_mid_sweep_gives_identical_results(tmp_path):
         runner.join(60)
         assert victim is not None, "no worker was busy while the sweep ran"
         assert "error" not in out, out.get("error")
-        assert n_stored_at_kill < 16, "the sweep finished before the kill"
+        assert n_stored_at_kill < N_SLOW_BLOCKS, "the sweep finished before the kill"
         assert pids[victim] not in cl.run(os.getpid).values()  # the nanny started a new one
     model = out["model"]
     np.testing.assert_array_equal(model.instability_.to_numpy(), ref.instability_.to_numpy())
@@ -168,6 +187,7 @@ def test_worker_killed_mid_sweep_gives_identical_results(tmp_path):
 
 
 CLIENT_SCRIPT = textwrap.dedent("""
+    import json
     import sys
     import numpy as np
     from threadpoolctl import threadpool_limits
@@ -175,8 +195,7 @@ CLIENT_SCRIPT = textwrap.dedent("""
     from osnmf.factorize.stanmf import StaNMF
 
     X = np.load(sys.argv[1])
-    kw = dict(k_range=[3, 4, 5, 6], n_replicates=8, block_size=2, random_state=3,
-              max_iter=300, tol=0.0)
+    kw = json.loads(sys.argv[3])
     if __name__ == "__main__":
         with threadpool_limits(1), LocalCluster(
                 n_workers=2, threads_per_worker=1, processes=False, protocol="tcp",
@@ -185,13 +204,14 @@ CLIENT_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_client_killed_mid_sweep_then_rerun_resumes(client, tmp_path):
-    X = _data(n=60, m=500, seed=5)
+def test_client_killed_mid_sweep_then_rerun_resumes(client, slow_ref, tmp_path):
+    X, ref = slow_ref
     np.save(tmp_path / "X.npy", X)
     script = tmp_path / "run.py"
     script.write_text(CLIENT_SCRIPT)
     store = tmp_path / "store"
-    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "X.npy"), str(store)],
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "X.npy"), str(store),
+                             json.dumps(SLOW_KW)],
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 25
@@ -203,16 +223,13 @@ def test_client_killed_mid_sweep_then_rerun_resumes(client, tmp_path):
         if proc.poll() is None:
             proc.kill()
     before = _block_files(store)
-    assert 3 <= len(before) < 16, err.decode()[-2000:]
+    assert 3 <= len(before) < N_SLOW_BLOCKS, err.decode()[-2000:]
 
-    kw = dict(k_range=[3, 4, 5, 6], n_replicates=8, block_size=2, random_state=3, max_iter=300,
-              tol=0.0)
     ex = DaskExecutor(client)
-    model = StaNMF(**kw, client=ex, store=store).fit(X)
+    model = StaNMF(**SLOW_KW, client=ex, store=store).fit(X)
     after = _block_files(store)
-    assert ex.n_submitted_ == 16 - len(before)  # only the missing blocks were computed
+    assert ex.n_submitted_ == N_SLOW_BLOCKS - len(before)  # only the missing blocks computed
     assert {name: after[name] for name in before} == before  # finished ones untouched
-    ref = StaNMF(**kw).fit(X)
     np.testing.assert_array_equal(model.instability_.to_numpy(), ref.instability_.to_numpy())
 
 

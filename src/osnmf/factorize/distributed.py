@@ -187,6 +187,9 @@ class DaskExecutor:
         self.check_workers = bool(check_workers)
         self.n_submitted_ = 0
         self.shared_keys_: list[str] = []
+        # id -> (object, its scattered future or NpyRef): kept between calls (a sweep may call
+        # map_unordered once per K), dropped when a call no longer uses the object
+        self._shared: dict[int, tuple[Any, Any]] = {}
 
     def __repr__(self) -> str:
         return f"DaskExecutor({self.client!r}, data={self.data!r})"
@@ -207,12 +210,23 @@ class DaskExecutor:
                               "results may differ from a local run", stacklevel=3)
 
     def _share(self, obj: Any) -> Any:
+        hit = self._shared.get(id(obj))
+        if hit is not None and hit[0] is obj:
+            return hit[1]
         if self.data == "mmap" and isinstance(obj, np.ndarray):
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            return _save_npy_once(obj, self.data_dir)
-        fut = self.client.scatter(_Shared(obj), broadcast=True, hash=False)
-        self.shared_keys_.append(fut.key)
-        return fut
+            ref = _save_npy_once(obj, self.data_dir)
+        else:
+            ref = self.client.scatter(_Shared(obj), broadcast=True, hash=False)
+        self._shared[id(obj)] = (obj, ref)
+        return ref
+
+    def release(self) -> None:
+        """Release the shared data held on the cluster (scattered copies of ``X``)."""
+        for _, ref in self._shared.values():
+            if hasattr(ref, "release"):
+                ref.release()
+        self._shared.clear()
 
     def map_unordered(self, fn: Callable[..., Any],
                       tasks: Sequence[tuple]) -> Iterator[tuple[int, Any]]:
@@ -231,12 +245,18 @@ class DaskExecutor:
 
         tasks = list(tasks)
         self.n_submitted_ = 0
-        self.shared_keys_ = []
         if not tasks:
             return
         if self.check_workers:
             self._check_workers()
-        shared = {j: self._share(tasks[0][j]) for j in _shared_positions(tasks)}
+        positions = _shared_positions(tasks)
+        keep = {id(tasks[0][j]) for j in positions}
+        for key in [key for key in self._shared if key not in keep]:  # a previous sweep's data
+            ref = self._shared.pop(key)[1]
+            if hasattr(ref, "release"):
+                ref.release()
+        shared = {j: self._share(tasks[0][j]) for j in positions}
+        self.shared_keys_ = [ref.key for ref in shared.values() if hasattr(ref, "key")]
         run_id = uuid.uuid4().hex[:8]
         name = getattr(fn, "__name__", "task")
         futures = {}
@@ -247,7 +267,8 @@ class DaskExecutor:
                                          pure=False, retries=self.retries)
                 futures[fut] = i
             self.n_submitted_ = len(futures)
-            for fut, result in as_completed(list(futures), with_results=True):
+            for fut, result in as_completed(list(futures), loop=self.client.loop,
+                                            with_results=True):
                 i = futures.pop(fut)
                 fut.release()
                 yield i, result
@@ -259,11 +280,9 @@ class DaskExecutor:
             raise OsnmfError("the dask cluster cancelled the sweep's tasks (scheduler restarted "
                              "or client disconnected); rerun to resume from the store") from None
         finally:
-            if futures:
+            if futures:  # interrupted: stop the pending work and drop the shared data
                 self.client.cancel(list(futures))
-            for fut in shared.values():
-                if hasattr(fut, "release"):
-                    fut.release()
+                self.release()
 
 
 def as_executor(client: Any, **options: Any) -> Any:
