@@ -15,6 +15,7 @@ from osnmf.factorize.sweep import (
     SweepParams,
     SweepStore,
     fit_block,
+    grow_factors,
     plan_blocks,
     replicate_counts,
     run_sweep,
@@ -176,3 +177,34 @@ def test_bad_config():
         StaNMF(k_range=[2], n_replicates=1).fit(X)
     with pytest.raises(ConfigError):
         StaNMF(k_range=[2], n_replicates=2, n_restarts=0).fit(X)
+
+
+def test_grow_factors_is_the_residual_leading_pair():
+    rng = np.random.default_rng(7)
+    X = rng.random((30, 50)).astype(np.float32)
+    A = rng.random((2, 30, 2)).astype(np.float32) * 0.5
+    D = rng.random((2, 2, 50)).astype(np.float32) * 0.5
+    counts = np.vstack([np.ones(30, int), rng.multinomial(30, np.ones(30) / 30)])
+    A0, D0 = grow_factors(X, A, D, counts, n_power=200)
+    for r in range(2):
+        np.testing.assert_array_equal(A0[r, :, :2], A[r])
+        np.testing.assert_array_equal(D0[r, :2], D[r])
+        E = np.maximum(X.astype(float) - A[r] @ D[r], 0)
+        U, s, Vt = np.linalg.svd(np.sqrt(counts[r])[:, None] * E)
+        v = np.abs(Vt[0])
+        np.testing.assert_allclose(D0[r, 2], np.sqrt(s[0]) * v, rtol=1e-3, atol=1e-5)
+        np.testing.assert_allclose(A0[r, :, 2], E @ v / np.sqrt(s[0]), rtol=1e-3, atol=1e-5)
+
+
+def test_grow_never_increases_replicate_loss():
+    X, _ = _low_rank(k=4, noise=0.3)
+    plain = StaNMF(k_range=[3, 4, 5], n_replicates=3, random_state=0).fit(X)
+    grown = StaNMF(k_range=[3, 4, 5], n_replicates=3, grow=True, random_state=0).fit(X)
+    lp = plain.replicate_info_["loss"].to_numpy()
+    lg = grown.replicate_info_["loss"].to_numpy()
+    assert (lg <= lp * (1 + 1e-6)).all()
+    assert (grown.replicate_info_.query("k == 3")["restart"] == 0).all()  # nothing to grow from
+    # final model at a fixed K: NNDSVDa vs the best of NNDSVDa and the grown K-1 fit
+    plain = StaNMF(k_range=[4], n_replicates=2, random_state=0).fit(X)
+    grown = StaNMF(k_range=[4], n_replicates=2, grow=True, random_state=0).fit(X)
+    assert grown.loss_ <= plain.loss_ * (1 + 1e-6)

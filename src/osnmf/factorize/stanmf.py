@@ -114,6 +114,11 @@ class StaNMF:
     n_restarts : int, default 1
         Fits per replicate (restart 0: the perturbation's init; then random inits); the lowest
         loss is kept. The final model uses NNDSVDa plus ``n_restarts - 1`` random restarts.
+    grow : bool, default False
+        Also start every replicate at K from its own K-1 solution plus the leading component of
+        that solution's positive residual (deterministic), keeping the lower loss. This finds
+        small patterns that NNDSVDa misses (see docs/stanmf.md); the final model likewise
+        tries the full-data K-1 fit grown by one component.
     solver : {"exact", "compressed"}, default "exact"
     backend : {"numpy", "torch"}, default "numpy"
     device : str or None
@@ -161,6 +166,7 @@ class StaNMF:
         n_replicates: int = 100,
         perturbation: str = "bootstrap",
         n_restarts: int = 1,
+        grow: bool = False,
         solver: str = "exact",
         backend: str = "numpy",
         device: str | None = None,
@@ -180,6 +186,7 @@ class StaNMF:
         self.n_replicates = n_replicates
         self.perturbation = perturbation
         self.n_restarts = n_restarts
+        self.grow = grow
         self.solver = solver
         self.backend = backend
         self.device = device
@@ -205,6 +212,7 @@ class StaNMF:
         return SweepParams(
             perturbation=self.perturbation,
             n_restarts=int(self.n_restarts),
+            grow=bool(self.grow),
             solver=self.solver,
             backend=self.backend,
             device=self.device,
@@ -317,6 +325,17 @@ class StaNMF:
             except (OSError, ValueError, KeyError):
                 pass
         best = None
+        if params.grow and k > 1:
+            from osnmf.factorize.sweep import grow_factors
+
+            prev = fit_nmf(X, k - 1, init="nndsvda", max_iter=params.max_iter, tol=params.tol,
+                           random_state=params.random_state, solver=params.solver,
+                           backend=params.backend, device=params.device, sketch=sketch)
+            ones = np.ones((1, X.shape[0]), dtype=np.int64)
+            A0, D0 = grow_factors(X, prev.A[None], prev.D[None], ones)
+            best = fit_nmf(X, k, init=(A0[0], D0[0]), max_iter=params.max_iter, tol=params.tol,
+                           solver=params.solver, backend=params.backend, device=params.device,
+                           sketch=sketch)
         for restart in range(params.n_restarts):
             seed = int(np.random.SeedSequence([params.random_state, 104729, k, restart])
                        .generate_state(1)[0])

@@ -43,6 +43,7 @@ __all__ = [
     "BlockResult",
     "SweepStore",
     "fit_block",
+    "grow_factors",
     "replicate_counts",
     "plan_blocks",
     "run_sweep",
@@ -67,6 +68,10 @@ class SweepParams:
     n_restarts : int
         Fits per replicate; restart 0 uses the perturbation's init, restarts 1.. a random init;
         the fit with the lowest loss is kept.
+    grow : bool
+        Also start each replicate from its own solution at K-1 (same bootstrap sample) plus the
+        leading non-negative component of that solution's residual (:func:`grow_factors`),
+        and keep it when its loss is lower. Blocks of K then wait for K-1.
     solver, backend, device, max_iter, tol, sketch
         Passed to ``fit_nmf_replicates``.
     random_state : int
@@ -78,6 +83,7 @@ class SweepParams:
 
     perturbation: str = "bootstrap"
     n_restarts: int = 1
+    grow: bool = False
     solver: str = "exact"
     backend: str = "numpy"
     device: str | None = None
@@ -137,7 +143,8 @@ class BlockResult:
         solver left there and should not be interpreted).
     n_iter : (R,) int, iterations of the kept fit.
     loss : (R,) float, final loss of the kept fit (the solver's definition).
-    restart : (R,) int, which restart was kept (0 = the perturbation's own init).
+    restart : (R,) int, which start was kept: 0 = the perturbation's own init, 1 .. n_restarts-1
+        = random restarts, n_restarts = grown from the K-1 solution (``grow``).
     seeds : (R,) int64, replicate indices (the bootstrap draw is ``default_rng([random_state, r])``).
     """
 
@@ -181,9 +188,63 @@ def _restart_seed(params: SweepParams, k: int, start: int, stop: int, restart: i
     return int(ss.generate_state(1)[0])
 
 
+def grow_factors(
+    X: np.ndarray, A: np.ndarray, D: np.ndarray, counts: np.ndarray, n_power: int = 12
+) -> tuple[np.ndarray, np.ndarray]:
+    """Add one component to each replicate's factors: the leading part of its positive residual.
+
+    For replicate r with counts ``c``, ``E = max(X - A_r D_r, 0)`` is what the K-1 model leaves
+    unexplained; the leading singular pair (u, s, v) of ``diag(sqrt(c)) E`` (power iteration,
+    non-negative by Perron–Frobenius) gives the new pattern ``sqrt(s) v`` and coefficients
+    ``E v / sqrt(s)`` (for every row, drawn or not).
+
+    Parameters
+    ----------
+    X : (n, m) data.
+    A : (R, n, k) coefficients, D : (R, k, m) patterns of the K-1 = k solutions.
+    counts : (R, n) row multiplicities.
+    n_power : power iterations.
+
+    Returns
+    -------
+    A0 : (R, n, k+1), D0 : (R, k+1, m), float32, non-negative: an initialisation at k+1.
+    """
+    R, n, k = A.shape
+    m = X.shape[1]
+    A0 = np.empty((R, n, k + 1), dtype=np.float32)
+    D0 = np.empty((R, k + 1, m), dtype=np.float32)
+    for r in range(R):
+        E = np.asarray(X, dtype=np.float32) - A[r].astype(np.float32) @ D[r].astype(np.float32)
+        np.maximum(E, 0, out=E)
+        w = np.sqrt(counts[r].astype(np.float32))
+        v = (w @ E).astype(np.float64)  # positive start vector
+        s = 0.0
+        for _ in range(n_power):
+            nv = np.linalg.norm(v)
+            if nv == 0:
+                break
+            v /= nv
+            u = w * (E @ v.astype(np.float32))
+            v = ((w * u) @ E).astype(np.float64)
+            s = float(np.sqrt(np.linalg.norm(v)))  # sqrt of the top eigenvalue of E'WE
+        nv = np.linalg.norm(v)
+        if s <= 0 or nv == 0:  # nothing left to explain: a tiny flat component
+            eps = float(X.mean()) * 1e-3 + 1e-12
+            a_new, d_new = np.full(n, eps), np.full(m, eps)
+        else:
+            v = v / nv
+            a_new = (E @ v.astype(np.float32)) / np.sqrt(s)
+            d_new = np.sqrt(s) * v
+        A0[r, :, :k] = A[r]
+        A0[r, :, k] = a_new
+        D0[r, :k] = D[r]
+        D0[r, k] = d_new
+    return A0, D0
+
+
 def fit_block(
     X: np.ndarray, k: int, counts: np.ndarray, params: SweepParams, seeds: Sequence[int],
-    sketch: Any = None,
+    sketch: Any = None, warm: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> BlockResult:
     """Fit one block of replicates: a pure function of its arguments.
 
@@ -196,6 +257,8 @@ def fit_block(
     seeds : (R,) replicate indices (they seed the random inits, with ``k``).
     sketch : a precomputed ``osnmf.factorize.sketch.Sketch`` of ``X`` for
         ``solver="compressed"`` (computed once per sweep); None: ``params.sketch`` options.
+    warm : (A, D) of the same replicates at rank ``k - 1`` (shapes (R, n, k-1), (R, k-1, m));
+        with ``params.grow`` one more start grows them (:func:`grow_factors`).
 
     Returns
     -------
@@ -206,19 +269,26 @@ def fit_block(
     seeds = np.asarray(seeds, dtype=np.int64)
     start, stop = int(seeds.min()), int(seeds.max()) + 1
     best = None
-    for restart in range(params.n_restarts):
+    starts = list(range(params.n_restarts))
+    if params.grow and warm is not None:
+        starts.append(params.n_restarts)
+    if sketch is None and params.sketch is not None:
+        sketch = dict(params.sketch)
+    for restart in starts:
+        grown = restart == params.n_restarts
         random_init = restart > 0 or params.perturbation in ("init", "both")
         # NNDSVDa's randomised SVD (large X only) gets the same seed in every block: the
         # "fixed initialisation" of the paper; random inits differ per block and restart.
         seed = (_restart_seed(params, k, start, stop, restart) if random_init
                 else _restart_seed(params, k, 0, 0, 0))
-        if sketch is None and params.sketch is not None:
-            sketch = dict(params.sketch)
+        init: Any = "random" if random_init else "nndsvda"
+        if grown:
+            init = grow_factors(X, warm[0], warm[1], counts)
         fits = fit_nmf_replicates(
             X,
             k,
             counts,
-            init="random" if random_init else "nndsvda",
+            init=init,
             random_state=seed,
             max_iter=params.max_iter,
             tol=params.tol,
@@ -228,7 +298,8 @@ def fit_block(
             device=params.device,
         )
         D = np.asarray(fits.D, dtype=np.float32)
-        A = np.asarray(fits.A, dtype=np.float32) if params.keep_coefficients else None
+        keep_a = params.keep_coefficients or params.grow  # grow needs A of K-1
+        A = np.asarray(fits.A, dtype=np.float32) if keep_a else None
         loss = np.asarray(fits.loss, dtype=np.float64)
         n_iter = np.asarray(fits.n_iter, dtype=np.int64)
         if best is None:
@@ -485,16 +556,42 @@ def run_sweep(
         tasks.append((X, b.k, counts_cache[b.start, b.stop], params, reps, sketch))
     executor = executor or SerialExecutor()
     done: dict[BlockSpec, BlockResult] = {}
+    # with grow, the blocks of K start from those of K-1: run in waves of increasing K
+    waves = sorted({b.k for b in todo}) if params.grow else [None]
+    ranks = {b.k for b in blocks}
+    prev: dict[tuple[int, int], BlockResult] = {}
     with _progress(progress, len(todo)) as prog:
         task = prog.add_task(f"{len(blocks) - len(todo)} of {len(blocks)} blocks stored",
                              total=len(todo))
-        for i, result in executor.map_unordered(block_fn, tasks):
-            spec = todo[i]
-            if store is not None:
-                store.put(spec, result)
-            if keep_results:
-                done[spec] = result
-            if on_result is not None:
-                on_result(spec, result)
-            prog.update(task, advance=1, description=f"last K={spec.k}")
+        for wave in waves:
+            idx = [i for i, b in enumerate(todo) if wave is None or b.k == wave]
+            wave_tasks = []
+            for i in idx:
+                b = todo[i]
+                warm = None
+                if params.grow and b.k - 1 in ranks:
+                    before = BlockSpec(b.k - 1, b.start, b.stop)
+                    res = prev.get((b.start, b.stop)) if wave - 1 in _wave_ks(prev) else None
+                    res = res or done.get(before) or (store.get(before) if store else None)
+                    if res is not None and res.coefficients is not None:
+                        warm = (res.coefficients, res.components)
+                wave_tasks.append((*tasks[i], warm))
+            current: dict[tuple[int, int], BlockResult] = {}
+            for j, result in executor.map_unordered(block_fn, wave_tasks):
+                spec = todo[idx[j]]
+                if store is not None:
+                    store.put(spec, result)
+                if keep_results:
+                    done[spec] = result
+                if params.grow:
+                    result.extra["k"] = spec.k
+                    current[spec.start, spec.stop] = result
+                if on_result is not None:
+                    on_result(spec, result)
+                prog.update(task, advance=1, description=f"last K={spec.k}")
+            prev = current
     return done
+
+
+def _wave_ks(prev: Mapping[tuple[int, int], BlockResult]) -> set[int]:
+    return {int(r.extra.get("k", -1)) for r in prev.values()}
