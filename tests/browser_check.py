@@ -49,7 +49,8 @@ IMAGES_JS = """
   const body = document.body.innerText;
   return {images: out, title: document.title, text_length: body.length,
           texts_found: texts.map(t => body.includes(t)),
-          scripts: document.scripts.length, height: document.documentElement.scrollHeight};
+          scripts: document.scripts.length, height: document.documentElement.scrollHeight,
+          scroll_width: document.documentElement.scrollWidth};
 })(%s)
 """
 
@@ -193,7 +194,8 @@ def check_report(path: str | os.PathLike, width: int = 1280, height: int = 1600,
     messages and uncaught exceptions), ``requests`` (URLs the page asked for beyond itself and
     ``data:``), ``screenshot`` (:func:`screenshot_stats` of a ``width`` × ``height`` viewport shot),
     plus ``title``, ``text_length``, ``scripts`` (number of ``<script>`` elements), ``height``
-    (page height, px) and ``texts_found`` ({text: whether the rendered page shows it}).
+    (page height, px), ``scroll_width`` (px; above ``width`` = horizontal scrolling) and
+    ``texts_found`` ({text: whether the rendered page shows it}).
     Raises :class:`BrowserError` when Chromium is missing or does not answer within ``timeout``
     seconds in total.
     """
@@ -269,4 +271,5 @@ def _inspect(dt: _DevTools, url: str, width: int, height: int, deadline: float, 
     return {"ok": not problems, "problems": problems, "images": images, "console": console,
             "requests": requests, "screenshot": stats, "title": info["title"],
             "text_length": info["text_length"], "scripts": info["scripts"], "height": info["height"],
+            "scroll_width": info["scroll_width"],
             "texts_found": dict(zip(texts, info["texts_found"], strict=True))}
