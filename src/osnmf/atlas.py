@@ -47,7 +47,11 @@ def read_ontology(path) -> pd.DataFrame:
             .fillna(-1)
             .astype(int)
             .to_numpy(),
-            "color": table.get("color_hex_triplet", pd.Series("AAAAAA", index=table.index)).astype(str).to_numpy(),
+            # hex triplets such as 019399 may have been stored as numbers: restore the leading zeros
+            "color": table.get("color_hex_triplet", pd.Series("AAAAAA", index=table.index))
+            .astype(str)
+            .str.zfill(6)
+            .to_numpy(),
         },
         index=pd.Index(table["id"].astype(np.int64).to_numpy(), name="id"),
     )

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from osnmf.config import RunConfig
 from osnmf.errors import OsnmfError
@@ -150,7 +151,7 @@ def main() -> None:
     except OsnmfError as exc:
         if _STATE["debug"]:
             raise
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except (typer.Exit, SystemExit) as exc:  # typer.Exit from commands, SystemExit from --help
         code = getattr(exc, "exit_code", getattr(exc, "code", 0))
@@ -167,7 +168,7 @@ def main() -> None:
             sys.exit(2)
         if _STATE["debug"]:
             raise
-        console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc} (rerun with --debug)")
+        console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} (rerun with --debug)")
         sys.exit(1)
 
 

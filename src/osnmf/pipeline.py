@@ -232,14 +232,17 @@ class Pipeline:
 
     def pattern_sets(self) -> dict[str, np.ndarray]:
         sw, bl = self.state.results["sweep"], self.state.results["baselines"]
+        pca = bl["pca_patterns"]
+        # a PC's sign is arbitrary; orient each so its strongest loading is positive before linking
+        pca = pca * np.where(np.abs(pca.min(axis=1)) > np.abs(pca.max(axis=1)), -1.0, 1.0)[:, None]
         return {
-            "staNMF": sw["components"], "PCA": bl["pca_patterns"], "PCA + k-means": bl["kmeans_patterns"],
+            "staNMF": sw["components"], "PCA": pca, "PCA + k-means": bl["kmeans_patterns"],
             "PCA + agglomerative": bl["ward_patterns"], "staNMF + hierarchical": bl["nmf_hier_patterns"],
         }
 
     def linking(self) -> dict:
-        from osnmf.interpret.classify import region_prediction_test
-        from osnmf.interpret.ontology import expression_ontology
+        from osnmf.interpret.classify import linked_patterns, region_prediction_test
+        from osnmf.interpret.ontology import pattern_ontology
         from osnmf.spatial.linking import best_combinations, region_correlations
 
         cfg = self.config
@@ -256,14 +259,19 @@ class Pipeline:
                     out.update(frame_to_arrays("links", link.best))
                     out.update(frame_to_arrays("links_top", link.table))
                     out["link_matrix"] = link.matrix.to_numpy(dtype=np.float64)
-                    out.update(frame_to_arrays("correlations", region_correlations(brain, atlas)))
-                    tree = expression_ontology(brain, atlas, link)
+                    correlations = region_correlations(brain, atlas)
+                    out.update(frame_to_arrays("correlations", correlations))
+                    tree = pattern_ontology(brain, link, atlas)
                     out["ontology_json"] = np.array(tree.to_json())
                     out["ontology_newick"] = np.array(tree.to_newick())
                     out["ontology_linkage"] = tree.linkage
-                    pred = region_prediction_test(brain, atlas, link, region="Isocortex",
+                    linked = linked_patterns(link, atlas, "Isocortex")
+                    if not linked:  # no best link inside the isocortex: use the most correlated pattern
+                        iso = correlations[correlations["region_id"] == atlas.id_of("Isocortex")]
+                        linked = [int(iso.loc[iso["r"].idxmax(), "pattern_index"])]
+                    pred = region_prediction_test(brain, atlas, region="Isocortex", linked=linked,
                                                   n_random=cfg.n_random_models, seed=cfg.seed)
-                    out["region_test"] = np.array([pred.auc, pred.median_random_auc, pred.p_value, pred.n_patterns])
+                    out["region_test"] = np.array([pred.auc, pred.median_random, pred.p_value, len(pred.linked)])
             out.update(frame_to_arrays("link_summary", pd.DataFrame(summary_rows)))
             return out
 

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from osnmf.atomic import atomic_path
 from osnmf.errors import ConfigError, DownloadError, InputError
 from osnmf.io.aba_folder import (
     EXPERIMENTS_CSV,
@@ -269,14 +270,8 @@ def _write_experiments_csv(out: Path, table: pd.DataFrame, present: set[str]) ->
             keep = earlier[~earlier[ID_COLUMN].isin(table[ID_COLUMN])]
             keep = keep[[(out / GRID_DIR / f"{i}.zip").is_file() for i in keep[ID_COLUMN]]]
             rows = pd.concat([keep, rows], ignore_index=True)
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{EXPERIMENTS_CSV}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            rows.to_csv(fh, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        rows.to_csv(tmp, index=False)
 
 
 def download_aba(

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
+from osnmf.atomic import write_text
 from osnmf.errors import ConfigError, InputError
 from osnmf.interpret.markers import assign_patterns, combine_experiments, importance_scores
 
@@ -212,20 +212,6 @@ def hub_table(networks: Sequence[CoexpressionNetwork]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["pattern", "hub_rank", "node", "gene", "weighted_degree", "degree"])
 
 
-def _atomic_write_text(path: Path, text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def _graph_of(network: CoexpressionNetwork | nx.Graph) -> nx.Graph:
     return network.graph if isinstance(network, CoexpressionNetwork) else network
 
@@ -234,7 +220,7 @@ def write_graphml(network: CoexpressionNetwork | nx.Graph, path: str | os.PathLi
     """Write a network as GraphML (readable by Cytoscape and ``networkx.read_graphml``), atomically."""
     graph = _graph_of(network)
     text = "\n".join(nx.generate_graphml(graph, encoding="utf-8", prettyprint=True))
-    return _atomic_write_text(Path(path), text + "\n")
+    return write_text(Path(path), text + "\n")
 
 
 def network_to_json(network: CoexpressionNetwork | nx.Graph) -> dict:
@@ -247,7 +233,7 @@ def network_to_json(network: CoexpressionNetwork | nx.Graph) -> dict:
 
 def write_network_json(network: CoexpressionNetwork | nx.Graph, path: str | os.PathLike) -> Path:
     """Write a network as node-link JSON, atomically; read back with :func:`read_network_json`."""
-    return _atomic_write_text(Path(path), json.dumps(network_to_json(network), indent=1) + "\n")
+    return write_text(Path(path), json.dumps(network_to_json(network), indent=1) + "\n")
 
 
 def read_network_json(path: str | os.PathLike) -> nx.Graph:
@@ -277,6 +263,6 @@ def write_networks(
         if "json" in formats:
             written.append(write_network_json(net, out / f"pattern_{net.pattern}.json"))
     edges = pd.concat([n.edges_table() for n in networks], ignore_index=True) if networks else pd.DataFrame()
-    written.append(_atomic_write_text(out / "edges.csv", edges.to_csv(index=False)))
-    written.append(_atomic_write_text(out / "hubs.csv", hub_table(networks).to_csv(index=False)))
+    written.append(write_text(out / "edges.csv", edges.to_csv(index=False)))
+    written.append(write_text(out / "hubs.csv", hub_table(networks).to_csv(index=False)))
     return written

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from osnmf.atlas import Atlas
+from osnmf.atomic import atomic_path, write_bytes
 from osnmf.errors import InputError
 from osnmf.expression import SpatialExpression
 from osnmf.io.allen_grid import encode_mhd, read_allen_grid_zip, write_allen_grid_zip
@@ -192,31 +192,13 @@ def read_aba_folder(
     return out[kinds[0]] if len(kinds) == 1 else out
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_annotation_zip(path: str | os.PathLike, annotation: np.ndarray, spacing_um=(200.0, 200.0, 200.0)) -> Path:
     """Write an annotation ``(AP, DV, ML)`` as an Allen ``gridAnnotation`` zip (uint32), atomically."""
     path = Path(path)
     data = np.asarray(annotation).astype("<u4")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-            zf.writestr("gridAnnotation.mhd", encode_mhd(data.shape, data.dtype, "gridAnnotation.raw", spacing_um))
-            zf.writestr("gridAnnotation.raw", data.tobytes(order="F"))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("gridAnnotation.mhd", encode_mhd(data.shape, data.dtype, "gridAnnotation.raw", spacing_um))
+        zf.writestr("gridAnnotation.raw", data.tobytes(order="F"))
     return path
 
 
@@ -256,5 +238,5 @@ def write_aba_folder(
     table = pd.DataFrame({ID_COLUMN: ids, GENE_COLUMN: expr.genes.tolist()})
     if plane is not None:
         table["plane"] = plane
-    _atomic_write_bytes(folder / EXPERIMENTS_CSV, table.to_csv(index=False).encode())
+    write_bytes(folder / EXPERIMENTS_CSV, table.to_csv(index=False).encode())
     return folder

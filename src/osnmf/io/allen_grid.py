@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from osnmf.atomic import atomic_path
 from osnmf.errors import InputError
 
 ELEMENT_TYPES = {
@@ -240,16 +240,9 @@ def write_allen_grid_zip(
     Written to a temporary file first and renamed, so a partial zip never appears.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-            for kind, volume in volumes.items():
-                data = np.where(np.isnan(volume), MISSING_SENTINEL, volume).astype("<f4")
-                zf.writestr(f"{kind}.mhd", encode_mhd(data.shape, data.dtype, f"{kind}.raw", spacing_um))
-                zf.writestr(f"{kind}.raw", data.tobytes(order="F"))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        for kind, volume in volumes.items():
+            data = np.where(np.isnan(volume), MISSING_SENTINEL, volume).astype("<f4")
+            zf.writestr(f"{kind}.mhd", encode_mhd(data.shape, data.dtype, f"{kind}.raw", spacing_um))
+            zf.writestr(f"{kind}.raw", data.tobytes(order="F"))
     return path

@@ -17,12 +17,12 @@ voxels that are absent are missing (NaN).
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from osnmf.atlas import Atlas
+from osnmf.atomic import atomic_path
 from osnmf.errors import InputError
 from osnmf.expression import SpatialExpression
 from osnmf.io.npz import check_volume_values
@@ -67,14 +67,8 @@ def write_h5ad(
         uns={"osnmf": {"grid_shape": np.asarray(atlas.shape, dtype=np.int64),
                        "spacing_um": np.asarray(atlas.spacing_um, dtype=np.float64)}},
     )
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".h5ad")
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".h5ad") as tmp:
         adata.write_h5ad(tmp, compression=compression)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -9,7 +9,6 @@ stored as numpy unicode arrays, never objects, and files are always loaded with
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from osnmf.atlas import Atlas
+from osnmf.atomic import save_npz
 from osnmf.errors import InputError
 from osnmf.expression import SpatialExpression
 from osnmf.io.allen_grid import MISSING_SENTINEL, check_member_names
@@ -136,12 +136,4 @@ def write_npz(path: str | os.PathLike, expr: SpatialExpression, compress: bool =
         "genes": np.asarray(expr.genes, dtype=str),
         "experiment_ids": np.asarray(expr.experiment_ids, dtype=str),
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            (np.savez_compressed if compress else np.savez)(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return save_npz(path, compress=compress, **arrays)

@@ -22,11 +22,11 @@ A 4-D stack ``(n, AP, DV, ML)`` is stored with a leading ``list`` axis (kinds
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from osnmf.atomic import atomic_path
 from osnmf.errors import InputError
 
 SPACE = "right-anterior-superior"
@@ -82,14 +82,8 @@ def write_nrrd(
         header["kinds"] = ["list", "domain", "domain", "domain"]
     if description:
         header["content"] = description.replace("\n", " ")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".nrrd")
-    os.close(fd)
-    try:
-        nrrd.write(tmp, data, header, index_order="F")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, suffix=".nrrd") as tmp:
+        nrrd.write(str(tmp), data, header, index_order="F")
     return path
 
 

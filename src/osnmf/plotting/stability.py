@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 from osnmf.plotting.common import new_figure
 
@@ -21,6 +22,7 @@ def plot_instability(table: pd.DataFrame, k_selected: int, pca: pd.DataFrame | N
     ax.axvline(k_selected, color="0.4", lw=1, ls=":")
     ax.annotate(f"K = {k_selected}", (k_selected, ax.get_ylim()[1]), ha="left", va="top", fontsize=9)
     ax.set_xlabel("number of patterns K")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("instability γ(K) (mean dissimilarity ± SD)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
