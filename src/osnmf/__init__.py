@@ -45,6 +45,7 @@ _LAZY = {
     "sketch_matrix": "osnmf.factorize.sketch",
     "StaNMF": "osnmf.factorize.stanmf",
     "instability": "osnmf.factorize.stability",
+    "select_k": "osnmf.factorize.stability",
     "morans_i": "osnmf.spatial.moran",
     "spatial_weights": "osnmf.spatial.moran",
     "strongest_pattern_morans_i": "osnmf.spatial.moran",
