@@ -222,3 +222,18 @@ def test_bootstrap_counts_is_multinomial():
     assert (c.sum(1) == 1000).all()
     # fraction of rows never drawn ≈ (1 - 1/n)^n ≈ e^-1
     assert abs((c == 0).mean() - np.exp(-1)) < 0.01
+
+
+def test_torch_missing_is_a_config_error(data, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("no torch here")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    with pytest.raises(ConfigError, match="PyTorch"):
+        fit_nmf(data, 3, backend="torch")

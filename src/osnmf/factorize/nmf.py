@@ -709,6 +709,15 @@ def fit_nmf_replicates(
     elif init not in ("nndsvda", "random"):
         raise ConfigError(f"init must be 'nndsvda', 'random' or (A0, D0), got {init!r}")
 
+    solve = _solve
+    if backend == "torch":
+        from osnmf.factorize.torch_backend import TorchOperator, resolve_device, solve_torch
+
+        op = TorchOperator(op, resolve_device(device))
+        solve = solve_torch
+    elif device is not None and device != "cpu":
+        raise ConfigError(f"device={device!r} needs backend='torch'")
+
     A_out = np.empty((R, n, k), dtype=dt)
     D_out = np.empty((R, k, m), dtype=dt)
     it_out = np.empty(R, dtype=np.int64)
@@ -723,14 +732,7 @@ def fit_nmf_replicates(
             At, D = _nndsvda_batch(op, k, c, rng, 1e-6, None)
         else:
             At, D = _random_init(op, k, c, rng)
-        if backend == "torch":
-            from osnmf.factorize.torch_backend import solve_torch
-
-            At, D, it, loss = solve_torch(
-                op, At, D, c if _weighted else None, max_iter, tol, device, progress
-            )
-        else:
-            At, D, it, loss = _solve(op, At, D, c if _weighted else None, max_iter, tol, progress)
+        At, D, it, loss = solve(op, At, D, c if _weighted else None, max_iter, tol, progress)
         A_out[sl] = At.transpose(0, 2, 1)
         D_out[sl] = D
         it_out[sl] = it

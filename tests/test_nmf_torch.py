@@ -1,0 +1,63 @@
+"""Torch backend of the NMF solver: same fits as the numpy backend and scikit-learn."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from test_nmf import matched_r, phantom, sk_fit  # noqa: E402
+
+from osnmf.errors import ConfigError  # noqa: E402
+from osnmf.factorize.nmf import bootstrap_counts, fit_nmf, fit_nmf_replicates  # noqa: E402
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny matrices: multi-threaded BLAS/torch only thrash on shared cores."""
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return phantom()[0]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_torch_float64_equals_numpy_and_sklearn(data, device):
+    counts = bootstrap_counts(data.shape[0], 3, 5)
+    ref = fit_nmf_replicates(data, 6, counts, dtype=np.float64)
+    got = fit_nmf_replicates(data, 6, counts, dtype=np.float64, backend="torch", device=device)
+    np.testing.assert_array_equal(got.n_iter, ref.n_iter)
+    np.testing.assert_allclose(got.D, ref.D, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(got.loss, ref.loss, rtol=1e-8)
+    idx = np.repeat(np.arange(data.shape[0]), counts[0])
+    _, model = sk_fit(data[idx], 6, random_state=0)
+    np.testing.assert_allclose(got.D[0], model.components_, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_torch_float32_single_and_compressed(data, device):
+    _, model = sk_fit(data, 6, random_state=0)
+    res = fit_nmf(data, 6, backend="torch", device=device)
+    assert res.D.dtype == np.float32
+    assert matched_r(res.D, model.components_).min() >= 0.999
+    comp = fit_nmf(data, 6, backend="torch", device=device, solver="compressed")
+    assert matched_r(comp.D, model.components_).min() >= 0.99
+
+
+def test_torch_bad_device(data):
+    with pytest.raises(ConfigError):
+        fit_nmf(data, 3, backend="torch", device="nonsense")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA"):
+            fit_nmf(data, 3, backend="torch", device="cuda")
