@@ -237,3 +237,18 @@ def test_torch_missing_is_a_config_error(data, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", fake_import)
     with pytest.raises(ConfigError, match="PyTorch"):
         fit_nmf(data, 3, backend="torch")
+
+
+def test_prepared_data_gives_the_same_fits(data):
+    from osnmf.factorize.nmf import prepare_data
+
+    counts = bootstrap_counts(data.shape[0], 2, 9)
+    direct = fit_nmf_replicates(data, 4, counts, solver="compressed", random_state=1)
+    op = prepare_data(data, solver="compressed", random_state=1)
+    again = fit_nmf_replicates(op, 4, counts, random_state=1)
+    np.testing.assert_allclose(again.D, direct.D, rtol=1e-5, atol=1e-7)
+    ex = prepare_data(data)
+    np.testing.assert_allclose(
+        fit_nmf_replicates(ex, 4, counts).D, fit_nmf_replicates(data, 4, counts).D, rtol=1e-5,
+        atol=1e-7,
+    )

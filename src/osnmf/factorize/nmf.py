@@ -36,6 +36,7 @@ __all__ = [
     "fit_nmf",
     "fit_nmf_replicates",
     "nndsvda",
+    "prepare_data",
 ]
 
 
@@ -541,6 +542,40 @@ def _make_operator(X, solver, sketch, dt, rng):
     raise ConfigError(f"solver must be 'exact' or 'compressed', got {solver!r}")
 
 
+def prepare_data(
+    X: np.ndarray,
+    *,
+    solver: str = "exact",
+    sketch: Sketch | dict | None = None,
+    dtype: Any = np.float32,
+    random_state: int | np.random.Generator | None = None,
+) -> ExactOperator | Sketch:
+    """Check and convert ``X`` once, for many calls of :func:`fit_nmf_replicates` (a K sweep).
+
+    The returned object can be passed as ``X``: the exact operator caches the n × n Gram matrix
+    its NNDSVDa uses after the first call; the compressed one is the sketch (computed once).
+
+    Parameters
+    ----------
+    X : ndarray, shape (n, m)
+        Non-negative data.
+    solver : {"exact", "compressed"}
+    sketch : Sketch or dict, optional
+        Options for :func:`osnmf.factorize.sketch.sketch_matrix` (compressed only).
+    dtype : float32 or float64
+    random_state : int or Generator, optional
+        Seed of the sketch.
+
+    Returns
+    -------
+    ExactOperator or Sketch
+    """
+    dt = _resolve_dtype(dtype)
+    X = check_data(X, dtype=dt)
+    rng = np.random.default_rng(random_state)
+    return _make_operator(X, solver, sketch, dt, rng)
+
+
 def _check_common(max_iter, tol, backend):
     if isinstance(max_iter, bool) or not isinstance(max_iter, int | np.integer) or max_iter < 1:
         raise ConfigError(f"max_iter must be a positive integer, got {max_iter!r}")
@@ -650,8 +685,9 @@ def fit_nmf_replicates(
 
     Parameters
     ----------
-    X : ndarray, shape (n, m)
-        Non-negative data, held once (float32 by default).
+    X : ndarray, shape (n, m), or the result of :func:`prepare_data`
+        Non-negative data, held once (float32 by default). A prepared operator fixes the
+        solver (``solver``/``sketch``/``dtype`` are then ignored) and keeps its caches.
     k : int
         Number of patterns.
     row_counts : ndarray of int, shape (R, n)
@@ -680,17 +716,24 @@ def fit_nmf_replicates(
     -------
     ReplicateFits
     """
-    dt = _resolve_dtype(dtype)
-    X = check_data(X, dtype=dt)
-    n, m = X.shape
+    rng = random_state if isinstance(random_state, np.random.Generator) else (
+        np.random.default_rng(random_state)
+    )
+    if isinstance(X, ExactOperator | Sketch):  # prepared by prepare_data: reuse as it is
+        op = X
+        dt = np.dtype(op.dtype)
+        n, m = op.shape
+    else:
+        dt = _resolve_dtype(dtype)
+        X = check_data(X, dtype=dt)
+        n, m = X.shape
+        op = None
     k = _check_k(k, n, m, init)
     _check_common(max_iter, tol, backend)
     counts = _check_counts(row_counts, n)
     R = counts.shape[0]
-    rng = random_state if isinstance(random_state, np.random.Generator) else (
-        np.random.default_rng(random_state)
-    )
-    op = _make_operator(X, solver, sketch, dt, rng)
+    if op is None:
+        op = _make_operator(X, solver, sketch, dt, rng)
     if batch_size is None:
         batch_size = R
     if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
