@@ -177,6 +177,13 @@ def test_sketch_rank_and_energy(data):
     np.testing.assert_allclose(s.singular_values, sv[: s.rank], rtol=0.03)
     fixed = sketch_matrix(data, rank=4, random_state=0)
     assert fixed.rank == 4
+    # the randomised range finder (used for matrices with two big sides) agrees
+    rnd = sketch_matrix(data, energy=0.999, random_state=0, gram_limit=0)
+    assert rnd.energy >= 0.999 and best <= rnd.rank <= best + 2
+    np.testing.assert_allclose(rnd.singular_values[:6], sv[:6], rtol=1e-4)
+    tall = sketch_matrix(data.T.copy(), energy=0.999)
+    assert tall.rank == best and tall.energy >= 0.999
+    np.testing.assert_allclose(tall.Q @ tall.B, s.B.T @ s.Q.T, atol=1e-3 * data.max())
 
 
 def test_compressed_matches_exact(data):

@@ -163,11 +163,13 @@ def sketch_matrix(
     n_oversamples: int = 16,
     n_iter: int = 2,
     random_state: int | np.random.Generator | None = 0,
+    gram_limit: int = 8192,
 ) -> Sketch:
     """Randomised low-rank sketch ``X ≈ Q B`` keeping a target fraction of the energy.
 
-    The rank is the smallest one whose singular values hold ``energy`` of ``‖X‖²_F``; the sketch
-    width doubles (from 64) until that is reached or ``max_rank`` is hit, in which case the
+    The rank is the smallest one whose singular values hold ``energy`` of ``‖X‖²_F``. For a
+    matrix with a small side the truncated SVD is exact (Gram eigendecomposition); otherwise the
+    randomised sketch width doubles (from 64) until that is reached or ``max_rank`` is hit, in which case the
     sketch keeps ``max_rank`` and reports the energy it reached (``Sketch.energy``).
 
     Parameters
@@ -184,6 +186,10 @@ def sketch_matrix(
         Extra sketch columns and power iterations of the randomised range finder.
     random_state : int or Generator, optional
         Seed of the Gaussian test matrix.
+    gram_limit : int
+        When ``min(n, m) <= gram_limit`` the sketch is the *exact* truncated SVD, from the
+        eigendecomposition of the small Gram matrix (``X Xᵀ`` or ``Xᵀ X``, float64); otherwise
+        a randomised range finder is used.
 
     Returns
     -------
@@ -197,9 +203,33 @@ def sketch_matrix(
     row_sq = ExactOperator(X).row_sq_norms()
     frob2 = float(row_sq.sum())
     row_sum = X.sum(axis=1, dtype=np.float64)
+    if rank is not None and not 1 <= rank <= full:
+        raise ConfigError(f"sketch rank must be between 1 and {full}, got {rank}")
+    if min(n, m) <= gram_limit:
+        # exact truncated SVD from the small Gram matrix (its eigenvalues are σ²)
+        small_left = n <= m
+        op = ExactOperator(X)
+        G = op.left_gram() if small_left else op.weighted_right_gram(np.ones(n))
+        lam, E = np.linalg.eigh(G)
+        lam, E = np.maximum(lam[::-1], 0), E[:, ::-1]
+        cum = np.cumsum(lam)
+        if rank is not None:
+            keep = rank
+        else:
+            reached = int(np.searchsorted(cum, energy * frob2 * (1 - 1e-12)) + 1)
+            keep = int(min(reached, max(1, int(max_rank)), full))
+        s = np.sqrt(lam[:keep])
+        if small_left:
+            Qk = np.ascontiguousarray(E[:, :keep]).astype(X.dtype)
+            Bk = (Qk.T @ X).astype(X.dtype)
+        else:
+            Vk = np.ascontiguousarray(E[:, :keep].T)  # (keep, m)
+            XV = X.astype(np.float64) @ Vk.T  # (n, keep) = U S
+            Qk = (XV / np.where(s > 0, s, 1)).astype(X.dtype)
+            Bk = (s[:, None] * Vk).astype(X.dtype)
+        captured = float(cum[keep - 1] / frob2) if frob2 > 0 else 1.0
+        return Sketch(Qk, Bk, s, captured, frob2, row_sq, row_sum)
     if rank is not None:
-        if not 1 <= rank <= full:
-            raise ConfigError(f"sketch rank must be between 1 and {full}, got {rank}")
         widths = [min(full, rank + n_oversamples)]
     else:
         cap = min(full, max(1, int(max_rank)))
