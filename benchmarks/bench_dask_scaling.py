@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import resource
 import time
-import tracemalloc
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -39,6 +38,16 @@ def low_rank(n: int, m: int, k: int, seed: int = 0) -> np.ndarray:
 def worker_rss_mb(client) -> float:
     rss = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     return max(rss.values()) / 1024
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process so far (all its threads)."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def workers_cpu_seconds(client) -> float:
+    return float(sum(client.run(cpu_seconds).values()))
 
 
 def warm_imports() -> None:
@@ -89,29 +98,30 @@ def main() -> None:
 
         # interleave the configurations, keep the best of --repeats (the machine is shared)
         sweep = {"local": [], **{n: [] for n in clients}}
+        cpu = {"local": [], **{n: [] for n in clients}}  # (worker CPU, client CPU) per run
         tasks = {"local": [], **{n: [] for n in clients}}
         diffs = {}
-        tracemalloc.start()
         for _ in range(args.repeats):
             with threadpool_limits(1):  # one BLAS thread, like the dask workers
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), cpu_seconds()
                 ref = StaNMF(**kw).fit(X)
                 sweep["local"].append(time.perf_counter() - t0)
+                cpu["local"].append((cpu_seconds() - c0, 0.0))
                 t0 = time.perf_counter()
                 list(SerialExecutor().map_unordered(tiny_task, tiny))
                 tasks["local"].append(time.perf_counter() - t0)
             for n_workers, client in clients.items():
                 ex = DaskExecutor(client)
-                t0 = time.perf_counter()
+                w0, c0, t0 = workers_cpu_seconds(client), cpu_seconds(), time.perf_counter()
                 model = StaNMF(**kw, client=ex).fit(X)
                 sweep[n_workers].append(time.perf_counter() - t0)
+                c1 = cpu_seconds()
+                cpu[n_workers].append((workers_cpu_seconds(client) - w0, c1 - c0))
                 diffs[n_workers] = float(np.abs(model.instability_.to_numpy()
                                                 - ref.instability_.to_numpy()).max())
                 t0 = time.perf_counter()
                 list(ex.map_unordered(tiny_task, tiny))
                 tasks[n_workers].append(time.perf_counter() - t0)
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
         rss = {n: worker_rss_mb(c) for n, c in clients.items()}
 
     best = {key: min(v) for key, v in sweep.items()}
@@ -127,11 +137,21 @@ def main() -> None:
               f"overhead per block {(best[n] * n - best['local']) / n_blocks * 1e3:+.0f} ms "
               f"worker-time; curve max |diff| vs local {diffs[n]:.1e}; "
               f"max worker RSS {rss[n]:.0f} MB")
+    print("CPU seconds, min over runs (the machine may be shared, CPU time is less noisy than "
+          "wall time):")
+    print(f"  local serial        {min(c[0] for c in cpu['local']):6.2f} s (sweep + final fit)")
+    for n in clients:
+        w = min(c[0] for c in cpu[n])
+        c = min(c[1] for c in cpu[n])
+        print(f"  dask {n} worker(s)   workers {w:6.2f} s + client {c:5.2f} s "
+              f"(client includes the final fit) -> workers' CPU per block "
+              f"{w / n_blocks * 1e3:.0f} ms")
     print(f"near-empty tasks ({len(tiny)}): local {tiny_best['local'] * 1e3:.2f} ms per task")
     for n in clients:
         print(f"  dask {n} worker(s)   {tiny_best[n] * 1e3:.2f} ms per task  -> overhead "
               f"{(tiny_best[n] - tiny_best['local']) * 1e3:.2f} ms per task")
-    print(f"client peak traced memory {peak / 2**20:.1f} MiB")
+    print(f"client process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}"
+          " MB (holds the LocalClusters' schedulers too)")
 
 
 if __name__ == "__main__":

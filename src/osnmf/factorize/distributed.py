@@ -273,9 +273,10 @@ class DaskExecutor:
                 fut.release()
                 yield i, result
         except KilledWorker as exc:
-            raise OsnmfError(f"a sweep block killed {exc.args[0] if exc.args else 'its'} "
-                             "workers repeatedly (out of memory?); lower block_size or give "
-                             "workers more memory, then rerun to resume") from None
+            task = exc.args[0] if exc.args else "?"
+            raise OsnmfError(f"sweep block task {task} killed its dask workers repeatedly (out "
+                             "of memory?); lower block_size or give workers more memory, then "
+                             "rerun to resume") from None
         except FutureCancelledError:
             raise OsnmfError("the dask cluster cancelled the sweep's tasks (scheduler restarted "
                              "or client disconnected); rerun to resume from the store") from None
