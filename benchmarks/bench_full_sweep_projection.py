@@ -27,23 +27,35 @@ import warnings
 
 import numpy as np
 from sklearn.decomposition import NMF
+from sklearn.decomposition._nmf import _initialize_nmf
 from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
-from osnmf.factorize.nmf import bootstrap_counts, fit_nmf_replicates, prepare_data
+from osnmf.factorize.nmf import (
+    _nndsvda_batch,
+    bootstrap_counts,
+    fit_nmf_replicates,
+    prepare_data,
+)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--ks", type=int, nargs="+", default=[8, 19, 30])
     ap.add_argument("--batch", type=int, default=20)
-    ap.add_argument("--iters", type=int, default=3)
+    ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--replicates", type=int, default=100)
     ap.add_argument("--n-iter-typical", type=float, default=40.0)
     ap.add_argument("--cache", default=None)
     ap.add_argument("--genes", type=int, default=4345)
+    ap.add_argument("--backend", default="numpy", choices=["numpy", "torch"])
+    ap.add_argument("--device", default=None, help="torch device, e.g. cuda")
+    ap.add_argument("--full-run", action="store_true",
+                    help="run the whole sweep with ours (exact and compressed), no projection")
     a = ap.parse_args()
+    if a.full_run:
+        return full_run(a)
 
     from bench_nmf_bootstrap import load_matrix
 
@@ -63,26 +75,28 @@ def main() -> None:
         print(f"one-off: Gram {t_gram:.0f} s; sketch {t_sketch:.0f} s (rank {comp.rank}, "
               f"energy {comp.energy:.5f})", flush=True)
         for k in a.ks:
-            # scikit-learn: init alone (max_iter=1 minus one iteration) and `iters` iterations
-            times = {}
-            for it in (1, 1 + a.iters):
-                model = NMF(k, solver="cd", tol=0.0, max_iter=it, init="nndsvda", random_state=0)
-                t = time.perf_counter()
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", ConvergenceWarning)
-                    model.fit_transform(X[idx])
-                times[it] = time.perf_counter() - t
-            sk_iter = (times[1 + a.iters] - times[1]) / a.iters
-            sk_init = max(times[1] - sk_iter, 0.0)
+            # scikit-learn: its NNDSVDa on X[idx], then `iters` CD iterations from it
+            Xi = X[idx]
+            t = time.perf_counter()
+            W0, H0 = _initialize_nmf(Xi, k, init="nndsvda", random_state=0)
+            sk_init = time.perf_counter() - t
+            model = NMF(k, solver="cd", tol=0.0, max_iter=a.iters, init="custom")
+            t = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                model.fit_transform(Xi, W=W0, H=H0)
+            sk_iter = (time.perf_counter() - t) / a.iters
+            del Xi
             res = {}
             for name, op in (("exact", exact), ("compressed", comp)):
-                tt = {}
-                for it in (1, 1 + a.iters):
-                    t = time.perf_counter()
-                    fit_nmf_replicates(op, k, counts, max_iter=it, tol=0.0, random_state=0)
-                    tt[it] = time.perf_counter() - t
-                per_it = (tt[1 + a.iters] - tt[1]) / a.iters / a.batch
-                init = max(tt[1] / a.batch - per_it, 0.0)
+                t = time.perf_counter()
+                At, D = _nndsvda_batch(op, k, counts, np.random.default_rng(0), 1e-6, None)
+                init = (time.perf_counter() - t) / a.batch
+                t = time.perf_counter()
+                fit_nmf_replicates(op, k, counts, init=(At.transpose(0, 2, 1), D),
+                                   max_iter=a.iters, tol=0.0, backend=a.backend,
+                                   device=a.device)
+                per_it = (time.perf_counter() - t) / a.iters / a.batch
                 res[name] = (init, per_it)
             rows.append((k, sk_init, sk_iter, res["exact"], res["compressed"]))
             print(f"K={k:2d}: sklearn init {sk_init:.1f} s + {sk_iter:.2f} s/iter | ours exact "
@@ -104,6 +118,32 @@ def main() -> None:
         h_sk, h_ex, h_co = sk.sum() / 3600, (ex.sum() + t_gram) / 3600, (co.sum() + t_sketch) / 3600
         print(f"RESULT n_iter {n_it:5.0f}/fit: sklearn {h_sk:7.2f} h | ours exact {h_ex:6.2f} h "
               f"({h_sk / h_ex:4.1f}x) | ours compressed {h_co:6.2f} h ({h_sk / h_co:4.1f}x)")
+
+
+def full_run(a) -> None:
+    """The real sweep, K 8…30 × replicates, with our solver (e.g. on a GPU: issue 3, 8d)."""
+    from bench_nmf_bootstrap import load_matrix
+
+    X = load_matrix(a.genes, 11, a.cache)
+    n, m = X.shape
+    counts = bootstrap_counts(n, a.replicates, 0)
+    with threadpool_limits(a.threads):
+        for solver in ("compressed", "exact"):
+            t0 = time.perf_counter()
+            op = prepare_data(X, solver=solver, random_state=0)
+            t_prep = time.perf_counter() - t0
+            iters = []
+            for k in range(8, 31):
+                t = time.perf_counter()
+                fits = fit_nmf_replicates(op, k, counts, random_state=0, backend=a.backend,
+                                          device=a.device, batch_size=a.batch)
+                iters.append(fits.n_iter.mean())
+                print(f"{solver} K={k:2d}: {time.perf_counter() - t:6.1f} s, mean n_iter "
+                      f"{fits.n_iter.mean():.0f}", flush=True)
+            total = time.perf_counter() - t0
+            print(f"RESULT full sweep {solver} ({a.backend}, {a.device}): {total:.0f} s "
+                  f"= {total / 60:.1f} min (prep {t_prep:.0f} s), mean n_iter "
+                  f"{np.mean(iters):.0f}", flush=True)
 
 
 if __name__ == "__main__":
