@@ -84,6 +84,32 @@ def test_curve_and_replicates_equal_single_machine(client, tmp_path):
     np.testing.assert_array_equal(again.instability_.to_numpy(), ref.instability_.to_numpy())
 
 
+def test_grow_mode_runs_in_waves_and_equals_single_machine(client, tmp_path, monkeypatch):
+    # grow: the blocks of K start from those of K-1, so the sweep calls the executor once per K
+    X = _data(n=60, m=400, seed=7)  # large enough to be scattered once and reused per wave
+    ref = StaNMF(**KW, grow=True).fit(X)
+    ex = DaskExecutor(client)
+    calls = {"map": 0, "scatter": 0}
+    scatter, map_unordered = client.scatter, ex.map_unordered
+
+    def counting_scatter(*args, **kwargs):
+        calls["scatter"] += 1
+        return scatter(*args, **kwargs)
+
+    def counting_map(*args, **kwargs):
+        calls["map"] += 1
+        return map_unordered(*args, **kwargs)
+
+    monkeypatch.setattr(client, "scatter", counting_scatter)
+    monkeypatch.setattr(ex, "map_unordered", counting_map)
+    dist = StaNMF(**KW, grow=True, client=ex, store=tmp_path).fit(X)
+    assert calls == {"map": len(KW["k_range"]), "scatter": 1}  # X sent once for all waves
+    np.testing.assert_array_equal(dist.instability_.to_numpy(), ref.instability_.to_numpy())
+    for k in KW["k_range"]:
+        np.testing.assert_array_equal(dist.replicates_[k], ref.replicates_[k])
+    ex.release()
+
+
 def test_local_and_distributed_runs_resume_each_other(client, tmp_path):
     X = _data(seed=1)
     StaNMF(**{**KW, "k_range": [2, 3]}, store=tmp_path).fit(X)  # local: K = 2, 3
