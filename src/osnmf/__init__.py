@@ -44,6 +44,7 @@ _LAZY = {
     "bootstrap_counts": "osnmf.factorize.nmf",
     "sketch_matrix": "osnmf.factorize.sketch",
     "StaNMF": "osnmf.factorize.stanmf",
+    "DaskExecutor": "osnmf.factorize.distributed",
     "instability": "osnmf.factorize.stability",
     "select_k": "osnmf.factorize.stability",
     "morans_i": "osnmf.spatial.moran",
