@@ -48,11 +48,11 @@ from osnmf.factorize.stability import cross_correlation
 from osnmf.factorize.stanmf import StaNMF
 
 RECIPES = {
-    "paper": dict(n_restarts=1, max_iter=200, tol=1e-4),
-    "converged": dict(n_restarts=1, max_iter=2000, tol=1e-6),
-    "restarts": dict(n_restarts=3, max_iter=200, tol=1e-4),
-    "both": dict(n_restarts=3, max_iter=2000, tol=1e-6),
-    "init": dict(n_restarts=1, max_iter=200, tol=1e-4, perturbation="init"),
+    "paper": dict(n_restarts=1, max_iter=200, tol=1e-4, grow=False),
+    "converged": dict(n_restarts=1, max_iter=2000, tol=1e-6, grow=False),
+    "restarts": dict(n_restarts=3, max_iter=200, tol=1e-4, grow=False),
+    "both": dict(n_restarts=3, max_iter=2000, tol=1e-6, grow=False),
+    "init": dict(n_restarts=1, max_iter=200, tol=1e-4, perturbation="init", grow=False),
     "grow": dict(n_restarts=1, max_iter=200, tol=1e-4, grow=True),
     "grow+restarts": dict(n_restarts=3, max_iter=200, tol=1e-4, grow=True),
 }

@@ -51,7 +51,8 @@ def _brute_hungarian(P, Q):
 
 def test_replicates_equal_sklearn_on_resampled_rows():
     X, _ = _low_rank()
-    model = StaNMF(k_range=[3], n_replicates=4, random_state=5, max_iter=300).fit(X)
+    model = StaNMF(k_range=[3], n_replicates=4, random_state=5, max_iter=300,
+                   grow=False).fit(X)
     params = SweepParams(random_state=5)
     counts = replicate_counts(X.shape[0], range(4), params)
     ref = []
@@ -92,8 +93,9 @@ def test_planted_k_recovered_on_phantom():
 
 def test_restarts_never_increase_loss_and_init_perturbation():
     X, _ = _low_rank(k=4, noise=0.3)
-    one = StaNMF(k_range=[5], n_replicates=3, random_state=0).fit(X)
-    three = StaNMF(k_range=[5], n_replicates=3, n_restarts=3, random_state=0).fit(X)
+    one = StaNMF(k_range=[5], n_replicates=3, grow=False, random_state=0).fit(X)
+    three = StaNMF(k_range=[5], n_replicates=3, n_restarts=3, grow=False,
+                   random_state=0).fit(X)
     l1 = one.replicate_info_["loss"].to_numpy()
     l3 = three.replicate_info_["loss"].to_numpy()
     assert (l3 <= l1 * (1 + 1e-6)).all()
@@ -198,13 +200,13 @@ def test_grow_factors_is_the_residual_leading_pair():
 
 def test_grow_never_increases_replicate_loss():
     X, _ = _low_rank(k=4, noise=0.3)
-    plain = StaNMF(k_range=[3, 4, 5], n_replicates=3, random_state=0).fit(X)
+    plain = StaNMF(k_range=[3, 4, 5], n_replicates=3, grow=False, random_state=0).fit(X)
     grown = StaNMF(k_range=[3, 4, 5], n_replicates=3, grow=True, random_state=0).fit(X)
     lp = plain.replicate_info_["loss"].to_numpy()
     lg = grown.replicate_info_["loss"].to_numpy()
     assert (lg <= lp * (1 + 1e-6)).all()
     assert (grown.replicate_info_.query("k == 3")["restart"] == 0).all()  # nothing to grow from
     # final model at a fixed K: NNDSVDa vs the best of NNDSVDa and the grown K-1 fit
-    plain = StaNMF(k_range=[4], n_replicates=2, random_state=0).fit(X)
+    plain = StaNMF(k_range=[4], n_replicates=2, grow=False, random_state=0).fit(X)
     grown = StaNMF(k_range=[4], n_replicates=2, grow=True, random_state=0).fit(X)
     assert grown.loss_ <= plain.loss_ * (1 + 1e-6)

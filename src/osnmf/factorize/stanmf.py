@@ -114,11 +114,12 @@ class StaNMF:
     n_restarts : int, default 1
         Fits per replicate (restart 0: the perturbation's init; then random inits); the lowest
         loss is kept. The final model uses NNDSVDa plus ``n_restarts - 1`` random restarts.
-    grow : bool, default False
+    grow : bool, default True
         Also start every replicate at K from its own K-1 solution plus the leading component of
         that solution's positive residual (deterministic), keeping the lower loss. This finds
         small patterns that NNDSVDa misses (see docs/stanmf.md); the final model likewise
-        tries the full-data K-1 fit grown by one component.
+        tries the full-data K-1 fit grown by one component. ``grow=False`` is the paper's
+        recipe exactly (each replicate = scikit-learn's NMF of the resampled rows).
     solver : {"exact", "compressed"}, default "exact"
     backend : {"numpy", "torch"}, default "numpy"
     device : str or None
@@ -166,7 +167,7 @@ class StaNMF:
         n_replicates: int = 100,
         perturbation: str = "bootstrap",
         n_restarts: int = 1,
-        grow: bool = False,
+        grow: bool = True,
         solver: str = "exact",
         backend: str = "numpy",
         device: str | None = None,
