@@ -33,13 +33,17 @@ class ExactOperator:
         self._gram: np.ndarray | None = None
 
     def left_gram(self) -> np.ndarray:
-        """``X @ X.T`` in float64, shape (n, n); computed once in column blocks, then cached."""
+        """``X @ X.T`` as float64, shape (n, n); computed once, then cached.
+
+        Blocks of 4,096 columns are multiplied in X's own precision (float32 GEMM is ~7× faster
+        than converting to float64 first; relative error ~1e-6, ample for the top-k
+        eigenvectors the initialisation needs) and accumulated in float64.
+        """
         if self._gram is None:
             n, m = self.shape
             G = np.zeros((n, n))
-            step = max(1, 2**25 // max(1, n))
-            for j in range(0, m, step):
-                blk = self.X[:, j : j + step].astype(np.float64)
+            for j in range(0, m, 4096):
+                blk = self.X[:, j : j + 4096]
                 G += blk @ blk.T
             self._gram = G
         return self._gram
@@ -54,8 +58,12 @@ class ExactOperator:
         return P @ self.X
 
     def left_t(self, P: np.ndarray) -> np.ndarray:
-        """``P @ X.T`` for ``P`` of shape (w, m); returns (w, n)."""
-        return P @ self.X.T
+        """``P @ X.T`` for ``P`` of shape (w, m); returns (w, n).
+
+        Computed as ``(X @ P.T).T``: OpenBLAS is up to 20× slower on the other layout when w is
+        small and m large (measured: 0.9 s vs 0.05 s for w = 30, n = 150, m = 62,529).
+        """
+        return (self.X @ P.T).T
 
     def row_sq_norms(self) -> np.ndarray:
         """Squared L2 norm of every row, float64, shape (n,)."""
@@ -119,7 +127,7 @@ class Sketch:
 
     def left_t(self, P: np.ndarray) -> np.ndarray:
         """``P @ (Q B).T`` for ``P`` of shape (w, m); returns (w, n)."""
-        return (P @ self.B.T) @ self.Q.T
+        return ((self.B @ P.T).T) @ self.Q.T  # layout as in ExactOperator.left_t
 
     def row_sq_norms(self) -> np.ndarray:
         return self.row_sq
