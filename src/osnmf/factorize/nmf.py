@@ -432,24 +432,28 @@ def _cd_sweep(F: np.ndarray, G: np.ndarray, XF: np.ndarray, w: np.ndarray | None
     """
     R, k, L = F.shape
     viol = np.zeros(R, dtype=np.float64)
+    diag = np.diagonal(G, axis1=1, axis2=2)
+    with np.errstate(divide="ignore"):
+        hinv = np.where(diag != 0, 1.0 / diag, 0.0).astype(F.dtype)  # h = 0: no step (sklearn)
+    grad3 = np.empty((R, 1, L), dtype=F.dtype)
+    grad = grad3[:, 0, :]
+    pg = np.empty((R, L), dtype=F.dtype)
+    mask = np.empty((R, L), dtype=bool)
     for t in range(k):
-        grad = np.matmul(G[:, t : t + 1, :], F)[:, 0, :]
-        grad -= XF[:, t, :]
+        np.matmul(G[:, t : t + 1, :], F, out=grad3)
+        np.subtract(grad, XF[:, t, :], out=grad)
         f = F[:, t, :]
-        pg = np.where(f == 0, np.minimum(grad, 0), grad)
+        # projected gradient: min(grad, 0) where f == 0, else grad
+        np.minimum(grad, 0, out=pg)
+        np.not_equal(f, 0, out=mask)
+        np.copyto(pg, grad, where=mask)
         np.abs(pg, out=pg)
         if w is not None:
             pg *= w
         viol += pg.sum(axis=1)
-        h = G[:, t, t]
-        ok = h != 0
-        if ok.all():
-            grad /= h[:, None]
-            f -= grad
-            np.maximum(f, 0, out=f)
-        else:
-            for r in np.flatnonzero(ok):
-                f[r] = np.maximum(f[r] - grad[r] / h[r], 0)
+        grad *= hinv[:, t, None]
+        f -= grad
+        np.maximum(f, 0, out=f)
     return viol
 
 
