@@ -155,7 +155,7 @@ def pca_fit(
         vals, vecs = np.linalg.eigh(G)
         order = np.argsort(vals)[::-1][:k]
         vals, U = np.clip(vals[order], 0, None), vecs[:, order]
-        comps = (Z.T @ U).T
+        comps = U.T @ Z  # not (Z.T @ U).T: OpenBLAS is far slower on that layout for wide Z
         norms = np.linalg.norm(comps, axis=1, keepdims=True)
         comps = comps / np.where(norms > 0, norms, 1.0)
     else:

@@ -75,7 +75,7 @@ def headline(state) -> dict:
         "n_experiments_used": int(imp["X"].shape[0]),
         "n_experiments_dropped": int(imp["dropped"].size),
         "n_support_voxels": int(imp["X"].shape[1]),
-        "missing_fraction_support": float(imp["missing_fraction"]),
+        "missing_fraction_support_before_imputation": float(imp["missing_fraction"]),
     }
 
 

@@ -112,7 +112,7 @@ class Pipeline:
             filled = expr.volumes
             if cfg.impute == "knn":
                 filled = impute_knn(expr.volumes, support, cfg.n_neighbors, spacing_um=expr.atlas.spacing_um,
-                                    progress=self.progress)
+                                    n_jobs=2, progress=self.progress)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 prepared = prepare_matrix(filled, support, fill_missing=0.0)
@@ -126,7 +126,7 @@ class Pipeline:
             )
             return {
                 "X": prepared.X, "support": prepared.support, "kept": prepared.kept, "dropped": prepared.dropped,
-                "missing_fraction": np.array(prepared.missing.mean()),
+                "missing_fraction": np.array(np.isnan(to_matrix(expr.volumes, support)).mean()),
                 "holdout": np.array([holdout.n_points, holdout.mae, holdout.pearson_r, holdout.mae_truth,
                                      holdout.r_truth]),
             }
@@ -164,6 +164,7 @@ class Pipeline:
 
     def baselines(self) -> dict:
         from osnmf import baselines as bl
+        from osnmf.factorize.stability import instability
 
         cfg = self.config
         params = {"pca_replicates": cfg.pca_replicates, "seed": cfg.seed, "k_min": cfg.k_min, "k_max": cfg.k_max}
@@ -172,15 +173,19 @@ class Pipeline:
             X = self.state.results["impute"]["X"]
             k = int(self.state.results["sweep"]["k"])
             D = self.state.results["sweep"]["components"]
-            ks = [kk for kk in cfg.k_range if kk <= min(X.shape)]
-            rows = []
-            for kk in _track(ks, "PCA instability", self.progress):
-                rows.append({"k": kk, **bl.pca_instability(X, kk, n_replicates=cfg.pca_replicates, seed=cfg.seed)})
+            ks = [kk for kk in cfg.k_range if kk <= min(X.shape) - 1]
+            # principal components are nested: the first k of a replicate's top-k_max are its top k,
+            # so one set of bootstrap fits at the largest K serves the whole curve
+            # (the same gene bootstraps as the staNMF replicates; the first ones also serve Moran's I)
+            n_reps = max(cfg.pca_replicates, cfg.moran_replicates)
+            k_top = max(*ks, k)
+            reps_all = bl.pca_bootstrap_patterns(X, k_top, n_replicates=n_reps, seed=cfg.seed, progress=self.progress)
+            rows = [{"k": kk, **instability(reps_all[: cfg.pca_replicates, :kk])} for kk in ks]
             pca = bl.pca_patterns(X, k)
             kmeans = bl.pca_kmeans_patterns(X, k, seed=cfg.seed)
             ward = bl.pca_agglomerative_patterns(X, k, seed=cfg.seed)
             nmf_h = bl.nmf_hierarchical_patterns(D, k, seed=cfg.seed)
-            pca_reps = bl.pca_bootstrap_patterns(X, k, n_replicates=cfg.moran_replicates, seed=cfg.seed)
+            pca_reps = reps_all[: cfg.moran_replicates, :k]
             out = frame_to_arrays("pca_instability", pd.DataFrame(rows))
             out.update({
                 "pca_patterns": pca.patterns.astype(np.float32),
@@ -317,14 +322,6 @@ class Pipeline:
 def frame(result: dict, name: str) -> pd.DataFrame:
     """A DataFrame stored in a stage result (see :func:`osnmf.stagecache.frame_to_arrays`)."""
     return arrays_to_frame(name, result)
-
-
-def _track(items, description: str, enabled: bool):
-    if not enabled:
-        return items
-    from rich.progress import track
-
-    return track(items, description=description, console=Console(stderr=True))
 
 
 def _dask_client(address: str):

@@ -40,20 +40,30 @@ def plot_marker_images(volumes: np.ndarray, brain: np.ndarray, titles: list[list
     return fig
 
 
-def plot_network(graph: nx.Graph, title: str):
-    """Spring layout of one coexpression network; edge width ∝ r, node size ∝ importance."""
-    fig = new_figure(4.5, 4.5)
-    ax = fig.subplots()
-    if graph.number_of_nodes():
-        pos = nx.spring_layout(graph, seed=0, weight="r")
-        sizes = [300 * float(graph.nodes[n].get("importance", 0.5)) + 40 for n in graph.nodes]
-        widths = [2.5 * max(float(d.get("r", 0)), 0) for _, _, d in graph.edges(data=True)]
-        labels = {n: graph.nodes[n].get("gene_symbol", str(n)) for n in graph.nodes}
-        nx.draw_networkx_edges(graph, pos, ax=ax, width=widths, alpha=0.6)
-        nx.draw_networkx_nodes(graph, pos, ax=ax, node_size=sizes, node_color="C1", alpha=0.9)
-        nx.draw_networkx_labels(graph, pos, labels=labels, ax=ax, font_size=7)
-    ax.set_title(title, fontsize=9)
-    ax.axis("off")
+def plot_networks(graphs: list[nx.Graph], titles: list[str], cols: int = 3):
+    """Coexpression networks side by side, nodes on a circle (every edge visible).
+
+    Edge width ∝ r, node size ∝ importance; hub genes (``hubs`` graph attribute) in red.
+    """
+    rows = max(1, int(np.ceil(len(graphs) / cols)))
+    fig = new_figure(4.2 * cols, 4.0 * rows)
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for ax, graph, title in zip(axes, graphs, titles, strict=False):
+        if graph.number_of_nodes():
+            pos = nx.circular_layout(graph)
+            hubs = set(str(graph.graph.get("hubs", "")).split(";"))
+            sizes = [260 * float(graph.nodes[n].get("importance", 0.5)) + 40 for n in graph.nodes]
+            colors = ["C3" if n in hubs else "C1" for n in graph.nodes]
+            widths = [0.5 + 3 * max(float(d.get("r", 0)), 0) for _, _, d in graph.edges(data=True)]
+            labels = {n: graph.nodes[n].get("gene", str(n)) for n in graph.nodes}
+            nx.draw_networkx_edges(graph, pos, ax=ax, width=widths, alpha=0.7, edge_color="0.3")
+            nx.draw_networkx_nodes(graph, pos, ax=ax, node_size=sizes, node_color=colors, alpha=0.9)
+            nx.draw_networkx_labels(graph, pos, labels=labels, ax=ax, font_size=7)
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+        ax.margins(0.2)
+    for ax in axes[len(graphs):]:
+        ax.axis("off")
     return fig
 
 

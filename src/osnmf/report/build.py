@@ -15,7 +15,7 @@ from osnmf.expression import to_volumes
 from osnmf.outputs import pattern_names, planted_truth_check, stability_table
 from osnmf.plotting import save_figure
 from osnmf.plotting.anatomy import plot_bubble, plot_matrix
-from osnmf.plotting.genes import plot_marker_heatmap, plot_marker_images, plot_network, plot_tree
+from osnmf.plotting.genes import plot_marker_heatmap, plot_marker_images, plot_networks, plot_tree
 from osnmf.plotting.metrics import plot_moran_box, plot_patterns_per_gene, plot_reconstruction_scatter
 from osnmf.plotting.patterns import plot_coronal_montage, plot_pattern_projections
 from osnmf.plotting.stability import plot_instability
@@ -64,9 +64,11 @@ def build_report(state, summary: dict) -> Path:
         f"Reconstruction accuracy per gene: staNMF "
         f"{_fmt(summary['reconstruction_stanmf_mean'], summary['reconstruction_stanmf_sd'])}, PCA "
         f"{_fmt(summary['reconstruction_pca_mean'], summary['reconstruction_pca_sd'])}.",
-        f"Best anatomical links: mean best r = {summary['link_best_r_mean']['staNMF']:.2f} ± "
-        f"{summary['link_best_r_sd']['staNMF']:.2f} vs {summary['link_other_r_mean']:.2f} ± "
-        f"{summary['link_other_r_sd']:.2f} for all other combinations.",
+        f"Best anatomical links (single regions, contiguous pairs and triples): mean best r = "
+        f"{summary['link_best_r_mean']['staNMF']:.2f} ± {summary['link_best_r_sd']['staNMF']:.2f}; each pattern "
+        f"against the other patterns' best unions: {summary['link_other_r_mean']:.2f} ± "
+        f"{summary['link_other_r_sd']:.2f}; mean over every other combination searched: "
+        f"{summary['link_all_other_combinations_r_mean']:.2f}.",
     ])
     truth = planted_truth_check(state)
     if truth is not None:
@@ -100,7 +102,8 @@ def build_report(state, summary: dict) -> Path:
                     "the selected K minimises the Hungarian γ (ties go to the smaller K)."],
         figures=[(save(plot_instability(stab, k, pca_curve.dropna()), "instability"),
                   "Instability of staNMF (solid) and PCA (dashed) patterns, mean ± SD over replicate pairs")],
-        tables=[(stab, "stability.csv")],
+        tables=[(stab[[c for c in stab.columns if not c.endswith(("_se", "n_pairs"))]],
+                 "Instability per K (stability.csv also has standard errors)")],
     ))
 
     # ---- patterns -------------------------------------------------------------------------
@@ -114,6 +117,8 @@ def build_report(state, summary: dict) -> Path:
         "patterns.npz; coefficients per experiment are in coefficients.csv."], figures=figs))
 
     # ---- coherence and reconstruction ---------------------------------------------------------
+    compare_note = ("PCA reconstructions include the voxel means PCA subtracts (the reference code left them out, "
+                    "which lowers PCA's accuracy).")
     compare = pd.DataFrame([
         {"pattern set": "staNMF", "instability": summary["instability_hungarian"],
          "Moran's I": _fmt(summary["moran_i_stanmf_mean"], summary["moran_i_stanmf_sd"]),
@@ -128,6 +133,7 @@ def build_report(state, summary: dict) -> Path:
                           "Moran's I (strongest-pattern map)": mt["moran_strongest_nmf"]})
     sections.append(Section(
         "Spatial coherence and reconstruction",
+        paragraphs=[compare_note],
         tables=[(compare, "staNMF vs PCA (as in the paper's comparison)"), (moran, "Moran's I per pattern")],
         figures=[
             (save(plot_moran_box({"staNMF": mt["moran_boot_nmf"], "PCA": mt["moran_boot_pca"]}), "moran_box"),
@@ -188,19 +194,22 @@ def build_report(state, summary: dict) -> Path:
         images.append(to_volumes(X_vol[rows], support))
         titles.append([str(top.set_index("experiment").loc[r, "gene"]) if r in set(top["experiment"].astype(int))
                        else "—" for r in rows])
-    net_figs = []
+    graphs, graph_names = [], []
     for p in range(k):
         path = state.out / "networks" / f"pattern_{p}.graphml"
         if path.exists():
-            graph = nx.read_graphml(path)
-            net_figs.append((save(plot_network(graph, f"{names[p]} coexpression network"), f"network_{names[p]}"),
-                             f"{names[p]}: spatial gene coexpression network (edges: top 5% of correlations)"))
-    hubs = arrays_to_frame("hubs", mk)
+            graphs.append(nx.read_graphml(path))
+            graph_names.append(names[p])
+    net_figs = [(save(plot_networks(graphs, graph_names), "networks"),
+                 "Spatial gene coexpression network of each pattern: its top-importance genes, edges for the top 5% "
+                 "of their pairwise correlations (reconstructed images); hubs in red")] if graphs else []
+    hubs = _named_patterns(arrays_to_frame("hubs", mk), names)
     sections.append(Section(
         "Marker genes",
         paragraphs=["Importance of a gene for a pattern is its coefficient divided by the sum of its coefficients; "
                     "each gene is assigned to its strongest pattern (markers.csv)."],
-        tables=[(top[["pattern", "marker_rank", "gene", "importance"]], "Top 3 marker genes per pattern")],
+        tables=[(_named_patterns(top[["pattern", "marker_rank", "gene", "importance"]], names),
+                 "Top 3 marker genes per pattern")],
         figures=[
             (save(plot_marker_heatmap(imp_matrix, heat_rows["gene"].astype(str).tolist(), names), "marker_heatmap"),
              "Importance of the top markers on every pattern"),
@@ -212,6 +221,13 @@ def build_report(state, summary: dict) -> Path:
                             figures=net_figs))
     params = {**state.config.to_dict(), "timings (s)": state.timings}
     return write_report(state.out / "report.html", "osnmf report", sections, params)
+
+
+def _named_patterns(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """Replace 0-based pattern indices by the pattern names PP1 … PPK."""
+    frame = frame.copy()
+    frame["pattern"] = [names[int(p)] for p in frame["pattern"]]
+    return frame
 
 
 def _tree_labels(best: pd.DataFrame, names: list[str]) -> list[str]:
