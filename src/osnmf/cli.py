@@ -100,6 +100,7 @@ def run(
     device: str = typer.Option(None, "--device", help="torch device, e.g. cuda or cpu."),
     scheduler: str = typer.Option(None, "--scheduler", help="Dask scheduler address, or 'local'."),
     seed: int = typer.Option(None, "--seed", help="Random seed (default 0)."),
+    jobs: int = typer.Option(None, "--jobs", help="Parallel threads for the sweep (default 2)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
 ) -> None:
     """Run the whole pipeline: impute, staNMF sweep, baselines, linking, markers, networks, report."""
@@ -107,7 +108,7 @@ def run(
 
     cfg = _run_config(config, data=str(data) if data else None, out=str(out) if out else None, k_min=k_min,
                       k_max=k_max, replicates=replicates, n_restarts=n_restarts, solver=solver, backend=backend,
-                      device=device, scheduler=scheduler, seed=seed, quiet=quiet)
+                      device=device, scheduler=scheduler, seed=seed, jobs=jobs, quiet=quiet)
     _finish(run_pipeline(cfg), Path(cfg.out))
 
 

@@ -27,6 +27,7 @@ class RunConfig:
     backend: str = "numpy"
     device: str | None = None
     scheduler: str | None = None
+    jobs: int = 2
     max_iter: int = 200
     tol: float = 1e-4
     seed: int = 0
@@ -53,6 +54,8 @@ class RunConfig:
             raise ConfigError(f"k_min={self.k_min} and k_max={self.k_max}: need 1 <= k_min <= k_max")
         if self.replicates < 2:
             raise ConfigError(f"replicates={self.replicates}: instability needs at least 2 replicates")
+        if self.jobs < 1:
+            raise ConfigError(f"jobs={self.jobs}: must be >= 1")
         if self.n_restarts < 1:
             raise ConfigError(f"n_restarts={self.n_restarts}: must be >= 1")
         choices = {"solver": ("exact", "compressed"), "backend": ("numpy", "torch"), "impute": ("knn", "none")}

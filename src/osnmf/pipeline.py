@@ -146,6 +146,8 @@ class Pipeline:
                 k_range=cfg.k_range, n_replicates=cfg.replicates, n_restarts=cfg.n_restarts, solver=cfg.solver,
                 backend=cfg.backend, device=cfg.device, max_iter=cfg.max_iter, tol=cfg.tol,
                 random_state=cfg.seed, store=self.out / "sweep", progress=self.progress,
+                # blocks of replicates run in parallel threads (BLAS pinned to one thread each)
+                n_jobs=cfg.jobs, block_size=max(1, -(-cfg.replicates // cfg.jobs)),
             )
             if cfg.scheduler:
                 if not hasattr(model, "client"):
