@@ -112,7 +112,7 @@ def run(
     _finish(run_pipeline(cfg), Path(cfg.out))
 
 
-DEMO = {"k_min": 5, "k_max": 11, "replicates": 10, "phantom_genes": 300, "phantom_patterns": 8,
+DEMO = {"k_min": 6, "k_max": 10, "replicates": 10, "phantom_genes": 300, "phantom_patterns": 8,
         "pca_replicates": 10, "moran_replicates": 10, "n_random_models": 200}
 QUICK = {"k_min": 3, "k_max": 7, "replicates": 5, "phantom_genes": 100, "phantom_patterns": 5,
          "pca_replicates": 5, "moran_replicates": 5, "n_random_models": 50, "link_sizes": [1, 2]}
