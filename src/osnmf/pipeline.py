@@ -112,7 +112,7 @@ class Pipeline:
             filled = expr.volumes
             if cfg.impute == "knn":
                 filled = impute_knn(expr.volumes, support, cfg.n_neighbors, spacing_um=expr.atlas.spacing_um,
-                                    n_jobs=2, progress=self.progress)
+                                    n_jobs=cfg.jobs, progress=self.progress)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 prepared = prepare_matrix(filled, support, fill_missing=0.0)
