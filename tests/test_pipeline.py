@@ -108,3 +108,45 @@ def test_cli_bad_config_exit_2(tmp_path):
     assert proc.returncode == 2
     assert "unknown key" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+def _real_folder(shared_dir, folder, copies):
+    """An ABA grid folder of the two real Allen zips, each listed ``copies`` times under new ids."""
+    import shutil
+
+    (folder / "energy").mkdir(parents=True)
+    rows = ["section_data_set_id,gene_symbol,plane"]
+    for i in range(copies):
+        for source, gene in (("74272479", "Nrp1"), ("71717084", "Pdyn")):
+            new_id = f"{source[:-1]}{i}"
+            shutil.copy(shared_dir / "data/aba/energy" / f"{source}.zip", folder / "energy" / f"{new_id}.zip")
+            rows.append(f"{new_id},{gene},coronal")
+    (folder / "experiments.csv").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+def test_run_on_real_allen_folder(shared_dir, tmp_path):
+    data = _real_folder(shared_dir, tmp_path / "aba", copies=4)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "osnmf.cli", "run", "--data", str(data), "--out", str(out), "--k-min", "2",
+           "--k-max", "3", "--replicates", "3", "--quiet"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["data"]["n_experiments"] == 8 and summary["data"]["n_genes"] == 2
+    # two distinct real images (each repeated): two patterns are exactly stable
+    assert summary["k_selected"] == 2
+    assert summary["instability_hungarian"] < 0.01
+    with np.load(out / "patterns.npz", allow_pickle=False) as npz:
+        assert set(npz["genes"].tolist()) == {"Nrp1", "Pdyn"}
+
+
+def test_too_few_experiments_is_a_one_line_error(shared_dir, tmp_path):
+    data = _real_folder(shared_dir, tmp_path / "aba", copies=1)
+    cmd = [sys.executable, "-m", "osnmf.cli", "run", "--data", str(data), "--out", str(tmp_path / "o"),
+           "--k-min", "2", "--k-max", "4", "--replicates", "3", "--quiet"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2
+    assert "too few" in proc.stderr and "Traceback" not in proc.stderr
+    with pytest.raises(ConfigError, match="trivially stable"):
+        RunConfig(k_min=1, k_max=3)

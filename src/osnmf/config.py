@@ -50,8 +50,9 @@ class RunConfig:
         self.validate()
 
     def validate(self) -> None:
-        if not 1 <= self.k_min <= self.k_max:
-            raise ConfigError(f"k_min={self.k_min} and k_max={self.k_max}: need 1 <= k_min <= k_max")
+        if not 2 <= self.k_min <= self.k_max:
+            raise ConfigError(f"k_min={self.k_min} and k_max={self.k_max}: need 2 <= k_min <= k_max "
+                              "(one pattern is trivially stable)")
         if self.replicates < 2:
             raise ConfigError(f"replicates={self.replicates}: instability needs at least 2 replicates")
         if self.jobs < 1:

@@ -142,6 +142,9 @@ class Pipeline:
 
         def compute():
             X = self.state.results["impute"]["X"]
+            if X.shape[0] <= cfg.k_max:
+                raise ConfigError(f"{X.shape[0]} usable experiments are too few for K up to {cfg.k_max}: "
+                                  f"use --k-max {max(2, X.shape[0] - 1)} or less, or more data")
             model = StaNMF(
                 k_range=cfg.k_range, n_replicates=cfg.replicates, n_restarts=cfg.n_restarts, solver=cfg.solver,
                 backend=cfg.backend, device=cfg.device, max_iter=cfg.max_iter, tol=cfg.tol,
