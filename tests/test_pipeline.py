@@ -150,3 +150,12 @@ def test_too_few_experiments_is_a_one_line_error(shared_dir, tmp_path):
     assert "too few" in proc.stderr and "Traceback" not in proc.stderr
     with pytest.raises(ConfigError, match="trivially stable"):
         RunConfig(k_min=1, k_max=3)
+
+
+def test_scheduler_local_gives_the_same_curve(run_dir, tmp_path):
+    out, summary = run_dir
+    dist = Pipeline(RunConfig(out=str(tmp_path / "dist"), scheduler="local", **TINY)).run()
+    assert dist["k_selected"] == summary["k_selected"]
+    local = pd.read_csv(out / "stability.csv")
+    remote = pd.read_csv(tmp_path / "dist" / "stability.csv")
+    np.testing.assert_allclose(remote["hungarian"], local["hungarian"], rtol=1e-6, atol=1e-9)

@@ -152,11 +152,16 @@ class Pipeline:
                 # blocks of replicates run in parallel threads (BLAS pinned to one thread each)
                 n_jobs=cfg.jobs, block_size=max(1, -(-cfg.replicates // cfg.jobs)),
             )
-            if cfg.scheduler:
-                if not hasattr(model, "client"):
-                    raise ConfigError("--scheduler: distributed sweeps are not available in this version")
-                model.client = _dask_client(cfg.scheduler)
-            model.fit(X)
+            client = _dask_client(cfg.scheduler) if cfg.scheduler else None
+            model.client = client
+            try:
+                model.fit(X)
+            finally:
+                if client is not None:
+                    cluster = client.cluster  # a LocalCluster we started; None for a remote scheduler
+                    client.close()
+                    if cfg.scheduler == "local" and cluster is not None:
+                        cluster.close()
             k = int(model.k_)
             reps = np.asarray(model.replicates_[k])[: cfg.moran_replicates]
             out = frame_to_arrays("instability", model.instability_)
@@ -334,9 +339,12 @@ def _dask_client(address: str):
         from dask.distributed import Client, LocalCluster
     except ImportError:
         raise ConfigError("--scheduler needs dask.distributed: pip install 'osnmf[dist]'") from None
-    if address == "local":
-        return Client(LocalCluster(processes=True))
-    return Client(address)
+    if address == "local":  # one thread per worker: the solver holds the GIL between BLAS calls
+        return Client(LocalCluster(processes=True, threads_per_worker=1, dashboard_address=None))
+    try:
+        return Client(address, timeout=30)
+    except OSError as exc:
+        raise ConfigError(f"--scheduler {address}: cannot reach the Dask scheduler ({exc})") from None
 
 
 def run_pipeline(config: RunConfig) -> dict:
