@@ -47,6 +47,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--replicates", type=int, default=100)
     ap.add_argument("--n-iter-typical", type=float, default=40.0)
+    ap.add_argument("--max-rank", type=int, default=1024, help="cap on the sketch rank (compressed)")
     ap.add_argument("--cache", default=None)
     ap.add_argument("--genes", type=int, default=4345)
     ap.add_argument("--backend", default="numpy", choices=["numpy", "torch"])
@@ -70,7 +71,7 @@ def main() -> None:
         exact.left_gram()
         t_gram = time.perf_counter() - t
         t = time.perf_counter()
-        comp = prepare_data(X, solver="compressed", random_state=0)
+        comp = prepare_data(X, solver="compressed", sketch={"max_rank": a.max_rank}, random_state=0)
         t_sketch = time.perf_counter() - t
         print(f"one-off: Gram {t_gram:.0f} s; sketch {t_sketch:.0f} s (rank {comp.rank}, "
               f"energy {comp.energy:.5f})", flush=True)
