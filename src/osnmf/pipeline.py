@@ -321,9 +321,9 @@ class Pipeline:
         self.load()
         for step in (self.impute, self.sweep, self.baselines, self.metrics, self.linking, self.markers):
             step()
-        with self._timed("outputs"):
+        with self._timed("outputs"), self.console.status("writing result files…"):
             summary = write_outputs(self.state)
-        with self._timed("report"):
+        with self._timed("report"), self.console.status("drawing figures and the report…"):
             build_report(self.state, summary)
         summary = write_outputs(self.state, summary_only=True)
         return summary
