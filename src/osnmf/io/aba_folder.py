@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import re
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,10 +23,10 @@ import numpy as np
 import pandas as pd
 
 from osnmf.atlas import Atlas
-from osnmf.atomic import atomic_path, write_bytes
+from osnmf.atomic import write_bytes
 from osnmf.errors import InputError
 from osnmf.expression import SpatialExpression
-from osnmf.io.allen_grid import encode_mhd, read_allen_grid_zip, write_allen_grid_zip
+from osnmf.io.allen_grid import read_allen_grid_zip, write_allen_grid_zip, write_mhd_zip
 
 EXPERIMENTS_CSV = "experiments.csv"
 ANNOTATION_ZIP = "P56_Mouse_gridAnnotation.zip"
@@ -194,12 +193,7 @@ def read_aba_folder(
 
 def write_annotation_zip(path: str | os.PathLike, annotation: np.ndarray, spacing_um=(200.0, 200.0, 200.0)) -> Path:
     """Write an annotation ``(AP, DV, ML)`` as an Allen ``gridAnnotation`` zip (uint32), atomically."""
-    path = Path(path)
-    data = np.asarray(annotation).astype("<u4")
-    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("gridAnnotation.mhd", encode_mhd(data.shape, data.dtype, "gridAnnotation.raw", spacing_um))
-        zf.writestr("gridAnnotation.raw", data.tobytes(order="F"))
-    return path
+    return write_mhd_zip(path, {"gridAnnotation": np.asarray(annotation).astype("<u4")}, spacing_um)
 
 
 def write_aba_folder(

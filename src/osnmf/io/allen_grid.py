@@ -239,10 +239,19 @@ def write_allen_grid_zip(
 
     Written to a temporary file first and renamed, so a partial zip never appears.
     """
+    grids = {kind: np.where(np.isnan(v), MISSING_SENTINEL, v).astype("<f4") for kind, v in volumes.items()}
+    return write_mhd_zip(path, grids, spacing_um)
+
+
+def write_mhd_zip(path: str | os.PathLike, grids: dict[str, np.ndarray], spacing_um=(200.0, 200.0, 200.0)) -> Path:
+    """Write volumes ``(AP, DV, ML)`` as ``<name>.mhd`` + ``<name>.raw`` members of one zip, atomically.
+
+    Each array is stored little-endian in its own dtype (x = AP fastest, as the Allen files).
+    """
     path = Path(path)
     with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-        for kind, volume in volumes.items():
-            data = np.where(np.isnan(volume), MISSING_SENTINEL, volume).astype("<f4")
-            zf.writestr(f"{kind}.mhd", encode_mhd(data.shape, data.dtype, f"{kind}.raw", spacing_um))
-            zf.writestr(f"{kind}.raw", data.tobytes(order="F"))
+        for name, grid in grids.items():
+            data = np.asarray(grid).astype(np.asarray(grid).dtype.newbyteorder("<"))
+            zf.writestr(f"{name}.mhd", encode_mhd(data.shape, data.dtype, f"{name}.raw", spacing_um))
+            zf.writestr(f"{name}.raw", data.tobytes(order="F"))
     return path
