@@ -247,11 +247,9 @@ class Pipeline:
 
     def pattern_sets(self) -> dict[str, np.ndarray]:
         sw, bl = self.state.results["sweep"], self.state.results["baselines"]
-        pca = bl["pca_patterns"]
-        # a PC's sign is arbitrary; orient each so its strongest loading is positive before linking
-        pca = pca * np.where(np.abs(pca.min(axis=1)) > np.abs(pca.max(axis=1)), -1.0, 1.0)[:, None]
+        # PCA components come with their largest-magnitude loading positive (baselines.pca_fit)
         return {
-            "staNMF": sw["components"], "PCA": pca, "PCA + k-means": bl["kmeans_patterns"],
+            "staNMF": sw["components"], "PCA": bl["pca_patterns"], "PCA + k-means": bl["kmeans_patterns"],
             "PCA + agglomerative": bl["ward_patterns"], "staNMF + hierarchical": bl["nmf_hier_patterns"],
         }
 
