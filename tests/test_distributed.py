@@ -19,15 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from dask.distributed import Client, LocalCluster  # a test dependency: imported plainly, never skipped
 from threadpoolctl import threadpool_limits
 
-pytest.importorskip("distributed", reason="dask.distributed is in the test extra")
-from dask.distributed import Client, LocalCluster  # noqa: E402
-
-from osnmf.errors import ConfigError  # noqa: E402
-from osnmf.factorize.distributed import DaskExecutor, as_executor  # noqa: E402
-from osnmf.factorize.stanmf import StaNMF  # noqa: E402
-from osnmf.factorize.sweep import (  # noqa: E402
+from osnmf.errors import ConfigError
+from osnmf.factorize.distributed import DaskExecutor, as_executor
+from osnmf.factorize.stanmf import StaNMF
+from osnmf.factorize.sweep import (
     SweepParams,
     SweepStore,
     plan_blocks,
