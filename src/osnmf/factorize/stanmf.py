@@ -359,6 +359,20 @@ class StaNMF:
         """Fit and return the final coefficients (n, k_)."""
         return self.fit(X).coefficients_
 
+    def transform(self, X: Any) -> np.ndarray:
+        """Coefficients (n, k_) of new samples ``X`` (n, m) on the fitted patterns.
+
+        Non-negative least squares onto ``components_`` row by row
+        (:func:`osnmf.factorize.projection.nnls_project`); equals ``scipy.optimize.nnls``.
+        """
+        from sklearn.exceptions import NotFittedError
+
+        from osnmf.factorize.projection import nnls_project
+
+        if not hasattr(self, "components_"):
+            raise NotFittedError("This StaNMF instance is not fitted yet; call fit(X) before transform")
+        return nnls_project(X, self.components_)
+
     def __repr__(self) -> str:
         ks = list(self.k_range) if not isinstance(self.k_range, range) else self.k_range
         return (f"StaNMF(k_range={ks}, n_replicates={self.n_replicates}, "
