@@ -158,6 +158,10 @@ class StaNMF:
     loss_, n_iter_ : loss and iterations of the final model.
     replicates_ : mapping k -> (R, k, m) replicate patterns (lazily read when a store is used).
     replicate_info_ : DataFrame k, replicate, loss, n_iter, restart of every replicate fit.
+    selection_ : DataFrame, one row per K: the K-selection panel (γ ± SE, out-of-bag
+        bi-cross-validation error ± SE, consensus cophenetic correlation and dispersion,
+        in-sample reconstruction error ± SE; see :mod:`osnmf.factorize.selection`).
+    k_rules_ : dict rule name -> K selected by that rule (``k_`` is ``gamma_argmin``).
     store_ : SweepStore or None.
     """
 
@@ -303,6 +307,8 @@ class StaNMF:
                                       "n_iter": res.n_iter, "restart": res.restart}))
         self.instability_ = pd.DataFrame(rows, columns=INSTABILITY_COLUMNS)
         self.replicate_info_ = pd.concat(info, ignore_index=True)
+        self.selection_, self.k_rules_ = _selection_panel(X, ks, params, R, bs, memory, store,
+                                                          self.instability_, self.replicate_info_)
         self.k_ = select_k(self.instability_)
         self.replicates_ = _ReplicatePatterns(memory, store, ks, R, bs)
         self.store_ = store
@@ -378,6 +384,41 @@ class StaNMF:
         return (f"StaNMF(k_range={ks}, n_replicates={self.n_replicates}, "
                 f"perturbation={self.perturbation!r}, n_restarts={self.n_restarts}, "
                 f"solver={self.solver!r}, backend={self.backend!r})")
+
+
+def _selection_panel(X, ks, params, R, bs, memory, store, inst, info):
+    """The K-selection panel (:mod:`osnmf.factorize.selection`) and the K of every rule."""
+    import json
+
+    from osnmf.atomic import write_text
+    from osnmf.factorize import selection as sel
+    from osnmf.factorize.sweep import replicate_counts
+
+    counts = replicate_counts(X.shape[0], range(R), params)
+    folds = (sel.voxel_folds(X.shape[1], sel.N_FOLDS, params.random_state)
+             if X.shape[1] >= sel.N_FOLDS else None)
+    voxels = sel.consensus_voxels(X.shape[1], sel.CONSENSUS_VOXELS, params.random_state)
+    tag = {"n_replicates": R, "block_size": bs, "n_folds": sel.N_FOLDS,
+           "consensus_voxels": sel.CONSENSUS_VOXELS, "version": 1}
+    gam = inst.set_index("k")
+    rows = []
+    for k in ks:
+        path = store.path / f"k{k:03d}" / "selection.json" if store is not None else None
+        vals = None
+        if path is not None and path.exists():
+            with contextlib.suppress(OSError, ValueError):
+                got = json.loads(path.read_text(encoding="utf-8"))
+                vals = got["values"] if got.get("tag") == tag else None
+        if vals is None:
+            pats = memory[k] if k in memory else store.load_k(k, R, bs).components
+            loss = info.loc[info["k"] == k, "loss"].to_numpy()
+            vals = sel.panel_row(X, pats, loss, counts, folds, voxels)
+            if path is not None:
+                write_text(path, json.dumps({"tag": tag, "values": vals}))
+        rows.append({"k": k, "gamma": float(gam.loc[k, "hungarian"]),
+                     "gamma_se": float(gam.loc[k, "hungarian_se"]), **vals})
+    panel = sel.panel_frame(rows)
+    return panel, sel.k_rules(panel)
 
 
 def _concat(parts: list[BlockResult]) -> BlockResult:

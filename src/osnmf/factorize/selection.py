@@ -1,0 +1,364 @@
+"""Choosing K: a panel of criteria computed from the replicate fits of a staNMF sweep.
+
+Every criterion is defined once, here, from what a sweep already has: the replicate patterns
+``D_r`` (R, K, m), the replicates' bootstrap row counts ``c_r`` (R, n) (reproducible from the
+sweep's seed, :func:`osnmf.factorize.sweep.replicate_counts`) and the solver's final loss.
+
+``gamma`` ± ``gamma_se`` (Wu et al. 2016, staNMF)
+    The Hungarian instability of :func:`osnmf.factorize.stability.instability` and its standard
+    error (the reference code's bound ``sd · √(2/R)``).
+``oob_error`` ± ``oob_error_se`` (out-of-bag bi-cross-validation; Owen & Perry 2009)
+    Each bootstrap replicate leaves about 37 % of the rows (genes) out: the out-of-bag (OOB) rows
+    ``I_r = {i : c_r[i] = 0}``. The voxels are split once into ``n_folds`` random folds ``J_f``.
+    For each fold, the OOB rows' coefficients are the non-negative least-squares projection of
+    ``X[I, not J_f]`` onto ``D_r[:, not J_f]``, and they predict the held-out block
+    ``X[I, J_f] ≈ A D_r[:, J_f]``. No entry of a held-out block entered either factor (the
+    patterns never saw rows I, the coefficients never saw columns J_f), so, unlike the in-sample
+    error, this error rises again once K fits noise. Per replicate
+    ``e_r = Σ_f ‖X[I, J_f] − A_f D_r[:, J_f]‖² / Σ_f ‖X[I, J_f]‖²``; the panel has the mean over
+    replicates and its standard error ``sd / √R``. Cost: one pass ``X[I] D_rᵀ`` per replicate.
+``cophenetic``, ``dispersion`` (Brunet et al. 2004; Kim & Park 2007)
+    Each replicate parcellates the voxels: voxel ``v`` goes to the pattern with the largest
+    L2-normalised loading, ``argmax_k D_r[k, v] / ‖D_r[k]‖``. The consensus matrix
+    ``C[u, v]`` is the share of replicates that put u and v in the same pattern (computed on a
+    fixed random subsample of at most ``consensus_voxels`` voxels). ``cophenetic`` is the
+    Pearson correlation between ``1 − C`` and the cophenetic distances of the average-linkage
+    tree of ``1 − C``; ``dispersion`` is ``mean over (u, v) of 4 (C[u, v] − ½)²``. Both are 1
+    for a perfectly reproducible parcellation.
+``recon_error`` ± ``recon_error_se``
+    The replicates' in-sample relative error ``‖diag(√c)(X − A D)‖_F / ‖diag(√c) X‖_F`` (the
+    solver's loss). It only decreases with K; it is shown, not used to select.
+
+Rules (:func:`k_rules`), each a K:
+
+* ``gamma_argmin`` — the K with the smallest γ (ties to the smaller K): the default selection.
+* ``gamma_1se_small`` / ``gamma_1se_large`` — the smallest / largest K whose γ is within one
+  standard error of the minimum (Breiman's one-standard-error rule, both directions).
+* ``oob_argmin``, ``oob_1se`` — smallest OOB error; smallest K within one SE of it (the usual
+  cross-validation rule: the simplest model the held-out error cannot tell from the best).
+* ``cophenetic_argmax``, ``dispersion_argmax`` — the most reproducible consensus parcellation.
+* ``gamma_oob`` — among the Ks whose γ is within one SE of the minimum, the one with the
+  smallest OOB error (a second, independent criterion settles near ties of γ).
+
+References: Brunet, Tamayo, Golub & Mesirov (2004) PNAS 101:4164; Kim & Park (2007)
+Bioinformatics 23:1495; Owen & Perry (2009) Ann. Appl. Stat. 3:564; Wu et al. (2016) PNAS
+113:4290.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from osnmf.errors import InputError
+from osnmf.factorize.stability import select_k
+
+__all__ = [
+    "PANEL_COLUMNS",
+    "RULES",
+    "DEFAULT_RULE",
+    "voxel_folds",
+    "consensus_voxels",
+    "nnls_gram_cd",
+    "oob_errors",
+    "consensus_matrix",
+    "cophenetic_correlation",
+    "dispersion",
+    "reconstruction_errors",
+    "panel_row",
+    "panel_frame",
+    "k_rules",
+]
+
+PANEL_COLUMNS = ["k", "gamma", "gamma_se", "oob_error", "oob_error_se", "cophenetic",
+                 "dispersion", "recon_error", "recon_error_se"]
+RULES = ("gamma_argmin", "gamma_1se_small", "gamma_1se_large", "oob_argmin", "oob_1se",
+         "cophenetic_argmax", "dispersion_argmax", "gamma_oob")
+#: Voxel folds of the out-of-bag error, and the size of the consensus voxel subsample.
+N_FOLDS = 2
+CONSENSUS_VOXELS = 1000
+#: The rule that sets ``StaNMF.k_`` (chosen by benchmarks/planted_k_study.py, see docs/stanmf.md).
+DEFAULT_RULE = "gamma_argmin"
+
+
+# ---- fixed random splits (common to every K and replicate of a sweep) ----------------------------
+def voxel_folds(m: int, n_folds: int, random_state: int) -> np.ndarray:
+    """Fold of each of ``m`` columns, (m,) int in ``0 .. n_folds-1``, balanced, seeded."""
+    if n_folds < 2 or n_folds > m:
+        raise InputError(f"n_folds must be in 2..{m} (columns), got {n_folds}")
+    rng = np.random.default_rng([int(random_state), 0x0F01D])
+    return rng.permutation(np.arange(m) % n_folds)
+
+
+def consensus_voxels(m: int, n_voxels: int, random_state: int) -> np.ndarray:
+    """Sorted indices of at most ``n_voxels`` of ``m`` columns (all when m <= n_voxels), seeded."""
+    if m <= n_voxels:
+        return np.arange(m)
+    rng = np.random.default_rng([int(random_state), 0xC0515])
+    return np.sort(rng.choice(m, size=int(n_voxels), replace=False))
+
+
+# ---- held-out error --------------------------------------------------------------------------
+def nnls_gram_cd(G: np.ndarray, B: np.ndarray, max_sweeps: int = 1000,
+                 tol: float = 1e-12) -> np.ndarray:
+    """Non-negative least squares in Gram form for many rows at once, by coordinate descent.
+
+    Minimises ``½ aᵀ G a − bᵀ a`` over ``a ≥ 0`` for every row ``b`` of ``B`` (the same as
+    ``min ‖x − a D‖²`` with ``G = D Dᵀ``, ``b = D x``).
+
+    Parameters
+    ----------
+    G : (K, K) symmetric positive semi-definite; B : (n, K).
+    max_sweeps : coordinate sweeps at most; tol : stop when the largest coefficient change is
+        below ``tol`` times the largest coefficient.
+
+    Returns
+    -------
+    (n, K) float64 non-negative coefficients.
+    """
+    G = np.asarray(G, dtype=np.float64)
+    B = np.asarray(B, dtype=np.float64)
+    n, K = B.shape
+    A = np.zeros((n, K))
+    diag = np.diag(G).copy()
+    live = diag > 0  # an all-zero pattern keeps coefficient 0
+    for _ in range(max_sweeps):
+        change = 0.0
+        for k in np.flatnonzero(live):
+            grad = A @ G[:, k] - B[:, k]
+            new = np.maximum(A[:, k] - grad / diag[k], 0.0)
+            change = max(change, float(np.abs(new - A[:, k]).max(initial=0.0)))
+            A[:, k] = new
+        if change <= tol * max(float(A.max(initial=0.0)), np.finfo(float).tiny):
+            break
+    return A
+
+
+def oob_errors(X: np.ndarray, patterns: np.ndarray, counts: np.ndarray, folds: np.ndarray,
+               chunk_rows: int = 1024) -> np.ndarray:
+    """Out-of-bag bi-cross-validation error of each replicate (see the module docstring).
+
+    Parameters
+    ----------
+    X : (n, m) the data the sweep fitted.
+    patterns : (R, K, m) replicate patterns; counts : (R, n) their bootstrap row counts.
+    folds : (m,) int voxel folds (:func:`voxel_folds`).
+    chunk_rows : OOB rows multiplied at once (bounds the temporaries).
+
+    Returns
+    -------
+    (R,) float64 relative held-out squared error; NaN for a replicate without OOB rows.
+    """
+    patterns = np.asarray(patterns)
+    R, K, m = patterns.shape
+    n_folds = int(folds.max()) + 1
+    masks = [folds == f for f in range(n_folds)]
+    out = np.full(R, np.nan)
+    for r in range(R):
+        oob = np.flatnonzero(np.asarray(counts[r]) == 0)
+        if oob.size == 0:
+            continue
+        D = np.asarray(patterns[r], dtype=np.float64)
+        Dm = [D * mk for mk in masks]  # pattern restricted to fold f (zeros elsewhere)
+        Gf = [d @ d.T for d in Dm]
+        G = sum(Gf)
+        P = np.empty((n_folds, oob.size, K))  # X[I, J_f] D[:, J_f]^T
+        xsq = np.zeros(n_folds)
+        for s in range(0, oob.size, chunk_rows):
+            rows = np.asarray(X[oob[s:s + chunk_rows]], dtype=np.float64)
+            for f in range(n_folds):
+                P[f, s:s + chunk_rows] = rows @ Dm[f].T
+                xsq[f] += float(np.einsum("ij,ij->", rows[:, masks[f]], rows[:, masks[f]]))
+        total = P.sum(axis=0)
+        sse = 0.0
+        for f in range(n_folds):
+            A = nnls_gram_cd(G - Gf[f], total - P[f])  # fit on the other folds
+            # ‖X_f − A D_f‖² = ‖X_f‖² − 2 Σ a·(X_f D_fᵀ) + Σ aᵀ G_f a
+            sse += xsq[f] - 2 * float(np.einsum("ik,ik->", A, P[f])) \
+                + float(np.einsum("ik,kl,il->", A, Gf[f], A))
+        denom = float(xsq.sum())
+        out[r] = max(sse, 0.0) / denom if denom > 0 else np.nan
+    return out
+
+
+# ---- consensus parcellation ------------------------------------------------------------------
+def _voxel_labels(patterns: np.ndarray, voxels: np.ndarray) -> np.ndarray:
+    """(R, v) pattern index of each voxel: argmax of the L2-normalised loadings."""
+    P = np.asarray(patterns[:, :, voxels], dtype=np.float64)
+    norms = np.sqrt(np.einsum("rkm,rkm->rk", np.asarray(patterns, dtype=np.float64),
+                              np.asarray(patterns, dtype=np.float64)))
+    P = P / np.where(norms > 0, norms, 1.0)[:, :, None]
+    return P.argmax(axis=1)
+
+
+def consensus_matrix(patterns: np.ndarray, voxels: np.ndarray | None = None) -> np.ndarray:
+    """Consensus matrix of the replicates' voxel parcellations.
+
+    Parameters
+    ----------
+    patterns : (R, K, m) replicate patterns.
+    voxels : indices of the voxels to keep (default all m).
+
+    Returns
+    -------
+    (v, v) float64: ``C[u, w]`` = share of replicates that assign voxels u and w to the same
+    pattern (argmax of the L2-normalised loadings).
+    """
+    patterns = np.asarray(patterns)
+    if patterns.ndim != 3 or patterns.shape[0] < 1:
+        raise InputError(f"patterns must be (R, K, m) with R >= 1, got shape {patterns.shape}")
+    R, K, m = patterns.shape
+    voxels = np.arange(m) if voxels is None else np.asarray(voxels)
+    labels = _voxel_labels(patterns, voxels)  # (R, v)
+    onehot = np.zeros((voxels.size, R * K))
+    onehot[np.arange(voxels.size)[:, None], labels.T + K * np.arange(R)[None, :]] = 1.0
+    return (onehot @ onehot.T) / R
+
+
+def _cophenetic_distances(Z: np.ndarray, n: int) -> np.ndarray:
+    """Condensed cophenetic distances of a linkage ``Z`` over n leaves (merge heights)."""
+    members: list[list[int]] = [[i] for i in range(n)]
+    D = np.zeros((n, n))
+    for a, b, h, _ in Z:
+        A, B = members[int(a)], members[int(b)]
+        D[np.ix_(A, B)] = h
+        D[np.ix_(B, A)] = h
+        members.append(A + B)
+    iu = np.triu_indices(n, k=1)
+    return D[iu]
+
+
+def cophenetic_correlation(C: np.ndarray) -> float:
+    """Cophenetic correlation of a consensus matrix (Brunet et al. 2004).
+
+    Pearson correlation between the distances ``1 − C`` (off-diagonal pairs) and the cophenetic
+    distances of the average-linkage (UPGMA) tree built on them. 1 for a block-diagonal 0/1
+    consensus; NaN when all distances are equal (nothing to correlate).
+    """
+    from scipy.cluster.hierarchy import linkage
+
+    C = np.asarray(C, dtype=np.float64)
+    n = C.shape[0]
+    if C.ndim != 2 or C.shape[1] != n or n < 3:
+        raise InputError(f"a consensus matrix must be square with >= 3 items, got {C.shape}")
+    d = (1.0 - C)[np.triu_indices(n, k=1)]
+    if np.ptp(d) == 0:
+        return float("nan")
+    coph = _cophenetic_distances(linkage(d, method="average"), n)
+    if np.ptp(coph) == 0:
+        return float("nan")
+    return float(np.corrcoef(d, coph)[0, 1])
+
+
+def dispersion(C: np.ndarray) -> float:
+    """Dispersion of a consensus matrix (Kim & Park 2007): mean of ``4 (C − ½)²``, in [0, 1]."""
+    C = np.asarray(C, dtype=np.float64)
+    return float(np.mean(4.0 * (C - 0.5) ** 2))
+
+
+# ---- in-sample error -------------------------------------------------------------------------
+def reconstruction_errors(X: np.ndarray, loss: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """(R,) relative in-sample error ``loss_r / ‖diag(√c_r) X‖_F`` (loss = the solver's
+    ``‖diag(√c_r)(X − A_r D_r)‖_F``)."""
+    row_sq = np.einsum("ij,ij->i", np.asarray(X, dtype=np.float64), np.asarray(X, dtype=np.float64))
+    xnorm = np.sqrt(np.asarray(counts, dtype=np.float64) @ row_sq)
+    return np.asarray(loss, dtype=np.float64) / np.where(xnorm > 0, xnorm, np.nan)
+
+
+# ---- one row of the panel, and the rules ---------------------------------------------------
+def _mean_se(x: np.ndarray) -> tuple[float, float]:
+    x = np.asarray(x, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return float("nan"), float("nan")
+    se = float(x.std(ddof=1) / np.sqrt(x.size)) if x.size > 1 else float("nan")
+    return float(x.mean()), se
+
+
+def panel_row(X: np.ndarray, patterns: np.ndarray, loss: np.ndarray, counts: np.ndarray,
+              folds: np.ndarray, voxels: np.ndarray) -> dict[str, float]:
+    """The K-independent criteria of one K (all but γ, which the sweep has already).
+
+    Parameters
+    ----------
+    X : (n, m) data; patterns : (R, K, m); loss : (R,) solver losses; counts : (R, n).
+    folds : (m,) voxel folds (:func:`voxel_folds`; None: no OOB error, e.g. one column);
+        voxels : consensus subsample
+        (:func:`consensus_voxels`).
+
+    Returns
+    -------
+    dict with oob_error, oob_error_se, cophenetic, dispersion, recon_error, recon_error_se.
+    """
+    counts = np.asarray(counts)
+    if counts.shape[0] != patterns.shape[0]:
+        raise InputError(f"counts has {counts.shape[0]} replicates, patterns {patterns.shape[0]}")
+    oob, oob_se = (float("nan"), float("nan")) if folds is None else \
+        _mean_se(oob_errors(X, patterns, counts, folds))
+    C = consensus_matrix(patterns, voxels)
+    rec, rec_se = _mean_se(reconstruction_errors(X, loss, counts))
+    return {"oob_error": oob, "oob_error_se": oob_se,
+            "cophenetic": cophenetic_correlation(C) if C.shape[0] >= 3 else float("nan"),
+            "dispersion": dispersion(C), "recon_error": rec, "recon_error_se": rec_se}
+
+
+def _pick(ks: np.ndarray, values: np.ndarray, largest: bool = False, maximise: bool = False):
+    ok = np.isfinite(values)
+    if not ok.any():
+        return None
+    ks, values = ks[ok], values[ok]
+    v = -values if maximise else values
+    best = np.flatnonzero(v == v.min())
+    return int(ks[best[-1] if largest else best[0]])
+
+
+def _within_one_se(ks: np.ndarray, values: np.ndarray, se: np.ndarray) -> np.ndarray | None:
+    ok = np.isfinite(values)
+    if not ok.any():
+        return None
+    i = int(np.flatnonzero(ok)[np.argmin(values[ok])])
+    bound = values[i] + (se[i] if np.isfinite(se[i]) else 0.0)
+    return ks[ok & (values <= bound)]
+
+
+def k_rules(panel: pd.DataFrame | Mapping[str, Sequence[float]]) -> dict[str, int | None]:
+    """The K each rule of :data:`RULES` selects from a panel (None when its column is all NaN).
+
+    Parameters
+    ----------
+    panel : table with the columns of :data:`PANEL_COLUMNS` (one row per K).
+    """
+    try:
+        ks = np.asarray(panel["k"], dtype=np.int64)
+        col = {c: np.asarray(panel[c], dtype=np.float64) for c in PANEL_COLUMNS[1:]}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"k_rules needs a panel with columns {PANEL_COLUMNS}: {exc}") from None
+    order = np.argsort(ks)
+    ks = ks[order]
+    col = {c: v[order] for c, v in col.items()}
+    out: dict[str, int | None] = {}
+    out["gamma_argmin"] = (select_k({"k": ks, "hungarian": col["gamma"]})
+                           if np.isfinite(col["gamma"]).any() else None)
+    near = _within_one_se(ks, col["gamma"], col["gamma_se"])
+    out["gamma_1se_small"] = None if near is None else int(near.min())
+    out["gamma_1se_large"] = None if near is None else int(near.max())
+    out["oob_argmin"] = _pick(ks, col["oob_error"])
+    near_oob = _within_one_se(ks, col["oob_error"], col["oob_error_se"])
+    out["oob_1se"] = None if near_oob is None else int(near_oob.min())
+    out["cophenetic_argmax"] = _pick(ks, col["cophenetic"], maximise=True)
+    out["dispersion_argmax"] = _pick(ks, col["dispersion"], maximise=True)
+    if near is None:
+        out["gamma_oob"] = None
+    else:
+        sub = np.isin(ks, near)
+        oob = np.where(sub, col["oob_error"], np.nan)
+        out["gamma_oob"] = _pick(ks, oob) if np.isfinite(oob).any() else out["gamma_argmin"]
+    return out
+
+
+def panel_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Rows (dicts with the panel keys) as a DataFrame with the :data:`PANEL_COLUMNS` order."""
+    return pd.DataFrame(list(rows), columns=PANEL_COLUMNS)
