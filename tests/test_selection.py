@@ -26,20 +26,6 @@ def _data(n=30, m=50, k=3, seed=0):
     return X.astype(np.float32)
 
 
-def test_nnls_gram_cd_equals_scipy_nnls():
-    rng = np.random.default_rng(1)
-    D = rng.random((5, 40))
-    D[3] = 0.9 * D[1] + 0.1 * D[2] + 0.1 * rng.random(40)  # nearly collinear: hard for CD
-    X = rng.random((12, 40))
-    A = sel.nnls_gram_cd(D @ D.T, X @ D.T)
-    for i in range(12):
-        ref, _ = nnls(D.T, X[i])
-        # compare objective values (the minimiser is unique when D has full row rank)
-        assert np.linalg.norm(X[i] - A[i] @ D) == pytest.approx(np.linalg.norm(X[i] - ref @ D),
-                                                                rel=1e-7, abs=1e-9)
-        np.testing.assert_allclose(A[i], ref, atol=1e-5)
-
-
 def test_oob_errors_equal_brute_force_nnls():
     X = _data()
     n, m = X.shape

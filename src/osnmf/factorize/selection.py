@@ -12,11 +12,13 @@ sweep's seed, :func:`osnmf.factorize.sweep.replicate_counts`) and the solver's f
     ``I_r = {i : c_r[i] = 0}``. The voxels are split once into ``n_folds`` random folds ``J_f``.
     For each fold, the OOB rows' coefficients are the non-negative least-squares projection of
     ``X[I, not J_f]`` onto ``D_r[:, not J_f]``, and they predict the held-out block
-    ``X[I, J_f] ≈ A D_r[:, J_f]``. No entry of a held-out block entered either factor (the
-    patterns never saw rows I, the coefficients never saw columns J_f), so, unlike the in-sample
-    error, this error rises again once K fits noise. Per replicate
-    ``e_r = Σ_f ‖X[I, J_f] − A_f D_r[:, J_f]‖² / Σ_f ‖X[I, J_f]‖²``; the panel has the mean over
-    replicates and its standard error ``sd / √R``. Cost: one pass ``X[I] D_rᵀ`` per replicate.
+    ``X[I, J_f] ≈ A D_r[:, J_f]`` (:func:`osnmf.factorize.projection.nnls_project`). No entry of
+    a held-out block entered either factor (the patterns never saw rows I, the coefficients
+    never saw columns J_f), so, unlike the in-sample error, it does not fall merely because K
+    grows; it still falls while the data hold more structure than K patterns capture. Per
+    replicate ``e_r = Σ_f ‖X[I, J_f] − A_f D_r[:, J_f]‖² / Σ_f ‖X[I, J_f]‖²``; the panel has
+    the mean over replicates and its standard error ``sd / √R``. Cost: about one product
+    ``X[I] D_rᵀ`` per replicate and fold.
 ``cophenetic``, ``dispersion`` (Brunet et al. 2004; Kim & Park 2007)
     Each replicate parcellates the voxels: voxel ``v`` goes to the pattern with the largest
     L2-normalised loading, ``argmax_k D_r[k, v] / ‖D_r[k]‖``. The consensus matrix
@@ -62,7 +64,6 @@ __all__ = [
     "DEFAULT_RULE",
     "voxel_folds",
     "consensus_voxels",
-    "nnls_gram_cd",
     "oob_errors",
     "consensus_matrix",
     "cophenetic_correlation",
@@ -102,41 +103,6 @@ def consensus_voxels(m: int, n_voxels: int, random_state: int) -> np.ndarray:
 
 
 # ---- held-out error --------------------------------------------------------------------------
-def nnls_gram_cd(G: np.ndarray, B: np.ndarray, max_sweeps: int = 1000,
-                 tol: float = 1e-12) -> np.ndarray:
-    """Non-negative least squares in Gram form for many rows at once, by coordinate descent.
-
-    Minimises ``½ aᵀ G a − bᵀ a`` over ``a ≥ 0`` for every row ``b`` of ``B`` (the same as
-    ``min ‖x − a D‖²`` with ``G = D Dᵀ``, ``b = D x``).
-
-    Parameters
-    ----------
-    G : (K, K) symmetric positive semi-definite; B : (n, K).
-    max_sweeps : coordinate sweeps at most; tol : stop when the largest coefficient change is
-        below ``tol`` times the largest coefficient.
-
-    Returns
-    -------
-    (n, K) float64 non-negative coefficients.
-    """
-    G = np.asarray(G, dtype=np.float64)
-    B = np.asarray(B, dtype=np.float64)
-    n, K = B.shape
-    A = np.zeros((n, K))
-    diag = np.diag(G).copy()
-    live = diag > 0  # an all-zero pattern keeps coefficient 0
-    for _ in range(max_sweeps):
-        change = 0.0
-        for k in np.flatnonzero(live):
-            grad = A @ G[:, k] - B[:, k]
-            new = np.maximum(A[:, k] - grad / diag[k], 0.0)
-            change = max(change, float(np.abs(new - A[:, k]).max(initial=0.0)))
-            A[:, k] = new
-        if change <= tol * max(float(A.max(initial=0.0)), np.finfo(float).tiny):
-            break
-    return A
-
-
 def oob_errors(X: np.ndarray, patterns: np.ndarray, counts: np.ndarray, folds: np.ndarray,
                chunk_rows: int = 1024) -> np.ndarray:
     """Out-of-bag bi-cross-validation error of each replicate (see the module docstring).
@@ -152,6 +118,8 @@ def oob_errors(X: np.ndarray, patterns: np.ndarray, counts: np.ndarray, folds: n
     -------
     (R,) float64 relative held-out squared error; NaN for a replicate without OOB rows.
     """
+    from osnmf.factorize.projection import nnls_project
+
     patterns = np.asarray(patterns)
     R, K, m = patterns.shape
     n_folds = int(folds.max()) + 1
@@ -162,25 +130,15 @@ def oob_errors(X: np.ndarray, patterns: np.ndarray, counts: np.ndarray, folds: n
         if oob.size == 0:
             continue
         D = np.asarray(patterns[r], dtype=np.float64)
-        Dm = [D * mk for mk in masks]  # pattern restricted to fold f (zeros elsewhere)
-        Gf = [d @ d.T for d in Dm]
-        G = sum(Gf)
-        P = np.empty((n_folds, oob.size, K))  # X[I, J_f] D[:, J_f]^T
-        xsq = np.zeros(n_folds)
+        sse = tot = 0.0
         for s in range(0, oob.size, chunk_rows):
             rows = np.asarray(X[oob[s:s + chunk_rows]], dtype=np.float64)
-            for f in range(n_folds):
-                P[f, s:s + chunk_rows] = rows @ Dm[f].T
-                xsq[f] += float(np.einsum("ij,ij->", rows[:, masks[f]], rows[:, masks[f]]))
-        total = P.sum(axis=0)
-        sse = 0.0
-        for f in range(n_folds):
-            A = nnls_gram_cd(G - Gf[f], total - P[f])  # fit on the other folds
-            # ‖X_f − A D_f‖² = ‖X_f‖² − 2 Σ a·(X_f D_fᵀ) + Σ aᵀ G_f a
-            sse += xsq[f] - 2 * float(np.einsum("ik,ik->", A, P[f])) \
-                + float(np.einsum("ik,kl,il->", A, Gf[f], A))
-        denom = float(xsq.sum())
-        out[r] = max(sse, 0.0) / denom if denom > 0 else np.nan
+            for mk in masks:
+                A = nnls_project(rows[:, ~mk], D[:, ~mk])  # coefficients from the other folds
+                held = rows[:, mk]
+                sse += float(np.sum((held - A @ D[:, mk]) ** 2))
+                tot += float(np.sum(held**2))
+        out[r] = sse / tot if tot > 0 else np.nan
     return out
 
 
