@@ -19,8 +19,8 @@ import tracemalloc
 import numpy as np
 
 import osnmf
+from osnmf.spatial.adjacency import adjacency_counts, contiguous_sets
 from osnmf.spatial.linking import beam_search, best_combinations, combination_r
-from osnmf.spatial.neighbors import adjacency_counts, contiguous_sets
 
 
 def brute_force(patterns: np.ndarray, atlas, sets: np.ndarray) -> np.ndarray:

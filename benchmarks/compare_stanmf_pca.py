@@ -33,8 +33,8 @@ def _truth_rows(cmp, truth: np.ndarray, clean: np.ndarray) -> pd.DataFrame:
     """Matched correlation of each method's patterns with the planted patterns; r vs clean data."""
     from scipy.optimize import linear_sum_assignment
 
+    from osnmf.evaluate.metrics import reconstruction_accuracy, summarize
     from osnmf.factorize.stability import cross_correlation
-    from osnmf.metrics import reconstruction_accuracy, summarize
 
     out = {}
     for name, ps in cmp.pattern_sets.items():
@@ -53,7 +53,7 @@ def _truth_rows(cmp, truth: np.ndarray, clean: np.ndarray) -> pd.DataFrame:
 
 def run_phantom(args) -> None:
     import osnmf
-    from osnmf.compare import compare_stanmf_pca
+    from osnmf.evaluate.compare import compare_stanmf_pca
     from osnmf.preprocess import impute_knn, prepare_matrix
 
     t0 = time.perf_counter()
@@ -80,7 +80,9 @@ def run_phantom(args) -> None:
 
 def run_drosophila(args) -> None:
     import osnmf
-    from osnmf.compare import compare_stanmf_pca, drosophila_layout_check, drosophila_mask
+    from osnmf.datasets.drosophila import drosophila_mask
+    from osnmf.evaluate.compare import compare_stanmf_pca
+    from osnmf.evaluate.drosophila_layout import drosophila_layout_check
 
     X, _ = osnmf.load_drosophila()
     print(f"Drosophila: {X.shape[0]} images × {X.shape[1]} pixels")

@@ -27,7 +27,7 @@ from osnmf.baselines import (
     voxel_pca_embedding,
 )
 from osnmf.errors import ConfigError, InputError
-from osnmf.metrics import patterns_per_gene, reconstruction_accuracy, summarize
+from osnmf.evaluate.metrics import patterns_per_gene, reconstruction_accuracy, summarize
 
 
 def _same_up_to_sign(a, b, atol):
@@ -62,7 +62,7 @@ def test_reconstruction_accuracy_matches_corrcoef_with_nan_and_constant_rows():
 
 
 def test_reconstruction_accuracy_chunks(monkeypatch):
-    import osnmf.metrics as metrics
+    import osnmf.evaluate.metrics as metrics
 
     rng = np.random.default_rng(1)
     A, D = rng.random((20, 3)), rng.random((3, 40))
@@ -284,7 +284,7 @@ def test_stanmf_model_wraps():
 
 
 def test_compare_distributions_against_scipy_and_brute_force():
-    from osnmf.compare import compare_distributions
+    from osnmf.evaluate.compare import compare_distributions
 
     rng = np.random.default_rng(1)
     a, b = rng.normal(0.6, 0.1, 40), rng.normal(0.5, 0.15, 30)
@@ -301,7 +301,7 @@ def test_compare_distributions_against_scipy_and_brute_force():
 
 
 def test_compare_stanmf_pca_small_grid():
-    from osnmf.compare import compare_stanmf_pca
+    from osnmf.evaluate.compare import compare_stanmf_pca
 
     rng = np.random.default_rng(3)
     mask = np.ones((12, 10), bool)
@@ -328,7 +328,8 @@ def test_compare_stanmf_pca_small_grid():
 
 def test_drosophila_layout():
     import osnmf
-    from osnmf.compare import drosophila_layout_check, drosophila_mask, drosophila_template
+    from osnmf.datasets.drosophila import drosophila_mask, drosophila_template
+    from osnmf.evaluate.drosophila_layout import drosophila_layout_check
 
     t = drosophila_template()
     assert t.shape == (16, 32) and t.sum() == 405

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from osnmf.cli import app
-from osnmf.io.detect import load_expression
+from osnmf.io.load import load_expression
 from osnmf.io.npz import write_npz
 
 REAL = {"74272479": "Nrp1", "71717084": "Pdyn"}

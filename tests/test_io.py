@@ -11,7 +11,7 @@ from osnmf.expression import SpatialExpression
 from osnmf.io.aba_folder import read_aba_folder, write_aba_folder
 from osnmf.io.allen_grid import read_allen_grid_zip, write_allen_grid_zip
 from osnmf.io.anndata_io import read_h5ad, write_h5ad
-from osnmf.io.detect import load_expression
+from osnmf.io.load import load_expression
 from osnmf.io.npz import read_npz, write_npz
 from osnmf.io.nrrd_io import read_nrrd, write_nrrd
 

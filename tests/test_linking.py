@@ -9,6 +9,7 @@ from scipy import ndimage
 import osnmf
 from osnmf import Atlas
 from osnmf.errors import ConfigError, InputError
+from osnmf.spatial.adjacency import ancestor_matrix, contiguous_sets, region_adjacency
 from osnmf.spatial.linking import (
     beam_search,
     best_combinations,
@@ -17,7 +18,6 @@ from osnmf.spatial.linking import (
     region_correlations,
     union_mask,
 )
-from osnmf.spatial.neighbors import ancestor_matrix, contiguous_sets, region_adjacency
 
 
 def _pearson_rows(patterns, masks):

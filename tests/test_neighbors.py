@@ -8,7 +8,7 @@ from scipy import ndimage
 
 from osnmf import Atlas
 from osnmf.errors import ConfigError
-from osnmf.spatial.neighbors import (
+from osnmf.spatial.adjacency import (
     adjacency_counts,
     ancestor_matrix,
     contiguous_index_sets,

@@ -192,7 +192,7 @@ def test_region_auc_matches_sklearn():
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
 
-    from osnmf.interpret.classify import region_auc
+    from osnmf.interpret.region_prediction import region_auc
 
     rng = np.random.default_rng(3)
     x = rng.random((3000, 3))
@@ -203,7 +203,7 @@ def test_region_auc_matches_sklearn():
 
 
 def test_isocortex_prediction_planted(atlas):
-    from osnmf.interpret.classify import linked_patterns, region_prediction_test
+    from osnmf.interpret.region_prediction import linked_patterns, region_prediction_test
 
     pats = _planted_for_isocortex(atlas)
     links = best_combinations(pats, atlas, sizes=(1,))
@@ -225,7 +225,7 @@ def test_isocortex_prediction_planted(atlas):
 def test_linked_patterns_from_table(atlas):
     import pandas as pd
 
-    from osnmf.interpret.classify import linked_patterns
+    from osnmf.interpret.region_prediction import linked_patterns
 
     ids = atlas.id_of
     best = pd.DataFrame({"pattern_index": [0, 1, 2, 3],
@@ -235,7 +235,7 @@ def test_linked_patterns_from_table(atlas):
 
 
 def test_prediction_bad_inputs(atlas):
-    from osnmf.interpret.classify import region_prediction_test
+    from osnmf.interpret.region_prediction import region_prediction_test
 
     pats = np.random.default_rng(0).random((3, atlas.n_brain_voxels))
     with pytest.raises(InputError):

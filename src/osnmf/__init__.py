@@ -7,14 +7,9 @@ The public API is re-exported here and imported lazily, so ``import osnmf`` stay
 """
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 
+from osnmf._version import __version__
 from osnmf.errors import ConfigError, DownloadError, InputError, OsnmfError
-
-try:
-    __version__ = version("osnmf")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
 
 # public name -> module that defines it
 _LAZY = {
@@ -29,7 +24,7 @@ _LAZY = {
     "write_h5ad": "osnmf.io.anndata_io",
     "write_nrrd": "osnmf.io.nrrd_io",
     "read_nrrd": "osnmf.io.nrrd_io",
-    "load_expression": "osnmf.io.detect",
+    "load_expression": "osnmf.io.load",
     "make_phantom": "osnmf.datasets.phantom",
     "Phantom": "osnmf.datasets.phantom",
     "load_drosophila": "osnmf.datasets.drosophila",
@@ -50,20 +45,20 @@ _LAZY = {
     "morans_i": "osnmf.spatial.moran",
     "spatial_weights": "osnmf.spatial.moran",
     "strongest_pattern_morans_i": "osnmf.spatial.moran",
-    "region_adjacency": "osnmf.spatial.neighbors",
-    "contiguous_sets": "osnmf.spatial.neighbors",
+    "region_adjacency": "osnmf.spatial.adjacency",
+    "contiguous_sets": "osnmf.spatial.adjacency",
     "best_combinations": "osnmf.spatial.linking",
     "region_correlations": "osnmf.spatial.linking",
     "bubble_data": "osnmf.spatial.linking",
     "beam_search": "osnmf.spatial.linking",
     "pattern_ontology": "osnmf.interpret.ontology",
-    "region_prediction_test": "osnmf.interpret.classify",
+    "region_prediction_test": "osnmf.interpret.region_prediction",
     "PatternSet": "osnmf.baselines",
     "pca_patterns": "osnmf.baselines",
-    "reconstruction_accuracy": "osnmf.metrics",
-    "patterns_per_gene": "osnmf.metrics",
-    "compare_stanmf_pca": "osnmf.compare",
-    "compare_distributions": "osnmf.compare",
+    "reconstruction_accuracy": "osnmf.evaluate.metrics",
+    "patterns_per_gene": "osnmf.evaluate.metrics",
+    "compare_stanmf_pca": "osnmf.evaluate.compare",
+    "compare_distributions": "osnmf.evaluate.compare",
     "marker_genes": "osnmf.interpret.markers",
     "coexpression_networks": "osnmf.interpret.networks",
     "run_pipeline": "osnmf.pipeline",

@@ -176,7 +176,7 @@ def pca_patterns(X: np.ndarray, k: int, name: str = "PCA") -> PatternSet:
     ``(K, m)`` are the patterns, the genes' scores ``(X - mean) @ components.T`` the coefficients,
     and the voxel means go to ``extra["offset"]`` so that ``reconstruct()`` equals scikit-learn's
     ``inverse_transform``. (The reference code reconstructed ``scores @ components`` without the
-    mean; pass ``offset=None`` to :func:`osnmf.metrics.reconstruction_accuracy` for that.)
+    mean; pass ``offset=None`` to :func:`osnmf.evaluate.metrics.reconstruction_accuracy` for that.)
 
     Parameters
     ----------

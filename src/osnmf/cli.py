@@ -39,7 +39,7 @@ def info(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Summarise an expression dataset: experiments, genes, brain voxels, missing fraction."""
-    from osnmf.io.detect import load_expression
+    from osnmf.io.load import load_expression
 
     summary = {"path": str(path), **load_expression(path, progress=sys.stderr.isatty()).summary()}
     if as_json:

@@ -92,7 +92,7 @@ class Pipeline:
                 )
                 self.state.expr, self.state.truth = phantom.data, phantom
             else:
-                from osnmf.io.detect import load_expression
+                from osnmf.io.load import load_expression
 
                 self.state.expr = load_expression(cfg.data, progress=self.progress)
             expr = self.state.expr
@@ -211,8 +211,8 @@ class Pipeline:
         return self.stage("baselines", params, ("sweep",), compute)
 
     def metrics(self) -> dict:
-        from osnmf.compare import compare_distributions
-        from osnmf.metrics import patterns_per_gene, reconstruction_accuracy
+        from osnmf.evaluate.compare import compare_distributions
+        from osnmf.evaluate.metrics import patterns_per_gene, reconstruction_accuracy
         from osnmf.spatial.moran import morans_i, spatial_weights, strongest_pattern_morans_i
 
         cfg = self.config
@@ -254,8 +254,8 @@ class Pipeline:
         }
 
     def linking(self) -> dict:
-        from osnmf.interpret.classify import linked_patterns, region_prediction_test
         from osnmf.interpret.ontology import pattern_ontology
+        from osnmf.interpret.region_prediction import linked_patterns, region_prediction_test
         from osnmf.spatial.linking import best_combinations, region_correlations
 
         cfg = self.config
@@ -312,8 +312,8 @@ class Pipeline:
 
     # ---- the whole run --------------------------------------------------------------------
     def run(self) -> dict:
-        from osnmf.outputs import write_outputs
         from osnmf.report.build import build_report
+        from osnmf.report.files import write_outputs
 
         self.out.mkdir(parents=True, exist_ok=True)
         self.load()

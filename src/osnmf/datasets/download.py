@@ -336,7 +336,7 @@ def download_aba(
     grid_dir = out / GRID_DIR
     grid_dir.mkdir(parents=True, exist_ok=True)
 
-    from osnmf import __version__
+    from osnmf._version import __version__
 
     user_agent = f"osnmf/{__version__} (+python urllib)"
     ids = table[ID_COLUMN].tolist()

@@ -373,7 +373,7 @@ class SweepStore:
                 raise InputError(f"sweep store {store.path} belongs to another run "
                                  "(data or parameters differ); delete it or use another root")
         else:
-            from osnmf import __version__
+            from osnmf._version import __version__
 
             info = {
                 "key": key,

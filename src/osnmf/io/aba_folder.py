@@ -26,7 +26,8 @@ from osnmf.atlas import Atlas
 from osnmf.atomic import write_bytes
 from osnmf.errors import InputError
 from osnmf.expression import SpatialExpression
-from osnmf.io.allen_grid import read_allen_grid_zip, write_allen_grid_zip, write_mhd_zip
+from osnmf.io.allen_grid import read_allen_grid_zip, write_allen_grid_zip
+from osnmf.io.metaimage import write_mhd_zip
 
 EXPERIMENTS_CSV = "experiments.csv"
 ANNOTATION_ZIP = "P56_Mouse_gridAnnotation.zip"

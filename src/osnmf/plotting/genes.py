@@ -7,7 +7,7 @@ import numpy as np
 from scipy.cluster import hierarchy
 
 from osnmf.plotting.common import PATTERN_CMAP, new_figure
-from osnmf.plotting.patterns import _projection
+from osnmf.plotting.patterns import mean_projection
 
 
 def plot_marker_heatmap(importance: np.ndarray, gene_labels: list[str], pattern_names: list[str]):
@@ -31,7 +31,7 @@ def plot_marker_images(volumes: np.ndarray, brain: np.ndarray, titles: list[list
     for i in range(k):
         for j in range(n_top):
             ax = axes[i, j]
-            ax.imshow(_projection(volumes[i, j], brain, 2).T, cmap=PATTERN_CMAP, interpolation="nearest")
+            ax.imshow(mean_projection(volumes[i, j], brain, 2).T, cmap=PATTERN_CMAP, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(titles[i][j], fontsize=7)

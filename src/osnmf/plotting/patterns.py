@@ -9,7 +9,7 @@ from osnmf.plotting.common import PATTERN_CMAP, new_figure
 VIEWS = (("coronal (AP mean)", 0), ("horizontal (DV mean)", 1), ("sagittal (ML mean)", 2))
 
 
-def _projection(volume: np.ndarray, brain: np.ndarray, axis: int) -> np.ndarray:
+def mean_projection(volume: np.ndarray, brain: np.ndarray, axis: int) -> np.ndarray:
     """Mean over the brain voxels along ``axis``; NaN where the ray misses the brain."""
     total = np.where(brain, volume, 0).sum(axis=axis)
     count = brain.sum(axis=axis)
@@ -27,7 +27,7 @@ def plot_pattern_projections(volumes: np.ndarray, brain: np.ndarray, names: list
     axes = fig.subplots(k, 3, squeeze=False)
     for row in range(k):
         for col, (title, axis) in enumerate(VIEWS):
-            image = _projection(volumes[row], brain, axis)
+            image = mean_projection(volumes[row], brain, axis)
             # coronal: DV down, ML across; horizontal: AP down, ML across; sagittal: DV down, AP across
             shown = image.T if axis == 2 else image
             ax = axes[row, col]

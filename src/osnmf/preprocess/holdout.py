@@ -18,12 +18,12 @@ import pandas as pd
 from osnmf.errors import ConfigError, InputError
 from osnmf.expression import to_volumes
 from osnmf.preprocess.knn import (
-    _check_inputs,
-    _check_spacing,
-    _chunks,
-    _run,
+    check_spacing,
+    check_volumes,
+    chunk_slices,
     knn_fill,
     neighbour_shells,
+    run_chunks,
 )
 
 __all__ = ["HoldoutResult", "holdout_check", "sample_holdout"]
@@ -187,8 +187,8 @@ def holdout_check(
         if spacing_um is None:
             spacing_um = volumes.atlas.spacing_um
         volumes = volumes.volumes
-    spacing = _check_spacing((200.0, 200.0, 200.0) if spacing_um is None else spacing_um)
-    volumes, support = _check_inputs(volumes, support)
+    spacing = check_spacing((200.0, 200.0, 200.0) if spacing_um is None else spacing_um)
+    volumes, support = check_volumes(volumes, support)
     if int(n_holdout) != n_holdout or n_holdout < 1:
         raise ConfigError(f"n_holdout must be a positive integer, got {n_holdout!r}")
     if int(n_neighbors) != n_neighbors or n_neighbors < 1:
@@ -228,7 +228,7 @@ def holdout_check(
             workspace=local.workspace,
         )
 
-    _run(work, list(_chunks(n_exp, int(chunk))), n_jobs, progress, "hold-out check")
+    run_chunks(work, list(chunk_slices(n_exp, int(chunk))), n_jobs, progress, "hold-out check")
     idx = tuple(points.T)
     measured = volumes[idx].astype(np.float64)
     t = truth_lookup(points) if truth_lookup is not None else np.full(points.shape[0], np.nan)

@@ -54,7 +54,8 @@ class Shell:
     offsets: np.ndarray
 
 
-def _check_spacing(spacing_um) -> tuple[float, float, float]:
+def check_spacing(spacing_um) -> tuple[float, float, float]:
+    """Three positive finite voxel sizes (µm) as floats, or :class:`ConfigError`."""
     try:
         spacing = tuple(float(s) for s in spacing_um)
     except (TypeError, ValueError):
@@ -78,7 +79,7 @@ def neighbour_shells(spacing_um: Sequence[float], max_radius_um: float) -> list[
     -------
     list of :class:`Shell`, sorted by increasing distance; together they hold the complete ball.
     """
-    spacing = np.asarray(_check_spacing(spacing_um))
+    spacing = np.asarray(check_spacing(spacing_um))
     reach = np.floor(max_radius_um / spacing + 1e-9).astype(int)
     axes = [np.arange(-r, r + 1) for r in reach]
     grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
@@ -158,7 +159,7 @@ def knn_fill(
     -------
     float64 ``(q,)`` estimates; NaN where the experiment has no observed voxel in the support.
     """
-    spacing = _check_spacing(spacing_um)
+    spacing = check_spacing(spacing_um)
     if shells is None:
         shells = neighbour_shells(spacing, max_radius_vox * min(spacing))
     e_q, i_q, j_q, l_q = (np.asarray(a, dtype=np.intp) for a in queries)
@@ -260,12 +261,14 @@ def _plane_lower_bound(observed: np.ndarray, queries, spacing) -> np.ndarray:
     return bound
 
 
-def _chunks(n: int, size: int) -> Iterator[slice]:
+def chunk_slices(n: int, size: int) -> Iterator[slice]:
+    """Consecutive slices of at most ``size`` covering ``range(n)``."""
     for start in range(0, n, size):
         yield slice(start, min(n, start + size))
 
 
-def _check_inputs(volumes, support) -> tuple[np.ndarray, np.ndarray]:
+def check_volumes(volumes, support) -> tuple[np.ndarray, np.ndarray]:
+    """Check float ``(n, AP, DV, ML)`` volumes and a bool ``(AP, DV, ML)`` mask on the same grid."""
     volumes = np.asarray(volumes)
     if volumes.ndim != 4:
         raise InputError(f"volumes must be (experiments, AP, DV, ML), got shape {volumes.shape}")
@@ -325,12 +328,12 @@ def impute_knn(
         volumes = expr.volumes
         if spacing_um is None:
             spacing_um = expr.atlas.spacing_um
-    spacing = _check_spacing((200.0, 200.0, 200.0) if spacing_um is None else spacing_um)
+    spacing = check_spacing((200.0, 200.0, 200.0) if spacing_um is None else spacing_um)
     if int(n_neighbors) != n_neighbors or n_neighbors < 1:
         raise ConfigError(f"n_neighbors must be a positive integer, got {n_neighbors!r}")
     if int(chunk) != chunk or chunk < 1:
         raise ConfigError(f"chunk must be a positive integer, got {chunk!r}")
-    volumes, support = _check_inputs(volumes, support)
+    volumes, support = check_volumes(volumes, support)
     out = volumes if inplace else volumes.copy()
     shells = neighbour_shells(spacing, max_radius_vox * min(spacing))
     local = threading.local()
@@ -351,14 +354,14 @@ def impute_knn(
                 workspace=local.workspace,
             )
 
-    slices = list(_chunks(out.shape[0], int(chunk)))
-    _run(work, slices, n_jobs, progress, "kNN imputation")
+    slices = list(chunk_slices(out.shape[0], int(chunk)))
+    run_chunks(work, slices, n_jobs, progress, "kNN imputation")
     if expr is not None:
         return SpatialExpression(out, expr.genes, expr.experiment_ids, expr.atlas)
     return out
 
 
-def _run(work, slices: list[slice], n_jobs: int, progress: bool, label: str) -> None:
+def run_chunks(work, slices: list[slice], n_jobs: int, progress: bool, label: str) -> None:
     """Run ``work(slice)`` over chunks, in ``n_jobs`` threads, with an optional progress bar."""
     if int(n_jobs) != n_jobs or n_jobs < 1:
         raise ConfigError(f"n_jobs must be a positive integer, got {n_jobs!r}")
@@ -405,12 +408,12 @@ def default_support(
 
     if isinstance(volumes, SpatialExpression):
         volumes = volumes.volumes
-    volumes, brain_mask = _check_inputs(volumes, brain_mask)
+    volumes, brain_mask = check_volumes(volumes, brain_mask)
     if not 0 < max_missing <= 1:
         raise ConfigError(f"max_missing must be in (0, 1], got {max_missing!r}")
     if volumes.shape[0] == 0:
         raise InputError("no experiments: cannot compute a support")
     missing = np.zeros(volumes.shape[1:], dtype=np.int64)
-    for sl in _chunks(volumes.shape[0], chunk):
+    for sl in chunk_slices(volumes.shape[0], chunk):
         missing += np.isnan(volumes[sl]).sum(axis=0)
     return brain_mask & (missing / volumes.shape[0] < max_missing)

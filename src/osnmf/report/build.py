@@ -12,13 +12,13 @@ import numpy as np
 import pandas as pd
 
 from osnmf.expression import to_volumes
-from osnmf.outputs import pattern_names, planted_truth_check, stability_table
 from osnmf.plotting import save_figure
 from osnmf.plotting.anatomy import plot_bubble, plot_matrix
 from osnmf.plotting.genes import plot_marker_heatmap, plot_marker_images, plot_networks, plot_tree
 from osnmf.plotting.metrics import plot_moran_box, plot_patterns_per_gene, plot_reconstruction_scatter
 from osnmf.plotting.patterns import plot_coronal_montage, plot_pattern_projections
 from osnmf.plotting.stability import plot_instability
+from osnmf.report.files import pattern_names, planted_truth_check, stability_table
 from osnmf.report.html import Section, write_report
 from osnmf.stagecache import arrays_to_frame
 

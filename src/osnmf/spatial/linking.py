@@ -31,7 +31,7 @@ import pandas as pd
 
 from osnmf.atlas import Atlas
 from osnmf.errors import ConfigError, InputError
-from osnmf.spatial.neighbors import ancestor_matrix, contiguous_index_sets, region_adjacency
+from osnmf.spatial.adjacency import ancestor_matrix, contiguous_index_sets, region_adjacency
 
 __all__ = [
     "LinkResult",
@@ -407,7 +407,7 @@ def best_combinations(
     """Exhaustive search for the contiguous region union that best correlates with each pattern.
 
     Every single region, contiguous pair and contiguous triple (see
-    :mod:`osnmf.spatial.neighbors`) is scored in O(1) per pattern from per-region sums (module
+    :mod:`osnmf.spatial.adjacency`) is scored in O(1) per pattern from per-region sums (module
     docstring), vectorised over chunks of combinations.
 
     Parameters

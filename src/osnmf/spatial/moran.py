@@ -281,7 +281,7 @@ def morans_i_distribution(
     Returns
     -------
     float64 array ``(R, K_max)``; flatten (dropping NaN) to compare two methods with
-    :func:`osnmf.compare.compare_distributions`.
+    :func:`osnmf.evaluate.compare.compare_distributions`.
     """
     mask = _check_mask(mask)
     if variant not in ("continuous", "strongest"):

@@ -10,7 +10,7 @@ K, under the *same* gene bootstrap (replicate r resamples the same genes for bot
   Fig. 1D statistic), compared with :func:`compare_distributions`;
 * reconstruction accuracy per gene (Pearson r, measured vs reconstructed), mean ± SD, and the
   share of genes that staNMF reconstructs better;
-* patterns per gene (:func:`osnmf.metrics.patterns_per_gene`).
+* patterns per gene (:func:`osnmf.evaluate.metrics.patterns_per_gene`).
 
 Statistical test: :func:`compare_distributions` reports Cliff's delta (effect size) with the
 two-sided Mann–Whitney U p-value as the primary pair (no normality assumed; Moran's I values are
@@ -29,7 +29,7 @@ from scipy import stats
 
 from osnmf.baselines import PatternSet, nmf_patterns, pca_bootstrap_patterns, pca_patterns
 from osnmf.errors import InputError
-from osnmf.metrics import patterns_per_gene, reconstruction_accuracy, summarize
+from osnmf.evaluate.metrics import patterns_per_gene, reconstruction_accuracy, summarize
 
 
 def compare_distributions(a: Iterable[float], b: Iterable[float]) -> dict[str, float]:
@@ -126,7 +126,7 @@ def compare_stanmf_pca(
         embryo template); None skips Moran's I.
     n_replicates : bootstrap replicates R for staNMF and PCA (the paper: 20 for Moran's I).
     random_state : seed of the shared gene bootstrap and of staNMF.
-    threshold : rule of :func:`osnmf.metrics.patterns_per_gene`.
+    threshold : rule of :func:`osnmf.evaluate.metrics.patterns_per_gene`.
     connectivity : grid adjacency for Moran's I (``"face"`` or ``"queen"``).
     model : an already fitted :class:`osnmf.StaNMF` on ``X`` (skips the sweep; its
         ``n_replicates`` and ``random_state`` then define the bootstrap).
@@ -229,60 +229,3 @@ def compare_stanmf_pca(
                              "patterns_stanmf": ppg_n, "patterns_pca": ppg_p})
     return Comparison(table=table, values=values, k=k, instability_curve=curve,
                       pattern_sets={"staNMF": nmf, "PCA": pca}, per_gene=per_gene, moran=moran)
-
-
-# --------------------------------------------------------------------------- Drosophila layout
-
-# The 16 × 32 embryo template of the original staNMF code (bdgp/staNMF,
-# utilities/embryoTemplate.csv): for each of the 16 rows (dorsal→ventral), the first and last
-# column (0-based, anterior→posterior) inside the embryo. 405 pixels in all.
-_EMBRYO_ROWS = (
-    (10, 21), (6, 25), (4, 27), (2, 28), (1, 29), (1, 30), (0, 31), (0, 31),
-    (0, 31), (0, 31), (1, 30), (2, 29), (3, 28), (4, 26), (7, 24), (11, 20),
-)
-
-
-def drosophila_template() -> np.ndarray:
-    """The 16 × 32 boolean embryo template (405 pixels) of the original staNMF code."""
-    t = np.zeros((16, 32), dtype=bool)
-    for row, (a, b) in enumerate(_EMBRYO_ROWS):
-        t[row, a : b + 1] = True
-    return t
-
-
-def drosophila_mask(order: str = "column") -> np.ndarray:
-    """Mask whose C-order pixels are the 405 columns of :func:`osnmf.load_drosophila`'s X.
-
-    The original code places an image column into the template with R's ``which(template == 1)``,
-    i.e. in column-major order of the 16 × 32 template; the C order of the transposed template
-    (32 × 16, anterior→posterior × dorsal→ventral) is that order. ``order="row"`` gives the
-    row-major alternative (16 × 32), kept to check the layout (:func:`drosophila_layout_check`).
-    """
-    t = drosophila_template()
-    if order == "column":
-        return np.ascontiguousarray(t.T)
-    if order == "row":
-        return t
-    raise InputError(f"order must be 'column' or 'row', got {order!r}")
-
-
-def drosophila_layout_check(X: np.ndarray, seed: int = 0) -> pd.DataFrame:
-    """Evidence for the pixel layout: Moran's I of every image under candidate layouts.
-
-    A correct layout makes real in-situ images spatially smooth (high Moran's I); a wrong one
-    scrambles them towards the random-permutation level. Returns one row per layout (column-major
-    template, row-major template, random pixel order) with the mean, SD and median I of the
-    images.
-    """
-    from osnmf.spatial.moran import morans_i
-
-    X = np.asarray(X, dtype=np.float64)
-    perm = np.random.default_rng(seed).permutation(X.shape[1])
-    rows = []
-    for label, mask, data in (("column-major template", drosophila_mask("column"), X),
-                              ("row-major template", drosophila_mask("row"), X),
-                              ("random pixel order", drosophila_mask("column"), X[:, perm])):
-        s = summarize(morans_i(data, mask))
-        rows.append({"layout": label, "mean_I": s["mean"], "sd_I": s["sd"],
-                     "median_I": s["median"], "n_images": s["n"]})
-    return pd.DataFrame(rows)

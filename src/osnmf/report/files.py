@@ -84,20 +84,10 @@ def planted_truth_check(state) -> dict | None:
     phantom = state.truth
     if phantom is None:
         return None
-    from scipy.optimize import linear_sum_assignment
-
-    from osnmf.factorize.stability import cross_correlation
+    from osnmf.evaluate.planted import planted_truth_check as check
 
     found = to_volumes(state.results["sweep"]["components"], state.results["impute"]["support"])
-    found = found[:, state.expr.atlas.brain_mask]
-    corr = cross_correlation(phantom.patterns, found, centered=True)
-    rows, cols = linear_sum_assignment(-corr)
-    return {
-        "planted_k": int(phantom.n_patterns),
-        "selected_k": int(state.results["sweep"]["k"]),
-        "matched_r": [float(corr[r, c]) for r, c in zip(rows, cols, strict=True)],
-        "matched_r_mean": float(corr[rows, cols].mean()),
-    }
+    return check(phantom.patterns, found[:, state.expr.atlas.brain_mask])
 
 
 def write_outputs(state, summary: dict | None = None, summary_only: bool = False) -> dict:
@@ -106,7 +96,7 @@ def write_outputs(state, summary: dict | None = None, summary_only: bool = False
     cfg = state.config
     if not summary_only:
         _write_result_files(state, out)
-    from osnmf import __version__
+    from osnmf._version import __version__
 
     summary = {
         "osnmf_version": __version__,

@@ -1,0 +1,1 @@
+"""Evaluation of pattern sets: reconstruction metrics, staNMF-vs-PCA comparisons, planted-truth checks."""
