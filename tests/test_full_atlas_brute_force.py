@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from scipy import ndimage
 
-from osnmf.spatial.neighbors import adjacency_counts, contiguous_sets
+from osnmf.spatial.adjacency import adjacency_counts, contiguous_sets
 
 COARSE = ("Isocortex", "OLF", "HPF", "CTXsp", "STR", "PAL", "TH", "HY", "MB", "P", "MY", "CB")  # spec §1
 
