@@ -210,3 +210,91 @@ def test_cli_subprocess(case_input, tmp_path):
     assert len(lines) == 1 and str(named) in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
     assert snapshot(tmp_path) == before
+
+
+# ---- `osnmf run` on bad inputs: refused before anything is written ----------------------------------------------
+def _npz(t: Path, name: str = "x.npz", **arrays) -> Path:
+    np.savez(t / name, **arrays)
+    return t / name
+
+
+def _h5ad_file(t: Path, name: str, X=None, coords=((1, 2, 3), (4, 5, 6)), with_coords=True) -> Path:
+    import anndata as ad
+
+    X = np.ones((len(coords), 2), np.float32) if X is None else X
+    adata = ad.AnnData(X=X, obsm={"spatial": np.array(coords)} if with_coords else None)
+    adata.obs_names = [f"v{i}" for i in range(adata.n_obs)]
+    adata.var_names = [f"e{i}" for i in range(adata.n_vars)]
+    adata.write_h5ad(t / name)
+    return t / name
+
+
+def _negative_h5ad(t: Path) -> Path:
+    X = np.ones((300, 2), np.float32)
+    X[:200, 0] = -3.0
+    coords = np.stack(np.unravel_index(np.arange(300) + 40_000, SHAPE), axis=1)
+    return _h5ad_file(t, "negative.h5ad", X=X, coords=coords)
+
+
+def _nan_only_h5ad(t: Path) -> Path:
+    coords = np.stack(np.unravel_index(np.arange(50) + 40_000, SHAPE), axis=1)
+    return _h5ad_file(t, "nan.h5ad", X=np.full((50, 6), np.nan, np.float32), coords=coords)
+
+
+def _toml(t: Path, text: str) -> Path:
+    (t / "bad.toml").write_text(text)
+    return t / "bad.toml"
+
+
+# name -> (builder(tmp) -> path, "data" or "config", file the message names (relative to tmp), words)
+RUN_CASES = {
+    "npz_wrong_grid": (lambda t: _npz(t, data=np.zeros((4, 60, 41, 58), "f4"), genes=np.array(list("ABCD"))),
+                       "data", "x.npz", ["(60, 41, 58)"]),
+    "npz_wrong_ndim": (lambda t: _npz(t, data=np.zeros((4, 41, 58, 2, 2), "f4"), genes=np.array(list("ABCD"))),
+                       "data", "x.npz", ["(experiments, AP, DV, ML)"]),
+    "npz_pickled": (lambda t: _npz(t, data=np.zeros((1, *SHAPE), "f4"), genes=np.array([{"a": 1}], dtype=object)),
+                    "data", "x.npz", ["pickle"]),
+    "npz_nan": (lambda t: _npz(t, data=np.full((4, *SHAPE), np.nan, "f4"), genes=np.array(list("ABCD"))),
+                "data", "x.npz", ["NaN"]),
+    "npz_all_missing": (lambda t: _npz(t, data=np.full((6, *SHAPE), -1.0, "f4"), genes=np.array(list("ABCDEF"))),
+                        "data", "x.npz", ["no measured value"]),
+    "npz_negative": (lambda t: _npz(t, data=np.full((4, *SHAPE), -2.0, "f4"), genes=np.array(list("ABCD"))),
+                     "data", "x.npz", ["negative"]),
+    "h5ad_negative": (_negative_h5ad, "data", "negative.h5ad", ["negative.h5ad:X: 200 negative values"]),
+    "h5ad_nan_only": (_nan_only_h5ad, "data", "nan.h5ad", ["no measured value"]),
+    "h5ad_no_coordinates": (lambda t: _h5ad_file(t, "x.h5ad", with_coords=False), "data", "x.h5ad",
+                            ["obsm['spatial']"]),
+    "h5ad_outside_grid": (lambda t: _h5ad_file(t, "x.h5ad", coords=((70, 2, 3), (4, 5, 6))), "data", "x.h5ad",
+                          ["outside", "grid"]),
+    "not_a_zip": (lambda t: (t / "x.zip").write_bytes(b"<html>404</html>") and t / "x.zip", "data", "x.zip",
+                  ["not a zip"]),
+    "empty_folder": (lambda t: (t / "empty").mkdir() or t / "empty", "data", "empty", ["experiments.csv"]),
+    "unknown_format": (lambda t: (t / "x.tif").write_bytes(b"II*") and t / "x.tif", "data", "x.tif", ["unknown"]),
+    "missing_path": (lambda t: t / "nothing_here", "data", "nothing_here", ["not found"]),
+    "toml_unknown_key": (lambda t: _toml(t, "k_min = 3\nreplicate = 10\n"), "config", "bad.toml", ["unknown key"]),
+    "toml_wrong_type": (lambda t: _toml(t, 'k_min = "three"\n'), "config", "bad.toml", ["k_min", "int"]),
+    "toml_syntax": (lambda t: _toml(t, "k_min = = 3\n"), "config", "bad.toml", ["not valid TOML"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RUN_CASES))
+def test_run_refuses_bad_input_and_leaves_nothing(case, tmp_path, monkeypatch, capsys):
+    """`osnmf run` on each bad input: one line naming the file, exit 2, and no output folder created."""
+    build, kind, named, words = RUN_CASES[case]
+    target = build(tmp_path)
+    out = tmp_path / "out"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["osnmf", "run", f"--{kind}", str(target), "--out", str(out),
+                                      "--k-min", "2", "--k-max", "3", "--replicates", "2", "--quiet"])
+    before = snapshot(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    captured = capsys.readouterr()
+    assert exc.value.code == 2, captured
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and str(tmp_path / named) in lines[0], captured.err
+    for word in words:
+        assert word in lines[0], lines[0]  # printed as written: ":X:" is not turned into an emoji
+    assert not out.exists()
+    assert snapshot(tmp_path) == before

@@ -76,7 +76,7 @@ def test_changed_parameter_recomputes_downstream_only(run_dir):
     assert cached["impute"] and cached["sweep"] and cached["baselines"] and not cached["linking"]
 
 
-def test_report_opens_in_browser(run_dir):
+def test_report_opens_in_browser(chromium, run_dir):
     from browser_check import check_report
 
     out, _ = run_dir
@@ -148,6 +148,7 @@ def test_too_few_experiments_is_a_one_line_error(shared_dir, tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2
     assert "too few" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "o").exists()  # refused before writing
     with pytest.raises(ConfigError, match="trivially stable"):
         RunConfig(k_min=1, k_max=3)
 

@@ -1,7 +1,8 @@
 """Command-line interface (Typer + rich): a thin shell over the API and :mod:`osnmf.pipeline`.
 
 Every :class:`~osnmf.errors.OsnmfError` is printed as one line on stderr with exit code 2;
-``--debug`` shows the traceback instead.
+``--debug`` shows the traceback instead. Help and error text print as written: no rich markup
+(``'osnmf[viewer]'`` stays), no emoji codes (``:X:`` stays).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 
 from osnmf.config import RunConfig
 from osnmf.errors import OsnmfError
@@ -23,8 +24,14 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help text is plain: "pip install 'osnmf[viewer]'" must not lose "[viewer]"
 )
-console = Console(stderr=True)
+console = Console(stderr=True, emoji=False, highlight=False)
+
+
+def _say(label: str, message: str, style: str = "bold red") -> None:
+    """One line on stderr, ``label`` styled and ``message`` verbatim (a Text: no markup, no emoji)."""
+    console.print(Text.assemble((label, style), " ", message) if label else Text(message), soft_wrap=True)
 _STATE = {"debug": False}
 
 
@@ -152,16 +159,16 @@ def main() -> None:
     except OsnmfError as exc:
         if _STATE["debug"]:
             raise
-        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        _say("error:", str(exc))
         sys.exit(2)
     except (typer.Exit, SystemExit) as exc:  # typer.Exit from commands, SystemExit from --help
         code = getattr(exc, "exit_code", getattr(exc, "code", 0))
         sys.exit(code or 0)
     except typer.Abort:
-        console.print("aborted")
+        _say("", "aborted")
         sys.exit(130)
     except KeyboardInterrupt:
-        console.print("interrupted; finished work is kept, rerun the same command to resume")
+        _say("", "interrupted; finished work is kept, rerun the same command to resume")
         sys.exit(130)
     except Exception as exc:
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # Typer/Click usage errors
@@ -169,7 +176,7 @@ def main() -> None:
             sys.exit(2)
         if _STATE["debug"]:
             raise
-        console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} (rerun with --debug)")
+        _say("internal error:", f"{type(exc).__name__}: {exc} (rerun with --debug)")
         sys.exit(1)
 
 

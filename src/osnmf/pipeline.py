@@ -20,7 +20,7 @@ import pandas as pd
 from rich.console import Console
 
 from osnmf.config import RunConfig
-from osnmf.errors import ConfigError
+from osnmf.errors import ConfigError, InputError
 from osnmf.expression import SpatialExpression, to_matrix, to_volumes
 from osnmf.stagecache import StageCache, arrays_to_frame, digest, frame_to_arrays
 
@@ -96,6 +96,7 @@ class Pipeline:
 
                 self.state.expr = load_expression(cfg.data, progress=self.progress)
             expr = self.state.expr
+            _accept(expr, cfg)
             self.state.data_key = digest(expr.volumes, expr.genes, expr.experiment_ids, expr.atlas.annotation)
         self.state.keys["load"] = self.state.data_key
         self.state.cached["load"] = False
@@ -315,8 +316,8 @@ class Pipeline:
         from osnmf.report.build import build_report
         from osnmf.report.files import write_outputs
 
+        self.load()  # reads and checks the input: a rejected input leaves no output folder behind
         self.out.mkdir(parents=True, exist_ok=True)
-        self.load()
         for step in (self.impute, self.sweep, self.baselines, self.metrics, self.linking, self.markers):
             step()
         with self._timed("outputs"), self.console.status("writing result files…"):
@@ -325,6 +326,20 @@ class Pipeline:
             build_report(self.state, summary)
         summary = write_outputs(self.state, summary_only=True)
         return summary
+
+
+def _accept(expr: SpatialExpression, cfg: RunConfig) -> None:
+    """Refuse an input the sweep cannot use, before anything is written: no measured value inside
+    the brain, or fewer experiments with data than ``k_max`` + 1."""
+    source = cfg.data if cfg.data is not None else "the synthetic atlas"
+    brain = expr.atlas.brain_mask
+    measured = np.array([np.isfinite(volume[brain]).any() for volume in expr.volumes])
+    if not measured.any():
+        raise InputError(f"{source}: no measured value inside the brain (every voxel is missing); "
+                         "check the file's values and grid coordinates")
+    if measured.sum() <= cfg.k_max:
+        raise ConfigError(f"{source}: {int(measured.sum())} experiments with data are too few for K up to "
+                          f"{cfg.k_max}: use --k-max {max(2, int(measured.sum()) - 1)} or less, or more data")
 
 
 def frame(result: dict, name: str) -> pd.DataFrame:
