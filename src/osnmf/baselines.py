@@ -24,6 +24,7 @@ import numpy as np
 from scipy import sparse
 
 from osnmf.errors import ConfigError, InputError
+from osnmf.progress import track
 
 Kind = Literal["nmf", "pca", "clusters", "other"]
 
@@ -258,12 +259,7 @@ def pca_bootstrap_patterns(
         raise InputError(f"counts must be (R, {X.shape[0]}), got {counts.shape}")
     reference = pca_fit(X, k)[0] if align else None
     out = np.empty((counts.shape[0], int(k), X.shape[1]), dtype=np.float32)
-    it = range(counts.shape[0])
-    if progress:
-        from rich.progress import track
-
-        it = track(it, description="PCA bootstrap")
-    for r in it:
+    for r in track(range(counts.shape[0]), "PCA bootstrap", enabled=progress):
         comps = pca_fit(X, k, weights=counts[r])[0]
         out[r] = align_signs(comps, reference) if align else comps
     return out

@@ -48,6 +48,7 @@ from osnmf.io.aba_folder import (
     read_experiments_csv,
 )
 from osnmf.io.allen_grid import read_allen_grid_zip
+from osnmf.progress import ProgressBar
 
 DEFAULT_BASE_URL = "https://api.brain-map.org"
 ALLEN_GRID_SHAPE = (67, 41, 58)
@@ -351,17 +352,10 @@ def download_aba(
         )
         return exp_id, state, reason, attempts
 
-    bar = None
-    if progress:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                       TextColumn("{task.fields[failed]} failed"), TimeRemainingColumn())
+    bar = ProgressBar("downloading Allen grids", len(ids), enabled=progress, transient=False)
     executor = ThreadPoolExecutor(max_workers=int(jobs), thread_name_prefix="osnmf-download")
     try:
-        if bar is not None:
-            bar.start()
-            task = bar.add_task("downloading Allen grids", total=len(ids), failed=0)
+        bar.start()
         futures = [executor.submit(work, exp_id) for exp_id in ids]
         n_failed = 0
         for future in as_completed(futures):
@@ -369,16 +363,14 @@ def download_aba(
             status[exp_id] = (state, reason)
             report.attempts[exp_id] = attempts
             n_failed += state == "failed"
-            if bar is not None:
-                bar.update(task, advance=1, failed=n_failed)
+            bar.advance(note=f"{n_failed} failed")
     except BaseException:
         stop.set()
         executor.shutdown(wait=True, cancel_futures=True)
         raise
     finally:
         executor.shutdown(wait=True)
-        if bar is not None:
-            bar.stop()
+        bar.stop()
         done = {i for i, (s, _) in status.items() if s in ("downloaded", "present")}
         _write_experiments_csv(out, table, done)
 

@@ -45,6 +45,7 @@ from scipy import ndimage
 from osnmf.atlas import Atlas
 from osnmf.errors import ConfigError, InputError
 from osnmf.expression import SpatialExpression
+from osnmf.progress import ProgressBar
 
 AXES = {"AP": 0, "DV": 1, "ML": 2}
 
@@ -350,16 +351,6 @@ def _missing_sections(section_sizes: np.ndarray, target: float, rng: np.random.G
     return hidden
 
 
-def _progress(enabled: bool, total: int, description: str):
-    if not enabled:
-        return None
-    from rich.progress import Progress
-
-    bar = Progress(transient=True)
-    bar.start()
-    return bar, bar.add_task(description, total=total)
-
-
 def _check(
     n_genes, n_patterns, noise, missing, sparsity, section_share, background, smoothing_um, n_markers, section_noise=0.0
 ) -> None:
@@ -466,8 +457,7 @@ def make_phantom(
     sections = np.zeros((n_total, atlas.shape[0]), dtype=bool)
     log_sd = np.float32(np.sqrt(np.log1p(noise**2)))
 
-    bar = _progress(progress, n_genes, "phantom")
-    try:
+    with ProgressBar("phantom", n_genes, enabled=progress) as bar:
         for start in range(0, n_genes, CHUNK):
             stop = min(start + CHUNK, n_genes)
             block = coefficients[start:stop] @ patterns
@@ -500,11 +490,7 @@ def make_phantom(
             for j, i in enumerate(range(start, stop)):
                 volumes[i].reshape(-1)[brain_flat] = obs[j]
                 volumes[i, sections[i]] = np.nan  # the whole section plane has no data
-            if bar is not None:
-                bar[0].update(bar[1], completed=stop)
-    finally:
-        if bar is not None:
-            bar[0].stop()
+            bar.update(completed=stop)
 
     for j, vol in enumerate(real_vols):
         i = n_genes + j

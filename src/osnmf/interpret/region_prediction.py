@@ -18,6 +18,7 @@ from sklearn.preprocessing import StandardScaler
 
 from osnmf.atlas import Atlas
 from osnmf.errors import ConfigError, InputError
+from osnmf.progress import track
 
 __all__ = ["RegionPrediction", "linked_patterns", "region_auc", "region_prediction_test"]
 
@@ -163,14 +164,9 @@ def region_prediction_test(
     auc = auc_of(linked)
     rng = np.random.default_rng(seed)
     subsets = np.stack([np.sort(rng.choice(k, size=len(linked), replace=False)) for _ in range(n_random)])
-    from rich.progress import Progress
-
-    with Progress(disable=not progress, transient=True) as bar:
-        task = bar.add_task(f"random models for {atlas.acronym(rid)}", total=n_random)
-        aucs = np.empty(n_random)
-        for i, s in enumerate(subsets):
-            aucs[i] = auc_of(s)
-            bar.advance(task)
+    aucs = np.empty(n_random)
+    for i, s in enumerate(track(subsets, f"random models for {atlas.acronym(rid)}", enabled=progress)):
+        aucs[i] = auc_of(s)
     p = (1 + int(np.sum(aucs >= auc))) / (n_random + 1)
     return RegionPrediction(
         region=atlas.acronym(rid), region_id=rid, linked=linked, linked_names=[names[i] for i in linked],

@@ -28,6 +28,7 @@ from osnmf.errors import InputError
 from osnmf.expression import SpatialExpression
 from osnmf.io.allen_grid import read_allen_grid_zip, write_allen_grid_zip
 from osnmf.io.metaimage import write_mhd_zip
+from osnmf.progress import track
 
 EXPERIMENTS_CSV = "experiments.csv"
 ANNOTATION_ZIP = "P56_Mouse_gridAnnotation.zip"
@@ -109,13 +110,6 @@ def _folder_atlas(folder: Path, atlas: Atlas | None) -> Atlas:
         raise InputError(message) from None
 
 
-def _progress_columns():
-    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
-
-    return (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeRemainingColumn())
-
-
 def read_aba_folder(
     path: str | os.PathLike,
     atlas: Atlas | None = None,
@@ -174,17 +168,8 @@ def read_aba_folder(
     # map() yields in order, so the error reported is the first bad file in experiments.csv order.
     pool = ThreadPoolExecutor(max_workers=max(1, int(n_jobs)))
     try:
-        done = pool.map(load, range(len(ids)))
-        if progress:
-            from rich.progress import Progress
-
-            with Progress(*_progress_columns(), transient=True) as bar:
-                task = bar.add_task(f"reading {folder.name}", total=len(ids))
-                for _ in done:
-                    bar.advance(task)
-        else:
-            for _ in done:
-                pass
+        for _ in track(pool.map(load, range(len(ids))), f"reading {folder.name}", len(ids), enabled=progress):
+            pass
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     genes = table[GENE_COLUMN].to_numpy(dtype=str)

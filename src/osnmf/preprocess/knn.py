@@ -34,6 +34,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from osnmf.errors import ConfigError, InputError
+from osnmf.progress import ProgressBar
 
 __all__ = ["impute_knn", "default_support", "neighbour_shells", "knn_fill"]
 
@@ -365,27 +366,15 @@ def run_chunks(work, slices: list[slice], n_jobs: int, progress: bool, label: st
     """Run ``work(slice)`` over chunks, in ``n_jobs`` threads, with an optional progress bar."""
     if int(n_jobs) != n_jobs or n_jobs < 1:
         raise ConfigError(f"n_jobs must be a positive integer, got {n_jobs!r}")
-    bar = None
-    if progress:
-        from rich.progress import Progress
-
-        bar = Progress(transient=True)
-        task = bar.add_task(label, total=len(slices))
-        bar.start()
-    try:
+    with ProgressBar(label, len(slices), enabled=progress) as bar:
         if n_jobs == 1:
             for sl in slices:
                 work(sl)
-                if bar is not None:
-                    bar.advance(task)
+                bar.advance()
         else:
             with ThreadPoolExecutor(max_workers=int(n_jobs)) as pool:
                 for _ in pool.map(work, slices):
-                    if bar is not None:
-                        bar.advance(task)
-    finally:
-        if bar is not None:
-            bar.stop()
+                    bar.advance()
 
 
 def default_support(

@@ -31,6 +31,7 @@ import pandas as pd
 
 from osnmf.atlas import Atlas
 from osnmf.errors import ConfigError, InputError
+from osnmf.progress import ProgressBar
 from osnmf.spatial.adjacency import ancestor_matrix, contiguous_index_sets, region_adjacency
 
 __all__ = [
@@ -346,12 +347,6 @@ def _describe(atlas: Atlas, idx) -> dict:
     }
 
 
-def _progress(enabled: bool):
-    from rich.progress import Progress
-
-    return Progress(disable=not enabled, transient=True)
-
-
 def _scan(stats: _Stats, combos: np.ndarray, anc: np.ndarray, keep: int, chunk: int, advance=None):
     """Score every combination in chunks; keep the ``keep`` best per pattern.
 
@@ -454,12 +449,12 @@ def best_combinations(
                 for b in range(a + 1, s_):
                     nested |= related[c[:, a], c[:, b]]
             combos_by_size[s_] = c[~nested]
-    with _progress(progress) as bar:
-        task = bar.add_task("scoring region combinations", total=sum(len(c) for c in combos_by_size.values()))
+    n_total = sum(len(c) for c in combos_by_size.values())
+    with ProgressBar("scoring region combinations", n_total, enabled=progress) as bar:
         for size in sizes:
             combos = combos_by_size[size]
             n_comb[size] = len(combos)
-            scan = _scan(stats, combos, anc, keep, chunk, lambda n: bar.advance(task, n))
+            scan = _scan(stats, combos, anc, keep, chunk, bar.advance)
             top[size] = (combos[scan[0]], scan[1])
             total += scan[2]
             total_sq += scan[3]

@@ -25,6 +25,7 @@ import numpy as np
 from scipy import sparse
 
 from osnmf.errors import ConfigError, InputError
+from osnmf.progress import track
 
 Connectivity = Literal["face", "queen"]
 WeightScheme = Literal["binary", "row"]
@@ -292,12 +293,7 @@ def morans_i_distribution(
     w = spatial_weights(mask, connectivity)
     k_max = max(np.asarray(r).shape[0] for r in reps)
     out = np.full((len(reps), k_max), np.nan)
-    it = range(len(reps))
-    if progress:
-        from rich.progress import track
-
-        it = track(it, description="Moran's I")
-    for i in it:
+    for i in track(range(len(reps)), "Moran's I", enabled=progress):
         p = np.asarray(reps[i])
         if variant == "continuous":
             vals = np.atleast_1d(morans_i(p, mask, weights=weights, w=w))
