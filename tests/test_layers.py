@@ -1,0 +1,148 @@
+"""The package's layering, enforced: no module imports from a layer above its own.
+
+The layer order is written down here, independently of the code (docs/architecture.md explains
+it). Every ``import``/``from … import`` anywhere in a module counts, including the lazy ones
+inside functions. A new module belongs to the layer of its package; a new top-level module must be
+given a layer below.
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "osnmf"
+
+# low → high; a module may import from its own layer and the layers before it.
+LAYERS = [
+    ("base", ["osnmf.errors", "osnmf.atomic", "osnmf._version", "osnmf.progress", "osnmf.stagecache"]),
+    ("formats", ["osnmf.io.metaimage", "osnmf.io.allen_grid", "osnmf.io.nrrd_io"]),
+    ("data types", ["osnmf.atlas", "osnmf.expression"]),
+    ("readers", ["osnmf.io"]),
+    ("datasets", ["osnmf.datasets"]),
+    ("preprocess", ["osnmf.preprocess"]),
+    ("factorize", ["osnmf.factorize", "osnmf.baselines"]),
+    ("analyses", ["osnmf.spatial", "osnmf.interpret", "osnmf.evaluate"]),
+    ("results", ["osnmf.results"]),
+    ("presentation", ["osnmf.plotting", "osnmf.report", "osnmf.viewer"]),
+    ("pipeline", ["osnmf.config", "osnmf.pipeline"]),
+    ("cli", ["osnmf.cli"]),
+]
+TOP = "osnmf"  # the package __init__: lazy re-exports only, imports nothing but base
+
+
+def layer_of(module: str) -> int:
+    """Index of the layer of ``module``: the longest matching prefix wins."""
+    best, best_len = None, -1
+    for i, (_, prefixes) in enumerate(LAYERS):
+        for p in prefixes:
+            if (module == p or module.startswith(p + ".")) and len(p) > best_len:
+                best, best_len = i, len(p)
+    if best is None:
+        raise AssertionError(f"{module} has no layer: add it (or its package) to LAYERS in tests/test_layers.py "
+                             "and to docs/architecture.md")
+    return best
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {module_name(p): p for p in sorted(SRC.rglob("*.py"))}
+
+
+def imports_of(path: Path, module: str, known: set[str]) -> set[str]:
+    """osnmf modules imported anywhere in the file (``from osnmf import x`` → ``osnmf.x`` for submodules)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names if a.name.split(".")[0] == "osnmf")
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative import
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            if base.split(".")[0] != "osnmf":
+                continue
+            for alias in node.names:
+                sub = f"{base}.{alias.name}"
+                out.add(sub if sub in known else base)
+    return out
+
+
+def test_layers_cover_every_module_and_name_real_packages():
+    modules = _modules()
+    for name in modules:
+        if name != TOP:
+            layer_of(name)
+    for _, prefixes in LAYERS:
+        for p in prefixes:
+            assert any(m == p or m.startswith(p + ".") for m in modules) or p in {"osnmf.results", "osnmf.baselines"}, \
+                f"LAYERS names {p}, which does not exist"
+
+
+def test_no_import_from_a_higher_layer():
+    modules = _modules()
+    known = set(modules)
+    bad = []
+    for name, path in modules.items():
+        for target in imports_of(path, name, known):
+            if target == TOP:
+                if name != TOP:
+                    bad.append(f"{name} imports from the package root 'osnmf' (import from the defining module)")
+                continue
+            if name == TOP:
+                if layer_of(target) != 0:
+                    bad.append(f"osnmf/__init__.py imports {target} eagerly (keep it lazy)")
+                continue
+            if layer_of(target) > layer_of(name):
+                bad.append(f"{name} ({LAYERS[layer_of(name)][0]}) imports {target} ({LAYERS[layer_of(target)][0]})")
+    assert not bad, "imports against the layering:\n" + "\n".join(sorted(bad))
+
+
+def test_module_imports_have_no_cycles():
+    modules = _modules()
+    known = set(modules)
+    graph = {name: {t for t in imports_of(path, name, known) if t in known and t != name and t != TOP}
+             for name, path in modules.items() if name != TOP}
+    # a package's __init__ re-exporting its own modules is not a cycle of concerns
+    for name in graph:
+        graph[name] = {t for t in graph[name] if not name.startswith(t + ".")}
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                pytest.fail("import cycle: " + " → ".join(stack[stack.index(nxt):] + [nxt]))
+            if nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+
+
+def test_the_checker_sees_lazy_and_relative_imports(tmp_path):
+    """The parser itself, on a module written here: imports inside functions and relative ones count."""
+    pkg = tmp_path / "osnmf" / "spatial"
+    pkg.mkdir(parents=True)
+    (tmp_path / "osnmf" / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    f = pkg / "demo.py"
+    f.write_text("import numpy\n\ndef g():\n    from osnmf.report.files import write_outputs\n"
+                 "    from ..pipeline import run_pipeline\n    from . import moran\n")
+    known = {"osnmf.spatial.moran", "osnmf.report.files", "osnmf.pipeline"}
+    found = imports_of(f, "osnmf.spatial.demo", known)
+    assert found == {"osnmf.report.files", "osnmf.pipeline", "osnmf.spatial.moran"}
+    assert layer_of("osnmf.report.files") > layer_of("osnmf.spatial.demo")  # would be reported
