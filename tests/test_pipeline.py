@@ -1,12 +1,16 @@
 """End to end: the pipeline on a small synthetic atlas, its files, caching/resume, and bad configs."""
 
 import json
+import re
 import subprocess
 import sys
+from itertools import combinations, permutations
 
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import sparse
+from scipy.optimize import linear_sum_assignment
 
 from osnmf.config import RunConfig, load_config
 from osnmf.errors import ConfigError
@@ -30,6 +34,7 @@ def test_files_written(run_dir):
         assert (out / name).is_file(), name
     k = summary["k_selected"]
     assert 3 <= k <= 5
+    assert k == summary["planted_truth"]["planted_k"] == TINY["phantom_patterns"]  # 4: strictly inside 3..5
     assert len(list((out / "patterns").glob("PP*.nrrd"))) == k
     assert list((out / "networks").glob("*.graphml"))
     assert (out / "figures" / "instability.png").is_file() and (out / "figures" / "instability.svg").is_file()
@@ -60,6 +65,151 @@ def test_outputs_agree_with_each_other(run_dir):
     saved = json.loads((out / "summary.json").read_text())
     assert saved["k_selected"] == k and saved["parameters"]["replicates"] == 4
     assert saved["planted_truth"]["planted_k"] == 4
+
+
+def _pearson_rows(P, Q):
+    """Pearson correlation of every row of P with every row of Q (NaN for a constant row)."""
+    Pc = P - P.mean(axis=1, keepdims=True)
+    Qc = Q - Q.mean(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (Pc @ Qc.T) / np.outer(np.linalg.norm(Pc, axis=1), np.linalg.norm(Qc, axis=1))
+
+
+def test_planted_truth_recovered(run_dir):
+    """The synthetic atlas's planted patterns (rebuilt here) are what the run found, at the planted K."""
+    from osnmf import Atlas, make_phantom
+
+    out, summary = run_dir
+    cfg = RunConfig(**TINY)
+    truth = summary["planted_truth"]
+    assert truth["selected_k"] == truth["planted_k"] == summary["k_selected"] == 4
+    assert min(truth["matched_r"]) >= 0.9
+    phantom = make_phantom(n_genes=cfg.phantom_genes, n_patterns=cfg.phantom_patterns, noise=cfg.phantom_noise,
+                           missing=cfg.phantom_missing, seed=cfg.phantom_seed)
+    brain = Atlas.default().brain_mask
+    with np.load(out / "patterns.npz", allow_pickle=False) as npz:
+        found = npz["patterns"][:, brain].astype(np.float64)
+        genes = npz["genes"]
+    corr = _pearson_rows(phantom.patterns.astype(np.float64), found)
+    rows, cols = linear_sum_assignment(corr, maximize=True)
+    assert corr[rows, cols].min() >= 0.9
+    np.testing.assert_allclose(np.sort(corr[rows, cols]), np.sort(truth["matched_r"]), atol=1e-5)
+    assert set(genes.tolist()) <= set(phantom.data.genes.tolist())
+
+
+def _brute_hungarian(P, Q):
+    """1 - best mean uncentred cosine over all one-to-one matchings (explicit permutations)."""
+    P, Q = np.asarray(P, np.float64), np.asarray(Q, np.float64)
+    Pn = P / np.linalg.norm(P, axis=1, keepdims=True)
+    Qn = Q / np.linalg.norm(Q, axis=1, keepdims=True)
+    C = Pn @ Qn.T
+    return 1 - max(C[np.arange(len(C)), list(s)].mean() for s in permutations(range(len(C))))
+
+
+def test_stability_csv_is_the_models_curve(run_dir):
+    """stability.csv = the sweep's replicates' instability by brute force; patterns = the final model."""
+    import anndata
+
+    from osnmf import Atlas, StaNMF
+
+    out, summary = run_dir
+    cfg = RunConfig(**TINY)
+    X = np.asarray(anndata.read_h5ad(out / "results.h5ad").X).T  # the imputed matrix the sweep saw
+    # same parameters and block layout as the pipeline: every block is read back from <out>/sweep
+    model = StaNMF(k_range=cfg.k_range, n_replicates=cfg.replicates, n_restarts=cfg.n_restarts, solver=cfg.solver,
+                   max_iter=cfg.max_iter, tol=cfg.tol, random_state=cfg.seed, store=out / "sweep",
+                   block_size=max(1, -(-cfg.replicates // cfg.jobs))).fit(X)
+    stab = pd.read_csv(out / "stability.csv").set_index("k")
+    for k in cfg.k_range:
+        reps = model.replicates_[k]
+        pairs = [_brute_hungarian(reps[a], reps[b]) for a, b in combinations(range(len(reps)), 2)]
+        assert stab.loc[k, "n_pairs"] == len(pairs) == 6
+        assert stab.loc[k, "hungarian"] == pytest.approx(np.mean(pairs), abs=1e-6)
+        assert stab.loc[k, "hungarian_sd"] == pytest.approx(np.std(pairs), abs=1e-6)
+    assert model.k_ == summary["k_selected"] == int(stab["hungarian"].idxmin())
+    support = np.asarray(anndata.read_h5ad(out / "results.h5ad").obsm["spatial"])
+    with np.load(out / "patterns.npz", allow_pickle=False) as npz:
+        patterns, coefficients = npz["patterns"], npz["coefficients"]
+    np.testing.assert_allclose(patterns[:, support[:, 0], support[:, 1], support[:, 2]], model.components_,
+                               rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(coefficients, model.coefficients_, rtol=1e-5, atol=1e-7)
+    outside = np.ones(Atlas.default().shape, bool)
+    outside[tuple(support.T)] = False
+    assert not patterns[:, outside].any()
+
+
+def test_result_files_content(run_dir):
+    """Each file read with an independent reader and checked against numbers recomputed here."""
+    import networkx as nx
+    import nrrd
+
+    from osnmf import Atlas
+
+    out, summary = run_dir
+    atlas = Atlas.default()
+    brain = atlas.brain_mask
+    k = summary["k_selected"]
+    with np.load(out / "patterns.npz", allow_pickle=False) as npz:
+        patterns, A, genes, names = npz["patterns"], npz["coefficients"], npz["genes"], npz["pattern_names"]
+        assert npz["experiment_ids"].shape == (A.shape[0],) and len(set(npz["experiment_ids"])) == A.shape[0]
+        np.testing.assert_array_equal(npz["spacing_um"], [200.0, 200.0, 200.0])
+    assert patterns.shape == (k, *atlas.shape) and A.shape == (len(genes), k) and (A >= 0).all()
+    assert [re.match(r"PP\d+", str(n)).group() for n in names] == [f"PP{i + 1}" for i in range(k)]
+    # patterns/PP*.nrrd (read with pynrrd) = the same volumes
+    for i in range(k):
+        volume, header = nrrd.read(str(out / "patterns" / f"PP{i + 1}.nrrd"))
+        np.testing.assert_array_equal(volume, patterns[i])
+    # markers.csv: importance r_gk = a_gk / sum_k a_gk, from the coefficients
+    importance = A / A.sum(axis=1, keepdims=True)
+    markers = pd.read_csv(out / "markers.csv")
+    assert len(markers) == A.size
+    np.testing.assert_allclose(markers["importance"], importance[markers["experiment"], markers["pattern"]],
+                               rtol=1e-5)
+    assert (markers["gene"] == genes[markers["experiment"]]).all()
+    # networks: one GraphML per pattern, nodes = the pattern's top genes by importance
+    for p in range(k):
+        graph = nx.read_graphml(out / "networks" / f"pattern_{p}.graphml")
+        nodes = list(graph.nodes)
+        assert len(nodes) >= 2 and set(nodes) <= set(genes.tolist())
+        top = genes[np.argsort(-importance[:, p], kind="stable")[: len(nodes)]]
+        assert set(nodes) == set(top.tolist())
+        for node, data in graph.nodes(data=True):
+            assert data["importance"] == pytest.approx(importance[genes.tolist().index(node), p], rel=1e-5)
+    # region_correlations.csv: Pearson r of each pattern with each region's mask (masks from the atlas)
+    brain_patterns = patterns[:, brain].astype(np.float64)
+    table = pd.read_csv(out / "region_correlations.csv")
+    ids = sorted(set(table["region_id"]))
+    assert set(ids) == set(atlas.region_ids.tolist())
+    # a region's mask = voxels whose label is the region or one of its descendants (label → ancestors)
+    labels, label_index = np.unique(atlas.annotation[brain], return_inverse=True)
+    inside = np.zeros((labels.size, len(ids)), dtype=bool)
+    for li, label in enumerate(labels):
+        inside[li, [ids.index(n) for n in (int(label), *atlas.ancestors(int(label)))]] = True
+    masks = inside[label_index.ravel()].T  # (regions, brain voxels) bool
+    # Pearson with a 0/1 mask: r = (Σ_mask p − c·mean p) / (n · sd p · sqrt(c/n · (1 − c/n)))
+    n, c = masks.shape[1], masks.sum(axis=1).astype(np.float64)
+    sums = (sparse.csr_matrix(masks, dtype=np.float64) @ brain_patterns.T).T  # (k, regions)
+    mean, sd = brain_patterns.mean(axis=1, keepdims=True), brain_patterns.std(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (sums - c * mean) / (n * sd * np.sqrt(c / n * (1 - c / n)))
+    r[:, c == n] = np.nan  # a mask covering the whole brain is constant
+    col = {int(i): j for j, i in enumerate(ids)}
+    expect = r[table["pattern_index"], [col[int(i)] for i in table["region_id"]]]
+    np.testing.assert_allclose(table["r"], expect, atol=1e-6, equal_nan=True)
+    # links.csv: every pattern's best link is a set of atlas regions; r = Pearson with their union,
+    # at least as high as that pattern's best single region
+    links = pd.read_csv(out / "links.csv")
+    assert sorted(links["pattern_index"]) == list(range(k))
+    for _, row in links.iterrows():
+        members = [int(v) for v in row["region_ids"].strip("()").split(",") if v.strip()]
+        assert 1 <= len(members) <= 2 and all(m in col for m in members)
+        assert row["acronyms"] == "+".join(atlas.acronym(m) for m in members)
+        union = masks[[col[m] for m in members]].any(axis=0).astype(np.float64)
+        assert row["r"] == pytest.approx(np.corrcoef(brain_patterns[row["pattern_index"]], union)[0, 1], abs=1e-6)
+        assert row["r"] >= np.nanmax(r[row["pattern_index"]]) - 1e-9
+    # ontology.nwk: a tree over exactly the k patterns
+    leaves = re.findall(r"'(PP\d+)[^']*'", (out / "ontology.nwk").read_text())
+    assert sorted(leaves) == sorted(f"PP{i + 1}" for i in range(k))
 
 
 def test_rerun_reuses_every_stage(run_dir):
