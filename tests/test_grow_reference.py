@@ -1,0 +1,123 @@
+"""The default recipe (``grow=True``) and the compressed solver against scikit-learn and planted truth.
+
+* A replicate's grown start is rebuilt here from scratch (scikit-learn's K−1 fit of the resampled
+  rows, the leading singular pair of its positive residual by numpy's SVD) and fitted with
+  ``sklearn.decomposition.NMF(init="custom", solver="cd")``; StaNMF's replicate must equal the
+  lower-loss one of that fit and scikit-learn's NNDSVDa fit.
+* On a phantom with a small planted pattern (``benchmarks/bench_grow_small_pattern.py``), grow
+  reaches the optimum of a fit started from the truth, where the paper's NNDSVDa start does not.
+* ``solver="compressed"`` gives the exact solver's instability curve and K.
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.optimize import linear_sum_assignment
+from sklearn.decomposition import NMF
+from threadpoolctl import threadpool_limits
+
+import osnmf
+from osnmf.factorize.sweep import SweepParams, replicate_counts
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from bench_grow_small_pattern import small_pattern_case, worst_matched_r  # noqa: E402
+
+SK = dict(solver="cd", max_iter=200, tol=1e-4)
+
+
+@pytest.fixture(autouse=True)
+def _one_blas_thread():
+    with threadpool_limits(1):  # shared machine: threaded BLAS on small products only spins
+        yield
+
+
+@pytest.fixture(scope="module")
+def case():
+    return small_pattern_case(seed=0, n_genes=200)
+
+
+def _matched(P, Q):
+    """Uncentred cosine of optimally matched rows (the staNMF correlation)."""
+    Pn = P / np.linalg.norm(P, axis=1, keepdims=True)
+    Qn = Q / np.linalg.norm(Q, axis=1, keepdims=True)
+    C = Pn @ Qn.T
+    rows, cols = linear_sum_assignment(C, maximize=True)
+    return C[rows, cols]
+
+
+def _grown_start(X, W, H):
+    """K−1 factors plus the leading singular pair of max(X − W H, 0), scaled by sqrt(s)."""
+    E = np.maximum(X - W @ H, 0)
+    U, s, Vt = np.linalg.svd(E, full_matrices=False)
+    u, v = np.abs(U[:, 0]), np.abs(Vt[0])  # Perron vector of a non-negative matrix: one sign
+    return np.hstack([W, np.sqrt(s[0]) * u[:, None]]), np.vstack([H, np.sqrt(s[0]) * v])
+
+
+def test_grown_replicates_equal_sklearn_custom_fit(case):
+    X, _, _ = case
+    K, R, seed = 12, 2, 0
+    model = osnmf.StaNMF(k_range=[K - 1, K], n_replicates=R, grow=True, random_state=seed).fit(X)
+    info = model.replicate_info_.query("k == @K").set_index("replicate")
+    counts = replicate_counts(X.shape[0], range(R), SweepParams(random_state=seed))
+    kept_grown = 0
+    for r in range(R):
+        Xr = X[np.repeat(np.arange(X.shape[0]), counts[r])]
+        prev = NMF(K - 1, init="nndsvda", **SK)
+        W = prev.fit_transform(Xr)
+        W0, H0 = _grown_start(Xr, W, prev.components_)
+        grown = NMF(K, init="custom", **SK)
+        grown.fit_transform(Xr, W=W0, H=H0)
+        plain = NMF(K, init="nndsvda", **SK).fit(Xr)
+        best = min((plain, grown), key=lambda f: f.reconstruction_err_)
+        # StaNMF's loss is ‖diag(sqrt(c))(X − A D)‖_F = scikit-learn's on the repeated rows
+        assert info.loc[r, "loss"] == pytest.approx(best.reconstruction_err_, rel=1e-3)
+        assert info.loc[r, "restart"] == (1 if best is grown else 0)  # 1 = the grown start was kept
+        assert _matched(model.replicates_[K][r], best.components_).min() >= 0.99
+        kept_grown += best is grown
+    assert kept_grown >= 1  # the grown branch is really exercised, not only NNDSVDa
+
+
+def test_grow_reaches_the_truth_started_optimum(case):
+    """12 planted patterns, one small: NNDSVDa lands in a worse optimum, grow in the truth's."""
+    X, A, P = case
+    K = P.shape[0]
+    truth = NMF(K, init="custom", **SK)
+    truth.fit_transform(X, W=A.copy(), H=P.copy())
+    plain = osnmf.StaNMF(k_range=[K], n_replicates=2, grow=False, random_state=0).fit(X)
+    grown = osnmf.StaNMF(k_range=[K], n_replicates=2, grow=True, random_state=0).fit(X)
+    assert grown.loss_ == pytest.approx(truth.reconstruction_err_, rel=1e-4)
+    assert plain.loss_ > 1.02 * truth.reconstruction_err_  # 135.2 vs 131.6
+    assert worst_matched_r(grown.components_, P) >= 0.95
+    assert worst_matched_r(plain.components_, P) < 0.5  # the small pattern is missing
+    assert _matched(grown.components_, truth.components_).min() >= 0.999
+    # the paper's recipe is scikit-learn's NNDSVDa fit
+    sk = NMF(K, init="nndsvda", **SK).fit(X)
+    assert plain.loss_ == pytest.approx(sk.reconstruction_err_, rel=1e-4)
+
+
+def test_compressed_equals_exact_at_stanmf_level():
+    """Small phantom (4 planted patterns): same K, same γ(K) to 0.005, same patterns."""
+    ph = osnmf.make_phantom(n_genes=60, n_patterns=4, noise=0.2, missing=0.0, seed=2)
+    X, _ = ph.data.to_matrix()
+    X = X[:, ::40]
+    kw = dict(k_range=range(2, 7), n_replicates=6, random_state=0)
+    exact = osnmf.StaNMF(solver="exact", **kw).fit(X)
+    assert exact.k_ == 4
+    # the default sketch (99.9% of the energy: rank 50 of 60 here): the whole curve agrees
+    comp = osnmf.StaNMF(solver="compressed", **kw).fit(X)
+    assert comp.sketch_.rank < min(X.shape)
+    assert comp.k_ == exact.k_
+    gap = np.abs(comp.instability_["hungarian"].to_numpy() - exact.instability_["hungarian"].to_numpy())
+    assert gap.max() <= 0.005, gap
+    assert _matched(comp.components_, exact.components_).min() >= 0.999
+    assert comp.loss_ == pytest.approx(exact.loss_, rel=1e-3)
+    # a hard compression (rank 8, 97.5% of the energy): still the same K and γ at that K
+    hard = osnmf.StaNMF(solver="compressed", sketch={"rank": 8}, **kw).fit(X)
+    assert hard.sketch_.rank == 8
+    assert hard.k_ == exact.k_
+    k = exact.k_
+    g_exact = exact.instability_.set_index("k").loc[k, "hungarian"]
+    assert hard.instability_.set_index("k").loc[k, "hungarian"] == pytest.approx(g_exact, abs=0.005)
+    assert _matched(hard.components_, exact.components_).min() >= 0.99
