@@ -7,6 +7,7 @@ import tracemalloc
 import numpy as np
 import pytest
 from sklearn.decomposition._nmf import _initialize_nmf
+from test_nmf import matched_r, phantom, sk_fit
 from threadpoolctl import threadpool_limits
 
 import osnmf.factorize.nmf as nmf_mod
@@ -15,8 +16,6 @@ from osnmf.factorize.nmf import bootstrap_counts, fit_nmf, fit_nmf_replicates
 from osnmf.factorize.residual import grow_lowrank
 from osnmf.factorize.sketch import ExactOperator, sketch_matrix
 from osnmf.factorize.sweep import grow_factors
-
-from test_nmf import matched_r, phantom, sk_fit  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
