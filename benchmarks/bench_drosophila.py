@@ -4,7 +4,9 @@ Ours: ``StaNMF(k_range, n_replicates, solver="exact", grow=False)`` (the paper r
 Reference: a loop of scikit-learn ``NMF(solver="cd", init="nndsvda", tol=1e-4, max_iter=200)``
 fits on the explicitly resampled ``X[idx]`` with the *same* bootstrap draws. Both instability
 curves (Hungarian and Amari, the metric code is shared and brute-force tested) are printed side
-by side, with the wall-time ratio and the peak traced memory of each side.
+by side, with the wall-time ratio and the peak traced memory of each side (times are taken
+without tracing; the memory is read in a second, traced run of each side — ``--no-memory`` skips
+it; see ``benchmarks/measure.py``).
 
 Usage::
 
@@ -14,12 +16,11 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import time
-import tracemalloc
 import warnings
 
 import numpy as np
 import pandas as pd
+from measure import peak_mib, timed
 from sklearn.decomposition import NMF
 from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
@@ -49,16 +50,6 @@ def sklearn_sweep(X, ks, R, seed, max_iter, tol):
     return pd.DataFrame(rows), pats
 
 
-def timed(fn):
-    tracemalloc.start()
-    t0 = time.perf_counter()
-    out = fn()
-    dt = time.perf_counter() - t0
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    return out, dt, peak / 2**20
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--kmin", type=int, default=12)
@@ -68,20 +59,27 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="BLAS threads for both sides")
     ap.add_argument("--max-iter", type=int, default=200)
     ap.add_argument("--tol", type=float, default=1e-4)
+    ap.add_argument("--no-memory", action="store_true", help="skip the traced memory pass")
     args = ap.parse_args()
     X = load()
     ks = list(range(args.kmin, args.kmax + 1))
     print(f"Drosophila X {X.shape} float32, K {ks[0]}..{ks[-1]}, {args.replicates} bootstrap "
           f"replicates, BLAS threads {args.threads}")
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
+    def run_ours():
+        return StaNMF(k_range=ks, n_replicates=args.replicates, random_state=args.seed,
+                      max_iter=args.max_iter, tol=args.tol, grow=False).fit(X)
+
+    def run_ref():
+        return sklearn_sweep(X, ks, args.replicates, args.seed, args.max_iter, args.tol)
+
     with threadpool_limits(args.threads):
-        ours, t_ours, mem_ours = timed(lambda: StaNMF(
-            k_range=ks, n_replicates=args.replicates, random_state=args.seed,
-            max_iter=args.max_iter, tol=args.tol, grow=False).fit(X))
-        print(f"ours     {t_ours:8.1f} s  peak {mem_ours:7.1f} MiB  (sweep + instability + final)")
-        (ref, ref_pats), t_ref, mem_ref = timed(lambda: sklearn_sweep(
-            X, ks, args.replicates, args.seed, args.max_iter, args.tol))
-        print(f"sklearn  {t_ref:8.1f} s  peak {mem_ref:7.1f} MiB  (loop of fits on X[idx])")
+        ours, t_ours = timed(run_ours)
+        print(f"ours     {t_ours:8.1f} s  (sweep + instability + final)", flush=True)
+        (ref, ref_pats), t_ref = timed(run_ref)
+        print(f"sklearn  {t_ref:8.1f} s  (loop of fits on X[idx])", flush=True)
+        if not args.no_memory:  # a second, traced run of each side, for memory only
+            print(f"peak traced memory: ours {peak_mib(run_ours):7.1f} MiB, sklearn {peak_mib(run_ref):7.1f} MiB")
     print(f"speed-up {t_ref / t_ours:.2f}x  (sklearn time / ours; ours also fits the final model)")
     a = ours.instability_.set_index("k")
     b = ref.set_index("k")

@@ -2,7 +2,9 @@
 
 Ours (batched, exact and compressed) against a loop of scikit-learn
 ``NMF(solver="cd", tol=1e-4, max_iter=200, init="nndsvda")`` fits on the explicitly resampled
-``X[idx]``, timed in the same run on the same float32 data. scikit-learn is run on the first
+``X[idx]``, timed in the same run on the same float32 data. Times are taken without tracing;
+peak memory comes from a second, traced run of each step (``--no-memory`` skips it; see
+``benchmarks/measure.py``). scikit-learn is run on the first
 ``--sklearn-fits`` replicates and its time is extrapolated linearly to all replicates (printed).
 Agreement: matched-pattern Pearson r (Hungarian) of each of our replicates against
 scikit-learn's fit of the same replicate, and the Hungarian instability γ of each set.
@@ -17,11 +19,11 @@ from __future__ import annotations
 
 import argparse
 import time
-import tracemalloc
 import warnings
 from pathlib import Path
 
 import numpy as np
+from measure import peak_mib, timed
 from scipy.optimize import linear_sum_assignment
 from sklearn.decomposition import NMF
 from sklearn.exceptions import ConvergenceWarning
@@ -68,15 +70,10 @@ def gamma(Ds: list[np.ndarray]) -> tuple[float, float]:
     return float(np.mean(vals)), float(np.std(vals))
 
 
-def peak_run(fn):
-    tracemalloc.start()
-    tracemalloc.reset_peak()
-    t = time.perf_counter()
-    out = fn()
-    dt = time.perf_counter() - t
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    return out, dt, peak / 2**30
+def measured(fn, memory: bool):
+    """``(fn(), seconds, peak GiB)``: timed untraced; the peak from a second, traced run (NaN if off)."""
+    out, dt = timed(fn)
+    return out, dt, (peak_mib(fn) / 2**10 if memory else float("nan"))
 
 
 def main() -> None:
@@ -90,7 +87,9 @@ def main() -> None:
     ap.add_argument("--max-rank", type=int, default=1024)
     ap.add_argument("--skip-exact", action="store_true")
     ap.add_argument("--cache", default=None, help="npy file to cache the synthetic matrix")
+    ap.add_argument("--no-memory", action="store_true", help="skip the traced memory passes")
     a = ap.parse_args()
+    memory = not a.no_memory
 
     t = time.perf_counter()
     X = load_matrix(a.genes, a.k, a.cache)
@@ -115,11 +114,11 @@ def main() -> None:
                     model.fit_transform(Xi)
                 return model
 
-            model, dt, pk = peak_run(run)
+            model, dt, pk = measured(run, memory and r == 0)  # one fit's memory stands for all
             sk_D.append(model.components_)
             sk_t.append(dt)
             sk_iter.append(model.n_iter_)
-            sk_peak = max(sk_peak, pk)
+            sk_peak = pk if r == 0 else sk_peak
             print(f"  sklearn replicate {r}: {dt:.1f} s, n_iter {model.n_iter_}", flush=True)
         S = len(sk_D)
         sk_total = float(np.mean(sk_t)) * R
@@ -142,17 +141,17 @@ def main() -> None:
         print(f"RESULT sklearn loop    : {sk_total:7.0f} s  (mean n_iter {np.mean(sk_iter):.0f}, "
               f"peak {sk_peak:.2f} GiB)", flush=True)
         gammas = {}
-        sk_obj, dt_s, pk_s = peak_run(
-            lambda: sketch_matrix(X, energy=a.energy, max_rank=a.max_rank, random_state=0)
+        sk_obj, dt_s, pk_s = measured(
+            lambda: sketch_matrix(X, energy=a.energy, max_rank=a.max_rank, random_state=0), memory
         )
         print(f"sketch: rank {sk_obj.rank}, energy {sk_obj.energy:.5f}, {dt_s:.0f} s, "
               f"peak {pk_s:.2f} GiB", flush=True)
-        fits, dt, pk = peak_run(lambda: fit_nmf_replicates(
-            X, k, counts, solver="compressed", sketch=sk_obj, random_state=0))
+        fits, dt, pk = measured(lambda: fit_nmf_replicates(
+            X, k, counts, solver="compressed", sketch=sk_obj, random_state=0), memory)
         print(f"ours compressed: {dt:.0f} s fit + {dt_s:.0f} s sketch", flush=True)
         gammas["compressed"] = report("compressed", fits, dt + dt_s, max(pk, pk_s))
         if not a.skip_exact:
-            fits, dt, pk = peak_run(lambda: fit_nmf_replicates(X, k, counts, random_state=0))
+            fits, dt, pk = measured(lambda: fit_nmf_replicates(X, k, counts, random_state=0), memory)
             gammas["exact"] = report("exact", fits, dt, pk)
             print(f"|gamma exact - gamma compressed| over {R} replicates: "
                   f"{abs(gammas['exact'][0] - gammas['compressed'][0]):.4f}")
