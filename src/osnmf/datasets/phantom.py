@@ -114,6 +114,7 @@ class Phantom:
     is_real : bool ``(n_experiments,)``: True for appended real genes (truth unknown).
     missing_sections : bool ``(n_experiments, AP)``: coronal sections hidden whole.
     noise, missing_fraction, seed : the generating parameters.
+    preset : ``None`` or the preset's name (``"calibrated"``); recipe : the preset's knobs.
     """
 
     data: SpatialExpression
@@ -129,6 +130,8 @@ class Phantom:
     noise: float = 0.0
     missing_fraction: float = 0.0
     seed: int | None = None
+    preset: str | None = None
+    recipe: dict = field(default_factory=dict)
 
     @property
     def n_patterns(self) -> int:
@@ -378,10 +381,10 @@ CHUNK = 128  # experiments per noise block: fixed, so the random stream never de
 
 
 def make_phantom(
-    n_genes: int = 200,
-    n_patterns: int = 8,
+    n_genes: int | None = None,
+    n_patterns: int | None = None,
     noise: float = 0.1,
-    missing: float = 0.1,
+    missing: float | None = None,
     seed: int | None = 0,
     atlas: Atlas | None = None,
     real_genes: Sequence[str | Path] | bool | None = False,
@@ -392,18 +395,21 @@ def make_phantom(
     smoothing_um: float = 200.0,
     section_noise: float = 0.0,
     progress: bool = False,
+    preset: str | None = None,
 ) -> Phantom:
     """Synthetic ISH atlas with planted patterns, coefficients, noise and missing data.
 
     Parameters
     ----------
-    n_genes : synthetic experiments (one per gene; symbols ``Gene0001`` …, ids ``phantom-000001`` …).
-    n_patterns : K planted patterns; the first 13 come from :data:`PATTERN_LIBRARY` (isocortex
-        with an anterior→posterior gradient, olfactory bulb, hippocampus, striatum, thalamus,
-        cerebellar cortex, ventral-high midbrain + hindbrain, hypothalamus + pallidum, …), more
-        are random unions of medium regions.
+    n_genes : synthetic experiments (one per gene; symbols ``Gene0001`` …, ids ``phantom-000001`` …);
+        default 200 (``preset="calibrated"``: 1,000).
+    n_patterns : K planted patterns, default 8 (``preset="calibrated"``: 11); the first 13 come
+        from :data:`PATTERN_LIBRARY` (isocortex with an anterior→posterior gradient, olfactory
+        bulb, hippocampus, striatum, thalamus, cerebellar cortex, ventral-high midbrain +
+        hindbrain, hypothalamus + pallidum, …), more are random unions of medium regions.
     noise : coefficient of variation of the multiplicative (log-normal, mean 1) noise.
-    missing : expected fraction of brain voxels hidden per experiment (NaN).
+    missing : expected fraction of brain voxels hidden per experiment (NaN); default 0.1
+        (``preset="calibrated"``: 0.05).
     seed : seed of the one ``numpy.random.Generator`` used for everything.
     atlas : the atlas to build on (default :meth:`Atlas.default`).
     real_genes : paths of Allen grid zips to append as real experiments (truth unknown: NaN rows
@@ -418,6 +424,10 @@ def make_phantom(
         voxels of one coronal section of one experiment, as uneven staining between ISH sections
         (0 = off, the default).
     progress : show a progress bar while generating.
+    preset : ``None`` (this model) or ``"calibrated"``: the atlas calibrated to the real one
+        (:func:`osnmf.datasets.phantom_presets.make_calibrated_phantom`; the preset sets the
+        noise model and its own defaults — only ``n_genes``, ``n_patterns``, ``missing``,
+        ``seed``, ``atlas``, ``real_genes``, ``section_share`` and ``progress`` pass through).
 
     Returns
     -------
@@ -428,6 +438,17 @@ def make_phantom(
     Memory is dominated by the float32 volumes (``n × AP × DV × ML``) and ``clean``
     (``n × n_brain_voxels``): about 3.9 GB for the paper's 4,345 experiments.
     """
+    if preset is not None:
+        from osnmf.datasets.phantom_presets import make_preset
+
+        given = {"n_genes": n_genes, "n_patterns": n_patterns, "missing": missing}
+        return make_preset(
+            preset, seed=seed, atlas=atlas, real_genes=real_genes, section_share=section_share, progress=progress,
+            **{k: v for k, v in given.items() if v is not None},
+        )
+    n_genes = 200 if n_genes is None else n_genes
+    n_patterns = 8 if n_patterns is None else n_patterns
+    missing = 0.1 if missing is None else missing
     _check(
         n_genes, n_patterns, noise, missing, sparsity, section_share, background, smoothing_um, n_markers, section_noise
     )
@@ -438,6 +459,42 @@ def make_phantom(
     patterns, names, regions = plant_patterns(atlas, n_patterns, rng, smoothing_um)
     coefficients, marker_of = plant_coefficients(n_genes, n_patterns, rng, sparsity, n_markers)
 
+    def signal(start: int, stop: int) -> np.ndarray:
+        return coefficients[start:stop] @ patterns
+
+    return assemble(
+        atlas, rng, patterns, names, regions, coefficients, marker_of, signal, noise=noise, missing=missing,
+        background=background, section_share=section_share, section_noise=section_noise,
+        real_genes=real_genes, seed=seed, progress=progress,
+    )
+
+
+def assemble(
+    atlas: Atlas,
+    rng: np.random.Generator,
+    patterns: np.ndarray,
+    names: list[str],
+    regions: list[list[str]],
+    coefficients: np.ndarray,
+    marker_of: np.ndarray,
+    signal,
+    *,
+    noise: float,
+    missing: float,
+    background: float,
+    section_share: float,
+    section_noise: float,
+    real_genes,
+    seed: int | None,
+    progress: bool,
+) -> Phantom:
+    """Observe a noiseless signal through the ISH noise and missing-data model of this module.
+
+    ``signal(start, stop)`` returns the noiseless float32 block ``(stop - start, n_brain_voxels)``
+    of experiments ``start .. stop-1`` (called once per block of :data:`CHUNK`, in order); it
+    becomes ``Phantom.clean``. The noise, missing data and real genes follow :func:`make_phantom`.
+    """
+    n_genes, n_patterns = coefficients.shape
     if real_genes is True or isinstance(real_genes, (str, Path)):
         raise ConfigError("real_genes takes a list of Allen grid zip paths (they are not packaged)")
     real_paths = [Path(p) for p in real_genes] if real_genes else []
@@ -460,7 +517,7 @@ def make_phantom(
     with ProgressBar("phantom", n_genes, enabled=progress) as bar:
         for start in range(0, n_genes, CHUNK):
             stop = min(start + CHUNK, n_genes)
-            block = coefficients[start:stop] @ patterns
+            block = np.asarray(signal(start, stop), dtype=np.float32)
             clean[start:stop] = block
             # multiplicative log-normal noise with mean 1 and CV = noise, then a little additive
             obs = rng.standard_normal(block.shape, dtype=np.float32)
