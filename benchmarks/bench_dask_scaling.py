@@ -24,9 +24,10 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from osnmf.factorize.distributed import DaskExecutor
+from osnmf.factorize.executors import DaskExecutor, SerialExecutor
+from osnmf.factorize.params import SweepParams
 from osnmf.factorize.stanmf import StaNMF
-from osnmf.factorize.sweep import SerialExecutor, SweepParams, fit_block
+from osnmf.factorize.sweep import fit_block
 
 
 def low_rank(n: int, m: int, k: int, seed: int = 0) -> np.ndarray:

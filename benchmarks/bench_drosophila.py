@@ -26,9 +26,10 @@ from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
 import osnmf
+from osnmf.factorize.params import SweepParams
 from osnmf.factorize.stability import instability, select_k
 from osnmf.factorize.stanmf import StaNMF
-from osnmf.factorize.sweep import SweepParams, replicate_counts
+from osnmf.factorize.sweep import replicate_counts
 
 
 def load() -> np.ndarray:

@@ -31,12 +31,8 @@ from sklearn.decomposition._nmf import _initialize_nmf
 from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
-from osnmf.factorize.nmf import (
-    _nndsvda_batch,
-    bootstrap_counts,
-    fit_nmf_replicates,
-    prepare_data,
-)
+from osnmf.factorize.init import nndsvda_init
+from osnmf.factorize.nmf import bootstrap_counts, fit_nmf_replicates, prepare_data
 
 
 def main() -> None:
@@ -91,7 +87,7 @@ def main() -> None:
             res = {}
             for name, op in (("exact", exact), ("compressed", comp)):
                 t = time.perf_counter()
-                At, D = _nndsvda_batch(op, k, counts, np.random.default_rng(0), 1e-6, None)
+                At, D = nndsvda_init(op, k, counts, np.random.default_rng(0), 1e-6, None)
                 init = (time.perf_counter() - t) / a.batch
                 t = time.perf_counter()
                 fit_nmf_replicates(op, k, counts, init=(At.transpose(0, 2, 1), D),

@@ -26,7 +26,8 @@ import numpy as np
 from sklearn.neighbors import KNeighborsRegressor
 
 import osnmf
-from osnmf.preprocess import default_support, holdout_check, impute_knn, masked_nmf, prepare_matrix
+from osnmf.factorize.masked import masked_nmf
+from osnmf.preprocess import default_support, holdout_check, impute_knn, prepare_matrix
 
 
 def timed(fn, *args, trace: bool = False, **kwargs):

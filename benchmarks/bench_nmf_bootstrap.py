@@ -30,7 +30,7 @@ from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
 from osnmf.factorize.nmf import bootstrap_counts, fit_nmf_replicates
-from osnmf.factorize.sketch import sketch_matrix
+from osnmf.factorize.operators import sketch_matrix
 
 
 def load_matrix(n_genes: int, k: int, cache: str | None) -> np.ndarray:

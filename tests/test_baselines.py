@@ -11,7 +11,9 @@ from scipy import stats
 from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_rand_score
 
-from osnmf.baselines import (
+from osnmf.errors import ConfigError, InputError
+from osnmf.evaluate.metrics import patterns_per_gene, reconstruction_accuracy, summarize
+from osnmf.factorize.baselines import (
     PatternSet,
     align_signs,
     bootstrap_counts,
@@ -26,8 +28,6 @@ from osnmf.baselines import (
     pca_patterns,
     voxel_pca_embedding,
 )
-from osnmf.errors import ConfigError, InputError
-from osnmf.evaluate.metrics import patterns_per_gene, reconstruction_accuracy, summarize
 
 
 def _same_up_to_sign(a, b, atol):

@@ -23,14 +23,11 @@ from dask.distributed import Client, LocalCluster  # a test dependency: imported
 from threadpoolctl import threadpool_limits
 
 from osnmf.errors import ConfigError
-from osnmf.factorize.distributed import DaskExecutor, as_executor
+from osnmf.factorize.executors import DaskExecutor, as_executor
+from osnmf.factorize.params import SweepParams, plan_blocks
 from osnmf.factorize.stanmf import StaNMF
-from osnmf.factorize.sweep import (
-    SweepParams,
-    SweepStore,
-    plan_blocks,
-    run_sweep,
-)
+from osnmf.factorize.store import SweepStore
+from osnmf.factorize.sweep import run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -21,7 +21,7 @@ from osnmf.factorize.nmf import (
     fit_nmf_replicates,
     nndsvda,
 )
-from osnmf.factorize.sketch import sketch_matrix
+from osnmf.factorize.operators import sketch_matrix
 
 
 def phantom(n_genes=150, shape=(10, 9, 12), k=6, noise=0.05, seed=0):

@@ -9,17 +9,12 @@ from threadpoolctl import threadpool_limits
 
 import osnmf
 from osnmf.errors import ConfigError, InputError
+from osnmf.factorize.init import grow_factors
+from osnmf.factorize.params import SweepParams, plan_blocks
 from osnmf.factorize.stability import cross_correlation, hungarian_dissimilarity
 from osnmf.factorize.stanmf import StaNMF
-from osnmf.factorize.sweep import (
-    SweepParams,
-    SweepStore,
-    fit_block,
-    grow_factors,
-    plan_blocks,
-    replicate_counts,
-    run_sweep,
-)
+from osnmf.factorize.store import SweepStore
+from osnmf.factorize.sweep import fit_block, replicate_counts, run_sweep
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from osnmf.errors import ConfigError
+from osnmf.factorize.checks import check_tol
 
 
 @dataclass
@@ -65,8 +66,9 @@ class RunConfig:
                 raise ConfigError(f"{name}={getattr(self, name)!r}: choose one of {', '.join(allowed)}")
         if not 0 < self.support_max_missing <= 1:
             raise ConfigError("support_max_missing must be in (0, 1]")
-        if self.n_neighbors < 1 or self.max_iter < 1 or self.tol <= 0:
-            raise ConfigError("n_neighbors and max_iter must be >= 1 and tol > 0")
+        if self.n_neighbors < 1 or self.max_iter < 1:
+            raise ConfigError("n_neighbors and max_iter must be >= 1")
+        check_tol(self.tol)  # the solver's rule: finite and >= 0 (0 runs max_iter iterations)
         if any(s not in (1, 2, 3, 4, 5) for s in self.link_sizes):
             raise ConfigError(f"link_sizes={self.link_sizes}: sizes must be among 1..5")
 

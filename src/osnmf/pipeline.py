@@ -174,7 +174,7 @@ class Pipeline:
         return self.stage("sweep", params, ("impute",), compute)
 
     def baselines(self) -> dict:
-        from osnmf import baselines as bl
+        from osnmf.factorize import baselines as bl
         from osnmf.factorize.stability import instability
 
         cfg = self.config

@@ -27,9 +27,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from osnmf.baselines import PatternSet, nmf_patterns, pca_bootstrap_patterns, pca_patterns
 from osnmf.errors import InputError
 from osnmf.evaluate.metrics import patterns_per_gene, reconstruction_accuracy, summarize
+from osnmf.factorize.baselines import PatternSet, nmf_patterns, pca_bootstrap_patterns, pca_patterns
 
 
 def compare_distributions(a: Iterable[float], b: Iterable[float]) -> dict[str, float]:
@@ -153,7 +153,7 @@ def compare_stanmf_pca(
     pca = pca_patterns(X, k)
 
     # the same bootstrap for PCA; PCA components are nested, so fit once at the largest K
-    from osnmf.baselines import bootstrap_counts
+    from osnmf.factorize.baselines import bootstrap_counts
 
     counts = bootstrap_counts(X.shape[0], n_replicates, random_state)
     pca_reps_max = pca_bootstrap_patterns(X, max(ks), counts=counts, progress=progress)

@@ -23,7 +23,9 @@ from typing import Any, Literal
 import numpy as np
 from scipy import sparse
 
-from osnmf.errors import ConfigError, InputError
+from osnmf.errors import InputError
+from osnmf.factorize.bootstrap import bootstrap_counts as _bootstrap_counts
+from osnmf.factorize.checks import check_k, check_matrix
 from osnmf.progress import track
 
 Kind = Literal["nmf", "pca", "clusters", "other"]
@@ -95,20 +97,8 @@ class PatternSet:
 
 
 def _check_matrix(X: np.ndarray, name: str = "X") -> np.ndarray:
-    X = np.asarray(X)
-    if X.ndim != 2 or min(X.shape) < 2:
-        raise InputError(f"{name} must be a 2D genes × voxels matrix, got shape {X.shape}")
-    if not np.issubdtype(X.dtype, np.number):
-        raise InputError(f"{name} must be numeric, got dtype {X.dtype}")
-    if not np.isfinite(X).all():
-        raise InputError(f"{name} has NaN or infinite values: impute missing voxels first")
-    return X
-
-
-def _check_k(k: int, limit: int) -> int:
-    if int(k) != k or not 1 <= k <= limit:
-        raise ConfigError(f"k must be an integer in 1…{limit}, got {k}")
-    return int(k)
+    """A finite numeric matrix with at least 2 rows and columns (negatives allowed: PCA)."""
+    return check_matrix(X, name=name, dtype=None, nonnegative=False, min_shape=(2, 2))
 
 
 def _flip_signs(components: np.ndarray) -> np.ndarray:
@@ -150,7 +140,7 @@ def pca_fit(
     total = ws.sum()
     mean = ws @ Xs / total
     Z = (Xs - mean) * np.sqrt(ws)[:, None]
-    k = _check_k(k, min(Z.shape))
+    k = check_k(k, min(Z.shape))
     if Z.shape[0] <= Z.shape[1]:
         G = Z @ Z.T
         vals, vecs = np.linalg.eigh(G)
@@ -199,15 +189,12 @@ def pca_patterns(X: np.ndarray, k: int, name: str = "PCA") -> PatternSet:
 
 
 def bootstrap_counts(n_rows: int, n_replicates: int, seed: int = 0) -> np.ndarray:
-    """Gene-bootstrap row multiplicities ``(R, n_rows)``, the same draws staNMF's sweep uses.
+    """Gene-bootstrap row multiplicities ``(R, n_rows)``: the draws of staNMF's sweep.
 
-    Replicate r uses :func:`osnmf.factorize.sweep.replicate_counts` (``default_rng([seed, r])``),
-    so PCA and staNMF replicate r see the same resampled genes.
+    The one bootstrap draw of osnmf (:func:`osnmf.factorize.bootstrap.bootstrap_counts`, replicate
+    r from ``default_rng([seed, r])``), so PCA and staNMF replicate r see the same genes.
     """
-    from osnmf.factorize.sweep import SweepParams, replicate_counts
-
-    return replicate_counts(int(n_rows), range(int(n_replicates)),
-                            SweepParams(random_state=int(seed)))
+    return _bootstrap_counts(int(n_rows), int(n_replicates), int(seed))
 
 
 def align_signs(replicate: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -343,7 +330,7 @@ def pca_kmeans_patterns(
     from sklearn.cluster import KMeans
 
     X = _check_matrix(X)
-    k = _check_k(k, X.shape[1])
+    k = check_k(k, X.shape[1])
     emb = voxel_pca_embedding(X, n_components or k)
     labels = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit_predict(emb)
     return cluster_patterns(labels, k, X, name=name, extra={"embedding": "pca"})
@@ -368,7 +355,7 @@ def ward_labels(
 
     emb = np.asarray(emb, dtype=np.float64)
     n = emb.shape[0]
-    k = _check_k(k, n)
+    k = check_k(k, n)
     if connectivity is not None:
         if connectivity.shape != (n, n):
             raise InputError(f"connectivity is {connectivity.shape}, need ({n}, {n})")
@@ -394,7 +381,7 @@ def pca_agglomerative_patterns(
     See :func:`ward_labels` for ``connectivity``, ``max_voxels`` and ``seed``.
     """
     X = _check_matrix(X)
-    k = _check_k(k, X.shape[1])
+    k = check_k(k, X.shape[1])
     emb = voxel_pca_embedding(X, n_components or k)
     labels = ward_labels(emb, k, connectivity, max_voxels, seed)
     return cluster_patterns(labels, k, X, name=name, extra={"embedding": "pca"})

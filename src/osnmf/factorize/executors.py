@@ -1,8 +1,10 @@
-"""Run the blocks of a stability sweep on a ``dask.distributed`` cluster.
+"""Where the blocks of a stability sweep run: here, on threads, or on a ``dask.distributed`` cluster.
 
-:class:`DaskExecutor` implements the executor protocol of :func:`osnmf.factorize.sweep.run_sweep`
-(``map_unordered(fn, tasks) -> (index, result)`` in completion order), so a distributed sweep
-writes into the same resumable :class:`~osnmf.factorize.sweep.SweepStore` as a local one: the
+An executor has one method, ``map_unordered(fn, tasks) -> (index, result)`` in completion order
+(:class:`Executor`). :class:`SerialExecutor` runs the tasks one after the other,
+:class:`ThreadExecutor` on threads (the numeric kernels release the GIL), and
+:class:`DaskExecutor` on a Dask cluster, so a distributed sweep
+writes into the same resumable :class:`~osnmf.factorize.store.SweepStore` as a local one: the
 workers only compute, the client writes every block as soon as it arrives. Local and distributed
 runs of the same data and parameters are therefore interchangeable, and either can resume the
 other.
@@ -26,6 +28,7 @@ Typical use::
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import copy
 import dataclasses
 import importlib.metadata
@@ -35,16 +38,45 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from osnmf.errors import ConfigError, OsnmfError
 
-__all__ = ["DaskExecutor", "as_executor", "NpyRef"]
+__all__ = ["DaskExecutor", "Executor", "NpyRef", "SerialExecutor", "ThreadExecutor",
+           "as_executor"]
 
 DATA_MODES = ("scatter", "mmap")
 _SHARED_MIN_BYTES = 64 * 1024  # shared task arguments at least this big are sent once
+
+
+class Executor(Protocol):
+    """Runs block tasks, yielding ``(index, result)`` as each finishes (any order)."""
+
+    def map_unordered(self, fn: Callable[..., Any],
+                      tasks: Sequence[tuple]) -> Iterator[tuple[int, Any]]: ...
+
+
+class SerialExecutor:
+    """Runs tasks one after the other in this process."""
+
+    def map_unordered(self, fn, tasks):
+        for i, args in enumerate(tasks):
+            yield i, fn(*args)
+
+
+class ThreadExecutor:
+    """Runs tasks on ``n_jobs`` threads (the numeric kernels release the GIL)."""
+
+    def __init__(self, n_jobs: int):
+        self.n_jobs = int(n_jobs)
+
+    def map_unordered(self, fn, tasks):
+        with cf.ThreadPoolExecutor(max_workers=self.n_jobs) as pool:
+            futures = {pool.submit(fn, *args): i for i, args in enumerate(tasks)}
+            for fut in cf.as_completed(futures):
+                yield futures[fut], fut.result()
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
-"""PyTorch backend of the NMF solver (optional dependency; CPU or CUDA).
+"""PyTorch kernels of the coordinate-descent solver (optional dependency; CPU or CUDA).
 
-Same arithmetic as the numpy solver in :mod:`osnmf.factorize.nmf` (batched cyclic coordinate
-descent, scikit-learn's stopping rule), with the data and the stacked factors on a torch device.
-``torch`` is imported lazily; without it every entry point raises :class:`ConfigError`.
+The same operations as :mod:`osnmf.factorize.kernels_numpy`, with the data and the stacked
+factors on a torch device; the loop is :func:`osnmf.factorize.solver.solve`. ``torch`` is
+imported lazily; without it every entry point raises :class:`ConfigError`.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 
 from osnmf.errors import ConfigError
-from osnmf.factorize.sketch import ExactOperator, Sketch
+from osnmf.factorize.operators import ExactOperator, Sketch
 
-__all__ = ["TorchOperator", "import_torch", "resolve_device", "solve_torch"]
+__all__ = ["TorchKernels", "TorchOperator", "cd_sweep", "import_torch", "resolve_device"]
 
 
 def import_torch():
@@ -108,8 +108,13 @@ class TorchOperator:
         return self.base.row_sq_norms()
 
 
-def _cd_sweep(torch, F, G, XF, w):
-    """Torch twin of ``nmf._cd_sweep`` (in place on F, returns the violation per replicate)."""
+def cd_sweep(F, G, XF, w):
+    """Torch version of :func:`osnmf.factorize.kernels_numpy.cd_sweep` (in place on ``F``).
+
+    Returns the violation per replicate as a float64 tensor (R,).
+    """
+    import torch
+
     R, k, L = F.shape
     viol = torch.zeros(R, dtype=torch.float64, device=F.device)
     diag = torch.diagonal(G, dim1=1, dim2=2)
@@ -126,81 +131,38 @@ def _cd_sweep(torch, F, G, XF, w):
     return viol
 
 
-def solve_torch(
-    op: TorchOperator,
-    At: np.ndarray,
-    D: np.ndarray,
-    counts: np.ndarray | None,
-    max_iter: int,
-    tol: float,
-    progress: bool = False,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Batched CD iterations on the torch device; same contract as ``nmf._solve``."""
-    torch = op.torch
-    dev = op.device
-    n, m = op.shape
-    R, k, _ = At.shape
-    tA = torch.from_numpy(np.ascontiguousarray(At)).to(dev)
-    tD = torch.from_numpy(np.ascontiguousarray(D)).to(dev)
-    w = None if counts is None else torch.from_numpy(counts.astype(op.dtype)).to(dev)
-    row_sq = op.row_sq_norms()
-    xnorm2 = np.full(R, row_sq.sum()) if counts is None else counts.astype(np.float64) @ row_sq
-    out_At = np.empty_like(At)
-    out_D = np.empty_like(D)
-    n_iter = np.full(R, max_iter, dtype=np.int64)
-    loss = np.zeros(R)
-    viol_init = np.zeros(R)
-    active = np.arange(R)
-    bar = None
-    if progress:
-        from rich.progress import Progress
+class TorchKernels:
+    """Solver operations on torch tensors of ``op``'s device (see ``NumpyKernels``)."""
 
-        bar = Progress(transient=True)
-        bar.start()
-        task = bar.add_task("NMF iterations", total=max_iter)
-    try:
-        for it in range(1, max_iter + 1):
-            Ra = len(active)
-            XD = op.tleft_t(tD.reshape(Ra * k, m)).reshape(Ra, k, n)
-            G = torch.bmm(tD, tD.transpose(1, 2))
-            viol = _cd_sweep(torch, tA, G, XD, w)
-            del XD
-            Aw = tA if w is None else tA * w[:, None, :]
-            XtA = op.tleft(Aw.reshape(Ra * k, n)).reshape(Ra, k, m)
-            G2 = torch.bmm(Aw, tA.transpose(1, 2))
-            del Aw
-            viol += _cd_sweep(torch, tD, G2, XtA, None)
-            viol = viol.cpu().numpy()
-            if it == 1:
-                viol_init[active] = viol
-            vi = viol_init[active]
-            done = (vi == 0) | (viol / np.where(vi == 0, 1, vi) <= tol)
-            if it == max_iter:
-                done[:] = True
-            if done.any():
-                idx = np.flatnonzero(done)
-                ti = torch.from_numpy(idx).to(dev)
-                g = active[idx]
-                n_iter[g] = it
-                Df = tD[ti]
-                DDt = torch.bmm(Df, Df.transpose(1, 2))
-                cross = (Df.double() * XtA[ti].double()).sum(dim=(1, 2)).cpu().numpy()
-                quad = (G2[ti].double() * DDt.double()).sum(dim=(1, 2)).cpu().numpy()
-                loss[g] = np.sqrt(np.maximum(xnorm2[g] - 2 * cross + quad, 0))
-                out_At[g] = tA[ti].cpu().numpy()
-                out_D[g] = Df.cpu().numpy()
-                keep = np.flatnonzero(~done)
-                active = active[keep]
-                if len(keep) == 0:
-                    break
-                tk = torch.from_numpy(keep).to(dev)
-                tA = tA[tk].contiguous()
-                tD = tD[tk].contiguous()
-                if w is not None:
-                    w = w[tk].contiguous()
-            if bar is not None:
-                bar.update(task, completed=it, description=f"NMF ({len(active)}/{R} running)")
-    finally:
-        if bar is not None:
-            bar.stop()
-    return out_At, out_D, n_iter, loss
+    def __init__(self, op: TorchOperator):
+        self.op = op
+        self.torch = op.torch
+
+    def put(self, a: np.ndarray):
+        return self.torch.from_numpy(np.ascontiguousarray(a, dtype=self.op.dtype)).to(
+            self.op.device)
+
+    def get(self, a) -> np.ndarray:
+        return a.cpu().numpy()
+
+    def take(self, a, idx: np.ndarray):
+        return a[self.torch.from_numpy(np.asarray(idx)).to(a.device)].contiguous()
+
+    def data_t(self, D):
+        R, k, m = D.shape
+        return self.op.tleft_t(D.reshape(R * k, m)).reshape(R, k, self.op.shape[0])
+
+    def data(self, At):
+        R, k, n = At.shape
+        return self.op.tleft(At.reshape(R * k, n)).reshape(R, k, self.op.shape[1])
+
+    def gram(self, F, Fw=None):
+        return self.torch.bmm(F if Fw is None else Fw, F.transpose(1, 2))
+
+    def weigh(self, At, w):
+        return At * w[:, None, :]
+
+    def inner(self, P, Q) -> np.ndarray:
+        return (P.double() * Q.double()).sum(dim=(1, 2)).cpu().numpy()
+
+    cd_sweep = staticmethod(cd_sweep)

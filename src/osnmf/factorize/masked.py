@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from osnmf.errors import ConfigError, InputError
+from osnmf.factorize.checks import check_k
 
 __all__ = ["MaskedNMFResult", "masked_nmf"]
 
@@ -88,8 +89,7 @@ def masked_nmf(
     if Xw.min() < 0:
         raise InputError("X must be non-negative where observed (clip negatives first)")
     n, m = X.shape
-    if int(k) != k or not 1 <= k <= min(n, m):
-        raise ConfigError(f"k must be an integer in [1, {min(n, m)}], got {k!r}")
+    k = check_k(k, min(n, m))
     if W.sum() == 0:
         raise InputError("X has no observed entry")
     if isinstance(init, tuple):

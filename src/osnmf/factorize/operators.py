@@ -1,4 +1,4 @@
-"""Randomised low-rank sketches of a data matrix, and the linear operators the NMF solver uses.
+"""The data operators the NMF solver uses: the matrix itself, or a randomised low-rank sketch.
 
 The NMF updates touch the data only through the products ``P @ X`` and ``P @ X.T``. An
 :class:`ExactOperator` computes them with ``X`` itself; a :class:`Sketch` ``X ≈ Q B`` (``Q``
@@ -8,13 +8,15 @@ orthonormal, genes × rank; ``B`` rank × voxels) computes them in ``(n + m)·ra
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
 from osnmf.errors import ConfigError
+from osnmf.factorize.checks import SOLVERS, check_choice, check_matrix, resolve_dtype
 
-__all__ = ["ExactOperator", "Sketch", "sketch_matrix"]
+__all__ = ["ExactOperator", "Sketch", "make_operator", "prepare_data", "sketch_matrix"]
 
 
 class ExactOperator:
@@ -265,3 +267,61 @@ def sketch_matrix(
     Bk = (s[:keep, None] * Vt[:keep]).astype(X.dtype)
     captured = float(cum[keep - 1] / frob2) if frob2 > 0 else 1.0
     return Sketch(Qk, Bk, s[:keep].astype(np.float64), captured, frob2, row_sq, row_sum)
+
+
+def make_operator(
+    X: np.ndarray, solver: str = "exact", sketch: Sketch | dict | None = None,
+    random_state: int | np.random.Generator | None = None,
+) -> ExactOperator | Sketch:
+    """The operator for a checked matrix ``X``: exact, or a sketch (given, or computed here).
+
+    Parameters
+    ----------
+    X : ndarray, shape (n, m), already checked (float32 or float64).
+    solver : {"exact", "compressed"}
+    sketch : a :class:`Sketch` of ``X`` (converted to X's dtype), or options of
+        :func:`sketch_matrix`; None: default options (compressed only).
+    random_state : seed of a sketch computed here.
+    """
+    check_choice(solver, "solver", SOLVERS)
+    if solver == "exact":
+        return ExactOperator(X)
+    if sketch is None:
+        return sketch_matrix(X, random_state=random_state)
+    if isinstance(sketch, Sketch):
+        if sketch.shape != X.shape:
+            raise ConfigError(f"sketch shape {sketch.shape} does not match X {X.shape}")
+        if sketch.dtype != X.dtype:
+            return replace(sketch, Q=sketch.Q.astype(X.dtype), B=sketch.B.astype(X.dtype))
+        return sketch
+    if isinstance(sketch, dict):
+        return sketch_matrix(X, **{"random_state": random_state, **sketch})
+    raise ConfigError("sketch must be None, an osnmf Sketch, or a dict of sketch_matrix options")
+
+
+def prepare_data(
+    X: Any,
+    *,
+    solver: str = "exact",
+    sketch: Sketch | dict | None = None,
+    dtype: Any = np.float32,
+    random_state: int | np.random.Generator | None = None,
+) -> ExactOperator | Sketch:
+    """Check and convert ``X`` once, for many calls of ``fit_nmf_replicates`` (a K sweep).
+
+    The returned object can be passed as ``X``: the exact operator caches the n × n Gram matrix
+    its NNDSVDa uses after the first call; the compressed one is the sketch (computed once).
+
+    Parameters
+    ----------
+    X : ndarray, shape (n, m)
+        Non-negative data.
+    solver : {"exact", "compressed"}
+    sketch : Sketch or dict, optional
+        Options for :func:`sketch_matrix` (compressed only).
+    dtype : float32 or float64
+    random_state : int or Generator, optional
+        Seed of the sketch.
+    """
+    X = check_matrix(X, dtype=resolve_dtype(dtype))
+    return make_operator(X, solver, sketch, np.random.default_rng(random_state))

@@ -17,19 +17,16 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from osnmf.errors import ConfigError, InputError
+from osnmf.errors import ConfigError
+from osnmf.factorize.checks import PERTURBATIONS, check_matrix, check_tol
+from osnmf.factorize.executors import SerialExecutor, ThreadExecutor, as_executor
+from osnmf.factorize.init import grow_factors
+from osnmf.factorize.nmf import fit_nmf
+from osnmf.factorize.operators import sketch_matrix
+from osnmf.factorize.params import BlockResult, SweepParams, auto_block_size, plan_blocks
 from osnmf.factorize.stability import instability, select_k
-from osnmf.factorize.sweep import (
-    PERTURBATIONS,
-    BlockResult,
-    SerialExecutor,
-    SweepParams,
-    SweepStore,
-    ThreadExecutor,
-    auto_block_size,
-    plan_blocks,
-    run_sweep,
-)
+from osnmf.factorize.store import SweepStore
+from osnmf.factorize.sweep import run_sweep
 
 __all__ = ["StaNMF", "check_nonnegative_matrix"]
 
@@ -38,35 +35,12 @@ INSTABILITY_COLUMNS = ["k", "hungarian", "hungarian_sd", "amari", "amari_sd",
 
 
 def check_nonnegative_matrix(X: Any, name: str = "X") -> np.ndarray:
-    """Return ``X`` as a 2-D float32 C-contiguous array, or raise :class:`InputError`.
+    """``X`` as a 2-D float32 C-contiguous array: finite, non-negative, >= 2 rows, not all zero.
 
-    Accepts numpy arrays, pandas DataFrames and scipy sparse matrices (densified). The matrix
-    must be finite, non-negative, with at least 2 rows and 1 column, and not all zeros.
+    Accepts numpy arrays, pandas DataFrames and scipy sparse matrices (densified); raises
+    :class:`InputError` otherwise (see :func:`osnmf.factorize.checks.check_matrix`).
     """
-    if hasattr(X, "toarray") and callable(X.toarray):
-        X = X.toarray()
-    try:
-        arr = np.asarray(X)
-    except Exception as exc:  # pragma: no cover - exotic inputs
-        raise InputError(f"{name} cannot be read as an array: {exc}") from None
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number)
-                                   or arr.dtype == np.bool_):
-        raise InputError(f"{name} must be numeric, got dtype {arr.dtype}")
-    if arr.ndim != 2:
-        raise InputError(f"{name} must be a 2-D matrix (rows × columns), got shape {arr.shape}")
-    if arr.shape[0] < 2 or arr.shape[1] < 1:
-        raise InputError(f"{name} must have at least 2 rows and 1 column, got shape {arr.shape}")
-    arr = np.ascontiguousarray(arr, dtype=np.float32)
-    if not np.isfinite(arr).all():
-        bad = int((~np.isfinite(arr)).sum())
-        raise InputError(f"{name} has {bad} NaN/inf entries; impute missing values first "
-                         "(osnmf.impute_knn) or fill them")
-    if arr.min() < 0:
-        raise InputError(f"{name} has negative entries (min {arr.min():.4g}); NMF needs a "
-                         "non-negative matrix, clip them (np.clip(X, 0, None)) first")
-    if not arr.any():
-        raise InputError(f"{name} is all zeros; there is nothing to factorise")
-    return arr
+    return check_matrix(X, name=name, min_shape=(2, 1), nonzero=True)
 
 
 class _ReplicatePatterns(Mapping):
@@ -222,7 +196,7 @@ class StaNMF:
             backend=self.backend,
             device=self.device,
             max_iter=int(self.max_iter),
-            tol=float(self.tol),
+            tol=check_tol(self.tol),
             random_state=int(self.random_state),
             keep_coefficients=bool(self.keep_coefficients),
             sketch=self.sketch,
@@ -268,15 +242,11 @@ class StaNMF:
             raise ConfigError(f"n_jobs must be >= 1, got {self.n_jobs}")
         executor = ThreadExecutor(self.n_jobs) if int(self.n_jobs) > 1 else SerialExecutor()
         if self.client is not None:  # blocks run on a Dask cluster, results land in `store`
-            from osnmf.factorize.distributed import as_executor
-
             executor = as_executor(self.client)
         store = SweepStore.open(self.store, X, params) if self.store is not None else None
 
         sketch = None
         if params.solver == "compressed":  # one sketch of X serves every K and replicate
-            from osnmf.factorize.sketch import sketch_matrix
-
             opts = {"random_state": params.random_state, **dict(params.sketch or {})}
             sketch = sketch_matrix(X, **opts)
         self.sketch_ = sketch
@@ -318,8 +288,6 @@ class StaNMF:
 
     def _fit_final(self, X: np.ndarray, params: SweepParams, store: SweepStore | None,
                    sketch: Any = None) -> None:
-        from osnmf.factorize.nmf import fit_nmf
-
         k = self.k_
         path = store.final_path(k, f"r{params.n_restarts}") if store is not None else None
         if path is not None and path.exists():
@@ -333,8 +301,6 @@ class StaNMF:
                 pass
         best = None
         if params.grow and k > 1:
-            from osnmf.factorize.sweep import grow_factors
-
             prev = fit_nmf(X, k - 1, init="nndsvda", max_iter=params.max_iter, tol=params.tol,
                            random_state=params.random_state, solver=params.solver,
                            backend=params.backend, device=params.device, sketch=sketch)

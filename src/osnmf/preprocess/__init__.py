@@ -2,19 +2,17 @@
 
 from osnmf.preprocess.holdout import HoldoutResult, holdout_check, sample_holdout
 from osnmf.preprocess.knn import default_support, impute_knn, knn_fill, neighbour_shells
-from osnmf.preprocess.masked_nmf import MaskedNMFResult, masked_nmf
 from osnmf.preprocess.masking import PreparedMatrix, prepare_matrix
 
 __all__ = [
     "HoldoutResult",
-    "MaskedNMFResult",
     "PreparedMatrix",
     "default_support",
     "holdout_check",
     "impute_knn",
     "knn_fill",
-    "masked_nmf",
     "neighbour_shells",
     "prepare_matrix",
     "sample_holdout",
 ]
+

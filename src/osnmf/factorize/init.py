@@ -1,0 +1,293 @@
+"""Initial factors of the NMF solver: NNDSVDa, scikit-learn's random scheme, grow from K-1.
+
+All three work on stacked replicates with bootstrap row counts ``c`` (R, n) and return the
+solver's layout: ``At`` (R, k, n) = Aᵀ and ``D`` (R, k, m), in the operator's dtype.
+
+* NNDSVDa (Boutsidis & Gallopoulos 2008, zeros filled with the mean) of the resampled matrix
+  ``X[repeat(arange(n), c)]``, from the SVD of ``diag(sqrt(c)) X``;
+* random: ``|N(0, 1)| · sqrt(mean(X_resampled) / k)``, scikit-learn's scheme;
+* grow: the K-1 solution plus the leading non-negative component of its residual.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from osnmf.errors import InputError
+from osnmf.factorize.checks import check_k, check_matrix
+from osnmf.factorize.operators import ExactOperator
+
+__all__ = ["grow_factors", "nndsvda", "nndsvda_init", "random_init"]
+
+
+def _top_eig_batch(
+    G: np.ndarray, sw: np.ndarray, k: int, l: int, n_iter: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k eigenpairs of ``K_r = diag(s_r) G diag(s_r)`` for every r (subspace iteration).
+
+    All replicates share one GEMM per iteration (``G`` times the stacked blocks). The start
+    block is the top-l eigenspace of the unweighted ``G`` (itself found by subspace iteration).
+    """
+    n = G.shape[0]
+    R = sw.shape[0]
+    V = np.linalg.qr(G @ rng.standard_normal((n, l)))[0]
+    for _ in range(n_iter):
+        V = np.linalg.qr(G @ V)[0]
+    V = np.broadcast_to(V, (R, n, l)).copy()
+    for _ in range(n_iter):
+        W = (G @ (sw[:, :, None] * V).transpose(1, 0, 2).reshape(n, R * l)).reshape(n, R, l)
+        V = np.linalg.qr(sw[:, :, None] * W.transpose(1, 0, 2))[0]
+    W = (G @ (sw[:, :, None] * V).transpose(1, 0, 2).reshape(n, R * l)).reshape(n, R, l)
+    T = V.transpose(0, 2, 1) @ (sw[:, :, None] * W.transpose(1, 0, 2))  # Rayleigh quotient
+    T = 0.5 * (T + T.transpose(0, 2, 1))
+    evals, evecs = np.linalg.eigh(T)
+    order = np.argsort(evals, axis=1)[:, ::-1][:, :k]
+    evals = np.take_along_axis(evals, order, axis=1)
+    evecs = np.take_along_axis(evecs, order[:, None, :], axis=2)
+    return V @ evecs, np.maximum(evals, 0)
+
+
+def _weighted_svd(
+    op,
+    k: int,
+    sqrt_w: np.ndarray,
+    rng: np.random.Generator,
+    exact: bool | None = None,
+    n_oversamples: int = 10,
+    n_iter: int = 25,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top-k SVD of ``M_r = diag(sqrt_w[r]) X`` for every replicate r.
+
+    * small problems with the data at hand: LAPACK SVD of ``M_r``;
+    * n ≤ m (genes ≤ voxels): the n × n Gram ``X Xᵀ`` is formed once (cached on the operator)
+      and the top eigenpairs of ``diag(s_r) X Xᵀ diag(s_r) = M_r M_rᵀ`` are found by a batched
+      subspace iteration (cost n²·l per replicate and iteration, no pass over X), then
+      ``V_r = U_rᵀ M_r / S_r`` in one stacked pass over X;
+    * n > m: per replicate eigendecomposition of ``M_rᵀ M_r = Xᵀ diag(c_r) X`` (m × m).
+
+    Returns
+    -------
+    Uhat : ndarray, shape (R, n, k)
+        Left singular vectors divided by ``sqrt_w`` (per *unweighted* row; 0 where the
+        weight is 0) — the rows of the left vectors of the resampled matrix.
+    S : ndarray, shape (R, k)
+    V : ndarray, shape (R, k, m)
+    """
+    n, m = op.shape
+    R = sqrt_w.shape[0]
+    full = min(n, m)
+    sw = sqrt_w.astype(np.float64)
+    if exact is None:
+        exact = isinstance(op, ExactOperator) and (n * m * full <= 5e7)
+    if exact:
+        Us, Ss, Vs = [], [], []
+        for r in range(R):
+            U, s, Vt = np.linalg.svd(sw[r][:, None] * op.X, full_matrices=False)
+            Us.append(U[:, :k])
+            Ss.append(s[:k])
+            Vs.append(Vt[:k])
+        U, S, V = np.stack(Us), np.stack(Ss), np.stack(Vs)
+    elif n <= min(m, 2000):
+        # exact: eigendecomposition of the small weighted Gram diag(s) X Xᵀ diag(s) per replicate
+        # (a LAPACK SVD of the wide n × m matrix is ~10× slower for the same top-k factors)
+        G = op.left_gram()
+        Us, Ss = [], []
+        for r in range(R):
+            lam, E = np.linalg.eigh(sw[r][:, None] * G * sw[r][None, :])
+            Us.append(E[:, ::-1][:, :k])
+            Ss.append(np.sqrt(np.maximum(lam[::-1][:k], 0)))
+        U, S = np.stack(Us), np.stack(Ss)
+        P = ((sw[:, :, None] * U) / np.where(S > 0, S, 1)[:, None, :]).transpose(0, 2, 1)
+        V = op.left(P.astype(op.dtype).reshape(R * k, n)).reshape(R, k, m).astype(np.float64)
+    elif n <= m:
+        l = min(n, k + n_oversamples)
+        U, lam = _top_eig_batch(op.left_gram(), sw, k, l, n_iter, rng)
+        S = np.sqrt(lam)
+        P = ((sw[:, :, None] * U) / np.where(S > 0, S, 1)[:, None, :]).transpose(0, 2, 1)
+        V = op.left(P.astype(op.dtype).reshape(R * k, n)).reshape(R, k, m).astype(np.float64)
+    else:
+        Vs, Ss = [], []
+        for r in range(R):
+            lam, E = np.linalg.eigh(op.weighted_right_gram(sw[r] ** 2))
+            Vs.append(E[:, ::-1][:, :k].T)
+            Ss.append(np.sqrt(np.maximum(lam[::-1][:k], 0)))
+        V, S = np.stack(Vs), np.stack(Ss)
+        XV = op.left_t(V.astype(op.dtype).reshape(R * k, m)).reshape(R, k, n)
+        U = sw[:, :, None] * XV.transpose(0, 2, 1) / np.where(S > 0, S, 1)[:, None, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        Uhat = np.where(sw[:, :, None] > 0, U / sw[:, :, None], 0.0)
+    return Uhat, S, V
+
+
+def _nndsvda_from_svd(
+    Uhat: np.ndarray, S: np.ndarray, V: np.ndarray, w: np.ndarray, avg: float, eps: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """NNDSVDa factors of one replicate from its weighted SVD (norms of left parts weighted)."""
+    n, k = Uhat.shape
+    A = np.zeros((n, k))
+    D = np.zeros((k, V.shape[1]))
+    A[:, 0] = math.sqrt(S[0]) * np.abs(Uhat[:, 0])
+    D[0] = math.sqrt(S[0]) * np.abs(V[0])
+    for j in range(1, k):
+        x, y = Uhat[:, j], V[j]
+        xp, yp = np.maximum(x, 0), np.maximum(y, 0)
+        xn, yn = np.maximum(-x, 0), np.maximum(-y, 0)
+        xp_nrm, xn_nrm = math.sqrt(float(w @ xp**2)), math.sqrt(float(w @ xn**2))
+        yp_nrm, yn_nrm = float(np.linalg.norm(yp)), float(np.linalg.norm(yn))
+        mp, mn = xp_nrm * yp_nrm, xn_nrm * yn_nrm
+        if mp > mn:
+            u, v, sigma = xp / xp_nrm, yp / yp_nrm, mp
+        else:
+            u, v, sigma = xn / xn_nrm, yn / yn_nrm, mn
+        lbd = math.sqrt(S[j] * sigma)
+        A[:, j] = lbd * u
+        D[j] = lbd * v
+    A[A < eps] = 0
+    D[D < eps] = 0
+    A[A == 0] = avg
+    D[D == 0] = avg
+    return A, D
+
+
+def nndsvda_init(
+    op, k: int, counts: np.ndarray, rng: np.random.Generator, eps: float, exact: bool | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted NNDSVDa for every replicate; returns At (R, k, n) and D (R, k, m) in op dtype."""
+    n, m = op.shape
+    w = counts.astype(np.float64)
+    sqrt_w = np.sqrt(w).astype(op.dtype)
+    Uhat, S, V = _weighted_svd(op, k, sqrt_w, rng, exact=exact)
+    row_sum = op.row_sums()
+    R = counts.shape[0]
+    At = np.empty((R, k, n), dtype=op.dtype)
+    D = np.empty((R, k, m), dtype=op.dtype)
+    for r in range(R):
+        avg = float(w[r] @ row_sum) / (w[r].sum() * m)
+        a, d = _nndsvda_from_svd(Uhat[r], S[r], V[r], w[r], avg, eps)
+        At[r] = a.T
+        D[r] = d
+    return At, D
+
+
+def nndsvda(
+    X: np.ndarray, k: int, weights: np.ndarray | None = None, eps: float = 1e-6, *,
+    random_state: int | np.random.Generator | None = 0, exact_svd: bool | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """NNDSVDa initialisation (Boutsidis & Gallopoulos 2008, zeros filled with the mean).
+
+    With integer ``weights`` (bootstrap counts ``c``) this is the NNDSVDa of the resampled matrix
+    ``X[idx]`` with ``idx = repeat(arange(n), c)``: the SVD of ``diag(sqrt(c)) X`` has the same
+    singular values and right vectors, its left vectors divided by ``sqrt(c)`` are the rows of
+    ``X[idx]``'s left vectors, and norms of left parts are count-weighted. So
+    ``nndsvda(X, k, c)[0][idx] == nndsvda(X[idx], k)[0]``.
+
+    Parameters
+    ----------
+    X : ndarray, shape (n, m)
+        Non-negative data.
+    k : int
+        Number of components, ``k <= min(n, m)``.
+    weights : ndarray, shape (n,), optional
+        Non-negative row weights (counts). Rows with weight 0 get the fill value.
+    eps : float
+        Values below ``eps`` are set to zero, then filled with the (weighted) mean of ``X``.
+    random_state : int or Generator, optional
+        Seed of the randomised SVD (used for large matrices only).
+    exact_svd : bool, optional
+        Force a dense LAPACK SVD (True) or the randomised one (False); default: dense when
+        ``n·m·min(n, m) <= 4e9``.
+
+    Returns
+    -------
+    A0 : ndarray, shape (n, k)
+    D0 : ndarray, shape (k, m)
+        In the dtype of ``X`` if float32/float64 (else float32).
+    """
+    dt = np.float64 if np.asarray(X).dtype == np.float64 else np.float32
+    X = check_matrix(X, dtype=dt)
+    n, m = X.shape
+    k = check_k(k, min(n, m))
+    if weights is None:
+        counts = np.ones((1, n))
+    else:
+        counts = np.asarray(weights, dtype=np.float64).reshape(1, -1)
+        if counts.shape[1] != n or not np.all(np.isfinite(counts)) or counts.min() < 0:
+            raise InputError(f"weights must be {n} non-negative finite numbers (one per row)")
+        if counts.sum() <= 0:
+            raise InputError("weights must not all be zero")
+    rng = np.random.default_rng(random_state)
+    At, D = nndsvda_init(ExactOperator(X), k, counts, rng, eps, exact_svd)
+    return np.ascontiguousarray(At[0].T), D[0]
+
+
+def random_init(
+    op, k: int, counts: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 'random' scheme: |N(0,1)| · sqrt(mean(X_resampled) / k)."""
+    n, m = op.shape
+    R = counts.shape[0]
+    row_sum = op.row_sums()
+    At = np.empty((R, k, n), dtype=op.dtype)
+    D = np.empty((R, k, m), dtype=op.dtype)
+    for r in range(R):
+        w = counts[r].astype(np.float64)
+        avg = math.sqrt(float(w @ row_sum) / (w.sum() * m) / k)
+        D[r] = avg * np.abs(rng.standard_normal((k, m)))
+        At[r] = avg * np.abs(rng.standard_normal((k, n)))
+    return At, D
+
+
+def grow_factors(
+    X: np.ndarray, A: np.ndarray, D: np.ndarray, counts: np.ndarray, n_power: int = 12
+) -> tuple[np.ndarray, np.ndarray]:
+    """Add one component to each replicate's factors: the leading part of its positive residual.
+
+    For replicate r with counts ``c``, ``E = max(X - A_r D_r, 0)`` is what the K-1 model leaves
+    unexplained; the leading singular pair (u, s, v) of ``diag(sqrt(c)) E`` (power iteration,
+    non-negative by Perron–Frobenius) gives the new pattern ``sqrt(s) v`` and coefficients
+    ``E v / sqrt(s)`` (for every row, drawn or not).
+
+    Parameters
+    ----------
+    X : (n, m) data.
+    A : (R, n, k) coefficients, D : (R, k, m) patterns of the K-1 = k solutions.
+    counts : (R, n) row multiplicities.
+    n_power : power iterations.
+
+    Returns
+    -------
+    A0 : (R, n, k+1), D0 : (R, k+1, m), float32, non-negative: an initialisation at k+1.
+    """
+    R, n, k = A.shape
+    m = X.shape[1]
+    A0 = np.empty((R, n, k + 1), dtype=np.float32)
+    D0 = np.empty((R, k + 1, m), dtype=np.float32)
+    for r in range(R):
+        E = np.asarray(X, dtype=np.float32) - A[r].astype(np.float32) @ D[r].astype(np.float32)
+        np.maximum(E, 0, out=E)
+        w = np.sqrt(counts[r].astype(np.float32))
+        v = (w @ E).astype(np.float64)  # positive start vector
+        s = 0.0
+        for _ in range(n_power):
+            nv = np.linalg.norm(v)
+            if nv == 0:
+                break
+            v /= nv
+            u = w * (E @ v.astype(np.float32))
+            v = ((w * u) @ E).astype(np.float64)
+            s = float(np.sqrt(np.linalg.norm(v)))  # sqrt of the top eigenvalue of E'WE
+        nv = np.linalg.norm(v)
+        if s <= 0 or nv == 0:  # nothing left to explain: a tiny flat component
+            eps = float(X.mean()) * 1e-3 + 1e-12
+            a_new, d_new = np.full(n, eps), np.full(m, eps)
+        else:
+            v = v / nv
+            a_new = (E @ v.astype(np.float32)) / np.sqrt(s)
+            d_new = np.sqrt(s) * v
+        A0[r, :, :k] = A[r]
+        A0[r, :, k] = a_new
+        D0[r, :k] = D[r]
+        D0[r, k] = d_new
+    return A0, D0

@@ -1,0 +1,153 @@
+"""The parameters and the block plan of a stability sweep (shared by sweep, store, executors).
+
+A sweep is the set of all (K, replicate-block) fits of a staNMF run: :class:`SweepParams` holds
+everything that decides a block's result besides the data, :class:`BlockSpec` names one block,
+:class:`BlockResult` holds its fits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from osnmf.errors import ConfigError
+from osnmf.factorize.checks import (
+    PERTURBATIONS,
+    SOLVERS,
+    check_backend,
+    check_choice,
+    check_positive_int,
+    check_tol,
+)
+
+__all__ = ["PERTURBATIONS", "BlockResult", "BlockSpec", "SweepParams", "auto_block_size",
+           "plan_blocks"]
+
+
+@dataclass(frozen=True)
+class SweepParams:
+    """Everything besides ``X``, ``k`` and the replicate indices that decides a block's result.
+
+    Attributes
+    ----------
+    perturbation : {"bootstrap", "init", "both"}
+        "bootstrap": rows resampled with replacement, deterministic NNDSVDa init (the paper);
+        "init": all rows once, random initialisation (the original Drosophila staNMF);
+        "both": bootstrap rows and random initialisation.
+    n_restarts : int
+        Fits per replicate; restart 0 uses the perturbation's init, restarts 1.. a random init;
+        the fit with the lowest loss is kept.
+    grow : bool
+        Also start each replicate from its own solution at K-1 (same bootstrap sample) plus the
+        leading non-negative component of that solution's residual (:func:`grow_factors`),
+        and keep it when its loss is lower. Blocks of K then wait for K-1.
+    solver, backend, device, max_iter, tol, sketch
+        Passed to ``fit_nmf_replicates``.
+    random_state : int
+        Root seed of every random draw in the sweep.
+    keep_coefficients : bool
+        Store the replicate coefficients ``A`` (R, n, k) too (needed by nothing in the
+        instability; costs R·n·k floats per block).
+    """
+
+    perturbation: str = "bootstrap"
+    n_restarts: int = 1
+    grow: bool = False
+    solver: str = "exact"
+    backend: str = "numpy"
+    device: str | None = None
+    max_iter: int = 200
+    tol: float = 1e-4
+    random_state: int = 0
+    keep_coefficients: bool = True
+    sketch: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        check_choice(self.perturbation, "perturbation", PERTURBATIONS)
+        check_positive_int(self.n_restarts, "n_restarts")
+        check_positive_int(self.max_iter, "max_iter")
+        check_tol(self.tol)
+        check_choice(self.solver, "solver", SOLVERS)
+        check_backend(self.backend, self.device)
+        if isinstance(self.random_state, bool) or not isinstance(self.random_state,
+                                                                 int | np.integer):
+            raise ConfigError(f"random_state must be an int (staNMF runs are reproducible), "
+                              f"got {self.random_state!r}")
+
+    def key_fields(self) -> dict[str, Any]:
+        """The parameters that enter the run key (all of them; device excluded)."""
+        d = asdict(self)
+        d.pop("device")
+        d.pop("keep_coefficients")
+        d["sketch"] = None if self.sketch is None else dict(self.sketch)
+        return d
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """Replicates ``start .. stop-1`` at rank ``k``."""
+
+    k: int
+    start: int
+    stop: int
+
+    @property
+    def name(self) -> str:
+        return f"k{self.k:03d}/r{self.start:04d}-{self.stop:04d}"
+
+    @property
+    def n(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass
+class BlockResult:
+    """Result of one block of R replicate fits at rank k on an n × m matrix.
+
+    Attributes
+    ----------
+    components : (R, k, m) float32, the patterns D of each replicate.
+    coefficients : (R, n, k) float32 or None, the coefficients A (rows of the full X; a row
+        that a bootstrap replicate did not draw is the non-negative least-squares-free value the
+        solver left there and should not be interpreted).
+    n_iter : (R,) int, iterations of the kept fit.
+    loss : (R,) float, final loss of the kept fit (the solver's definition).
+    restart : (R,) int, which start was kept: 0 = the perturbation's own init, 1 .. n_restarts-1
+        = random restarts, n_restarts = grown from the K-1 solution (``grow``).
+    seeds : (R,) int64, replicate indices (the bootstrap draw is ``default_rng([random_state, r])``).
+    """
+
+    components: np.ndarray
+    coefficients: np.ndarray | None
+    n_iter: np.ndarray
+    loss: np.ndarray
+    restart: np.ndarray
+    seeds: np.ndarray
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def plan_blocks(k_values: Iterable[int], n_replicates: int, block_size: int) -> list[BlockSpec]:
+    """All blocks of a sweep, K-major, replicates in chunks of ``block_size``."""
+    if n_replicates < 1:
+        raise ConfigError(f"n_replicates must be >= 1, got {n_replicates}")
+    if block_size < 1:
+        raise ConfigError(f"block_size must be >= 1, got {block_size}")
+    return [
+        BlockSpec(int(k), s, min(s + block_size, n_replicates))
+        for k in k_values
+        for s in range(0, n_replicates, block_size)
+    ]
+
+
+def auto_block_size(n_rows: int, n_cols: int, k_max: int, n_replicates: int,
+                    budget_bytes: float = 2**30) -> int:
+    """Replicates per block so the block's factors and solver temporaries stay near ``budget``.
+
+    Assumes about 4 float64 copies of ``A`` and ``D`` per replicate; capped at 50 replicates so an
+    interrupted sweep loses little work.
+    """
+    per_rep = 4 * 8 * k_max * (n_rows + n_cols)
+    return int(max(1, min(n_replicates, 50, budget_bytes // max(per_rep, 1))))

@@ -1,0 +1,126 @@
+"""The one coordinate-descent loop of osnmf, over per-backend kernels (numpy, torch).
+
+Model: ``X ≈ A D`` with ``X`` genes × voxels (n × m), ``A ≥ 0`` (n × k), ``D ≥ 0`` (k × m),
+Frobenius loss, scikit-learn's ``NMF(solver="cd")`` arithmetic (alpha = 0):
+
+* one iteration = one cyclic coordinate-descent sweep over the columns of ``A`` followed by one
+  sweep over the rows of ``D``;
+* the projected-gradient "violation" of both sweeps is summed; a replicate stops at the first
+  iteration where ``violation / violation_at_iteration_1 <= tol`` (``tol = 0``: after
+  ``max_iter`` iterations).
+
+Bootstrap replicates are row-weighted problems ``Σ_i c_i ‖x_i − a_i D‖²`` with integer counts
+``c``; R replicates share every pass over ``X`` (two GEMMs of width ``R·k`` per iteration) and
+retire one by one as they converge.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+__all__ = ["Kernels", "solve"]
+
+
+class Kernels(Protocol):
+    """What a backend supplies (see :class:`osnmf.factorize.kernels_numpy.NumpyKernels`)."""
+
+    op: object
+
+    def put(self, a: np.ndarray): ...
+    def get(self, a) -> np.ndarray: ...
+    def take(self, a, idx: np.ndarray): ...
+    def data_t(self, D): ...
+    def data(self, At): ...
+    def gram(self, F, Fw=None): ...
+    def weigh(self, At, w): ...
+    def inner(self, P, Q) -> np.ndarray: ...
+    def cd_sweep(self, F, G, XF, w): ...
+
+
+def _bar(enabled: bool, max_iter: int):
+    if not enabled:
+        return None, None
+    from rich.progress import Progress
+
+    bar = Progress(transient=True)
+    bar.start()
+    return bar, bar.add_task("NMF iterations", total=max_iter)
+
+
+def solve(
+    K: Kernels,
+    At: np.ndarray,
+    D: np.ndarray,
+    counts: np.ndarray | None,
+    max_iter: int,
+    tol: float,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Batched CD iterations for R replicates from the start ``At`` (R, k, n), ``D`` (R, k, m).
+
+    Parameters
+    ----------
+    K : the backend's kernels (they hold the data operator ``K.op``).
+    At, D : host arrays, the initial factors (not modified).
+    counts : (R, n) int row counts, or None for unweighted fits.
+    max_iter, tol : stopping rule (checked by the caller).
+    progress : show a transient rich progress bar.
+
+    Returns
+    -------
+    At (R, k, n), D (R, k, m) host arrays in the operator's dtype; n_iter (R,) int64;
+    loss (R,) float64 = ``sqrt(Σ_i c_i ‖x_i − a_i D‖²)``.
+    """
+    R, k, _ = At.shape
+    row_sq = K.op.row_sq_norms()
+    xnorm2 = np.full(R, row_sq.sum()) if counts is None else counts.astype(np.float64) @ row_sq
+    out_At = np.empty(At.shape, dtype=K.op.dtype)
+    out_D = np.empty(D.shape, dtype=K.op.dtype)
+    n_iter = np.full(R, max_iter, dtype=np.int64)
+    loss = np.zeros(R)
+    viol_init = np.zeros(R)
+    active = np.arange(R)
+    At, D = K.put(At), K.put(D)
+    w = None if counts is None else K.put(counts)
+    bar, task = _bar(progress, max_iter)
+    try:
+        for it in range(1, max_iter + 1):
+            # A update (rows of X independent): needs X Dᵀ and D Dᵀ
+            viol = K.cd_sweep(At, K.gram(D), K.data_t(D), w)
+            # D update: needs Aᵀ diag(c) X and Aᵀ diag(c) A
+            Aw = At if w is None else K.weigh(At, w)
+            XtA = K.data(Aw)
+            G2 = K.gram(At, Aw)
+            del Aw
+            viol = K.get(viol + K.cd_sweep(D, G2, XtA, None))
+            if it == 1:
+                viol_init[active] = viol
+            vi = viol_init[active]
+            done = (vi == 0) | (viol / np.where(vi == 0, 1, vi) <= tol)
+            if it == max_iter:
+                done[:] = True
+            if done.any():
+                idx = np.flatnonzero(done)
+                g = active[idx]
+                n_iter[g] = it
+                Dd = K.take(D, idx)
+                cross = K.inner(Dd, K.take(XtA, idx))
+                quad = K.inner(K.take(G2, idx), K.gram(Dd))
+                loss[g] = np.sqrt(np.maximum(xnorm2[g] - 2 * cross + quad, 0))
+                out_At[g] = K.get(K.take(At, idx))
+                out_D[g] = K.get(Dd)
+                keep = np.flatnonzero(~done)
+                active = active[keep]
+                if len(keep) == 0:
+                    break
+                At, D = K.take(At, keep), K.take(D, keep)
+                if w is not None:
+                    w = K.take(w, keep)
+            if bar is not None:
+                bar.update(task, completed=it, description=f"NMF ({len(active)}/{R} running)")
+    finally:
+        if bar is not None:
+            bar.stop()
+    return out_At, out_D, n_iter, loss

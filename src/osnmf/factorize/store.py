@@ -1,0 +1,159 @@
+"""The on-disk results of a sweep: one directory per run, one file per finished block.
+
+Layout::
+
+    <root>/<run key>/manifest.json          data hash, shape, parameters, osnmf version
+    <root>/<run key>/k012/r0000-0020.npz    one finished block (written atomically)
+    <root>/<run key>/k012/instability.json  gamma(K) once every block of K is done
+    <root>/<run key>/final_k012.npz         the final model at the selected K
+
+The run key is a hash of the data (its float32 bytes and shape) and of every parameter that
+changes a block's result; ``k``, the number of replicates and the block size are not part of it,
+so extending a sweep (more K, more replicates) reuses what is already there. A block file also
+records the run key and is ignored if it does not match.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from osnmf._version import __version__
+from osnmf.atomic import save_npz, write_text
+from osnmf.errors import InputError
+from osnmf.factorize.params import BlockResult, BlockSpec, SweepParams, plan_blocks
+
+__all__ = ["SweepStore", "data_digest"]
+
+
+def data_digest(X: np.ndarray) -> str:
+    """A short stable hash of a matrix's float32 values and shape (the data part of a run key)."""
+    from osnmf.stagecache import digest
+
+    X32 = np.ascontiguousarray(X, dtype=np.float32)
+    return digest(X32)
+
+
+class SweepStore:
+    """The on-disk results of one sweep run (see the module docstring for the layout).
+
+    Parameters
+    ----------
+    root : folder holding runs; the run lives in ``root / key``.
+    key : run key (hash of data + parameters), see :meth:`open`.
+    """
+
+    def __init__(self, root: str | os.PathLike, key: str):
+        self.root = Path(root)
+        self.key = key
+        self.path = self.root / key
+
+    @classmethod
+    def open(cls, root: str | os.PathLike, X: np.ndarray, params: SweepParams,
+             data_key: str | None = None) -> SweepStore:
+        """Open (creating if needed) the run of ``X`` under ``params`` inside ``root``."""
+        from osnmf.stagecache import digest
+
+        data_key = data_key or data_digest(X)
+        key = digest(data_key, params.key_fields())
+        store = cls(root, key)
+        manifest = store.path / "manifest.json"
+        if manifest.exists():
+            try:
+                info = json.loads(manifest.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise InputError(f"sweep store manifest {manifest} is unreadable: {exc}; "
+                                 "delete that run folder to start it again") from None
+            if info.get("key") != key or info.get("data") != data_key:
+                raise InputError(f"sweep store {store.path} belongs to another run "
+                                 "(data or parameters differ); delete it or use another root")
+        else:
+            info = {
+                "key": key,
+                "data": data_key,
+                "shape": list(np.shape(X)),
+                "params": params.key_fields(),
+                "osnmf_version": __version__,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            }
+            write_text(manifest, json.dumps(info, indent=2, default=str))
+        return store
+
+    # blocks -----------------------------------------------------------------------------
+    def block_path(self, spec: BlockSpec) -> Path:
+        return self.path / f"{spec.name}.npz"
+
+    def has(self, spec: BlockSpec) -> bool:
+        return self.block_path(spec).exists()
+
+    def put(self, spec: BlockSpec, result: BlockResult) -> Path:
+        arrays = {
+            "run_key": np.array(self.key),
+            "components": result.components,
+            "n_iter": result.n_iter,
+            "loss": result.loss,
+            "restart": result.restart,
+            "seeds": result.seeds,
+        }
+        if result.coefficients is not None:
+            arrays["coefficients"] = result.coefficients
+        return save_npz(self.block_path(spec), compress=False, **arrays)
+
+    def get(self, spec: BlockSpec, coefficients: bool = True) -> BlockResult | None:
+        """A stored block, or None when absent, unreadable or from another run."""
+        path = self.block_path(spec)
+        if not path.exists():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if str(z["run_key"]) != self.key:
+                    return None
+                A = z["coefficients"] if coefficients and "coefficients" in z.files else None
+                return BlockResult(z["components"], A, z["n_iter"], z["loss"], z["restart"],
+                                   z["seeds"])
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def load_k(self, k: int, n_replicates: int, block_size: int,
+               coefficients: bool = False) -> BlockResult:
+        """Concatenate the blocks of rank ``k`` (replicates 0 .. n_replicates-1)."""
+        parts = []
+        for spec in plan_blocks([k], n_replicates, block_size):
+            res = self.get(spec, coefficients=coefficients)
+            if res is None:
+                raise InputError(f"sweep store {self.path}: block {spec.name} is missing; "
+                                 "run the sweep again to finish it")
+            parts.append(res)
+        cat = np.concatenate
+        return BlockResult(
+            cat([p.components for p in parts]),
+            cat([p.coefficients for p in parts]) if coefficients else None,
+            cat([p.n_iter for p in parts]), cat([p.loss for p in parts]),
+            cat([p.restart for p in parts]), cat([p.seeds for p in parts]),
+        )
+
+    # per-K summaries and the final model --------------------------------------------------
+    def _json_path(self, k: int) -> Path:
+        return self.path / f"k{k:03d}" / "instability.json"
+
+    def get_instability(self, k: int, tag: Mapping[str, Any]) -> dict[str, float] | None:
+        path = self._json_path(k)
+        if not path.exists():
+            return None
+        try:
+            info = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return info.get("values") if info.get("tag") == dict(tag) else None
+
+    def put_instability(self, k: int, tag: Mapping[str, Any], values: Mapping[str, float]) -> None:
+        write_text(self._json_path(k), json.dumps({"tag": dict(tag), "values": dict(values)}))
+
+    def final_path(self, k: int, tag: str) -> Path:
+        return self.path / f"final_k{k:03d}_{tag}.npz"

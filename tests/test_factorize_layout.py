@@ -1,0 +1,76 @@
+"""The factorize layer's single sources of truth: one bootstrap draw, one rule per parameter,
+old import paths still working (the layer order itself: tests/test_layers.py)."""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.decomposition import NMF
+from sklearn.exceptions import ConvergenceWarning
+
+import osnmf
+from osnmf.config import RunConfig
+from osnmf.errors import ConfigError
+from osnmf.factorize.bootstrap import bootstrap_counts
+from osnmf.factorize.params import SweepParams
+from osnmf.factorize.sweep import replicate_counts
+
+
+def test_one_bootstrap_draw_everywhere():
+    from osnmf.factorize.baselines import bootstrap_counts as pca_counts
+    from osnmf.factorize.nmf import bootstrap_counts as nmf_counts
+
+    sweep = replicate_counts(40, range(6), SweepParams(random_state=3))
+    for other in (osnmf.bootstrap_counts(40, 6, 3), nmf_counts(40, 6, 3), pca_counts(40, 6, 3),
+                  bootstrap_counts(40, range(6), 3)):
+        np.testing.assert_array_equal(other, sweep)
+    # replicate r does not depend on the block layout: a later block draws the same rows
+    np.testing.assert_array_equal(bootstrap_counts(40, range(2, 5), 3), sweep[2:5])
+    # independent reference: replicate r is n draws with replacement from default_rng([seed, r])
+    for r in range(6):
+        idx = np.random.default_rng([3, r]).integers(0, 40, size=40)
+        np.testing.assert_array_equal(sweep[r], np.bincount(idx, minlength=40))
+
+
+def test_tol_zero_is_one_rule_everywhere():
+    """tol = 0 (run every iteration) is accepted by the solver, the sweep and the config."""
+    rng = np.random.default_rng(0)
+    X = rng.random((12, 15))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        sk = NMF(3, init="nndsvda", solver="cd", tol=0, max_iter=15).fit(X)
+    ours = osnmf.fit_nmf(X, 3, tol=0, max_iter=15, dtype=np.float64)
+    assert ours.n_iter == sk.n_iter_ == 15
+    np.testing.assert_allclose(ours.D, sk.components_, rtol=1e-6, atol=1e-9)
+    assert SweepParams(tol=0).tol == 0
+    assert RunConfig(tol=0).tol == 0
+    for bad in (-1e-4, float("nan"), float("inf"), "x"):
+        with pytest.raises(ConfigError, match="tol"):
+            SweepParams(tol=bad)
+        with pytest.raises(ConfigError, match="tol"):
+            osnmf.fit_nmf(X, 2, tol=bad)
+        with pytest.raises(ConfigError, match="tol"):
+            RunConfig(tol=bad)
+        with pytest.raises(ConfigError, match="tol"):
+            osnmf.StaNMF(k_range=[2], n_replicates=2, tol=bad).fit(X)
+
+
+@pytest.mark.parametrize("old, new, name", [
+    ("osnmf.factorize.sketch", "osnmf.factorize.operators", "sketch_matrix"),
+    ("osnmf.factorize.distributed", "osnmf.factorize.executors", "DaskExecutor"),
+    ("osnmf.factorize.torch_backend", "osnmf.factorize.kernels_torch", "resolve_device"),
+    ("osnmf.factorize.sweep", "osnmf.factorize.store", "SweepStore"),
+    ("osnmf.factorize.sweep", "osnmf.factorize.init", "grow_factors"),
+    ("osnmf.baselines", "osnmf.factorize.baselines", "pca_patterns"),
+    ("osnmf", "osnmf.factorize.masked", "masked_nmf"),
+    ("osnmf", "osnmf.factorize.bootstrap", "bootstrap_counts"),
+])
+def test_old_import_paths_still_work(old, new, name):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        assert getattr(importlib.import_module(old), name) is \
+            getattr(importlib.import_module(new), name)
+
