@@ -78,7 +78,7 @@ def fit_block(
     counts : (R, n) int row multiplicities (see :func:`replicate_counts`).
     params : :class:`SweepParams`.
     seeds : (R,) replicate indices (they seed the random inits, with ``k``).
-    sketch : a precomputed ``osnmf.factorize.sketch.Sketch`` of ``X`` for
+    sketch : a precomputed ``osnmf.factorize.operators.Sketch`` of ``X`` for
         ``solver="compressed"`` (computed once per sweep); None: ``params.sketch`` options.
     warm : (A, D) of the same replicates at rank ``k - 1`` (shapes (R, n, k-1), (R, k-1, m));
         with ``params.grow`` one more start grows them (:func:`grow_factors`).
