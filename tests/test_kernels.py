@@ -10,12 +10,12 @@ from sklearn.decomposition._nmf import _initialize_nmf
 from test_nmf import matched_r, phantom, sk_fit
 from threadpoolctl import threadpool_limits
 
-import osnmf.factorize.nmf as nmf_mod
+from osnmf.factorize import kernels_numpy
+from osnmf.factorize.init import grow_factors
 from osnmf.factorize.kernels_numba import cd_sweep_fused
 from osnmf.factorize.nmf import bootstrap_counts, fit_nmf, fit_nmf_replicates
+from osnmf.factorize.operators import ExactOperator, sketch_matrix
 from osnmf.factorize.residual import grow_lowrank
-from osnmf.factorize.sketch import ExactOperator, sketch_matrix
-from osnmf.factorize.sweep import grow_factors
 
 
 @pytest.fixture(autouse=True)
@@ -50,7 +50,7 @@ def test_fused_sweep_equals_numpy_sweep(dt, rtol, weighted):
     w = w if weighted else None
     F1, F2 = F.copy(), F.copy()
     for _ in range(3):  # three sweeps: later ones start from updated factors
-        v1 = nmf_mod._cd_sweep(F1, G, XF, w)
+        v1 = kernels_numpy.cd_sweep(F1, G, XF, w)
         v2 = cd_sweep_fused(F2, G, XF, w)
         np.testing.assert_allclose(v2, v1, rtol=rtol)
     np.testing.assert_allclose(F2, F1, rtol=rtol, atol=rtol * float(F1.max()))
@@ -59,7 +59,8 @@ def test_fused_sweep_equals_numpy_sweep(dt, rtol, weighted):
 
 
 def test_fused_solver_equals_sklearn(data, monkeypatch):
-    monkeypatch.setattr(nmf_mod, "_cd_sweep", cd_sweep_fused)
+    # the one solver loop, with the fused kernel in place of the numpy sweep
+    monkeypatch.setattr(kernels_numpy.NumpyKernels, "cd_sweep", staticmethod(cd_sweep_fused))
     k = 6
     W0, H0 = _initialize_nmf(data, k, init="nndsvda", random_state=0)
     W, model = sk_fit(data, k, W0, H0)
