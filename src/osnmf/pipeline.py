@@ -9,11 +9,13 @@ replicate by replicate from ``<out>/sweep``.
 
 from __future__ import annotations
 
+import json
 import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -22,14 +24,25 @@ from rich.console import Console
 from osnmf.config import RunConfig
 from osnmf.errors import ConfigError, InputError
 from osnmf.expression import SpatialExpression, to_matrix, to_volumes
-from osnmf.stagecache import StageCache, arrays_to_frame, digest, frame_to_arrays
+from osnmf.results import (
+    BaselinesResult,
+    ImputeResult,
+    LinkingResult,
+    MarkersResult,
+    MetricsResult,
+    SweepResult,
+    pattern_sets,
+)
+from osnmf.stagecache import StageCache, digest, from_arrays, to_arrays
 
-PIPELINE_VERSION = "1"
+PIPELINE_VERSION = "2"  # 2: typed stage results (osnmf.results)
+R = TypeVar("R")
 
 
 @dataclass
 class RunState:
-    """Everything the stages produce; outputs and the report read it and compute nothing."""
+    """Everything the stages produce (typed, :mod:`osnmf.results`); the files and the report read it
+    and compute nothing."""
 
     config: RunConfig
     out: Path
@@ -39,7 +52,12 @@ class RunState:
     keys: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     cached: dict[str, bool] = field(default_factory=dict)
-    results: dict[str, dict] = field(default_factory=dict)
+    impute: ImputeResult | None = None
+    sweep: SweepResult | None = None
+    baselines: BaselinesResult | None = None
+    metrics: MetricsResult | None = None
+    linking: LinkingResult | None = None
+    markers: MarkersResult | None = None
 
 
 class Pipeline:
@@ -63,20 +81,31 @@ class Pipeline:
         yield
         self.state.timings[name] = round(time.perf_counter() - start, 3)
 
-    def stage(self, name: str, params: dict, upstream: tuple[str, ...], compute) -> dict:
-        """Run ``compute()`` (→ dict of arrays) unless a result for the same inputs is cached."""
+    def stage(self, name: str, params: dict, upstream: tuple[str, ...], compute, kind: type[R]) -> R:
+        """Run ``compute()`` (→ a ``kind`` result) unless a result for the same inputs is cached.
+
+        The result always comes back through the cache's encoding, so a fresh and a reused result
+        are the same object type with the same column types.
+        """
         key = digest(PIPELINE_VERSION, name, params, [self.state.keys[u] for u in upstream])
         self.state.keys[name] = key
         with self._timed(name):
-            result = self.cache.get(name, key)
+            arrays = self.cache.get(name, key)
+            result = None
+            if arrays is not None:
+                try:
+                    result = from_arrays(kind, arrays)
+                except (KeyError, ValueError, TypeError):
+                    result = None  # written by another version: recompute
             self.state.cached[name] = result is not None
             if result is None:
                 self.console.log(f"[bold]{name}[/]…")
-                result = compute()
-                self.cache.put(name, key, result)
+                arrays = to_arrays(compute())
+                self.cache.put(name, key, arrays)
+                result = from_arrays(kind, arrays)
             else:
                 self.console.log(f"[bold]{name}[/]: reused cached result")
-        self.state.results[name] = result
+        setattr(self.state, name, result)
         return result
 
     # ---- stages ---------------------------------------------------------------------------
@@ -101,13 +130,13 @@ class Pipeline:
         self.state.keys["load"] = self.state.data_key
         self.state.cached["load"] = False
 
-    def impute(self) -> dict:
+    def impute(self) -> ImputeResult:
         from osnmf.preprocess import default_support, holdout_check, impute_knn, prepare_matrix
 
         cfg, expr = self.config, self.state.expr
         params = {k: getattr(cfg, k) for k in ("impute", "n_neighbors", "support_max_missing", "seed")}
 
-        def compute():
+        def compute() -> ImputeResult:
             brain = expr.atlas.brain_mask
             support = default_support(expr.volumes, brain, max_missing=cfg.support_max_missing)
             filled = expr.volumes
@@ -125,24 +154,24 @@ class Pipeline:
                 spacing_um=expr.atlas.spacing_um, progress=self.progress,
                 truth=None if truth is None else truth.clean, truth_mask=None if truth is None else brain,
             )
-            return {
-                "X": prepared.X, "support": prepared.support, "kept": prepared.kept, "dropped": prepared.dropped,
-                "missing_fraction": np.array(np.isnan(to_matrix(expr.volumes, support)).mean()),
-                "holdout": np.array([holdout.n_points, holdout.mae, holdout.pearson_r, holdout.mae_truth,
-                                     holdout.r_truth]),
-            }
+            return ImputeResult(
+                X=prepared.X, support=prepared.support, kept=prepared.kept, dropped=prepared.dropped,
+                missing_fraction=float(np.isnan(to_matrix(expr.volumes, support)).mean()),
+                holdout_points=holdout.n_points, holdout_mae=holdout.mae, holdout_r=holdout.pearson_r,
+                holdout_mae_truth=holdout.mae_truth, holdout_r_truth=holdout.r_truth,
+            )
 
-        return self.stage("impute", params, ("load",), compute)
+        return self.stage("impute", params, ("load",), compute, ImputeResult)
 
-    def sweep(self) -> dict:
+    def sweep(self) -> SweepResult:
         from osnmf.factorize.stanmf import StaNMF
 
         cfg = self.config
         names = ("k_min", "k_max", "replicates", "n_restarts", "solver", "max_iter", "tol", "seed")
         params = {k: getattr(cfg, k) for k in names}
 
-        def compute():
-            X = self.state.results["impute"]["X"]
+        def compute() -> SweepResult:
+            X = self.state.impute.X
             if X.shape[0] <= cfg.k_max:
                 raise ConfigError(f"{X.shape[0]} usable experiments are too few for K up to {cfg.k_max}: "
                                   f"use --k-max {max(2, X.shape[0] - 1)} or less, or more data")
@@ -165,151 +194,131 @@ class Pipeline:
                         cluster.close()
             k = int(model.k_)
             reps = np.asarray(model.replicates_[k])[: cfg.moran_replicates]
-            out = frame_to_arrays("instability", model.instability_)
-            out.update({"k": np.array(k), "components": model.components_.astype(np.float32),
-                        "coefficients": model.coefficients_.astype(np.float32),
-                        "replicates_at_k": reps.astype(np.float32)})
-            return out
+            return SweepResult(instability=model.instability_, k=k, components=model.components_.astype(np.float32),
+                               coefficients=model.coefficients_.astype(np.float32),
+                               replicates_at_k=reps.astype(np.float32))
 
-        return self.stage("sweep", params, ("impute",), compute)
+        return self.stage("sweep", params, ("impute",), compute, SweepResult)
 
-    def baselines(self) -> dict:
+    def baselines(self) -> BaselinesResult:
         from osnmf.factorize import baselines as bl
-        from osnmf.factorize.stability import instability
+        from osnmf.evaluate.compare import pca_instability_curve
 
         cfg = self.config
         params = {"pca_replicates": cfg.pca_replicates, "seed": cfg.seed, "k_min": cfg.k_min, "k_max": cfg.k_max}
 
-        def compute():
-            X = self.state.results["impute"]["X"]
-            k = int(self.state.results["sweep"]["k"])
-            D = self.state.results["sweep"]["components"]
+        def compute() -> BaselinesResult:
+            X, sw = self.state.impute.X, self.state.sweep
+            k = sw.k
             ks = [kk for kk in cfg.k_range if kk <= min(X.shape) - 1]
-            # principal components are nested: the first k of a replicate's top-k_max are its top k,
-            # so one set of bootstrap fits at the largest K serves the whole curve
-            # (the same gene bootstraps as the staNMF replicates; the first ones also serve Moran's I)
+            # one set of bootstrap PCA fits at the largest K serves the whole curve (components are nested);
+            # the same gene bootstraps as the staNMF replicates; the first ones also serve Moran's I
             n_reps = max(cfg.pca_replicates, cfg.moran_replicates)
-            k_top = max(*ks, k)
-            reps_all = bl.pca_bootstrap_patterns(X, k_top, n_replicates=n_reps, seed=cfg.seed, progress=self.progress)
-            rows = [{"k": kk, **instability(reps_all[: cfg.pca_replicates, :kk])} for kk in ks]
+            reps_all = bl.pca_bootstrap_patterns(X, max(*ks, k), n_replicates=n_reps, seed=cfg.seed,
+                                                 progress=self.progress)
             pca = bl.pca_patterns(X, k)
-            kmeans = bl.pca_kmeans_patterns(X, k, seed=cfg.seed)
-            ward = bl.pca_agglomerative_patterns(X, k, seed=cfg.seed)
-            nmf_h = bl.nmf_hierarchical_patterns(D, k, seed=cfg.seed)
-            pca_reps = reps_all[: cfg.moran_replicates, :k]
-            out = frame_to_arrays("pca_instability", pd.DataFrame(rows))
-            out.update({
-                "pca_patterns": pca.patterns.astype(np.float32),
-                "pca_coefficients": pca.coefficients.astype(np.float32),
-                "pca_offset": np.asarray(pca.offset if pca.offset is not None else np.zeros(X.shape[1]), np.float32),
-                "pca_replicates": pca_reps.astype(np.float32),
-                "kmeans_patterns": kmeans.patterns.astype(np.float32),
-                "ward_patterns": ward.patterns.astype(np.float32),
-                "nmf_hier_patterns": nmf_h.patterns.astype(np.float32),
-            })
-            return out
+            offset = pca.offset if pca.offset is not None else np.zeros(X.shape[1])
+            return BaselinesResult(
+                pca_instability=pca_instability_curve(reps_all[: cfg.pca_replicates], ks),
+                pca_patterns=pca.patterns.astype(np.float32),
+                pca_coefficients=pca.coefficients.astype(np.float32),
+                pca_offset=np.asarray(offset, np.float32),
+                pca_replicates=reps_all[: cfg.moran_replicates, :k].astype(np.float32),
+                kmeans_patterns=bl.pca_kmeans_patterns(X, k, seed=cfg.seed).patterns.astype(np.float32),
+                ward_patterns=bl.pca_agglomerative_patterns(X, k, seed=cfg.seed).patterns.astype(np.float32),
+                nmf_hier_patterns=bl.nmf_hierarchical_patterns(sw.components, k, seed=cfg.seed).patterns.astype(
+                    np.float32),
+            )
 
-        return self.stage("baselines", params, ("sweep",), compute)
+        return self.stage("baselines", params, ("sweep",), compute, BaselinesResult)
 
-    def metrics(self) -> dict:
-        from osnmf.evaluate.compare import compare_distributions
+    def metrics(self) -> MetricsResult:
+        from osnmf.evaluate.compare import moran_comparison
         from osnmf.evaluate.metrics import patterns_per_gene, reconstruction_accuracy
+        from osnmf.evaluate.planted import planted_truth_check
         from osnmf.spatial.moran import morans_i, spatial_weights, strongest_pattern_morans_i
 
         cfg = self.config
 
-        def compute():
-            imp, sw, bl = (self.state.results[s] for s in ("impute", "sweep", "baselines"))
-            X, support = imp["X"], imp["support"]
+        def compute() -> MetricsResult:
+            imp, sw, bl = self.state.impute, self.state.sweep, self.state.baselines
+            support = imp.support
             w = spatial_weights(support, "face")
-            D, A = sw["components"], sw["coefficients"]
-            moran_nmf = morans_i(D, support, w=w)
-            moran_pca = morans_i(bl["pca_patterns"], support, w=w)
-            boot_nmf = np.stack([morans_i(r, support, w=w) for r in sw["replicates_at_k"]])
-            boot_pca = np.stack([morans_i(r, support, w=w) for r in bl["pca_replicates"]])
-            test = compare_distributions(boot_nmf.ravel(), boot_pca.ravel())
-            r_nmf = reconstruction_accuracy(X, A, D)
-            r_pca = reconstruction_accuracy(X, bl["pca_coefficients"], bl["pca_patterns"], offset=bl["pca_offset"])
-            return {
-                "moran_nmf": moran_nmf, "moran_pca": moran_pca,
-                "moran_strongest_nmf": strongest_pattern_morans_i(D, support, w=w),
-                "moran_boot_nmf": boot_nmf, "moran_boot_pca": boot_pca,
-                "moran_test": np.array([test[key] for key in ("cliffs_delta", "p_mannwhitney", "cohens_d", "p_welch")]),
-                "recon_nmf": r_nmf, "recon_pca": r_pca,
-                "patterns_per_gene": patterns_per_gene(A),
-            }
+            boot_nmf, boot_pca, test = moran_comparison(sw.replicates_at_k, bl.pca_replicates, support, "continuous",
+                                                        "face")
+            planted = {"planted_k": 0, "matched_r": []}
+            if self.state.truth is not None:
+                planted = planted_truth_check(self.state.truth.patterns, self.brain_patterns(sw.components))
+            return MetricsResult(
+                moran_nmf=morans_i(sw.components, support, w=w), moran_pca=morans_i(bl.pca_patterns, support, w=w),
+                moran_strongest_nmf=strongest_pattern_morans_i(sw.components, support, w=w),
+                moran_boot_nmf=boot_nmf, moran_boot_pca=boot_pca,
+                moran_cliffs_delta=test["cliffs_delta"], moran_p_mannwhitney=test["p_mannwhitney"],
+                moran_cohens_d=test["cohens_d"], moran_p_welch=test["p_welch"],
+                recon_nmf=reconstruction_accuracy(imp.X, sw.coefficients, sw.components),
+                recon_pca=reconstruction_accuracy(imp.X, bl.pca_coefficients, bl.pca_patterns, offset=bl.pca_offset),
+                patterns_per_gene=patterns_per_gene(sw.coefficients),
+                planted_k=planted["planted_k"], planted_matched_r=np.asarray(planted["matched_r"], dtype=np.float64),
+            )
 
-        return self.stage("metrics", {"moran_replicates": cfg.moran_replicates}, ("baselines",), compute)
+        return self.stage("metrics", {"moran_replicates": cfg.moran_replicates}, ("baselines",), compute,
+                          MetricsResult)
 
     def brain_patterns(self, patterns: np.ndarray) -> np.ndarray:
         """Patterns over the support voxels → over all brain voxels (0 where outside the support)."""
-        support = self.state.results["impute"]["support"]
-        return to_matrix(to_volumes(patterns, support), self.state.expr.atlas.brain_mask)
+        return to_matrix(to_volumes(patterns, self.state.impute.support), self.state.expr.atlas.brain_mask)
 
-    def pattern_sets(self) -> dict[str, np.ndarray]:
-        sw, bl = self.state.results["sweep"], self.state.results["baselines"]
-        # PCA components come with their largest-magnitude loading positive (baselines.pca_fit)
-        return {
-            "staNMF": sw["components"], "PCA": bl["pca_patterns"], "PCA + k-means": bl["kmeans_patterns"],
-            "PCA + agglomerative": bl["ward_patterns"], "staNMF + hierarchical": bl["nmf_hier_patterns"],
-        }
-
-    def linking(self) -> dict:
+    def linking(self) -> LinkingResult:
         from osnmf.interpret.ontology import pattern_ontology
-        from osnmf.interpret.region_prediction import linked_patterns, region_prediction_test
+        from osnmf.interpret.region_prediction import region_patterns, region_prediction_test
         from osnmf.spatial.linking import best_combinations, region_correlations
 
         cfg = self.config
         atlas = self.state.expr.atlas
 
-        def compute():
-            out = {}
-            summary_rows = []
-            for name, patterns in self.pattern_sets().items():
+        def compute() -> LinkingResult:
+            summary_rows, found = [], {}
+            for name, patterns in pattern_sets(self.state.sweep, self.state.baselines).items():
                 brain = self.brain_patterns(patterns)
                 link = best_combinations(brain, atlas, sizes=cfg.link_sizes, progress=self.progress)
                 summary_rows.append({"pattern_set": name, **link.summary})
                 if name == "staNMF":
-                    out.update(frame_to_arrays("links", link.best))
-                    out.update(frame_to_arrays("links_top", link.table))
-                    out["link_matrix"] = link.matrix.to_numpy(dtype=np.float64)
-                    correlations = region_correlations(brain, atlas)
-                    out.update(frame_to_arrays("correlations", correlations))
-                    tree = pattern_ontology(brain, link, atlas)
-                    out["ontology_json"] = np.array(tree.to_json())
-                    out["ontology_newick"] = np.array(tree.to_newick())
-                    out["ontology_linkage"] = tree.linkage
-                    linked = linked_patterns(link, atlas, "Isocortex")
-                    if not linked:  # no best link inside the isocortex: use the most correlated pattern
-                        iso = correlations[correlations["region_id"] == atlas.id_of("Isocortex")]
-                        linked = [int(iso.loc[iso["r"].idxmax(), "pattern_index"])]
-                    pred = region_prediction_test(brain, atlas, region="Isocortex", linked=linked,
-                                                  n_random=cfg.n_random_models, seed=cfg.seed)
-                    out["region_test"] = np.array([pred.auc, pred.median_random, pred.p_value, len(pred.linked)])
-            out.update(frame_to_arrays("link_summary", pd.DataFrame(summary_rows)))
-            return out
+                    found = {"brain": brain, "link": link}
+            brain, link = found["brain"], found["link"]
+            correlations = region_correlations(brain, atlas)
+            tree = pattern_ontology(brain, link, atlas)
+            linked = region_patterns(link, correlations, atlas, "Isocortex")
+            pred = region_prediction_test(brain, atlas, region="Isocortex", linked=linked,
+                                          n_random=cfg.n_random_models, seed=cfg.seed)
+            return LinkingResult(
+                links=link.best, links_top=link.table, link_matrix=link.matrix.to_numpy(dtype=np.float64),
+                correlations=correlations, link_summary=pd.DataFrame(summary_rows),
+                ontology_json=tree.to_json(), ontology_newick=tree.to_newick(), ontology_linkage=tree.linkage,
+                region_auc=pred.auc, region_random_median_auc=pred.median_random, region_p=pred.p_value,
+                region_n_linked=len(pred.linked),
+            )
 
         params = {"sizes": cfg.link_sizes, "n_random": cfg.n_random_models, "seed": cfg.seed}
-        return self.stage("linking", params, ("baselines",), compute)
+        return self.stage("linking", params, ("baselines",), compute, LinkingResult)
 
-    def markers(self) -> dict:
+    def markers(self) -> MarkersResult:
         from osnmf.interpret.markers import marker_genes
-        from osnmf.interpret.networks import coexpression_networks, hub_table, write_networks
+        from osnmf.interpret.networks import coexpression_networks, edges_table, hub_table, network_to_json
 
         cfg = self.config
 
-        def compute():
-            sw, imp = self.state.results["sweep"], self.state.results["impute"]
-            genes = self.state.expr.genes[imp["kept"]]
-            table = marker_genes(sw["coefficients"], genes).table
-            networks = coexpression_networks(sw["coefficients"], sw["components"], genes,
+        def compute() -> MarkersResult:
+            sw = self.state.sweep
+            genes = self.state.expr.genes[self.state.impute.kept]
+            networks = coexpression_networks(sw.coefficients, sw.components, genes,
                                              top_fraction=cfg.network_top_fraction)
-            write_networks(networks, self.out / "networks")
-            out = frame_to_arrays("markers", table)
-            out.update(frame_to_arrays("hubs", hub_table(networks)))
-            return out
+            return MarkersResult(
+                markers=marker_genes(sw.coefficients, genes).table, hubs=hub_table(networks),
+                edges=edges_table(networks),
+                networks_json=np.array([json.dumps(network_to_json(n)) for n in networks], dtype=str),
+            )
 
-        return self.stage("markers", {"top_fraction": cfg.network_top_fraction}, ("sweep",), compute)
+        return self.stage("markers", {"top_fraction": cfg.network_top_fraction}, ("sweep",), compute, MarkersResult)
 
     # ---- the whole run --------------------------------------------------------------------
     def run(self) -> dict:
@@ -340,11 +349,6 @@ def _accept(expr: SpatialExpression, cfg: RunConfig) -> None:
     if measured.sum() <= cfg.k_max:
         raise ConfigError(f"{source}: {int(measured.sum())} experiments with data are too few for K up to "
                           f"{cfg.k_max}: use --k-max {max(2, int(measured.sum()) - 1)} or less, or more data")
-
-
-def frame(result: dict, name: str) -> pd.DataFrame:
-    """A DataFrame stored in a stage result (see :func:`osnmf.stagecache.frame_to_arrays`)."""
-    return arrays_to_frame(name, result)
 
 
 def _dask_client(address: str):

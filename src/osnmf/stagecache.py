@@ -2,13 +2,17 @@
 
 Each stage result is a dict of numpy arrays saved as ``<root>/<stage>.npz`` together with the key
 it was computed for (a hash of upstream keys and parameters). A stage reruns only when its key
-changes; a killed run leaves no half-written result (atomic writes).
+changes; a killed run leaves no half-written result (atomic writes). Typed stage results
+(dataclasses of arrays, DataFrames and scalars) travel through :func:`to_arrays` /
+:func:`from_arrays`; nothing is pickled.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -73,3 +77,49 @@ def arrays_to_frame(name: str, arrays: dict[str, np.ndarray]):
 
     columns = arrays[f"{name}::__columns__"].tolist()
     return pd.DataFrame({c: arrays[f"{name}::{i}"] for i, c in enumerate(columns)})
+
+
+_SCALARS = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def _kinds(cls) -> dict[str, str]:
+    """Field name → "array", "frame" or a scalar type name, from the dataclass's annotations."""
+    hints = typing.get_type_hints(cls)
+    kinds = {}
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        name = getattr(hint, "__name__", str(hint))
+        if name == "ndarray":
+            kinds[f.name] = "array"
+        elif name == "DataFrame":
+            kinds[f.name] = "frame"
+        elif name in _SCALARS:
+            kinds[f.name] = name
+        else:
+            raise TypeError(f"{cls.__name__}.{f.name}: a stage result holds arrays, DataFrames and scalars, not {hint}")
+    return kinds
+
+
+def to_arrays(result) -> dict[str, np.ndarray]:
+    """A stage-result dataclass as plain arrays (DataFrames via :func:`frame_to_arrays`)."""
+    out: dict[str, np.ndarray] = {}
+    for name, kind in _kinds(type(result)).items():
+        value = getattr(result, name)
+        if kind == "frame":
+            out.update(frame_to_arrays(name, value))
+        else:
+            out[name] = np.asarray(value)
+    return out
+
+
+def from_arrays(cls, arrays: dict[str, np.ndarray]):
+    """Inverse of :func:`to_arrays`: rebuild a ``cls`` instance (raises KeyError on a missing field)."""
+    values = {}
+    for name, kind in _kinds(cls).items():
+        if kind == "frame":
+            values[name] = arrays_to_frame(name, arrays)
+        elif kind == "array":
+            values[name] = arrays[name]
+        else:
+            values[name] = _SCALARS[kind](arrays[name].item() if kind != "str" else str(arrays[name]))
+    return cls(**values)

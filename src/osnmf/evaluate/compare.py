@@ -30,6 +30,8 @@ from scipy import stats
 from osnmf.errors import InputError
 from osnmf.evaluate.metrics import patterns_per_gene, reconstruction_accuracy, summarize
 from osnmf.factorize.baselines import PatternSet, nmf_patterns, pca_bootstrap_patterns, pca_patterns
+from osnmf.factorize.stability import instability
+from osnmf.spatial.moran import morans_i_distribution
 
 
 def compare_distributions(a: Iterable[float], b: Iterable[float]) -> dict[str, float]:
@@ -60,6 +62,31 @@ def compare_distributions(a: Iterable[float], b: Iterable[float]) -> dict[str, f
         "cliffs_delta": float(delta), "p_mannwhitney": float(u.pvalue),
         "cohens_d": float(d), "p_welch": float(welch.pvalue),
     }
+
+
+def pca_instability_curve(replicates: np.ndarray, ks: Iterable[int], centered: bool = False) -> pd.DataFrame:
+    """PCA instability at every K from one stack of bootstrap PCA fits at the largest K.
+
+    Principal components are nested (the first k of a replicate's top-K are its top k), so
+    ``replicates`` ``(R, K_max, m)`` serves the whole curve. Returns one row per K: ``k`` and the
+    columns of :func:`osnmf.factorize.stability.instability`.
+    """
+    replicates = np.asarray(replicates)
+    ks = [int(k) for k in ks]
+    if replicates.ndim != 3 or max(ks) > replicates.shape[1]:
+        raise InputError(f"need (R, K_max, m) replicates with K_max >= {max(ks)}, got {replicates.shape}")
+    return pd.DataFrame([{"k": k, **instability(replicates[:, :k], centered=centered)} for k in ks])
+
+
+def moran_comparison(nmf_replicates, pca_replicates, mask: np.ndarray, variant: str = "continuous",
+                     connectivity: str = "face") -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """Moran's I of every replicate pattern, staNMF vs PCA, and their :func:`compare_distributions`.
+
+    Returns ``(I_nmf (R, K), I_pca (R, K), test)``.
+    """
+    dn = morans_i_distribution(nmf_replicates, mask, variant=variant, connectivity=connectivity)
+    dp = morans_i_distribution(pca_replicates, mask, variant=variant, connectivity=connectivity)
+    return dn, dp, compare_distributions(dn, dp)
 
 
 @dataclass
@@ -133,9 +160,7 @@ def compare_stanmf_pca(
     progress : show progress bars.
     **stanmf_kwargs : further :class:`osnmf.StaNMF` parameters (``solver``, ``n_jobs``, …).
     """
-    from osnmf.factorize.stability import instability
     from osnmf.factorize.stanmf import StaNMF
-    from osnmf.spatial.moran import morans_i_distribution
 
     X = np.asarray(X)
     if X_measured is None:
@@ -157,16 +182,12 @@ def compare_stanmf_pca(
 
     counts = bootstrap_counts(X.shape[0], n_replicates, random_state)
     pca_reps_max = pca_bootstrap_patterns(X, max(ks), counts=counts, progress=progress)
-    curve = []
-    for kk in ks:
-        row = model.instability_.set_index("k").loc[kk]
-        p = instability(pca_reps_max[:, :kk], centered=bool(model.centered))
-        curve.append({"k": kk, "stanmf_hungarian": row["hungarian"],
-                      "stanmf_hungarian_sd": row["hungarian_sd"],
-                      "pca_hungarian": p["hungarian"], "pca_hungarian_sd": p["hungarian_sd"],
-                      "stanmf_amari": row["amari"], "stanmf_amari_sd": row["amari_sd"],
-                      "pca_amari": p["amari"], "pca_amari_sd": p["amari_sd"]})
-    curve = pd.DataFrame(curve)
+    columns = ["hungarian", "hungarian_sd", "amari", "amari_sd"]
+    nmf_curve = model.instability_.set_index("k").loc[ks, columns].add_prefix("stanmf_")
+    pca_curve = pca_instability_curve(pca_reps_max, ks, centered=bool(model.centered)).set_index("k")
+    curve = nmf_curve.join(pca_curve[columns].add_prefix("pca_")).reset_index()
+    curve = curve[["k", "stanmf_hungarian", "stanmf_hungarian_sd", "pca_hungarian", "pca_hungarian_sd",
+                   "stanmf_amari", "stanmf_amari_sd", "pca_amari", "pca_amari_sd"]]
     at_k = curve.set_index("k").loc[k]
 
     values: dict[str, Any] = {"k": k, "n_replicates": n_replicates}
@@ -182,12 +203,9 @@ def compare_stanmf_pca(
     moran: dict[str, dict[str, np.ndarray]] = {}
     if mask is not None:
         for variant in ("continuous", "strongest"):
-            dn = morans_i_distribution(model.replicates_[k], mask, variant=variant,
-                                       connectivity=connectivity)
-            dp = morans_i_distribution(pca_reps_max[:, :k], mask, variant=variant,
-                                       connectivity=connectivity)
+            dn, dp, res = moran_comparison(model.replicates_[k], pca_reps_max[:, :k], mask, variant,
+                                           connectivity)
             moran[variant] = {"staNMF": dn, "PCA": dp}
-            res = compare_distributions(dn, dp)
             values[f"moran_{variant}"] = res
             nan_n, nan_p = int(np.isnan(dn).sum()), int(np.isnan(dp).sum())
             label = f"Moran's I {variant} (R×K)"

@@ -236,33 +236,53 @@ def write_network_json(network: CoexpressionNetwork | nx.Graph, path: str | os.P
     return write_text(Path(path), json.dumps(network_to_json(network), indent=1) + "\n")
 
 
-def read_network_json(path: str | os.PathLike) -> nx.Graph:
-    """Read a network written by :func:`write_network_json`."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: cannot read network JSON ({exc})") from None
+def network_from_json(data: dict) -> nx.Graph:
+    """The graph of a node-link dictionary (:func:`network_to_json`)."""
     try:
         return nx.node_link_graph(data, edges="links")
     except TypeError:  # networkx < 3.4
         return nx.node_link_graph(data)
 
 
-def write_networks(
-    networks: Sequence[CoexpressionNetwork], out_dir: str | os.PathLike, formats: Sequence[str] = ("graphml", "json")
+def read_network_json(path: str | os.PathLike) -> nx.Graph:
+    """Read a network written by :func:`write_network_json`."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: cannot read network JSON ({exc})") from None
+    return network_from_json(data)
+
+
+def edges_table(networks: Sequence[CoexpressionNetwork]) -> pd.DataFrame:
+    """Every network's edges (:meth:`CoexpressionNetwork.edges_table`) in one table."""
+    return pd.concat([n.edges_table() for n in networks], ignore_index=True) if networks else pd.DataFrame()
+
+
+def write_network_files(
+    graphs: Sequence[nx.Graph], edges: pd.DataFrame, hubs: pd.DataFrame, out_dir: str | os.PathLike,
+    formats: Sequence[str] = ("graphml", "json"),
 ) -> list[Path]:
-    """Write every network as ``out_dir/pattern_<k>.graphml`` / ``.json`` plus ``edges.csv`` and ``hubs.csv``."""
+    """Write each graph as ``out_dir/pattern_<k>.graphml`` / ``.json`` (k: its ``pattern`` attribute),
+    plus ``edges.csv`` and ``hubs.csv``."""
     bad = set(formats) - {"graphml", "json"}
     if bad:
         raise ConfigError(f"unknown network format(s) {sorted(bad)}; use 'graphml' and/or 'json'")
     out = Path(out_dir)
     written = []
-    for net in networks:
+    for graph in graphs:
+        k = int(graph.graph["pattern"])
         if "graphml" in formats:
-            written.append(write_graphml(net, out / f"pattern_{net.pattern}.graphml"))
+            written.append(write_graphml(graph, out / f"pattern_{k}.graphml"))
         if "json" in formats:
-            written.append(write_network_json(net, out / f"pattern_{net.pattern}.json"))
-    edges = pd.concat([n.edges_table() for n in networks], ignore_index=True) if networks else pd.DataFrame()
+            written.append(write_network_json(graph, out / f"pattern_{k}.json"))
     written.append(write_text(out / "edges.csv", edges.to_csv(index=False)))
-    written.append(write_text(out / "hubs.csv", hub_table(networks).to_csv(index=False)))
+    written.append(write_text(out / "hubs.csv", hubs.to_csv(index=False)))
     return written
+
+
+def write_networks(
+    networks: Sequence[CoexpressionNetwork], out_dir: str | os.PathLike, formats: Sequence[str] = ("graphml", "json")
+) -> list[Path]:
+    """Write every network as ``out_dir/pattern_<k>.graphml`` / ``.json`` plus ``edges.csv`` and ``hubs.csv``."""
+    return write_network_files([n.graph for n in networks], edges_table(networks), hub_table(networks), out_dir,
+                               formats)

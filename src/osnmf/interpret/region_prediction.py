@@ -37,6 +37,25 @@ def linked_patterns(links, atlas: Atlas, region: int | str = "Isocortex") -> lis
                   if any(int(s) in inside for s in ids))
 
 
+def region_patterns(links, correlations, atlas: Atlas, region: int | str = "Isocortex") -> list[int]:
+    """The patterns a region is predicted from: :func:`linked_patterns`, or when no pattern's best
+    combination lies in the region, the single pattern most correlated with the region's mask.
+
+    Parameters
+    ----------
+    links : a :class:`~osnmf.spatial.linking.LinkResult` (or its ``best`` table).
+    correlations : :func:`osnmf.spatial.linking.region_correlations` (``pattern_index``,
+        ``region_id``, ``r``).
+    """
+    linked = linked_patterns(links, atlas, region)
+    if linked:
+        return linked
+    rows = correlations[correlations["region_id"] == atlas.id_of(region)]
+    if rows.empty:
+        raise InputError(f"no pattern correlation with {atlas.acronym(region)}: it has no voxel in the support")
+    return [int(rows.loc[rows["r"].idxmax(), "pattern_index"])]
+
+
 def region_auc(features: np.ndarray, target: np.ndarray, C: float = 1.0, holdout: float = 0.0,
                seed: int = 0, standardise: bool = True) -> float:
     """ROC AUC of a logistic regression of ``target`` on standardised ``features``.

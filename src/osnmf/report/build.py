@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import networkx as nx
 import numpy as np
 import pandas as pd
 
@@ -18,9 +17,9 @@ from osnmf.plotting.genes import plot_marker_heatmap, plot_marker_images, plot_n
 from osnmf.plotting.metrics import plot_moran_box, plot_patterns_per_gene, plot_reconstruction_scatter
 from osnmf.plotting.patterns import plot_coronal_montage, plot_pattern_projections
 from osnmf.plotting.stability import plot_instability
-from osnmf.report.files import pattern_names, planted_truth_check, stability_table
+from osnmf.report.files import pattern_names
 from osnmf.report.html import Section, write_report
-from osnmf.stagecache import arrays_to_frame
+from osnmf.results import planted_truth, stability_table
 
 
 class _Figures:
@@ -40,12 +39,12 @@ def build_report(state, summary: dict) -> Path:
     out: Path = state.out
     save = _Figures(out / "figures")
     expr = state.expr
-    imp, sw, mt, lk, mk = (state.results[s] for s in ("impute", "sweep", "metrics", "linking", "markers"))
-    atlas, support = expr.atlas, imp["support"]
-    k = int(sw["k"])
+    imp, sw, mt, lk, mk = state.impute, state.sweep, state.metrics, state.linking, state.markers
+    atlas, support = expr.atlas, imp.support
+    k = sw.k
     names = pattern_names(k)
     brain = atlas.brain_mask
-    volumes = to_volumes(sw["components"], support)
+    volumes = to_volumes(sw.components, support)
     sections = []
 
     # ---- overview -------------------------------------------------------------------------
@@ -57,7 +56,7 @@ def build_report(state, summary: dict) -> Path:
         f"staNMF selected K = {k} principal patterns (instability γ = {summary['instability_hungarian']:.4f} "
         f"± {summary['instability_hungarian_sd']:.4f}, Hungarian). PCA patterns at the same K: "
         f"γ = {summary['pca_instability_hungarian']:.4f}.",
-        f"Spatial coherence (Moran's I over {mt['moran_boot_nmf'].shape[0]} bootstrap replicates): staNMF "
+        f"Spatial coherence (Moran's I over {mt.moran_boot_nmf.shape[0]} bootstrap replicates): staNMF "
         f"{_fmt(summary['moran_i_stanmf_mean'], summary['moran_i_stanmf_sd'])} vs PCA "
         f"{_fmt(summary['moran_i_pca_mean'], summary['moran_i_pca_sd'])} (Cliff's δ = "
         f"{summary['moran_cliffs_delta']:.2f}, Mann–Whitney p = {summary['moran_p_mannwhitney']:.2g}).",
@@ -70,7 +69,7 @@ def build_report(state, summary: dict) -> Path:
         f"{summary['link_other_r_sd']:.2f}; mean over every other combination searched: "
         f"{summary['link_all_other_combinations_r_mean']:.2f}.",
     ])
-    truth = planted_truth_check(state)
+    truth = planted_truth(mt, k)
     if truth is not None:
         overview.paragraphs.append(
             f"Synthetic atlas with {truth['planted_k']} planted patterns: selected K = {truth['selected_k']}; "
@@ -80,20 +79,20 @@ def build_report(state, summary: dict) -> Path:
     sections.append(overview)
 
     # ---- preprocessing --------------------------------------------------------------------
-    h = imp["holdout"]
     prep = Section("Preprocessing", paragraphs=[
         f"kNN imputation (k = {state.config.n_neighbors}, inverse-distance weights) inside the support of "
-        f"{imp['X'].shape[1]} voxels (brain voxels observed in more than "
+        f"{imp.X.shape[1]} voxels (brain voxels observed in more than "
         f"{100 * (1 - state.config.support_max_missing):.0f}% of experiments); "
-        f"{imp['dropped'].size} experiment(s) without any observed voxel were dropped.",
-        f"Hold-out check: {int(h[0])} observed voxels hidden and imputed; mean absolute error {h[1]:.4f}, "
-        f"Pearson r {h[2]:.3f} between measured and imputed"
-        + (f"; against the noiseless truth MAE {h[3]:.4f}, r {h[4]:.3f}." if np.isfinite(h[3]) else "."),
+        f"{imp.dropped.size} experiment(s) without any observed voxel were dropped.",
+        f"Hold-out check: {imp.holdout_points} observed voxels hidden and imputed; mean absolute error "
+        f"{imp.holdout_mae:.4f}, Pearson r {imp.holdout_r:.3f} between measured and imputed"
+        + (f"; against the noiseless truth MAE {imp.holdout_mae_truth:.4f}, r {imp.holdout_r_truth:.3f}."
+           if np.isfinite(imp.holdout_mae_truth) else "."),
     ])
     sections.append(prep)
 
     # ---- stability ------------------------------------------------------------------------
-    stab = stability_table(state)
+    stab = stability_table(sw, state.baselines)
     pca_curve = stab[["k"] + [c for c in stab.columns if c.startswith("pca_")]].rename(
         columns=lambda c: c.removeprefix("pca_"))
     sections.append(Section(
@@ -123,62 +122,61 @@ def build_report(state, summary: dict) -> Path:
         {"pattern set": "staNMF", "instability": summary["instability_hungarian"],
          "Moran's I": _fmt(summary["moran_i_stanmf_mean"], summary["moran_i_stanmf_sd"]),
          "reconstruction r": _fmt(summary["reconstruction_stanmf_mean"], summary["reconstruction_stanmf_sd"]),
-         "patterns per gene": f"{np.mean(mt['patterns_per_gene']):.1f}"},
+         "patterns per gene": f"{np.mean(mt.patterns_per_gene):.1f}"},
         {"pattern set": "PCA", "instability": summary["pca_instability_hungarian"],
          "Moran's I": _fmt(summary["moran_i_pca_mean"], summary["moran_i_pca_sd"]),
          "reconstruction r": _fmt(summary["reconstruction_pca_mean"], summary["reconstruction_pca_sd"]),
          "patterns per gene": "—"},
     ])
-    moran = pd.DataFrame({"pattern": names, "Moran's I": mt["moran_nmf"],
-                          "Moran's I (strongest-pattern map)": mt["moran_strongest_nmf"]})
+    moran = pd.DataFrame({"pattern": names, "Moran's I": mt.moran_nmf,
+                          "Moran's I (strongest-pattern map)": mt.moran_strongest_nmf})
     sections.append(Section(
         "Spatial coherence and reconstruction",
         paragraphs=[compare_note],
         tables=[(compare, "staNMF vs PCA (as in the paper's comparison)"), (moran, "Moran's I per pattern")],
         figures=[
-            (save(plot_moran_box({"staNMF": mt["moran_boot_nmf"], "PCA": mt["moran_boot_pca"]}), "moran_box"),
+            (save(plot_moran_box({"staNMF": mt.moran_boot_nmf, "PCA": mt.moran_boot_pca}), "moran_box"),
              "Moran's I of every pattern in every bootstrap replicate"),
-            (save(plot_reconstruction_scatter(mt["recon_nmf"], mt["recon_pca"]), "reconstruction_scatter"),
+            (save(plot_reconstruction_scatter(mt.recon_nmf, mt.recon_pca), "reconstruction_scatter"),
              "Per-gene Pearson r between measured and reconstructed images"),
-            (save(plot_patterns_per_gene(mt["patterns_per_gene"], k), "patterns_per_gene"),
+            (save(plot_patterns_per_gene(mt.patterns_per_gene, k), "patterns_per_gene"),
              "Number of patterns each gene uses (coefficient above 1% of the gene's total)"),
         ],
     ))
 
     # ---- anatomy --------------------------------------------------------------------------
-    corr = arrays_to_frame("correlations", lk)
+    corr = lk.correlations
     medium = [int(s) for s in atlas.medium_ids if int(s) in set(atlas.region_ids.tolist())]
     medium = sorted(medium, key=lambda s: atlas.ontology.at[s, "graph_order"])
     pivot = corr[corr["region_id"].astype(int).isin(medium)].pivot(index="pattern_index", columns="region_id",
                                                                     values="r")
     pivot = pivot.reindex(columns=medium).to_numpy(dtype=float)
     colors = [atlas.ontology.at[s, "color"] for s in medium]
-    best = arrays_to_frame("links", lk)
-    link_summary = arrays_to_frame("link_summary", lk)
-    rt = lk["region_test"]
+    best, link_summary = lk.links, lk.link_summary
     sections.append(Section(
         "Linking patterns to the anatomy",
         paragraphs=[
             "For each pattern, every single region, contiguous pair and contiguous triple of the ontology was "
             "scored by the Pearson r between the pattern and the union mask (exhaustive search).",
-            f"Isocortex prediction from the patterns linked to it: ROC AUC {rt[0]:.3f}; random pattern subsets of the "
-            f"same size: median AUC {rt[1]:.3f} (empirical p = {rt[2]:.3g}, {int(rt[3])} pattern(s)).",
+            f"Isocortex prediction from the patterns linked to it: ROC AUC {lk.region_auc:.3f}; random pattern "
+            f"subsets of the same size: median AUC {lk.region_random_median_auc:.3f} (empirical p = "
+            f"{lk.region_p:.3g}, {lk.region_n_linked} pattern(s)).",
         ],
         tables=[(best, "Best region combination per pattern (links.csv)"),
                 (link_summary, "Mean best r per pattern set (all pattern sets searched the same way)")],
         figures=[
             (save(plot_bubble(pivot, names, [atlas.acronym(s) for s in medium], colors), "bubble"),
              "Pattern × medium-region Pearson r (bubble size ∝ r), regions in ontology order"),
-            (save(plot_matrix(lk["link_matrix"], names, [f"{names[j]} best" for j in range(k)],
+            (save(plot_matrix(lk.link_matrix, names, [f"{names[j]} best" for j in range(k)],
                               "pattern × best combination"), "best_combination_matrix"),
              "Correlation of each pattern (rows) with every pattern's best region union (columns)"),
-            (save(plot_tree(lk["ontology_linkage"], _tree_labels(best, names)), "ontology_tree"),
+            (save(plot_tree(lk.ontology_linkage, _tree_labels(best, names)), "ontology_tree"),
              "Gene-expression-defined ontology: patterns grouped by spatial similarity, labelled with their links"),
         ],
     ))
 
     # ---- markers and networks -----------------------------------------------------------------
-    markers = arrays_to_frame("markers", mk)
+    markers = mk.markers
     assigned = markers[markers["assigned"].astype(str) == "True"] if "assigned" in markers else markers
     top = assigned[assigned["marker_rank"].astype(int).between(1, 3)].sort_values(["pattern", "marker_rank"])
     heat_rows = top.drop_duplicates("experiment")
@@ -186,7 +184,7 @@ def build_report(state, summary: dict) -> Path:
         markers[markers["experiment"] == e].sort_values("pattern")["importance"].to_numpy(dtype=float)
         for e in heat_rows["experiment"]
     ]) if len(heat_rows) else np.zeros((0, k))
-    X_vol = imp["X"]
+    X_vol = imp.X
     images, titles = [], []
     for p in range(k):
         rows = top[top["pattern"].astype(int) == p]["experiment"].astype(int).tolist()[:3]
@@ -194,16 +192,12 @@ def build_report(state, summary: dict) -> Path:
         images.append(to_volumes(X_vol[rows], support))
         titles.append([str(top.set_index("experiment").loc[r, "gene"]) if r in set(top["experiment"].astype(int))
                        else "—" for r in rows])
-    graphs, graph_names = [], []
-    for p in range(k):
-        path = state.out / "networks" / f"pattern_{p}.graphml"
-        if path.exists():
-            graphs.append(nx.read_graphml(path))
-            graph_names.append(names[p])
+    graphs = mk.graphs()
+    graph_names = [names[int(g.graph["pattern"])] for g in graphs]
     net_figs = [(save(plot_networks(graphs, graph_names), "networks"),
                  "Spatial gene coexpression network of each pattern: its top-importance genes, edges for the top 5% "
                  "of their pairwise correlations (reconstructed images); hubs in red")] if graphs else []
-    hubs = _named_patterns(arrays_to_frame("hubs", mk), names)
+    hubs = _named_patterns(mk.hubs, names)
     sections.append(Section(
         "Marker genes",
         paragraphs=["Importance of a gene for a pattern is its coefficient divided by the sum of its coefficients; "

@@ -1,6 +1,7 @@
 """Result files of a run, in standard formats (see the README's "Outputs" table).
 
-Reads the :class:`~osnmf.pipeline.RunState`; computes nothing new.
+Reads the :class:`~osnmf.pipeline.RunState` (typed stage results, :mod:`osnmf.results`); computes
+nothing new.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pandas as pd
 
 from osnmf.atomic import atomic_path, save_npz, write_text
 from osnmf.expression import to_volumes
-from osnmf.stagecache import arrays_to_frame
+from osnmf.results import planted_truth, stability_table
 
 
 def pattern_names(k: int) -> list[str]:
@@ -26,68 +27,47 @@ def _csv(frame: pd.DataFrame, path: Path) -> None:
         frame.to_csv(tmp, index=False)
 
 
-def stability_table(state) -> pd.DataFrame:
-    """staNMF instability per K with the PCA curve beside it (columns ``pca_*``)."""
-    nmf = arrays_to_frame("instability", state.results["sweep"])
-    pca = arrays_to_frame("pca_instability", state.results["baselines"])
-    pca = pca.rename(columns={c: f"pca_{c}" for c in pca.columns if c != "k"})
-    return nmf.merge(pca, on="k", how="left")
-
-
 def headline(state) -> dict:
     """The numbers a reader wants first (also shown at the top of the report)."""
-    sw, mt, imp = state.results["sweep"], state.results["metrics"], state.results["impute"]
-    k = int(sw["k"])
-    table = stability_table(state).set_index("k")
-    link = arrays_to_frame("link_summary", state.results["linking"]).set_index("pattern_set")
-    holdout = imp["holdout"]
-    region = state.results["linking"]["region_test"]
+    sw, mt, imp, lk = state.sweep, state.metrics, state.impute, state.linking
+    k = sw.k
+    table = stability_table(sw, state.baselines).set_index("k")
+    link = lk.link_summary.set_index("pattern_set")
     return {
         "k_selected": k,
         "instability_hungarian": float(table.loc[k, "hungarian"]),
         "instability_hungarian_sd": float(table.loc[k, "hungarian_sd"]),
         "instability_amari": float(table.loc[k, "amari"]),
         "pca_instability_hungarian": float(table.loc[k, "pca_hungarian"]) if "pca_hungarian" in table else None,
-        "moran_i_stanmf_mean": float(np.mean(mt["moran_boot_nmf"])),
-        "moran_i_stanmf_sd": float(np.std(mt["moran_boot_nmf"], ddof=1)),
-        "moran_i_pca_mean": float(np.mean(mt["moran_boot_pca"])),
-        "moran_i_pca_sd": float(np.std(mt["moran_boot_pca"], ddof=1)),
-        "moran_cliffs_delta": float(mt["moran_test"][0]),
-        "moran_p_mannwhitney": float(mt["moran_test"][1]),
-        "reconstruction_stanmf_mean": float(np.nanmean(mt["recon_nmf"])),
-        "reconstruction_stanmf_sd": float(np.nanstd(mt["recon_nmf"], ddof=1)),
-        "reconstruction_pca_mean": float(np.nanmean(mt["recon_pca"])),
-        "reconstruction_pca_sd": float(np.nanstd(mt["recon_pca"], ddof=1)),
-        "patterns_per_gene_mean": float(np.mean(mt["patterns_per_gene"])),
+        "moran_i_stanmf_mean": float(np.mean(mt.moran_boot_nmf)),
+        "moran_i_stanmf_sd": float(np.std(mt.moran_boot_nmf, ddof=1)),
+        "moran_i_pca_mean": float(np.mean(mt.moran_boot_pca)),
+        "moran_i_pca_sd": float(np.std(mt.moran_boot_pca, ddof=1)),
+        "moran_cliffs_delta": mt.moran_cliffs_delta,
+        "moran_p_mannwhitney": mt.moran_p_mannwhitney,
+        "reconstruction_stanmf_mean": float(np.nanmean(mt.recon_nmf)),
+        "reconstruction_stanmf_sd": float(np.nanstd(mt.recon_nmf, ddof=1)),
+        "reconstruction_pca_mean": float(np.nanmean(mt.recon_pca)),
+        "reconstruction_pca_sd": float(np.nanstd(mt.recon_pca, ddof=1)),
+        "patterns_per_gene_mean": float(np.mean(mt.patterns_per_gene)),
         "link_best_r_mean": {name: float(row["mean_best"]) for name, row in link.iterrows()},
         "link_best_r_sd": {name: float(row["sd_best"]) for name, row in link.iterrows()},
         "link_other_r_mean": float(link.loc["staNMF", "mean_offdiag"]),
         "link_other_r_sd": float(link.loc["staNMF", "sd_offdiag"]),
         "link_all_other_combinations_r_mean": float(link.loc["staNMF", "mean_other"]),
-        "isocortex_auc": float(region[0]),
-        "isocortex_random_median_auc": float(region[1]),
-        "isocortex_p": float(region[2]),
-        "holdout_points": int(holdout[0]),
-        "holdout_mae": float(holdout[1]),
-        "holdout_r": float(holdout[2]),
-        "holdout_mae_truth": None if np.isnan(holdout[3]) else float(holdout[3]),
-        "holdout_r_truth": None if np.isnan(holdout[4]) else float(holdout[4]),
-        "n_experiments_used": int(imp["X"].shape[0]),
-        "n_experiments_dropped": int(imp["dropped"].size),
-        "n_support_voxels": int(imp["X"].shape[1]),
-        "missing_fraction_support_before_imputation": float(imp["missing_fraction"]),
+        "isocortex_auc": lk.region_auc,
+        "isocortex_random_median_auc": lk.region_random_median_auc,
+        "isocortex_p": lk.region_p,
+        "holdout_points": imp.holdout_points,
+        "holdout_mae": imp.holdout_mae,
+        "holdout_r": imp.holdout_r,
+        "holdout_mae_truth": None if np.isnan(imp.holdout_mae_truth) else imp.holdout_mae_truth,
+        "holdout_r_truth": None if np.isnan(imp.holdout_r_truth) else imp.holdout_r_truth,
+        "n_experiments_used": int(imp.X.shape[0]),
+        "n_experiments_dropped": int(imp.dropped.size),
+        "n_support_voxels": int(imp.X.shape[1]),
+        "missing_fraction_support_before_imputation": imp.missing_fraction,
     }
-
-
-def planted_truth_check(state) -> dict | None:
-    """On the synthetic atlas: the selected K and each planted pattern's best matched r."""
-    phantom = state.truth
-    if phantom is None:
-        return None
-    from osnmf.evaluate.planted import planted_truth_check as check
-
-    found = to_volumes(state.results["sweep"]["components"], state.results["impute"]["support"])
-    return check(phantom.patterns, found[:, state.expr.atlas.brain_mask])
 
 
 def write_outputs(state, summary: dict | None = None, summary_only: bool = False) -> dict:
@@ -109,7 +89,7 @@ def write_outputs(state, summary: dict | None = None, summary_only: bool = False
         "timings_s": state.timings,
         "reused_from_cache": state.cached,
         **headline(state),
-        "planted_truth": planted_truth_check(state),
+        "planted_truth": planted_truth(state.metrics, state.sweep.k),
     }
     write_text(out / "summary.json", json.dumps(summary, indent=2, default=_jsonable))
     return summary
@@ -126,32 +106,33 @@ def _jsonable(value):
 
 
 def _write_result_files(state, out: Path) -> None:
+    from osnmf.interpret.networks import write_network_files
     from osnmf.io.nrrd_io import write_nrrd
 
-    expr, imp, sw, lk = state.expr, state.results["impute"], state.results["sweep"], state.results["linking"]
+    expr, imp, sw, lk, mk = state.expr, state.impute, state.sweep, state.linking, state.markers
     atlas = expr.atlas
-    kept = imp["kept"]
-    names = pattern_names(int(sw["k"]))
-    volumes = to_volumes(sw["components"], imp["support"]).astype(np.float32)
-    genes, ids = expr.genes[kept], expr.experiment_ids[kept]
+    names = pattern_names(sw.k)
+    volumes = to_volumes(sw.components, imp.support).astype(np.float32)
+    genes, ids = expr.genes[imp.kept], expr.experiment_ids[imp.kept]
 
-    _csv(stability_table(state), out / "stability.csv")
-    save_npz(out / "patterns.npz", patterns=volumes, coefficients=sw["coefficients"], genes=genes,
+    _csv(stability_table(sw, state.baselines), out / "stability.csv")
+    save_npz(out / "patterns.npz", patterns=volumes, coefficients=sw.coefficients, genes=genes,
              experiment_ids=ids, pattern_names=np.array(names), spacing_um=np.array(atlas.spacing_um))
     for name, volume in zip(names, volumes, strict=True):
         write_nrrd(out / "patterns" / f"{name}.nrrd", volume, spacing_um=atlas.spacing_um,
                    description=f"osnmf principal pattern {name}")
-    coef = pd.DataFrame(sw["coefficients"], columns=names)
+    coef = pd.DataFrame(sw.coefficients, columns=names)
     coef.insert(0, "gene_symbol", genes)
     coef.insert(0, "experiment_id", ids)
     _csv(coef, out / "coefficients.csv")
-    _csv(arrays_to_frame("markers", state.results["markers"]), out / "markers.csv")
-    _csv(arrays_to_frame("links", lk), out / "links.csv")
-    _csv(arrays_to_frame("links_top", lk), out / "links_top.csv")
-    _csv(arrays_to_frame("link_summary", lk), out / "link_summary.csv")
-    _csv(arrays_to_frame("correlations", lk), out / "region_correlations.csv")
-    write_text(out / "ontology.json", str(lk["ontology_json"]))
-    write_text(out / "ontology.nwk", str(lk["ontology_newick"]))
+    _csv(mk.markers, out / "markers.csv")
+    write_network_files(mk.graphs(), mk.edges, mk.hubs, out / "networks")
+    _csv(lk.links, out / "links.csv")
+    _csv(lk.links_top, out / "links_top.csv")
+    _csv(lk.link_summary, out / "link_summary.csv")
+    _csv(lk.correlations, out / "region_correlations.csv")
+    write_text(out / "ontology.json", lk.ontology_json)
+    write_text(out / "ontology.nwk", lk.ontology_newick)
     _write_h5ad(state, out / "results.h5ad", names)
 
 
@@ -159,17 +140,17 @@ def _write_h5ad(state, path: Path, names: list[str]) -> None:
     """AnnData: support voxels × experiments (imputed X), patterns in obsm, coefficients in varm."""
     import anndata
 
-    imp, sw, expr = state.results["impute"], state.results["sweep"], state.expr
-    coords = np.argwhere(imp["support"])
-    ids = expr.experiment_ids[imp["kept"]]
+    imp, sw, expr = state.impute, state.sweep, state.expr
+    coords = np.argwhere(imp.support)
+    ids = expr.experiment_ids[imp.kept]
     adata = anndata.AnnData(
-        X=np.ascontiguousarray(imp["X"].T),
+        X=np.ascontiguousarray(imp.X.T),
         obs=pd.DataFrame(index=[f"v{i}" for i in range(coords.shape[0])]),
-        var=pd.DataFrame({"gene_symbol": expr.genes[imp["kept"]]}, index=ids),
+        var=pd.DataFrame({"gene_symbol": expr.genes[imp.kept]}, index=ids),
     )
     adata.obsm["spatial"] = coords.astype(np.int64)
-    adata.obsm["patterns"] = np.ascontiguousarray(sw["components"].T)
-    adata.varm["coefficients"] = sw["coefficients"]
+    adata.obsm["patterns"] = np.ascontiguousarray(sw.components.T)
+    adata.varm["coefficients"] = sw.coefficients
     adata.uns["pattern_names"] = np.array(names)
     adata.uns["spacing_um"] = np.array(expr.atlas.spacing_um)
     with atomic_path(path) as tmp:

@@ -1,0 +1,133 @@
+"""Typed results of the pipeline's stages: what each stage made, read by the run's files and report.
+
+Each is a small dataclass of arrays, DataFrames and scalars, so that the stage cache stores it
+without pickle (:func:`osnmf.stagecache.to_arrays`). Shapes: ``n`` kept experiments, ``m``
+support voxels, ``K`` patterns, ``R`` bootstrap replicates kept for Moran's I.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass
+class ImputeResult:
+    """kNN imputation, the matrix to factorise and the hold-out check of the imputation."""
+
+    X: np.ndarray  # (n, m) float32 >= 0: imputed expression over the support voxels
+    support: np.ndarray  # bool (AP, DV, ML); its C-order voxels are the columns of X
+    kept: np.ndarray  # int indices of the experiments kept (rows of X)
+    dropped: np.ndarray  # int indices of the experiments dropped (no observed voxel)
+    missing_fraction: float  # share of missing values in the support before imputation
+    holdout_points: int  # observed voxels hidden and imputed
+    holdout_mae: float  # mean absolute error imputed vs measured
+    holdout_r: float  # Pearson r imputed vs measured
+    holdout_mae_truth: float  # against the noiseless truth (NaN on real data)
+    holdout_r_truth: float
+
+
+@dataclass
+class SweepResult:
+    """staNMF over the K range and the final model at the selected K."""
+
+    instability: pd.DataFrame  # one row per K: k, hungarian, hungarian_sd, amari, amari_sd, …
+    k: int  # selected K
+    components: np.ndarray  # (K, m) float32 patterns D
+    coefficients: np.ndarray  # (n, K) float32 coefficients A
+    replicates_at_k: np.ndarray  # (R, K, m) float32 replicate patterns at K (for Moran's I)
+
+
+@dataclass
+class BaselinesResult:
+    """PCA (curve, final fit, bootstrap replicates) and the clustering pattern sets at K."""
+
+    pca_instability: pd.DataFrame  # one row per K: k, hungarian, hungarian_sd, amari, amari_sd, …
+    pca_patterns: np.ndarray  # (K, m)
+    pca_coefficients: np.ndarray  # (n, K)
+    pca_offset: np.ndarray  # (m,) voxel means PCA subtracts
+    pca_replicates: np.ndarray  # (R, K, m)
+    kmeans_patterns: np.ndarray  # (K, m)
+    ward_patterns: np.ndarray  # (K, m)
+    nmf_hier_patterns: np.ndarray  # (K, m)
+
+
+@dataclass
+class MetricsResult:
+    """Spatial coherence and reconstruction, staNMF vs PCA, and the planted-truth check."""
+
+    moran_nmf: np.ndarray  # (K,) Moran's I of the final staNMF patterns
+    moran_pca: np.ndarray  # (K,)
+    moran_strongest_nmf: np.ndarray  # (K,) Moran's I of the binary strongest-pattern maps
+    moran_boot_nmf: np.ndarray  # (R, K) Moran's I of every replicate pattern
+    moran_boot_pca: np.ndarray  # (R, K)
+    moran_cliffs_delta: float  # staNMF vs PCA over the (R, K) values
+    moran_p_mannwhitney: float
+    moran_cohens_d: float
+    moran_p_welch: float
+    recon_nmf: np.ndarray  # (n,) per-gene Pearson r, measured vs reconstructed
+    recon_pca: np.ndarray  # (n,)
+    patterns_per_gene: np.ndarray  # (n,) int
+    planted_k: int  # patterns planted in the synthetic atlas (0 on real data)
+    planted_matched_r: np.ndarray  # (min(planted_k, K),) Pearson r of the matched patterns
+
+
+@dataclass
+class LinkingResult:
+    """Patterns linked to regions, the expression-defined ontology and the Isocortex prediction test."""
+
+    links: pd.DataFrame  # best region combination per pattern
+    links_top: pd.DataFrame  # the top combinations per pattern and size
+    link_matrix: np.ndarray  # (K, K) pattern × every pattern's best union, Pearson r
+    correlations: pd.DataFrame  # pattern × region Pearson r
+    link_summary: pd.DataFrame  # mean best r per pattern set
+    ontology_json: str
+    ontology_newick: str
+    ontology_linkage: np.ndarray  # (K-1, 4) scipy linkage
+    region_auc: float  # ROC AUC predicting the Isocortex from its linked patterns
+    region_random_median_auc: float  # median AUC of random pattern subsets of the same size
+    region_p: float  # empirical p of the linked AUC among the random ones
+    region_n_linked: int
+
+
+@dataclass
+class MarkersResult:
+    """Marker genes and the spatial gene coexpression networks (one per pattern)."""
+
+    markers: pd.DataFrame
+    hubs: pd.DataFrame
+    edges: pd.DataFrame  # every network's edges: pattern, source, target, r
+    networks_json: np.ndarray  # (K,) str: each network as node-link JSON
+
+    def graphs(self) -> list:
+        """The networks as networkx graphs (node-link JSON → graph)."""
+        from osnmf.interpret.networks import network_from_json
+
+        return [network_from_json(json.loads(str(text))) for text in self.networks_json]
+
+
+def stability_table(sweep: SweepResult, baselines: BaselinesResult) -> pd.DataFrame:
+    """staNMF instability per K with the PCA curve beside it (columns ``pca_*``)."""
+    pca = baselines.pca_instability.rename(columns={c: f"pca_{c}" for c in baselines.pca_instability if c != "k"})
+    return sweep.instability.merge(pca, on="k", how="left")
+
+
+def planted_truth(metrics: MetricsResult, k: int) -> dict | None:
+    """The planted-truth check as a dict (None on real data)."""
+    if metrics.planted_k == 0:
+        return None
+    r = [float(v) for v in metrics.planted_matched_r]
+    return {"planted_k": metrics.planted_k, "selected_k": int(k), "matched_r": r,
+            "matched_r_mean": float(np.mean(r))}
+
+
+def pattern_sets(sweep: SweepResult, baselines: BaselinesResult) -> dict[str, np.ndarray]:
+    """Every pattern set of the run, ``(K, m)`` each, by name (staNMF first)."""
+    # PCA components come with their largest-magnitude loading positive (baselines.pca_fit)
+    return {
+        "staNMF": sweep.components, "PCA": baselines.pca_patterns, "PCA + k-means": baselines.kmeans_patterns,
+        "PCA + agglomerative": baselines.ward_patterns, "staNMF + hierarchical": baselines.nmf_hier_patterns,
+    }
