@@ -201,8 +201,8 @@ class Pipeline:
         return self.stage("sweep", params, ("impute",), compute, SweepResult)
 
     def baselines(self) -> BaselinesResult:
-        from osnmf.factorize import baselines as bl
         from osnmf.evaluate.compare import pca_instability_curve
+        from osnmf.factorize import baselines as bl
 
         cfg = self.config
         params = {"pca_replicates": cfg.pca_replicates, "seed": cfg.seed, "k_min": cfg.k_min, "k_max": cfg.k_max}
