@@ -44,7 +44,7 @@ def region_patterns(links, correlations, atlas: Atlas, region: int | str = "Isoc
     Parameters
     ----------
     links : a :class:`~osnmf.spatial.linking.LinkResult` (or its ``best`` table).
-    correlations : :func:`osnmf.spatial.linking.region_correlations` (``pattern_index``,
+    correlations : :func:`osnmf.spatial.region_correlation.region_correlations` (``pattern_index``,
         ``region_id``, ``r``).
     """
     linked = linked_patterns(links, atlas, region)

@@ -1,25 +1,10 @@
-"""Link spatial patterns to the anatomy: region correlations and best region combinations.
+"""Link spatial patterns to the anatomy: the best region combination of every pattern.
 
-Every function takes ``patterns`` shaped ``(K, n_brain_voxels)`` with columns in
-``atlas.brain_coords`` order (any pattern set: staNMF, PCA, cluster indicators …).
-
-Pearson r of a pattern with a binary mask, in closed form
------------------------------------------------------------
-Let ``p`` be a pattern over ``n`` brain voxels, ``c = p − mean(p)`` its centred copy,
-``Q = Σ c²`` and ``M`` a mask with ``m`` voxels and ``s = Σ_{v∈M} c_v``. Because ``Σ c = 0``,
-``cov(p, 1_M) = s / n``, ``var(1_M) = m (n − m) / n²`` and ``var(p) = Q / n``, so
-
-    r(p, M) = s / sqrt(Q · m (n − m) / n).
-
-(Equivalently, with raw sums ``S_M = Σ_M p``, ``S = Σ p``, ``S2 = Σ p²``:
-``r = (n S_M − S m) / sqrt((n S2 − S²)(n m − m²))``.) ``r`` is undefined (NaN) for an empty
-mask, the whole brain, or a constant pattern.
-
-The union of regions needs only per-region sums ``s_i`` and voxel counts ``m_i``. Ontology nodes
-form a tree, so two regions are either nested or disjoint: drop every member that has an
-ancestor in the set and the remaining members are pairwise disjoint, so their ``s`` and ``m``
-add up. Each combination therefore costs O(1) per pattern after one sparse product
-``membership @ c``.
+Every single region, contiguous pair and contiguous triple of the ontology (or larger unions by a
+beam search) is scored by the Pearson r between the pattern and the union mask, exhaustively and
+in O(1) per pattern and combination from per-region sums (the closed form is in
+:mod:`osnmf.spatial.region_correlation`, which also holds the single-region table and the bubble
+plot data; those names stay importable from here).
 """
 
 from __future__ import annotations
@@ -33,6 +18,18 @@ from osnmf.atlas import Atlas
 from osnmf.errors import ConfigError, InputError
 from osnmf.progress import ProgressBar
 from osnmf.spatial.adjacency import ancestor_matrix, contiguous_index_sets, region_adjacency
+from osnmf.spatial.region_correlation import (
+    RegionStats,
+    bubble_data,
+    check_patterns,
+    combination_r,
+    mask_pearson,
+    pattern_labels,
+    region_correlations,
+    region_stats,
+    union_mask,
+    union_r,
+)
 
 __all__ = [
     "LinkResult",
@@ -46,267 +43,6 @@ __all__ = [
     "region_correlations",
     "union_mask",
 ]
-
-
-# ---- inputs -------------------------------------------------------------------------------
-def check_patterns(patterns, atlas: Atlas) -> np.ndarray:
-    """Validate patterns: float64 ``(K, n_brain_voxels)``, finite. A 1-D pattern becomes K = 1."""
-    arr = np.asarray(patterns, dtype=np.float64)
-    if arr.ndim == 1:
-        arr = arr[None, :]
-    if arr.ndim != 2:
-        raise InputError(f"patterns must be 2-D (K, n_brain_voxels), got shape {arr.shape}")
-    if arr.shape[1] != atlas.n_brain_voxels:
-        raise InputError(
-            f"patterns have {arr.shape[1]} columns but the atlas has {atlas.n_brain_voxels} brain "
-            "voxels; pass patterns in atlas.brain_coords order (transpose if voxels are rows)"
-        )
-    if arr.shape[0] == 0:
-        raise InputError("patterns are empty (K = 0)")
-    if not np.isfinite(arr).all():
-        raise InputError("patterns contain NaN or inf; impute or fill missing voxels first")
-    return arr
-
-
-def _names(k: int, pattern_names) -> list[str]:
-    if pattern_names is None:
-        return [f"PP{i + 1}" for i in range(k)]
-    names = [str(n) for n in pattern_names]
-    if len(names) != k:
-        raise InputError(f"{len(names)} pattern names given for {k} patterns")
-    return names
-
-
-# ---- the one correlation formula ----------------------------------------------------------
-def mask_pearson(sums, counts, sq, n: int) -> np.ndarray:
-    """Pearson r between centred patterns and binary masks from sufficient statistics.
-
-    Parameters
-    ----------
-    sums : ``Σ_{v∈M} c_v`` of the centred pattern over each mask (any broadcastable shape).
-    counts : mask sizes ``m`` (voxels), broadcastable against ``sums``.
-    sq : ``Q = Σ c²`` of each centred pattern, broadcastable.
-    n : number of brain voxels.
-
-    Returns
-    -------
-    r, NaN where undefined (m = 0, m = n or Q = 0).
-    """
-    counts = np.asarray(counts, dtype=np.float64)
-    sq = np.asarray(sq, dtype=np.float64)
-    cm = counts * (n - counts) / n
-    with np.errstate(invalid="ignore", divide="ignore"):
-        fm = np.where(cm > 0, 1.0 / np.sqrt(cm), np.nan)
-        fq = np.where(sq > 0, 1.0 / np.sqrt(sq), np.nan)
-    r = np.multiply(sums, fm, dtype=np.float64)
-    r *= fq
-    return r
-
-
-@dataclass
-class _Stats:
-    """Per-region sufficient statistics of centred patterns."""
-
-    sums: np.ndarray  # (R, K) Σ over each region of the centred pattern
-    counts: np.ndarray  # (R,) voxels per region
-    sq: np.ndarray  # (K,) Σ c²
-    n: int
-
-
-def _stats(patterns: np.ndarray, atlas: Atlas) -> _Stats:
-    centred = patterns - patterns.mean(axis=1, keepdims=True)
-    memb = atlas.membership.astype(np.float64)
-    sums = np.asarray(memb @ centred.T)  # (R, K)
-    counts = np.asarray(atlas.membership.sum(axis=1)).ravel().astype(np.float64)
-    return _Stats(sums, counts, (centred**2).sum(axis=1), patterns.shape[1])
-
-
-def _union_weights(combos: np.ndarray, anc: np.ndarray) -> np.ndarray:
-    """``(T, k)`` 0/1 weights: 0 for a member whose ancestor is also in the set."""
-    t, k = combos.shape
-    w = np.ones((t, k), dtype=np.float64)
-    for a in range(k):
-        for b in range(k):
-            if a != b:
-                w[anc[combos[:, a], combos[:, b]], a] = 0.0
-    return w
-
-
-def _combo_r(stats: _Stats, combos: np.ndarray, anc: np.ndarray) -> np.ndarray:
-    """r of every pattern with the union of every combination: ``(T, K)``."""
-    w = _union_weights(combos, anc)
-    m = (w * stats.counts[combos]).sum(axis=1)
-    s = None
-    for a in range(combos.shape[1]):
-        g = stats.sums[combos[:, a]]  # (T, K) gather
-        absorbed = w[:, a] == 0
-        if absorbed.any():
-            g[absorbed] = 0.0
-        if s is None:
-            s = g
-        else:
-            s += g
-    return mask_pearson(s, m[:, None], stats.sq[None, :], stats.n)
-
-
-def combination_r(patterns, atlas: Atlas, region_sets) -> np.ndarray:
-    """Pearson r of each pattern with the union of each region set.
-
-    Parameters
-    ----------
-    patterns : ``(K, n_brain_voxels)``.
-    region_sets : sequence of sequences of region ids or acronyms (any lengths).
-
-    Returns
-    -------
-    ``(n_sets, K)`` float64.
-    """
-    pats = check_patterns(patterns, atlas)
-    stats = _stats(pats, atlas)
-    anc = ancestor_matrix(atlas)
-    row = {int(s): i for i, s in enumerate(atlas.region_ids)}
-    out = np.empty((len(region_sets), pats.shape[0]))
-    for t, members in enumerate(region_sets):
-        idx = []
-        for key in members:
-            sid = atlas.id_of(key)
-            if sid not in row:
-                raise InputError(f"region {key!r} owns no voxels in this atlas")
-            idx.append(row[sid])
-        out[t] = _combo_r(stats, np.array([sorted(set(idx))]), anc)[0]
-    return out
-
-
-def union_mask(atlas: Atlas, region_ids) -> np.ndarray:
-    """Boolean ``(n_brain_voxels,)`` union of the given regions' masks."""
-    row = {int(s): i for i, s in enumerate(atlas.region_ids)}
-    rows = [row[atlas.id_of(k)] for k in region_ids]
-    return np.asarray(atlas.membership[rows].sum(axis=0)).ravel() > 0
-
-
-# ---- single regions -----------------------------------------------------------------------
-def _binary_overlap(patterns, atlas, binarize, threshold):
-    memb = atlas.membership
-    counts = np.asarray(memb.sum(axis=1)).ravel().astype(np.float64)
-    if binarize == "relative":
-        top = patterns.max(axis=1, keepdims=True)
-        binary = (patterns >= threshold * top) & (top > 0)
-        inter = np.asarray(memb.astype(np.float64) @ binary.T.astype(np.float64))  # (R, K)
-        size_b = binary.sum(axis=1).astype(np.float64)
-        return 2 * inter / (counts[:, None] + size_b[None, :])
-    if binarize == "top":
-        # rank 0 = the pattern's highest voxel (ties broken by position)
-        order = np.argsort(-patterns, axis=1, kind="stable")
-        ranks = np.empty_like(order)
-        np.put_along_axis(ranks, order, np.arange(patterns.shape[1])[None, :], axis=1)
-        lengths = np.diff(memb.indptr)
-        limit = np.repeat(counts, lengths)
-        dice = np.empty((counts.size, patterns.shape[0]))
-        for k in range(patterns.shape[0]):
-            hit = ranks[k, memb.indices] < limit
-            dice[:, k] = np.add.reduceat(hit.astype(np.float64), memb.indptr[:-1]) / counts
-        dice[lengths == 0] = 0.0
-        return dice
-    raise ConfigError(f"binarize must be 'relative' or 'top', got {binarize!r}")
-
-
-def region_correlations(
-    patterns,
-    atlas: Atlas,
-    binarize: str = "relative",
-    threshold: float = 0.5,
-    pattern_names=None,
-) -> pd.DataFrame:
-    """Pearson r and Dice between every pattern and every voxel-owning region.
-
-    Parameters
-    ----------
-    patterns : ``(K, n_brain_voxels)``.
-    atlas : regions are ``atlas.region_ids`` (843 on the packaged grid).
-    binarize : how a pattern becomes a binary map for Dice.
-        ``"relative"`` (default): voxels ≥ ``threshold`` × the pattern's maximum (50 %).
-        ``"top"``: for each region of ``m`` voxels, the pattern's ``m`` highest voxels, so Dice
-        equals the fraction of the region covered by the pattern's top-``m`` voxels.
-    threshold : fraction of the maximum for ``"relative"``.
-    pattern_names : K labels, default ``PP1`` … ``PPK``.
-
-    Returns
-    -------
-    Tidy DataFrame, one row per (pattern, region): pattern, pattern_index, region_id, acronym,
-    name, level, n_voxels, graph_order, r, dice. ``attrs["binarize"]`` states the rule.
-    """
-    pats = check_patterns(patterns, atlas)
-    if not 0 < threshold <= 1:
-        raise ConfigError(f"threshold must be in (0, 1], got {threshold}")
-    names = _names(pats.shape[0], pattern_names)
-    stats = _stats(pats, atlas)
-    r = mask_pearson(stats.sums, stats.counts[:, None], stats.sq[None, :], stats.n)  # (R, K)
-    dice = _binary_overlap(pats, atlas, binarize, threshold)
-    table = atlas.region_table()
-    k, nreg = pats.shape[0], table.shape[0]
-    out = pd.DataFrame(
-        {
-            "pattern": np.repeat(names, nreg),
-            "pattern_index": np.repeat(np.arange(k), nreg),
-            "region_id": np.tile(table.index.to_numpy(), k),
-            "acronym": np.tile(table["acronym"].to_numpy(), k),
-            "name": np.tile(table["name"].to_numpy(), k),
-            "level": np.tile(table["level"].to_numpy(), k),
-            "n_voxels": np.tile(table["n_voxels"].to_numpy(), k),
-            "graph_order": np.tile(table["graph_order"].to_numpy(), k),
-            "r": r.T.ravel(),
-            "dice": dice.T.ravel(),
-        }
-    )
-    out.attrs["binarize"] = (
-        f"voxels >= {threshold:g} x pattern max" if binarize == "relative" else "top-|region| voxels"
-    )
-    return out
-
-
-def bubble_data(
-    patterns=None,
-    atlas: Atlas | None = None,
-    correlations: pd.DataFrame | None = None,
-    **kwargs,
-) -> pd.DataFrame:
-    """Data for the bubble plot: patterns × medium regions ordered by the ontology.
-
-    Either pass ``patterns`` and ``atlas`` (extra keyword arguments go to
-    :func:`region_correlations`) or a precomputed ``correlations`` table plus ``atlas``.
-
-    Returns
-    -------
-    Tidy DataFrame restricted to the voxel-owning ``atlas.medium_ids`` (61 of 62 on the packaged
-    grid): the columns of
-    :func:`region_correlations` plus ``coarse`` (acronym of the coarse parent), ``x`` (0-based
-    column position in graph order) and ``y`` (pattern row: patterns sorted by the coarse region
-    they correlate with best, in coarse ontology order, then by that r, descending).
-    """
-    if atlas is None:
-        raise InputError("bubble_data needs the atlas")
-    if correlations is None:
-        if patterns is None:
-            raise InputError("bubble_data needs patterns or a correlations table")
-        correlations = region_correlations(patterns, atlas, **kwargs)
-    owning = set(int(s) for s in atlas.region_ids)
-    medium = pd.Index([s for s in atlas.medium_ids if s in owning])
-    coarse_of = {m: atlas.acronym(atlas.parent(m)) for m in atlas.medium_ids}
-    df = correlations[correlations["region_id"].isin(medium)].copy()
-    order = atlas.ontology.loc[list(medium), "graph_order"].sort_values()
-    x_of = {int(sid): x for x, sid in enumerate(order.index)}
-    df["x"] = df["region_id"].map(x_of)
-    df["coarse"] = df["region_id"].map(coarse_of)
-    coarse = correlations[correlations["region_id"].isin(atlas.coarse_ids)]
-    coarse_rank = {sid: i for i, sid in enumerate(atlas.coarse_ids)}
-    best = coarse.loc[coarse.fillna({"r": -np.inf}).groupby("pattern_index")["r"].idxmax()]
-    key = sorted(
-        zip(best["pattern_index"], best["region_id"].map(coarse_rank), -best["r"], strict=True),
-        key=lambda t: (t[1], t[2]),
-    )
-    y_of = {int(p): y for y, (p, _, _) in enumerate(key)}
-    df["y"] = df["pattern_index"].map(y_of)
-    return df.sort_values(["y", "x"]).reset_index(drop=True)
 
 
 # ---- exhaustive best combinations ---------------------------------------------------------
@@ -347,7 +83,7 @@ def _describe(atlas: Atlas, idx) -> dict:
     }
 
 
-def _scan(stats: _Stats, combos: np.ndarray, anc: np.ndarray, keep: int, chunk: int, advance=None):
+def _scan(stats: RegionStats, combos: np.ndarray, anc: np.ndarray, keep: int, chunk: int, advance=None):
     """Score every combination in chunks; keep the ``keep`` best per pattern.
 
     Returns (best index ``(K, kk)`` into combos, best r ``(K, kk)`` sorted descending, with
@@ -360,7 +96,7 @@ def _scan(stats: _Stats, combos: np.ndarray, anc: np.ndarray, keep: int, chunk: 
     best_i = [np.zeros(0, dtype=np.int64) for _ in range(k)]
     for start in range(0, len(combos), chunk):
         block = combos[start : start + chunk]
-        r = _combo_r(stats, block, anc)  # (T, K)
+        r = union_r(stats, block, anc)  # (T, K)
         ok = np.isfinite(r)
         rz = np.where(ok, r, 0.0)
         total += rz.sum(axis=0)
@@ -430,9 +166,9 @@ def best_combinations(
         raise ConfigError(f"sizes must be drawn from (1, 2, 3), got {sizes}; use beam_search beyond 3")
     if top_n < 1 or keep < top_n:
         raise ConfigError(f"need 1 <= top_n <= keep, got top_n={top_n}, keep={keep}")
-    names = _names(pats.shape[0], pattern_names)
+    names = pattern_labels(pats.shape[0], pattern_names)
     k = pats.shape[0]
-    stats = _stats(pats, atlas)
+    stats = region_stats(pats, atlas)
     anc = ancestor_matrix(atlas)
     adj = region_adjacency(atlas, include_nested=include_nested) if max(sizes) > 1 else None
 
@@ -477,7 +213,7 @@ def best_combinations(
 
     # pattern x best-combination matrix
     best_sets = [np.array([list(atlas.region_ids).index(s) for s in ids]) for ids in best["region_ids"]]
-    mat = np.vstack([_combo_r(stats, bs[None, :], anc)[0] for bs in best_sets]).T  # rows pattern
+    mat = np.vstack([union_r(stats, bs[None, :], anc)[0] for bs in best_sets]).T  # rows pattern
     matrix = pd.DataFrame(mat, index=[names[p] for p in range(k)],
                           columns=[names[p] for p in best["pattern_index"]])
     best_r = best["r"].to_numpy()
@@ -541,8 +277,8 @@ def beam_search(
                                    pattern_names=pattern_names)
     if 3 not in result.top:
         raise ConfigError("beam_search needs a best_combinations result that searched triples")
-    names = result.pattern_names or _names(pats.shape[0], pattern_names)
-    stats = _stats(pats, atlas)
+    names = result.pattern_names or pattern_labels(pats.shape[0], pattern_names)
+    stats = region_stats(pats, atlas)
     anc = ancestor_matrix(atlas)
     flat = region_adjacency(atlas, include_nested=False).toarray()
     # seeds: the best triples of pairwise disjoint regions (contiguous by face contact only)
