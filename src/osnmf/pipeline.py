@@ -175,15 +175,14 @@ class Pipeline:
             if X.shape[0] <= cfg.k_max:
                 raise ConfigError(f"{X.shape[0]} usable experiments are too few for K up to {cfg.k_max}: "
                                   f"use --k-max {max(2, X.shape[0] - 1)} or less, or more data")
+            client = _dask_client(cfg.scheduler) if cfg.scheduler else None
             model = StaNMF(
                 k_range=cfg.k_range, n_replicates=cfg.replicates, n_restarts=cfg.n_restarts, solver=cfg.solver,
                 backend=cfg.backend, device=cfg.device, max_iter=cfg.max_iter, tol=cfg.tol,
-                random_state=cfg.seed, store=self.out / "sweep", progress=self.progress,
+                random_state=cfg.seed, store=self.out / "sweep", progress=self.progress, client=client,
                 # blocks of replicates run in parallel threads (BLAS pinned to one thread each)
                 n_jobs=cfg.jobs, block_size=max(1, -(-cfg.replicates // cfg.jobs)),
             )
-            client = _dask_client(cfg.scheduler) if cfg.scheduler else None
-            model.client = client
             try:
                 model.fit(X)
             finally:
@@ -271,7 +270,8 @@ class Pipeline:
     def linking(self) -> LinkingResult:
         from osnmf.interpret.ontology import pattern_ontology
         from osnmf.interpret.region_prediction import region_patterns, region_prediction_test
-        from osnmf.spatial.linking import best_combinations, region_correlations
+        from osnmf.spatial.linking import best_combinations
+        from osnmf.spatial.region_correlation import region_correlations
 
         cfg = self.config
         atlas = self.state.expr.atlas

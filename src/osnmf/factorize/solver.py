@@ -20,6 +20,8 @@ from typing import Protocol
 
 import numpy as np
 
+from osnmf.progress import ProgressBar
+
 __all__ = ["Kernels", "solve"]
 
 
@@ -39,16 +41,6 @@ class Kernels(Protocol):
     def cd_sweep(self, F, G, XF, w): ...
 
 
-def _bar(enabled: bool, max_iter: int):
-    if not enabled:
-        return None, None
-    from rich.progress import Progress
-
-    bar = Progress(transient=True)
-    bar.start()
-    return bar, bar.add_task("NMF iterations", total=max_iter)
-
-
 def solve(
     K: Kernels,
     At: np.ndarray,
@@ -66,7 +58,7 @@ def solve(
     At, D : host arrays, the initial factors (not modified).
     counts : (R, n) int row counts, or None for unweighted fits.
     max_iter, tol : stopping rule (checked by the caller).
-    progress : show a transient rich progress bar.
+    progress : show a progress bar (:mod:`osnmf.progress`).
 
     Returns
     -------
@@ -84,7 +76,7 @@ def solve(
     active = np.arange(R)
     At, D = K.put(At), K.put(D)
     w = None if counts is None else K.put(counts)
-    bar, task = _bar(progress, max_iter)
+    bar = ProgressBar("NMF iterations", max_iter, enabled=progress).start()
     try:
         for it in range(1, max_iter + 1):
             # A update (rows of X independent): needs X Dᵀ and D Dᵀ
@@ -118,9 +110,7 @@ def solve(
                 At, D = K.take(At, keep), K.take(D, keep)
                 if w is not None:
                     w = K.take(w, keep)
-            if bar is not None:
-                bar.update(task, completed=it, description=f"NMF ({len(active)}/{R} running)")
+            bar.update(completed=it, note=f"{len(active)}/{R} replicates running")
     finally:
-        if bar is not None:
-            bar.stop()
+        bar.stop()
     return out_At, out_D, n_iter, loss

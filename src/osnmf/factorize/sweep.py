@@ -30,6 +30,7 @@ from osnmf.factorize.params import (
     plan_blocks,
 )
 from osnmf.factorize.store import SweepStore, data_digest
+from osnmf.progress import ProgressBar
 
 __all__ = [
     "PERTURBATIONS",
@@ -136,29 +137,6 @@ def fit_block(
     return best
 
 
-def _progress(enabled: bool, total: int):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    prog = Progress(
-        TextColumn("[bold]staNMF sweep[/] {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        disable=not enabled,
-        transient=False,
-    )
-    return prog
-
-
 def run_sweep(
     X: np.ndarray,
     blocks: Sequence[BlockSpec],
@@ -208,9 +186,8 @@ def run_sweep(
     waves = sorted({b.k for b in todo}) if params.grow else [None]
     ranks = {b.k for b in blocks}
     prev: dict[tuple[int, int], BlockResult] = {}
-    with _progress(progress, len(todo)) as prog:
-        task = prog.add_task(f"{len(blocks) - len(todo)} of {len(blocks)} blocks stored",
-                             total=len(todo))
+    label = f"staNMF sweep ({len(blocks) - len(todo)} of {len(blocks)} blocks stored before)"
+    with ProgressBar(label, len(todo), enabled=progress, transient=False) as prog:
         for wave in waves:
             idx = [i for i, b in enumerate(todo) if wave is None or b.k == wave]
             wave_tasks = []
@@ -236,7 +213,7 @@ def run_sweep(
                     current[spec.start, spec.stop] = result
                 if on_result is not None:
                     on_result(spec, result)
-                prog.update(task, advance=1, description=f"last K={spec.k}")
+                prog.advance(note=f"last K={spec.k}")
             prev = current
     return done
 
