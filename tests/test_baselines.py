@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from bootstrap_reference import documented_counts
 from scipy import stats
 from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_rand_score
@@ -137,18 +138,22 @@ def test_weighted_pca_equals_pca_of_repeated_rows():
 
 
 def test_bootstrap_counts_are_the_sweeps():
+    import osnmf
     from osnmf.factorize.sweep import SweepParams, replicate_counts
 
     ours = bootstrap_counts(25, 4, seed=7)
     ref = replicate_counts(25, range(4), SweepParams(random_state=7))
     assert np.array_equal(ours, ref) and (ours.sum(1) == 25).all()
+    # all of them are the documented draw, written out independently
+    assert np.array_equal(ours, documented_counts(25, 4, seed=7))
+    assert np.array_equal(osnmf.bootstrap_counts(25, 4, 7), ours)
 
 
 def test_pca_instability_against_sklearn_replicates():
     from osnmf.factorize.stability import instability
 
     X = _low_rank(50, 40, k=3, noise=0.3)
-    counts = bootstrap_counts(50, 5, seed=1)
+    counts = documented_counts(50, 5, seed=1)  # the reference never calls osnmf's draw
     ref_full = PCA(3, svd_solver="full").fit(X).components_
     reps = []
     for c in counts:

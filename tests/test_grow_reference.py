@@ -19,10 +19,10 @@ from sklearn.decomposition import NMF
 from threadpoolctl import threadpool_limits
 
 import osnmf
-from osnmf.factorize.sweep import SweepParams, replicate_counts
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from bench_grow_small_pattern import small_pattern_case, worst_matched_r  # noqa: E402
+from bootstrap_reference import documented_counts, resampled_rows  # noqa: E402
 
 SK = dict(solver="cd", max_iter=200, tol=1e-4)
 
@@ -60,10 +60,10 @@ def test_grown_replicates_equal_sklearn_custom_fit(case):
     K, R, seed = 12, 2, 0
     model = osnmf.StaNMF(k_range=[K - 1, K], n_replicates=R, grow=True, random_state=seed).fit(X)
     info = model.replicate_info_.query("k == @K").set_index("replicate")
-    counts = replicate_counts(X.shape[0], range(R), SweepParams(random_state=seed))
+    counts = documented_counts(X.shape[0], R, seed)
     kept_grown = 0
     for r in range(R):
-        Xr = X[np.repeat(np.arange(X.shape[0]), counts[r])]
+        Xr = X[resampled_rows(counts[r])]
         prev = NMF(K - 1, init="nndsvda", **SK)
         W = prev.fit_transform(Xr)
         W0, H0 = _grown_start(Xr, W, prev.components_)

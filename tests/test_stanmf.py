@@ -4,6 +4,7 @@ from itertools import combinations, permutations
 
 import numpy as np
 import pytest
+from bootstrap_reference import documented_counts
 from sklearn.decomposition import NMF
 from threadpoolctl import threadpool_limits
 
@@ -49,7 +50,8 @@ def test_replicates_equal_sklearn_on_resampled_rows():
     model = StaNMF(k_range=[3], n_replicates=4, random_state=5, max_iter=300,
                    grow=False).fit(X)
     params = SweepParams(random_state=5)
-    counts = replicate_counts(X.shape[0], range(4), params)
+    counts = documented_counts(X.shape[0], 4, seed=5)  # the draw written out, not osnmf's function
+    np.testing.assert_array_equal(replicate_counts(X.shape[0], range(4), params), counts)
     ref = []
     for r in range(4):
         idx = np.repeat(np.arange(X.shape[0]), counts[r])
