@@ -103,6 +103,15 @@ CASES = {
     "dimsize_vs_annotation": (
         lambda t: make_folder(t, zips={"1001": _zip_bytes(grid_members(_volume((66, 40, 57))))}),
         "aba/energy/1001.zip", ["(66, 40, 57)", "annotation"]),
+    "spacing_vs_annotation": (
+        lambda t: make_folder(t, zips={"1001": _zip_bytes({
+            **grid_members(),
+            "energy.mhd": grid_members()["energy.mhd"].replace(b"ElementSpacing = 200 200 200",
+                                                               b"ElementSpacing = 100 100 100")})}),
+        "aba/energy/1001.zip", ["spacing", "100 × 100 × 100", "200 × 200 × 200"]),
+    "plane_not_coronal_or_sagittal": (
+        lambda t: make_folder(t, csv="section_data_set_id,gene_symbol,plane\n1001,Gad1,axial\n"),
+        "aba/experiments.csv", ["'axial'", "line 2", "coronal or sagittal"]),
     "elementtype_vs_data": (
         lambda t: make_folder(t, zips={"1001": _zip_bytes(grid_members(etype="MET_DOUBLE"))}),
         "aba/energy/1001.zip", ["ElementType MET_DOUBLE"]),

@@ -25,7 +25,7 @@ LAYERS = [
     ("analyses", ["osnmf.spatial", "osnmf.interpret", "osnmf.evaluate"]),
     ("results", ["osnmf.results"]),
     ("presentation", ["osnmf.plotting", "osnmf.report", "osnmf.viewer"]),
-    ("pipeline", ["osnmf.config", "osnmf.pipeline"]),
+    ("pipeline", ["osnmf.config", "osnmf.pipeline", "osnmf.project"]),
     ("cli", ["osnmf.cli"]),
 ]
 TOP = "osnmf"  # the package __init__: lazy re-exports only, imports nothing but base

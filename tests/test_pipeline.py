@@ -310,3 +310,16 @@ def test_scheduler_local_gives_the_same_curve(run_dir, tmp_path):
     local = pd.read_csv(out / "stability.csv")
     remote = pd.read_csv(tmp_path / "dist" / "stability.csv")
     np.testing.assert_allclose(remote["hungarian"], local["hungarian"], rtol=1e-6, atol=1e-9)
+
+
+def test_hemispheres_reported(run_dir):
+    out, summary = run_dir
+    h = summary["hemispheres"]
+    assert h["mode"] == "auto" and h["midline_ml_voxel"] == 28.5
+    assert (h["bilateral"], h["left_only"], h["right_only"], h["mirrored_voxels"]) == (60, 0, 0, 0)
+    with np.load(out / "patterns.npz", allow_pickle=False) as z:
+        patterns, support = z["patterns"], z["support"]
+    both = support & support[..., ::-1]  # the 58-voxel-wide grid mirrors as a plain flip
+    ref = [np.corrcoef(p[both], p[..., ::-1][both])[0, 1] for p in patterns]
+    np.testing.assert_allclose(h["pattern_symmetry_r"], ref, rtol=1e-6)
+    assert "Hemispheres (midline at ML voxel 28.5)" in (out / "report.html").read_text()

@@ -47,8 +47,10 @@ def info(
 ) -> None:
     """Summarise an expression dataset: experiments, genes, brain voxels, missing fraction."""
     from osnmf.io.load import load_expression
+    from osnmf.preprocess.hemispheres import coverage_report
 
-    summary = {"path": str(path), **load_expression(path, progress=sys.stderr.isatty()).summary()}
+    expr = load_expression(path, progress=sys.stderr.isatty())
+    summary = {"path": str(path), **expr.summary(), **coverage_report(expr)}
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
@@ -68,12 +70,16 @@ def download_aba_command(
     retries: int = typer.Option(4, "--retries", help="Retries after a transient failure."),
     backoff: float = typer.Option(1.0, "--backoff", help="First retry wait in seconds (doubles each retry)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    plane: str = typer.Option(None, "--plane", help="coronal (packaged list, default), sagittal or both "
+                              "(sagittal list queried from the Allen API, cached in OUT)."),
+    refresh_list: bool = typer.Option(False, "--refresh-list", help="Query the sagittal list again."),
 ) -> None:
     """Download Allen expression-energy grids; exit 1 if any experiment failed (rerun to resume)."""
     from osnmf.datasets.download import download_aba
 
     report = download_aba(out, experiments=experiments, base_url=base_url, jobs=jobs, timeout=timeout,
-                          retries=retries, backoff=backoff, progress=progress)
+                          retries=retries, backoff=backoff, progress=progress, plane=plane,
+                          refresh_list=refresh_list)
     typer.echo(report.summary())
     if report.failed:
         raise SystemExit(1)  # not typer.Exit: with standalone_mode=False click returns its code instead
@@ -108,6 +114,8 @@ def run(
     scheduler: str = typer.Option(None, "--scheduler", help="Dask scheduler address, or 'local'."),
     seed: int = typer.Option(None, "--seed", help="Random seed (default 0)."),
     jobs: int = typer.Option(None, "--jobs", help="Parallel threads for the sweep (default 2)."),
+    hemispheres: str = typer.Option(None, "--hemispheres",
+                                    help="One-hemisphere (sagittal) experiments: auto (mirror, default), off, drop."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
 ) -> None:
     """Run the whole pipeline: impute, staNMF sweep, baselines, linking, markers, networks, report."""
@@ -115,7 +123,8 @@ def run(
 
     cfg = _run_config(config, data=str(data) if data else None, out=str(out) if out else None, k_min=k_min,
                       k_max=k_max, replicates=replicates, n_restarts=n_restarts, solver=solver, backend=backend,
-                      device=device, scheduler=scheduler, seed=seed, jobs=jobs, quiet=quiet)
+                      device=device, scheduler=scheduler, seed=seed, jobs=jobs, quiet=quiet,
+                      hemispheres=hemispheres)
     _finish(run_pipeline(cfg), Path(cfg.out))
 
 
@@ -137,6 +146,25 @@ def demo(
 
     cfg = RunConfig(out=str(out), quiet=quiet, **(QUICK if quick else DEMO))
     _finish(run_pipeline(cfg), out)
+
+
+@app.command()
+def project(
+    run_dir: Path = typer.Argument(..., help="Run directory (the --out of 'osnmf run') whose patterns are used."),
+    data: Path = typer.Option(..., "--data", help="New experiments: ABA grid folder, Allen zip, .npz or .h5ad."),
+    out: Path = typer.Option(..., "--out", help="Folder for coefficients, assignments and the report."),
+    hemispheres: str = typer.Option(None, "--hemispheres", help="auto, off or drop (default: the run's)."),
+    jobs: int = typer.Option(1, "--jobs", help="Imputation threads."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
+) -> None:
+    """Project new experiments onto a run's patterns: coefficients, assigned pattern, reconstruction r."""
+    from osnmf.project import project_run
+
+    summary = project_run(run_dir, data, out, hemispheres=hemispheres, jobs=jobs,
+                          progress=not quiet and sys.stderr.isatty())
+    r = summary["reconstruction_r_mean"]
+    typer.echo(f"{summary['n_projected']} experiments projected onto {summary['n_patterns']} patterns"
+               + (f"; mean reconstruction r = {r:.3f}" if r is not None else "") + f"; report: {out / 'report.html'}")
 
 
 @app.command()

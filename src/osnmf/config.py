@@ -33,6 +33,7 @@ class RunConfig:
     tol: float = 1e-4
     seed: int = 0
     impute: str = "knn"
+    hemispheres: str = "auto"
     n_neighbors: int = 6
     support_max_missing: float = 0.95
     pca_replicates: int = 20
@@ -60,7 +61,8 @@ class RunConfig:
             raise ConfigError(f"jobs={self.jobs}: must be >= 1")
         if self.n_restarts < 1:
             raise ConfigError(f"n_restarts={self.n_restarts}: must be >= 1")
-        choices = {"solver": ("exact", "compressed"), "backend": ("numpy", "torch"), "impute": ("knn", "none")}
+        choices = {"solver": ("exact", "compressed"), "backend": ("numpy", "torch"), "impute": ("knn", "none"),
+                   "hemispheres": ("auto", "off", "drop")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}={getattr(self, name)!r}: choose one of {', '.join(allowed)}")

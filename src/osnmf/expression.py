@@ -42,12 +42,15 @@ class SpatialExpression:
     genes : gene symbol per experiment, shape ``(n_experiments,)`` (a gene may repeat).
     experiment_ids : unique experiment id per experiment (strings), shape ``(n_experiments,)``.
     atlas : the :class:`~osnmf.atlas.Atlas` the grid belongs to.
+    planes : optional plane of section per experiment (``"coronal"``, ``"sagittal"`` or ``""`` when
+        unknown), shape ``(n_experiments,)``; ``None`` when the input says nothing about planes.
     """
 
     volumes: np.ndarray
     genes: np.ndarray
     experiment_ids: np.ndarray
     atlas: Atlas = field(repr=False)
+    planes: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self):
         self.volumes = np.asarray(self.volumes, dtype=np.float32)
@@ -62,6 +65,10 @@ class SpatialExpression:
             raise InputError(f"need one gene symbol and one experiment id for each of the {n} volumes")
         if len(set(self.experiment_ids.tolist())) != n:
             raise InputError("experiment ids must be unique")
+        if self.planes is not None:
+            self.planes = np.asarray(self.planes, dtype=str)
+            if self.planes.shape != (n,):
+                raise InputError(f"need one plane of section for each of the {n} volumes")
 
     def __len__(self) -> int:
         return self.volumes.shape[0]
@@ -91,7 +98,9 @@ class SpatialExpression:
     def subset(self, index) -> SpatialExpression:
         """A new object holding the selected experiments (any numpy index)."""
         index = np.arange(len(self))[index]
-        return SpatialExpression(self.volumes[index], self.genes[index], self.experiment_ids[index], self.atlas)
+        planes = None if self.planes is None else self.planes[index]
+        return SpatialExpression(self.volumes[index], self.genes[index], self.experiment_ids[index], self.atlas,
+                                 planes)
 
     def summary(self) -> dict:
         """Counts and ranges: experiments, genes, brain voxels, missing fraction in the brain, value range."""

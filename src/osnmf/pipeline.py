@@ -58,6 +58,7 @@ class RunState:
     metrics: MetricsResult | None = None
     linking: LinkingResult | None = None
     markers: MarkersResult | None = None
+    dropped_one_hemisphere: int = 0  # experiments left out by --hemispheres drop
 
 
 class Pipeline:
@@ -124,24 +125,39 @@ class Pipeline:
                 from osnmf.io.load import load_expression
 
                 self.state.expr = load_expression(cfg.data, progress=self.progress)
+            self._check_hemispheres()
             expr = self.state.expr
             _accept(expr, cfg)
             self.state.data_key = digest(expr.volumes, expr.genes, expr.experiment_ids, expr.atlas.annotation)
         self.state.keys["load"] = self.state.data_key
         self.state.cached["load"] = False
 
+    def _check_hemispheres(self) -> None:
+        """``--hemispheres``: refuse mixed planes when off; leave one-hemisphere experiments out when drop."""
+        from osnmf.preprocess.hemispheres import check_planes, drop_one_sided
+
+        expr = self.state.expr
+        check_planes(expr, self.config.hemispheres)
+        if self.config.hemispheres == "drop":
+            self.state.expr, message = drop_one_sided(expr)
+            self.state.dropped_one_hemisphere = len(expr) - len(self.state.expr)
+            if message:  # one line on stderr, shown even with --quiet
+                Console(stderr=True).print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
     def impute(self) -> ImputeResult:
         from osnmf.preprocess import default_support, holdout_check, impute_knn, prepare_matrix
+        from osnmf.preprocess.hemispheres import mirror_stage
 
         cfg, expr = self.config, self.state.expr
-        params = {k: getattr(cfg, k) for k in ("impute", "n_neighbors", "support_max_missing", "seed")}
+        params = {k: getattr(cfg, k) for k in ("impute", "n_neighbors", "support_max_missing", "seed", "hemispheres")}
 
         def compute() -> ImputeResult:
             brain = expr.atlas.brain_mask
-            support = default_support(expr.volumes, brain, max_missing=cfg.support_max_missing)
-            filled = expr.volumes
+            volumes, mirrored, hemi = mirror_stage(expr, cfg.hemispheres, seed=cfg.seed)
+            support = default_support(volumes, brain, max_missing=cfg.support_max_missing)
+            filled = volumes
             if cfg.impute == "knn":
-                filled = impute_knn(expr.volumes, support, cfg.n_neighbors, spacing_um=expr.atlas.spacing_um,
+                filled = impute_knn(volumes, support, cfg.n_neighbors, spacing_um=expr.atlas.spacing_um,
                                     n_jobs=cfg.jobs, progress=self.progress)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -150,11 +166,12 @@ class Pipeline:
                 self.console.log(f"[yellow]warning:[/] {w.message}")
             truth = self.state.truth
             holdout = holdout_check(
-                expr.volumes, support, n_holdout=1000, seed=cfg.seed, n_neighbors=cfg.n_neighbors,
+                volumes, support, n_holdout=1000, seed=cfg.seed, n_neighbors=cfg.n_neighbors,
                 spacing_um=expr.atlas.spacing_um, progress=self.progress,
                 truth=None if truth is None else truth.clean, truth_mask=None if truth is None else brain,
+                exclude=mirrored,
             )
-            return ImputeResult(
+            return ImputeResult(**hemi,
                 X=prepared.X, support=prepared.support, kept=prepared.kept, dropped=prepared.dropped,
                 missing_fraction=float(np.isnan(to_matrix(expr.volumes, support)).mean()),
                 holdout_points=holdout.n_points, holdout_mae=holdout.mae, holdout_r=holdout.pearson_r,
@@ -235,6 +252,7 @@ class Pipeline:
         from osnmf.evaluate.compare import moran_comparison
         from osnmf.evaluate.metrics import patterns_per_gene, reconstruction_accuracy
         from osnmf.evaluate.planted import planted_truth_check
+        from osnmf.preprocess.hemispheres import symmetry_r
         from osnmf.spatial.moran import morans_i, spatial_weights, strongest_pattern_morans_i
 
         cfg = self.config
@@ -258,6 +276,7 @@ class Pipeline:
                 recon_pca=reconstruction_accuracy(imp.X, bl.pca_coefficients, bl.pca_patterns, offset=bl.pca_offset),
                 patterns_per_gene=patterns_per_gene(sw.coefficients),
                 planted_k=planted["planted_k"], planted_matched_r=np.asarray(planted["matched_r"], dtype=np.float64),
+                symmetry_nmf=symmetry_r(to_volumes(sw.components, support), support, imp.hemi_midline),
             )
 
         return self.stage("metrics", {"moran_replicates": cfg.moran_replicates}, ("baselines",), compute,

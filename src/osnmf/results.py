@@ -28,6 +28,13 @@ class ImputeResult:
     holdout_r: float  # Pearson r imputed vs measured
     holdout_mae_truth: float  # against the noiseless truth (NaN on real data)
     holdout_r_truth: float
+    # hemispheres (osnmf.preprocess.hemispheres), one entry per loaded experiment
+    hemi_midline: int  # c of the mirror map ML -> c - ML (57 on the Allen grid: midline at 28.5)
+    hemi_label: np.ndarray  # (n_loaded,) int8 index into hemispheres.LABELS (bilateral, left, right, none)
+    hemi_left_coverage: np.ndarray  # (n_loaded,) measured share of the left hemisphere's brain voxels
+    hemi_right_coverage: np.ndarray  # (n_loaded,)
+    hemi_mirrored_voxels: np.ndarray  # (n_loaded,) int voxels filled from the mirror voxel
+    holdout_mirror: np.ndarray  # (3,) n_points, mae, pearson_r of the mirror check on bilateral experiments
 
 
 @dataclass
@@ -73,6 +80,7 @@ class MetricsResult:
     patterns_per_gene: np.ndarray  # (n,) int
     planted_k: int  # patterns planted in the synthetic atlas (0 on real data)
     planted_matched_r: np.ndarray  # (min(planted_k, K),) Pearson r of the matched patterns
+    symmetry_nmf: np.ndarray  # (K,) left-right symmetry r of each staNMF pattern (Pearson r with its mirror)
 
 
 @dataclass

@@ -140,6 +140,24 @@ def _experiment_table(experiments) -> pd.DataFrame:
     return packaged.loc[ids].reset_index(drop=True)
 
 
+PLANE_CHOICES = ("coronal", "sagittal", "both")
+
+
+def _plane_table(out: Path, plane: str, base_url: str, timeout: float, retries: int, backoff: float,
+                 refresh: bool) -> pd.DataFrame:
+    """The experiment list of ``plane``: coronal packaged, sagittal queried (cached in ``out``), or both."""
+    from osnmf.datasets.allen_query import cached_experiment_list
+
+    if plane not in PLANE_CHOICES:
+        raise ConfigError(f"plane {plane!r}: choose one of {', '.join(PLANE_CHOICES)}")
+    sagittal, _ = cached_experiment_list(out, "sagittal", base_url, refresh=refresh, timeout=timeout,
+                                         retries=retries, backoff=backoff)
+    if plane == "sagittal":
+        return sagittal
+    coronal = packaged_experiments()
+    return pd.concat([coronal, sagittal[~sagittal[ID_COLUMN].isin(coronal[ID_COLUMN])]], ignore_index=True)
+
+
 def grid_url(base_url: str, exp_id: str) -> str:
     """The Allen API URL of one experiment's energy grid zip."""
     return f"{base_url.rstrip('/')}/grid_data/download/{urllib.parse.quote(exp_id)}?include=energy"
@@ -290,6 +308,8 @@ def download_aba(
     progress: bool = True,
     raise_on_failure: bool = False,
     sleep: Callable[[float], None] = time.sleep,
+    plane: str | None = None,
+    refresh_list: bool = False,
 ) -> DownloadReport:
     """Download Allen expression-energy grids into the ABA grid folder ``out``.
 
@@ -312,6 +332,10 @@ def download_aba(
     progress : show a rich progress bar.
     raise_on_failure : raise :class:`DownloadError` (after writing everything that succeeded)
         instead of only reporting failures.
+    plane : with ``experiments=None``: ``"coronal"`` (default, the packaged list), ``"sagittal"``
+        (the list queried from the Allen API, see :mod:`osnmf.datasets.allen_query`, cached in
+        ``out`` with its date) or ``"both"``.
+    refresh_list : query the sagittal list again even if ``out`` holds a cached one.
 
     Returns
     -------
@@ -330,10 +354,13 @@ def download_aba(
         raise ConfigError(f"max_seconds must be > 0, got {max_seconds}")
     if backoff < 0 or max_backoff < 0:
         raise ConfigError("backoff and max_backoff must be >= 0 seconds")
-    table = _experiment_table(experiments)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
+    if experiments is not None and plane is not None:
+        raise ConfigError("give either an experiment list or --plane, not both (--plane picks the list)")
+    table = _plane_table(out, plane, str(base_url), float(timeout), int(retries), float(backoff), refresh_list) \
+        if experiments is None and plane not in (None, "coronal") else _experiment_table(experiments)
     grid_dir = out / GRID_DIR
     grid_dir.mkdir(parents=True, exist_ok=True)
 

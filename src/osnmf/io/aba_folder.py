@@ -4,6 +4,7 @@
 
     <folder>/
       experiments.csv                  columns section_data_set_id, gene_symbol[, plane, ...]
+                                       (plane: coronal or sagittal; blank = unknown)
       energy/<section_data_set_id>.zip one Allen grid zip per listed experiment
       P56_Mouse_gridAnnotation.zip     optional; default: the packaged annotation
 
@@ -35,6 +36,8 @@ ANNOTATION_ZIP = "P56_Mouse_gridAnnotation.zip"
 GRID_DIR = "energy"
 ID_COLUMN = "section_data_set_id"
 GENE_COLUMN = "gene_symbol"
+PLANE_COLUMN = "plane"
+PLANES = ("coronal", "sagittal")
 KINDS = ("energy", "density", "intensity")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
@@ -84,6 +87,12 @@ def read_experiments_csv(path: str | os.PathLike) -> pd.DataFrame:
             raise InputError(f"{source}: empty {col} on line {int(blank[0]) + 2}")
     for exp_id in table[ID_COLUMN]:
         check_experiment_id(exp_id, source)
+    if PLANE_COLUMN in table.columns:
+        table[PLANE_COLUMN] = table[PLANE_COLUMN].str.strip().str.lower()
+        bad = np.flatnonzero(~table[PLANE_COLUMN].isin(("", *PLANES)).to_numpy())
+        if bad.size:
+            raise InputError(f"{source}: plane {table[PLANE_COLUMN].iloc[bad[0]]!r} on line {int(bad[0]) + 2} is "
+                             f"not {' or '.join(PLANES)}; fix the {PLANE_COLUMN} column (or leave it blank)")
     dup = table[ID_COLUMN].duplicated(keep=False)
     if dup.any():
         ids = sorted(set(table.loc[dup, ID_COLUMN]))
@@ -160,7 +169,8 @@ def read_aba_folder(
     stacks = {k: np.empty((len(ids), *atlas.shape), dtype=np.float32) for k in kinds}
 
     def load(i: int) -> None:
-        grids = read_allen_grid_zip(zips[i], kinds=kinds, expected_shape=atlas.shape)
+        grids = read_allen_grid_zip(zips[i], kinds=kinds, expected_shape=atlas.shape,
+                                    expected_spacing=atlas.spacing_um)
         for k in kinds:
             stacks[k][i] = grids[k]
 
@@ -173,8 +183,26 @@ def read_aba_folder(
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     genes = table[GENE_COLUMN].to_numpy(dtype=str)
-    out = {k: SpatialExpression(stacks[k], genes, np.asarray(ids, dtype=str), atlas) for k in kinds}
+    planes = _planes(table, zips)
+    out = {k: SpatialExpression(stacks[k], genes, np.asarray(ids, dtype=str), atlas, planes) for k in kinds}
     return out[kinds[0]] if len(kinds) == 1 else out
+
+
+def _planes(table: pd.DataFrame, zips: list[Path]) -> np.ndarray | None:
+    """Plane per experiment: the ``plane`` column, else the zip's ``data_set.xml`` when it says."""
+    from osnmf.io.allen_grid import read_plane_of_section
+
+    planes = table[PLANE_COLUMN].to_numpy(dtype=object) if PLANE_COLUMN in table.columns else None
+    blank = np.ones(len(zips), dtype=bool) if planes is None else planes == ""
+    if not blank.any():
+        return planes.astype(str)
+    found = {i: read_plane_of_section(zips[i]) for i in np.flatnonzero(blank)}
+    if planes is None and not any(found.values()):
+        return None
+    planes = np.full(len(zips), "", dtype=object) if planes is None else planes
+    for i, plane in found.items():
+        planes[i] = plane or ""
+    return planes.astype(str)
 
 
 def write_annotation_zip(path: str | os.PathLike, annotation: np.ndarray, spacing_um=(200.0, 200.0, 200.0)) -> Path:

@@ -8,6 +8,8 @@ NaN becomes ``-1`` on writing.
 from __future__ import annotations
 
 import os
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +38,7 @@ def read_allen_grid_zip(
     path: str | os.PathLike | bytes,
     kinds: tuple[str, ...] = ("energy",),
     expected_shape: tuple[int, int, int] | None = None,
+    expected_spacing: tuple[float, float, float] | None = None,
 ) -> dict[str, np.ndarray]:
     """Read expression grids from an Allen API zip.
 
@@ -44,6 +47,7 @@ def read_allen_grid_zip(
     path : zip file path (or its bytes).
     kinds : which grids to read: any of ``"energy"``, ``"density"``, ``"intensity"``.
     expected_shape : if given, the ``(AP, DV, ML)`` shape the grid must have (e.g. the atlas's).
+    expected_spacing : if given, the voxel spacing in µm the grid must have (e.g. the atlas's).
 
     Returns
     -------
@@ -64,8 +68,43 @@ def read_allen_grid_zip(
                     f"{source}: {kind} grid is {volume.shape} (AP, DV, ML) but the annotation is "
                     f"{tuple(expected_shape)}; use the matching annotation"
                 )
+            if expected_spacing is not None and not np.allclose(header.spacing_um, expected_spacing, rtol=1e-4):
+                raise InputError(
+                    f"{source}: {kind} grid spacing is {' × '.join(f'{v:g}' for v in header.spacing_um)} µm but the "
+                    f"annotation's is {' × '.join(f'{v:g}' for v in expected_spacing)} µm; use grids and an "
+                    "annotation of the same resolution"
+                )
             out[kind] = _to_expression(volume, f"{source}:{kind}")
         return out
+
+
+def read_plane_of_section(path: str | os.PathLike) -> str | None:
+    """``"coronal"``/``"sagittal"`` from the zip's ``data_set.xml`` (Allen API), or None if it does not say.
+
+    Reads ``<plane_of_section>`` (its text or ``<name>`` child) or ``<plane-of-section-id>``
+    (Allen ids: 1 coronal, 2 sagittal). A zip without ``data_set.xml`` gives None.
+    """
+    import xml.etree.ElementTree as ET
+
+    zf, source = open_zip(path)
+    with zf:
+        names = {Path(n).name: n for n in zf.namelist()}
+        if "data_set.xml" not in names:
+            return None
+        try:
+            root = ET.fromstring(zf.read(names["data_set.xml"]))
+        except (ET.ParseError, zipfile.BadZipFile, OSError, zlib.error):
+            raise InputError(f"{source}: data_set.xml is not readable XML") from None
+    for node in root.iter():
+        tag = node.tag.replace("_", "-")
+        if tag == "plane-of-section":
+            text = " ".join(t.strip().lower() for t in node.itertext() if t.strip())
+            for plane in ("coronal", "sagittal"):
+                if plane in text:
+                    return plane
+        if tag == "plane-of-section-id" and (node.text or "").strip() in ("1", "2"):
+            return {"1": "coronal", "2": "sagittal"}[node.text.strip()]
+    return None
 
 
 def write_allen_grid_zip(

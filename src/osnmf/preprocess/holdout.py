@@ -119,11 +119,13 @@ def sample_holdout(
     seed: int | np.random.Generator | None = 0,
     min_left: int = 6,
     nonzero_only: bool = False,
+    exclude: np.ndarray | None = None,
 ) -> np.ndarray:
     """Pick up to ``n_holdout`` distinct observed in-support voxels per experiment.
 
     Each experiment keeps at least ``min_left`` observed voxels; fewer points are drawn where it
     has too few. ``nonzero_only`` mimics the reference notebook, which skipped zero voxels.
+    ``exclude`` (bool, shaped like ``volumes``) marks voxels never held out (e.g. mirrored values).
 
     Returns
     -------
@@ -137,6 +139,8 @@ def sample_holdout(
         ok = ~np.isnan(values)
         if nonzero_only:
             ok &= values != 0
+        if exclude is not None:
+            ok &= ~exclude[e][support]
         candidates = np.flatnonzero(ok)
         n = min(n_holdout, max(0, int((~np.isnan(values)).sum()) - min_left), candidates.size)
         if n <= 0:
@@ -161,6 +165,7 @@ def holdout_check(
     chunk: int = 32,
     n_jobs: int = 1,
     progress: bool = False,
+    exclude: np.ndarray | None = None,
 ) -> HoldoutResult:
     """Hide random observed voxels, impute them by kNN, and compare with what was hidden.
 
@@ -176,6 +181,8 @@ def holdout_check(
     truth_mask : bool ``(AP, DV, ML)`` giving the column order of a 2-D ``truth``.
     n_neighbors, spacing_um, chunk, n_jobs, progress : as in :func:`impute_knn`.
     nonzero_only : hold out only non-zero voxels, as the reference notebook did.
+    exclude : optional bool like ``volumes``: voxels never held out (mirrored values are not
+        measurements; :mod:`osnmf.preprocess.hemispheres` checks them separately).
 
     Returns
     -------
@@ -196,7 +203,7 @@ def holdout_check(
     n_exp = volumes.shape[0]
     truth_lookup = _truth_lookup(truth, truth_mask, volumes.shape)
 
-    points = sample_holdout(volumes, support, int(n_holdout), seed, int(n_neighbors), nonzero_only)
+    points = sample_holdout(volumes, support, int(n_holdout), seed, int(n_neighbors), nonzero_only, exclude)
     counts = np.bincount(points[:, 0], minlength=n_exp)
     short = int((counts < n_holdout).sum())
     if short:

@@ -89,6 +89,7 @@ def build_report(state, summary: dict) -> Path:
         + (f"; against the noiseless truth MAE {imp.holdout_mae_truth:.4f}, r {imp.holdout_r_truth:.3f}."
            if np.isfinite(imp.holdout_mae_truth) else "."),
     ])
+    prep.paragraphs.append(_hemisphere_text(summary.get("hemispheres")))
     sections.append(prep)
 
     # ---- stability ------------------------------------------------------------------------
@@ -215,6 +216,30 @@ def build_report(state, summary: dict) -> Path:
                             figures=net_figs))
     params = {**state.config.to_dict(), "timings (s)": state.timings}
     return write_report(state.out / "report.html", "osnmf report", sections, params)
+
+
+def _hemisphere_text(block: dict | None) -> str:
+    """One paragraph on hemisphere coverage, mirroring and the patterns' left–right symmetry."""
+    if not block:
+        return ""
+    text = (f"Hemispheres (midline at ML voxel {block['midline_ml_voxel']:g}): {block['bilateral']} experiment(s) "
+            f"cover both sides, {block['left_only']} the left only, {block['right_only']} the right only "
+            f"(--hemispheres {block['mode']}). ")
+    if block["mirrored_voxels"]:
+        check = block["mirror_check"]
+        text += (f"{block['mirrored_voxels']} missing voxels of {block['mirrored_experiments']} one-hemisphere "
+                 "experiment(s) were filled from the mirror voxel across the midline before kNN imputation; they "
+                 "are left out of the hold-out check above. ")
+        if check["pearson_r"] is not None:
+            text += (f"Mirror check on bilateral experiments: a mirror voxel predicts the measured one with "
+                     f"r = {check['pearson_r']:.3f}, MAE {check['mae']:.4f} ({check['n_points']} voxels). ")
+    elif block["left_only"] + block["right_only"]:
+        text += "No voxels were mirrored. "
+    sym = block.get("pattern_symmetry_r") or []
+    if sym:
+        text += (f"Left–right symmetry of the patterns (Pearson r with the mirror image): min {np.nanmin(sym):.3f}, "
+                 f"mean {np.nanmean(sym):.3f}.")
+    return text
 
 
 def _named_patterns(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:

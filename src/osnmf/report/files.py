@@ -70,6 +70,16 @@ def headline(state) -> dict:
     }
 
 
+def hemispheres_block(state) -> dict:
+    """Hemisphere coverage, mirroring and the left–right symmetry r of each pattern."""
+    from osnmf.preprocess.hemispheres import hemisphere_summary
+
+    block = hemisphere_summary(state.impute, state.config.hemispheres)
+    block["dropped_one_hemisphere"] = int(getattr(state, "dropped_one_hemisphere", 0))
+    block["pattern_symmetry_r"] = [float(v) for v in state.metrics.symmetry_nmf]
+    return block
+
+
 def write_outputs(state, summary: dict | None = None, summary_only: bool = False) -> dict:
     """Write every result file into ``state.out``; returns the summary (also ``summary.json``)."""
     out: Path = state.out
@@ -90,6 +100,7 @@ def write_outputs(state, summary: dict | None = None, summary_only: bool = False
         "reused_from_cache": state.cached,
         **headline(state),
         "planted_truth": planted_truth(state.metrics, state.sweep.k),
+        "hemispheres": hemispheres_block(state),
     }
     write_text(out / "summary.json", json.dumps(summary, indent=2, default=_jsonable))
     return summary
@@ -117,7 +128,8 @@ def _write_result_files(state, out: Path) -> None:
 
     _csv(stability_table(sw, state.baselines), out / "stability.csv")
     save_npz(out / "patterns.npz", patterns=volumes, coefficients=sw.coefficients, genes=genes,
-             experiment_ids=ids, pattern_names=np.array(names), spacing_um=np.array(atlas.spacing_um))
+             experiment_ids=ids, pattern_names=np.array(names), spacing_um=np.array(atlas.spacing_um),
+             support=imp.support)
     for name, volume in zip(names, volumes, strict=True):
         write_nrrd(out / "patterns" / f"{name}.nrrd", volume, spacing_um=atlas.spacing_um,
                    description=f"osnmf principal pattern {name}")

@@ -1,0 +1,204 @@
+"""``osnmf project``: coefficients of new experiments on the patterns of a finished run.
+
+Typical use: learn the patterns on the coronal set, project the sagittal genome. The new data are
+prepared as in the run (hemisphere mirroring, kNN imputation on the run's support voxels, same
+settings from its ``summary.json``), then every experiment's coefficients are the non-negative
+least-squares fit onto the run's patterns (:func:`osnmf.factorize.projection.nnls_project`).
+
+Written to ``OUT`` (formats as in a run, see docs/outputs.md): ``coefficients.csv``,
+``projection.csv`` (assigned pattern, its importance, reconstruction r, hemisphere, mirrored
+voxels), ``importance.csv``, ``results.h5ad``, ``summary.json`` and a short ``report.html``.
+Every input problem is one :class:`~osnmf.errors.InputError` line before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from osnmf.atomic import atomic_path, write_text
+from osnmf.errors import InputError
+
+__all__ = ["load_run_patterns", "project_run"]
+
+
+def load_run_patterns(run_dir: str | os.PathLike) -> dict:
+    """The patterns of a run: ``patterns`` (K, AP, DV, ML), ``support`` (AP, DV, ML) bool,
+    ``pattern_names``, ``spacing_um`` and the run's ``parameters`` (from summary.json)."""
+    run = Path(run_dir)
+    path, summary_path = run / "patterns.npz", run / "summary.json"
+    for needed in (path, summary_path):
+        if not needed.is_file():
+            raise InputError(f"{needed}: not found; RUN_DIR must be the --out folder of a finished 'osnmf run'")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            out = {"patterns": np.asarray(z["patterns"], dtype=np.float64),
+                   "pattern_names": [str(n) for n in z["pattern_names"]],
+                   "spacing_um": tuple(float(v) for v in z["spacing_um"]),
+                   "support": np.asarray(z["support"], dtype=bool) if "support" in z.files else None}
+        parameters = json.loads(summary_path.read_text())["parameters"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(f"{run}: unreadable run outputs ({type(exc).__name__}: {exc}); rerun 'osnmf run'") from None
+    if out["support"] is None:  # runs written before the support was stored: read it from results.h5ad
+        out["support"] = _support_from_h5ad(run / "results.h5ad", out["patterns"].shape[1:])
+    out["parameters"] = parameters
+    return out
+
+
+def _support_from_h5ad(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    import anndata
+
+    if not path.is_file():
+        raise InputError(f"{path}: not found; the run's support voxels are needed to project onto its patterns")
+    adata = anndata.read_h5ad(path, backed="r")
+    coords = np.asarray(adata.obsm["spatial"], dtype=np.int64)
+    adata.file.close()
+    support = np.zeros(shape, dtype=bool)
+    support[tuple(coords.T)] = True
+    return support
+
+
+def _check_grid(expr, run: dict, data: str) -> None:
+    shape, spacing = tuple(run["patterns"].shape[1:]), run["spacing_um"]
+    if tuple(expr.atlas.shape) != shape:
+        raise InputError(f"{data}: grid is {tuple(expr.atlas.shape)} (AP, DV, ML) but the run's patterns are {shape}; "
+                         "project data on the run's grid")
+    if not np.allclose(expr.atlas.spacing_um, spacing, rtol=1e-4):
+        raise InputError(f"{data}: voxel spacing {tuple(expr.atlas.spacing_um)} µm differs from the run's "
+                         f"{spacing} µm; project data of the same resolution")
+
+
+def project_run(run_dir: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike,
+                hemispheres: str | None = None, jobs: int = 1, progress: bool = False) -> dict:
+    """Project the experiments of ``data`` onto the patterns of ``run_dir``; write ``out``.
+
+    Parameters
+    ----------
+    run_dir : the ``--out`` folder of a finished ``osnmf run``.
+    data : any input ``osnmf run`` reads (ABA grid folder, Allen zip, .npz, .h5ad) on the same grid.
+    out : folder for the results (created).
+    hemispheres : ``auto``/``off``/``drop``; default: the run's setting.
+    jobs, progress : imputation threads and progress display.
+
+    Returns
+    -------
+    The summary written to ``out/summary.json``.
+    """
+    from osnmf.evaluate.metrics import reconstruction_accuracy
+    from osnmf.expression import to_matrix
+    from osnmf.factorize.projection import nnls_project
+    from osnmf.io.load import load_expression
+    from osnmf.preprocess import impute_knn
+    from osnmf.preprocess.hemispheres import check_planes, drop_one_sided, hemisphere_summary, mirror_stage
+
+    run = load_run_patterns(run_dir)
+    params = run["parameters"]
+    mode = hemispheres or params.get("hemispheres", "auto")
+    expr = load_expression(data, progress=progress)
+    _check_grid(expr, run, str(data))
+    check_planes(expr, mode)
+    dropped = 0
+    if mode == "drop":
+        before = len(expr)
+        expr, message = drop_one_sided(expr)
+        dropped = before - len(expr)
+        if message:
+            from rich.console import Console
+
+            Console(stderr=True).print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    support = run["support"]
+    volumes, _, hemi = mirror_stage(expr, mode, seed=int(params.get("seed", 0)))
+    filled = volumes
+    if params.get("impute", "knn") == "knn":
+        filled = impute_knn(volumes, support, int(params.get("n_neighbors", 6)), spacing_um=expr.atlas.spacing_um,
+                            n_jobs=jobs, progress=progress)
+    X = np.nan_to_num(to_matrix(filled, support), nan=0.0)
+    measured = to_matrix(expr.volumes, support)
+    kept = ~np.isnan(measured).all(axis=1)  # experiments without any measured support voxel are left out
+    D = run["patterns"][:, support]
+    A = nnls_project(X[kept], D)
+    recon = reconstruction_accuracy(measured[kept], A, D, constant_value=np.nan)
+    total = A.sum(axis=1, keepdims=True)
+    importance = np.divide(A, total, out=np.zeros_like(A), where=total > 0)
+    names = run["pattern_names"]
+    labels = np.asarray(["bilateral", "left", "right", "none"])[hemi["hemi_label"]]
+    table = pd.DataFrame({
+        "experiment_id": expr.experiment_ids[kept], "gene_symbol": expr.genes[kept],
+        "plane": expr.planes[kept] if expr.planes is not None else "",
+        "hemisphere": labels[kept], "mirrored_voxels": hemi["hemi_mirrored_voxels"][kept],
+        "assigned_pattern": [names[i] for i in importance.argmax(axis=1)],
+        "importance": importance.max(axis=1), "reconstruction_r": recon,
+    })
+    table.loc[total[:, 0] == 0, "assigned_pattern"] = ""
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    coef = pd.DataFrame(A, columns=names)
+    coef.insert(0, "gene_symbol", table["gene_symbol"].to_numpy())
+    coef.insert(0, "experiment_id", table["experiment_id"].to_numpy())
+    imp_frame = pd.DataFrame(importance, columns=names)
+    imp_frame.insert(0, "gene_symbol", table["gene_symbol"].to_numpy())
+    imp_frame.insert(0, "experiment_id", table["experiment_id"].to_numpy())
+    for frame, name in ((coef, "coefficients.csv"), (table, "projection.csv"), (imp_frame, "importance.csv")):
+        with atomic_path(out / name) as tmp:
+            frame.to_csv(tmp, index=False)
+    _write_h5ad(out / "results.h5ad", X[kept], support, D, A, table, names, expr.atlas.spacing_um)
+    summary = {
+        "run": str(run_dir), "data": str(data), "n_experiments": int(len(expr)), "n_projected": int(kept.sum()),
+        "n_without_data_in_support": int((~kept).sum()), "n_dropped_one_hemisphere": int(dropped),
+        "n_patterns": len(names), "n_support_voxels": int(support.sum()),
+        "reconstruction_r_mean": float(np.nanmean(recon)) if np.isfinite(recon).any() else None,
+        "reconstruction_r_median": float(np.nanmedian(recon)) if np.isfinite(recon).any() else None,
+        "assigned_counts": {n: int((table["assigned_pattern"] == n).sum()) for n in names},
+        "hemispheres": hemisphere_summary(hemi, mode),
+        "settings": {"hemispheres": mode, "impute": params.get("impute", "knn"),
+                     "n_neighbors": int(params.get("n_neighbors", 6))},
+    }
+    write_text(out / "summary.json", json.dumps(summary, indent=2))
+    _write_report(out / "report.html", summary, table)
+    return summary
+
+
+def _write_h5ad(path: Path, X, support, D, A, table: pd.DataFrame, names: list[str], spacing) -> None:
+    """As a run's results.h5ad: voxels × experiments, patterns in obsm, coefficients in varm."""
+    import anndata
+
+    coords = np.argwhere(support)
+    var = table.set_index("experiment_id")
+    var.index = var.index.astype(str)
+    adata = anndata.AnnData(X=np.ascontiguousarray(X.T, dtype=np.float32),
+                            obs=pd.DataFrame(index=[f"v{i}" for i in range(coords.shape[0])]), var=var)
+    adata.obsm["spatial"] = coords.astype(np.int64)
+    adata.obsm["patterns"] = np.ascontiguousarray(D.T)
+    adata.varm["coefficients"] = A
+    adata.uns["pattern_names"] = np.array(names)
+    adata.uns["spacing_um"] = np.array(spacing)
+    with atomic_path(path) as tmp:
+        adata.write_h5ad(tmp, compression="gzip")
+
+
+def _write_report(path: Path, summary: dict, table: pd.DataFrame) -> None:
+    from osnmf.report.html import Section, write_report
+
+    h = summary["hemispheres"]
+    r = summary["reconstruction_r_mean"]
+    paragraphs = [
+        f"{summary['n_projected']} of {summary['n_experiments']} experiments of {summary['data']} were projected "
+        f"onto the {summary['n_patterns']} patterns of the run {summary['run']} (non-negative least squares on "
+        f"{summary['n_support_voxels']} support voxels, after kNN imputation).",
+        f"Reconstruction r per experiment (measured voxels only): mean {r:.3f}, median "
+        f"{summary['reconstruction_r_median']:.3f}." if r is not None else "No reconstruction r could be computed.",
+        f"Hemispheres: {h['bilateral']} bilateral, {h['left_only']} left-only, {h['right_only']} right-only "
+        f"experiments; {h['mirrored_voxels']} voxels of {h['mirrored_experiments']} experiments were filled from "
+        f"the mirror voxel before imputation (--hemispheres {h['mode']}).",
+    ]
+    counts = pd.DataFrame({"pattern": list(summary["assigned_counts"]),
+                           "experiments assigned": list(summary["assigned_counts"].values())})
+    section = Section("Projection onto the run's patterns", paragraphs=paragraphs,
+                      tables=[(counts, "Experiments per assigned pattern (largest importance)"),
+                              (table, "Per experiment (projection.csv; first 60 rows)")])
+    write_report(path, "osnmf projection", [section], summary["settings"])

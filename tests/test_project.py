@@ -1,0 +1,108 @@
+"""osnmf project: new experiments onto a run's patterns — planted truth, scipy NNLS, the real grids."""
+
+import json
+import sys
+
+import anndata
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.optimize import nnls
+from sklearn.decomposition import NMF
+
+from osnmf import cli
+from osnmf.datasets.phantom import make_phantom
+from osnmf.errors import InputError
+from osnmf.expression import to_matrix
+from osnmf.io.aba_folder import read_aba_folder, write_aba_folder
+from osnmf.preprocess import impute_knn
+from osnmf.preprocess.hemispheres import mirror_stage
+from osnmf.project import project_run
+
+PARAMS = {"hemispheres": "auto", "impute": "knn", "n_neighbors": 6, "seed": 0}
+
+
+def _fake_run(folder, patterns_vox, support, spacing=(200.0, 200.0, 200.0)):
+    """A run folder as 'osnmf run' writes it (patterns.npz + summary.json), from given patterns."""
+    folder.mkdir(parents=True)
+    K = patterns_vox.shape[0]
+    vol = np.zeros((K, *support.shape), np.float32)
+    vol[:, support] = patterns_vox
+    np.savez_compressed(folder / "patterns.npz", patterns=vol, pattern_names=np.array([f"PP{i + 1}" for i in range(K)]),
+                        spacing_um=np.array(spacing), support=support, coefficients=np.zeros((1, K)),
+                        genes=np.array(["x"]), experiment_ids=np.array(["x"]))
+    (folder / "summary.json").write_text(json.dumps({"parameters": PARAMS}))
+    return folder
+
+
+def test_planted_coefficients_recovered(tmp_path):
+    ph = make_phantom(n_genes=24, n_patterns=4, noise=0.0, missing=0.0, background=0.0, seed=1)
+    brain = ph.atlas.brain_mask
+    run = _fake_run(tmp_path / "run", ph.patterns, brain)
+    data = write_aba_folder(tmp_path / "new", ph.data, plane="coronal")
+    summary = project_run(run, data, tmp_path / "out")
+    coef = pd.read_csv(tmp_path / "out" / "coefficients.csv", dtype={"experiment_id": str})
+    np.testing.assert_allclose(coef[[f"PP{i}" for i in range(1, 5)]].to_numpy(), ph.coefficients, rtol=1e-3,
+                               atol=1e-4 * ph.coefficients.max())
+    proj = pd.read_csv(tmp_path / "out" / "projection.csv")
+    truth_imp = ph.coefficients / ph.coefficients.sum(axis=1, keepdims=True)
+    np.testing.assert_array_equal(proj["assigned_pattern"], [f"PP{i + 1}" for i in truth_imp.argmax(axis=1)])
+    assert proj["reconstruction_r"].min() > 0.999 and summary["n_projected"] == 24
+
+
+def test_real_grids_end_to_end_against_scipy(shared_dir, tmp_path, monkeypatch, capsys):
+    real = read_aba_folder(shared_dir / "data" / "aba_real")
+    brain = real.atlas.brain_mask
+    coronal = real.planes == "coronal"
+    # patterns learned on the coronal experiments (scikit-learn NMF on the kNN-imputed brain voxels)
+    X_cor = np.nan_to_num(to_matrix(impute_knn(real.volumes[coronal], brain, 6), brain))
+    D = NMF(2, init="nndsvda", max_iter=500, random_state=0).fit(X_cor).components_
+    run = _fake_run(tmp_path / "run", D, brain)
+    out = tmp_path / "proj"
+    monkeypatch.setattr(sys, "argv", ["osnmf", "project", str(run), "--data", str(shared_dir / "data" / "aba_real"),
+                                      "--out", str(out), "--quiet"])
+    try:
+        cli.main()
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    assert "8 experiments projected onto 2 patterns" in capsys.readouterr().out
+    # reference: the same preparation (mirror, kNN) then scipy's NNLS row by row
+    volumes, mirrored, _ = mirror_stage(real, "auto")
+    X = np.nan_to_num(to_matrix(impute_knn(volumes, brain, 6), brain))
+    ref = np.stack([nnls(D.T, x.astype(float))[0] for x in X])
+    coef = pd.read_csv(out / "coefficients.csv", dtype={"experiment_id": str})
+    assert list(coef["experiment_id"]) == list(real.experiment_ids)
+    np.testing.assert_allclose(coef[["PP1", "PP2"]].to_numpy(), ref, rtol=1e-4, atol=1e-6 * ref.max())
+    proj = pd.read_csv(out / "projection.csv", dtype={"experiment_id": str})
+    measured = to_matrix(real.volumes, brain)
+    for i in range(len(real)):  # reconstruction r over measured voxels, recomputed
+        ok = ~np.isnan(measured[i])
+        r = np.corrcoef(measured[i][ok], (ref[i] @ D)[ok])[0, 1]
+        assert proj["reconstruction_r"][i] == pytest.approx(r, abs=1e-4)
+    assert (proj.loc[~coronal, "hemisphere"] == "left").all() and (proj.loc[~coronal, "mirrored_voxels"] > 0).all()
+    # a sagittal experiment lands on the pattern of its gene's coronal experiment
+    for gene in ("Gabra1", "Gabra2", "Gabrb3"):
+        assigned = proj.loc[proj["gene_symbol"] == gene, "assigned_pattern"]
+        assert assigned.nunique() == 1, proj
+    adata = anndata.read_h5ad(out / "results.h5ad")
+    assert adata.shape == (int(brain.sum()), 8)
+    np.testing.assert_allclose(adata.varm["coefficients"], ref, rtol=1e-4, atol=1e-6 * ref.max())
+    assert "Projection onto the run" in (out / "report.html").read_text()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["hemispheres"]["left_only"] == 3 and summary["hemispheres"]["mirrored_experiments"] == 3
+
+
+def test_bad_inputs_write_nothing(shared_dir, tmp_path):
+    brain = np.zeros((67, 41, 58), bool)
+    brain[10:20, 10:20, 10:20] = True
+    run = _fake_run(tmp_path / "run", np.ones((2, int(brain.sum()))), brain, spacing=(100.0, 100.0, 100.0))
+    with pytest.raises(InputError, match="spacing"):
+        project_run(run, shared_dir / "data" / "aba_real", tmp_path / "out")
+    with pytest.raises(InputError, match="not found"):
+        project_run(tmp_path / "nothing", shared_dir / "data" / "aba_real", tmp_path / "out")
+    small = np.zeros((60, 41, 58), bool)
+    small[10:20, 10:20, 10:20] = True
+    run2 = _fake_run(tmp_path / "run2", np.ones((2, int(small.sum()))), small)
+    with pytest.raises(InputError, match=r"\(60, 41, 58\)"):
+        project_run(run2, shared_dir / "data" / "aba_real", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
