@@ -12,11 +12,11 @@ Writes ``benchmarks/results/calibrated_phantom_curve.csv``, ``calibrated_phantom
 
 Usage::
 
-    python benchmarks/bench_calibrated_phantom.py [--genes 1000] [--stride 8] [--replicates 10]
-        [--k-min 8] [--k-max 30] [--seed 0] [--pca-replicates 10]
+    python benchmarks/bench_calibrated_phantom.py [--genes 600] [--stride 10] [--replicates 8]
+        [--k-min 8] [--k-max 30] [--seed 0] [--pca-replicates 8]
 
 Sizes: the real atlas has 4,345 genes × 62,529 brain voxels and 100 replicates; the defaults here
-(1,000 genes, every 8th brain voxel, 10 replicates) fit a loaded 2-core machine. BLAS runs on one
+(600 genes, every 10th brain voxel, 8 replicates) fit a loaded 2-core machine. BLAS runs on one
 thread. Fewer replicates make γ(K) noisier, not biased (it is a mean over replicate pairs).
 """
 
@@ -73,10 +73,10 @@ def matched_r(P: np.ndarray, Q: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--genes", type=int, default=1000)
-    ap.add_argument("--stride", type=int, default=8, help="keep every stride-th brain voxel")
-    ap.add_argument("--replicates", type=int, default=10)
-    ap.add_argument("--pca-replicates", type=int, default=10)
+    ap.add_argument("--genes", type=int, default=600)
+    ap.add_argument("--stride", type=int, default=10, help="keep every stride-th brain voxel")
+    ap.add_argument("--replicates", type=int, default=8)
+    ap.add_argument("--pca-replicates", type=int, default=8)
     ap.add_argument("--k-min", type=int, default=8)
     ap.add_argument("--k-max", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)

@@ -112,3 +112,5 @@ def test_bad_recipe_and_unknown_preset(atlas):
         make_calibrated_phantom(n_genes=5, atlas=atlas, recipe=CalibratedRecipe(background=(0.0, 0.1)))
     with pytest.raises(ConfigError, match="noise"):
         make_calibrated_phantom(n_genes=5, atlas=atlas, recipe=CalibratedRecipe(noise=-1.0))
+    with pytest.raises(ConfigError, match="minor_share"):
+        make_calibrated_phantom(n_genes=5, atlas=atlas, recipe=CalibratedRecipe(minor_share=1.5))

@@ -402,7 +402,7 @@ def make_phantom(
     Parameters
     ----------
     n_genes : synthetic experiments (one per gene; symbols ``Gene0001`` …, ids ``phantom-000001`` …);
-        default 200 (``preset="calibrated"``: 1,000).
+        default 200 (``preset="calibrated"``: 600).
     n_patterns : K planted patterns, default 8 (``preset="calibrated"``: 11); the first 13 come
         from :data:`PATTERN_LIBRARY` (isocortex with an anterior→posterior gradient, olfactory
         bulb, hippocampus, striatum, thalamus, cerebellar cortex, ventral-high midbrain +

@@ -17,9 +17,10 @@ calibrated model adds exactly that, per experiment ``g`` and brain voxel ``v``::
   :func:`~osnmf.datasets.phantom.plant_coefficients` (markers first), max 1 per gene;
 * ``B_g`` is a broad log-normal field (mean 1, Gaussian-smoothed at ``background_um``) and
   ``b_g`` log-uniform in ``background``: a positive floor that differs from gene to gene;
-* ``M_j`` are ``n_minor`` extra region-shaped patterns (random unions of medium regions) with
-  strengths falling as ``minor_strength * (j + 1) ** -minor_decay``; each gene takes a
-  Poisson(``minor_per_gene``) number of them — structure shared by small groups of genes;
+* ``M_j`` are ``n_minor`` extra region-shaped patterns (random unions of medium regions); a gene
+  carries ``M_j`` with probability ``minor_share * (j + 1) ** -minor_decay`` (weight
+  ``minor_strength`` × Exponential(1)) — structure shared by groups of genes, from a few dozen
+  genes for the first minor pattern down to a handful for the last;
 * ``F_g`` is the gene's own field: white noise smoothed at ``idio_um``, standardised, cut at
   ``idio_threshold`` sd (smooth blobs, max 1), weight ``c_g`` ~ ``idio`` × Uniform(0.5, 1.5).
 
@@ -66,36 +67,45 @@ class CalibratedRecipe:
     background : ``(low, high)`` range of the log-uniform background ``b_g`` (relative to the
         gene's planted maximum).
     background_um, background_sd : smoothing sigma (µm) and log-sd of the background field.
-    n_minor, minor_strength, minor_decay, minor_per_gene : the minor shared patterns.
+    balance : planted pattern ``k``'s coefficients are scaled by ``(mean_k E / E_k) ** (balance / 2)``
+        with ``E_k = ||P_k||²``: 0 keeps them, 1 gives every pattern the same expected energy (so
+        no small pattern is the obvious one to drop at K - 1).
+    n_minor, minor_strength, minor_decay, minor_share : the minor shared patterns; a gene carries
+        minor pattern ``j`` with probability ``minor_share * (j + 1) ** -minor_decay`` and weight
+        ``minor_strength * Exponential(1)``.
     idio, idio_um, idio_threshold : weight, smoothing sigma (µm) and cut (in sd) of each gene's
         own smooth field.
     smoothing_um : smoothing sigma of the planted and minor patterns (µm).
     """
 
-    noise: float = 0.2
+    noise: float = 0.25
     level_sd: float = 0.5
     sparsity: float = 0.6
     n_markers: int = 2
-    background: tuple[float, float] = (0.02, 0.2)
+    background: tuple[float, float] = (0.005, 0.05)
     background_um: float = 1000.0
     background_sd: float = 0.4
+    balance: float = 0.5
     n_minor: int = 40
-    minor_strength: float = 0.3
-    minor_decay: float = 0.5
-    minor_per_gene: float = 1.0
-    idio: float = 0.15
+    minor_strength: float = 0.6
+    minor_decay: float = 1.0
+    minor_share: float = 0.3
+    idio: float = 0.05
     idio_um: float = 300.0
     idio_threshold: float = 1.0
-    smoothing_um: float = 200.0
+    smoothing_um: float = 350.0
 
     def check(self) -> None:
-        for name in ("noise", "level_sd", "background_sd", "minor_strength", "minor_decay", "minor_per_gene", "idio"):
+        for name in ("noise", "level_sd", "background_sd", "minor_strength", "minor_decay", "idio",
+                     "balance"):
             value = getattr(self, name)
             if not (np.isfinite(value) and 0 <= value <= 10):
                 raise ConfigError(f"calibrated phantom: {name} must be in [0, 10], got {value!r}")
         lo, hi = self.background
         if not (0 < lo <= hi <= 10):
             raise ConfigError(f"calibrated phantom: background must be 0 < low <= high <= 10, got {self.background!r}")
+        if not 0 <= self.minor_share <= 1:
+            raise ConfigError(f"calibrated phantom: minor_share must be in [0, 1], got {self.minor_share!r}")
         if not 0 <= self.sparsity < 1:
             raise ConfigError(f"calibrated phantom: sparsity must be in [0, 1), got {self.sparsity!r}")
         if int(self.n_minor) != self.n_minor or self.n_minor < 0 or self.n_markers < 0:
@@ -139,7 +149,7 @@ def _minor_patterns(atlas: Atlas, n_minor: int, rng: np.random.Generator, smooth
 
 
 def make_calibrated_phantom(
-    n_genes: int = 1000,
+    n_genes: int = 600,
     n_patterns: int = 11,
     missing: float = 0.05,
     seed: int | None = 0,
@@ -153,7 +163,7 @@ def make_calibrated_phantom(
 
     Parameters
     ----------
-    n_genes : synthetic experiments (the calibration used 1,000; the real atlas has 4,345).
+    n_genes : synthetic experiments (the calibration used 600; the real atlas has 4,345).
     n_patterns : K planted patterns (11, the paper's K, by default).
     missing, seed, atlas, real_genes, section_share, progress : as in
         :func:`~osnmf.datasets.phantom.make_phantom` (``missing`` 0.05: real coronal grids miss
@@ -177,17 +187,18 @@ def make_calibrated_phantom(
     coefficients, marker_of = plant_coefficients(n_genes, n_patterns, rng, recipe.sparsity, recipe.n_markers,
                                                  level_sd=recipe.level_sd)
     level = coefficients.max(axis=1).astype(np.float32)  # L_g: the coefficients' max is the level
+    if recipe.balance:
+        energy = (patterns.astype(np.float64) ** 2).sum(axis=1)
+        coefficients = (coefficients * (energy.mean() / energy) ** (recipe.balance / 2)).astype(np.float32)
     minor = _minor_patterns(atlas, recipe.n_minor, rng, recipe.smoothing_um)
     lo, hi = recipe.background
     b = np.exp(rng.uniform(np.log(lo), np.log(hi), size=n_genes)).astype(np.float32)
     c = (recipe.idio * rng.uniform(0.5, 1.5, size=n_genes)).astype(np.float32)
     m = np.zeros((n_genes, recipe.n_minor), dtype=np.float32)
     if recipe.n_minor:
-        strength = recipe.minor_strength * (np.arange(recipe.n_minor) + 1.0) ** -recipe.minor_decay
-        for g in range(n_genes):
-            take = rng.choice(recipe.n_minor, size=min(rng.poisson(recipe.minor_per_gene), recipe.n_minor),
-                              replace=False)
-            m[g, take] = strength[take] * rng.exponential(1.0, size=take.size)
+        share = recipe.minor_share * (np.arange(recipe.n_minor) + 1.0) ** -recipe.minor_decay
+        on = rng.random((n_genes, recipe.n_minor)) < share
+        m[on] = recipe.minor_strength * rng.exponential(1.0, size=int(on.sum()))
     field_rng = np.random.default_rng(rng.integers(2**63))
     bsd = np.float32(recipe.background_sd)
 
