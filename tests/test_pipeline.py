@@ -212,6 +212,24 @@ def test_result_files_content(run_dir):
     assert sorted(leaves) == sorted(f"PP{i + 1}" for i in range(k))
 
 
+def test_k_selection_panel_in_csv_summary_and_report(run_dir):
+    out, summary = run_dir
+    k = summary["k_selected"]
+    stab = pd.read_csv(out / "stability.csv").set_index("k")
+    panel = ["oob_error", "oob_error_se", "cophenetic", "dispersion", "recon_error", "recon_error_se"]
+    assert set(panel) <= set(stab.columns) and np.isfinite(stab[panel].to_numpy()).all()
+    assert ((stab["dispersion"] >= 0) & (stab["dispersion"] <= 1)).all()
+    assert (stab["oob_error"] > 0).all() and (stab["recon_error"] > 0).all()
+    ksel = json.loads((out / "summary.json").read_text())["k_selection"]
+    assert ksel["rule"] == "gamma_argmin" and ksel["k_by_rule"]["gamma_argmin"] == k
+    # each argmin/argmax rule equals the extreme of its column in stability.csv
+    assert ksel["k_by_rule"]["oob_argmin"] == stab["oob_error"].idxmin()
+    assert ksel["k_by_rule"]["dispersion_argmax"] == stab["dispersion"].idxmax()
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "Chosen rule: gamma_argmin" in html and "K-selection panel" in html
+    assert (out / "figures" / "k_selection_panel.png").is_file()
+
+
 def test_rerun_reuses_every_stage(run_dir):
     out, _ = run_dir
     summary = Pipeline(RunConfig(out=str(out), **TINY)).run()

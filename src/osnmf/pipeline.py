@@ -212,7 +212,8 @@ class Pipeline:
             reps = np.asarray(model.replicates_[k])[: cfg.moran_replicates]
             return SweepResult(instability=model.instability_, k=k, components=model.components_.astype(np.float32),
                                coefficients=model.coefficients_.astype(np.float32),
-                               replicates_at_k=reps.astype(np.float32))
+                               replicates_at_k=reps.astype(np.float32),
+                               selection=model.selection_)
 
         return self.stage("sweep", params, ("impute",), compute, SweepResult)
 

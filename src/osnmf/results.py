@@ -46,6 +46,7 @@ class SweepResult:
     components: np.ndarray  # (K, m) float32 patterns D
     coefficients: np.ndarray  # (n, K) float32 coefficients A
     replicates_at_k: np.ndarray  # (R, K, m) float32 replicate patterns at K (for Moran's I)
+    selection: pd.DataFrame  # one row per K: the K-selection panel (osnmf.factorize.selection)
 
 
 @dataclass
@@ -120,7 +121,16 @@ class MarkersResult:
 def stability_table(sweep: SweepResult, baselines: BaselinesResult) -> pd.DataFrame:
     """staNMF instability per K with the PCA curve beside it (columns ``pca_*``)."""
     pca = baselines.pca_instability.rename(columns={c: f"pca_{c}" for c in baselines.pca_instability if c != "k"})
-    return sweep.instability.merge(pca, on="k", how="left")
+    table = sweep.instability.merge(pca, on="k", how="left")
+    # the rest of the K-selection panel (gamma ± SE are the hungarian columns already there)
+    return table.merge(sweep.selection.drop(columns=["gamma", "gamma_se"]), on="k", how="left")
+
+
+def k_selection(sweep: SweepResult) -> dict:
+    """The rule that chose K and the K every rule of the panel selects (``summary.json``)."""
+    from osnmf.factorize.selection import DEFAULT_RULE, k_rules
+
+    return {"rule": DEFAULT_RULE, "k_by_rule": k_rules(sweep.selection)}
 
 
 def planted_truth(metrics: MetricsResult, k: int) -> dict | None:

@@ -61,6 +61,7 @@ from osnmf.factorize.stability import select_k
 __all__ = [
     "PANEL_COLUMNS",
     "RULES",
+    "RULE_DESCRIPTIONS",
     "DEFAULT_RULE",
     "voxel_folds",
     "consensus_voxels",
@@ -78,6 +79,17 @@ PANEL_COLUMNS = ["k", "gamma", "gamma_se", "oob_error", "oob_error_se", "cophene
                  "dispersion", "recon_error", "recon_error_se"]
 RULES = ("gamma_argmin", "gamma_1se_small", "gamma_1se_large", "oob_argmin", "oob_1se",
          "cophenetic_argmax", "dispersion_argmax", "gamma_oob")
+#: One sentence per rule (report and docs).
+RULE_DESCRIPTIONS = {
+    "gamma_argmin": "the K with the smallest instability γ (ties go to the smaller K).",
+    "gamma_1se_small": "the smallest K whose γ is within one standard error of the minimum.",
+    "gamma_1se_large": "the largest K whose γ is within one standard error of the minimum.",
+    "oob_argmin": "the K with the smallest out-of-bag (held-out) reconstruction error.",
+    "oob_1se": "the smallest K whose out-of-bag error is within one standard error of the minimum.",
+    "cophenetic_argmax": "the K whose consensus parcellation has the largest cophenetic correlation.",
+    "dispersion_argmax": "the K whose consensus parcellation has the largest dispersion.",
+    "gamma_oob": "among the Ks with γ within one standard error of the minimum, the smallest out-of-bag error.",
+}
 #: Voxel folds of the out-of-bag error, and the size of the consensus voxel subsample.
 N_FOLDS = 2
 CONSENSUS_VOXELS = 1000

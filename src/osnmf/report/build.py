@@ -16,10 +16,30 @@ from osnmf.plotting.anatomy import plot_bubble, plot_matrix
 from osnmf.plotting.genes import plot_marker_heatmap, plot_marker_images, plot_networks, plot_tree
 from osnmf.plotting.metrics import plot_moran_box, plot_patterns_per_gene, plot_reconstruction_scatter
 from osnmf.plotting.patterns import plot_coronal_montage, plot_pattern_projections
-from osnmf.plotting.stability import plot_instability
+from osnmf.plotting.stability import plot_instability, plot_selection_panel
 from osnmf.report.files import pattern_names
 from osnmf.report.html import Section, write_report
 from osnmf.results import planted_truth, stability_table
+
+
+def _selection_panel(state, summary: dict, k: int, section: Section, save) -> None:
+    """Add the K-selection panel (figure, rule table, the rule that chose K) to ``section``."""
+    from osnmf.factorize.selection import RULE_DESCRIPTIONS
+
+    panel, ksel = state.sweep.selection, summary["k_selection"]
+    rule = ksel["rule"]
+    section.paragraphs.append(
+        f"Chosen rule: {rule} — {RULE_DESCRIPTIONS[rule]} It selects K = {k}. The other criteria of the "
+        "panel are shown beside it, not used: out-of-bag bi-cross-validation error of each bootstrap replicate "
+        "(the genes it did not draw, projected onto its patterns from half of the voxels, predicting the other "
+        "half), the cophenetic correlation and dispersion of the replicates' consensus voxel parcellation, and "
+        "the in-sample reconstruction error. docs/stanmf.md has the planted-K study behind the choice.")
+    section.figures.append((save(plot_selection_panel(panel, k), "k_selection_panel"),
+                            "K-selection panel: γ ± SE (left), out-of-bag and in-sample relative error ± SE "
+                            "(middle), consensus cophenetic correlation and dispersion (right)"))
+    rules = pd.DataFrame([{"rule": r + (" (chosen)" if r == rule else ""), "K": kk,
+                           "definition": RULE_DESCRIPTIONS[r]} for r, kk in ksel["k_by_rule"].items()])
+    section.tables.append((rules, "The K each rule of the panel selects"))
 
 
 class _Figures:
@@ -96,7 +116,7 @@ def build_report(state, summary: dict) -> Path:
     stab = stability_table(sw, state.baselines)
     pca_curve = stab[["k"] + [c for c in stab.columns if c.startswith("pca_")]].rename(
         columns=lambda c: c.removeprefix("pca_"))
-    sections.append(Section(
+    stability = Section(
         "Stability and the choice of K",
         paragraphs=["γ(K) is the mean dissimilarity between the pattern sets of all pairs of bootstrap replicates; "
                     "the selected K minimises the Hungarian γ (ties go to the smaller K)."],
@@ -104,7 +124,9 @@ def build_report(state, summary: dict) -> Path:
                   "Instability of staNMF (solid) and PCA (dashed) patterns, mean ± SD over replicate pairs")],
         tables=[(stab[[c for c in stab.columns if not c.endswith(("_se", "n_pairs"))]],
                  "Instability per K (stability.csv also has standard errors)")],
-    ))
+    )
+    _selection_panel(state, summary, k, stability, save)
+    sections.append(stability)
 
     # ---- patterns -------------------------------------------------------------------------
     figs = [(save(plot_pattern_projections(volumes, brain, names), "patterns_projections"),

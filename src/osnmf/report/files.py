@@ -15,7 +15,7 @@ import pandas as pd
 
 from osnmf.atomic import atomic_path, save_npz, write_text
 from osnmf.expression import to_volumes
-from osnmf.results import planted_truth, stability_table
+from osnmf.results import k_selection, planted_truth, stability_table
 
 
 def pattern_names(k: int) -> list[str]:
@@ -39,6 +39,7 @@ def headline(state) -> dict:
         "instability_hungarian_sd": float(table.loc[k, "hungarian_sd"]),
         "instability_amari": float(table.loc[k, "amari"]),
         "pca_instability_hungarian": float(table.loc[k, "pca_hungarian"]) if "pca_hungarian" in table else None,
+        "k_selection": k_selection(sw),
         "moran_i_stanmf_mean": float(np.mean(mt.moran_boot_nmf)),
         "moran_i_stanmf_sd": float(np.std(mt.moran_boot_nmf, ddof=1)),
         "moran_i_pca_mean": float(np.mean(mt.moran_boot_pca)),
