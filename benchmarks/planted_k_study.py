@@ -30,7 +30,7 @@ Usage::
     .venv/bin/python benchmarks/planted_k_study.py --planted 5 --seeds 0 --recipes paper
 
 K-selection criteria (``--criteria``): for every difficulty level × noise level × seed, one
-default StaNMF sweep (``grow=True``) over K = 8 ± span, and the K that every rule of
+default StaNMF sweep (``grow=True``) over K = planted ± span, and the K that every rule of
 :mod:`osnmf.factorize.selection` picks from its panel (γ argmin / one-SE rules, out-of-bag
 bi-cross-validation error, consensus cophenetic correlation and dispersion, γ + OOB). Levels,
 each with 8 planted patterns from ``PATTERN_LIBRARY`` (same noise model as ``make_phantom``:
@@ -40,7 +40,8 @@ log-normal multiplicative noise with CV ``noise`` and 2 % additive background, n
   small     the first 7 + "cortical subplate + cerebellar nuclei" (5 % of the voxels)
   overlap   the first 7 + "midbrain + pons, dorsal-high", which overlaps the 7th pattern
             ("midbrain + pons + medulla, ventral-high"; Pearson r 0.45)
-  calibrated  ``make_phantom(preset="calibrated")`` with 8 patterns, when that preset exists
+  calibrated  ``make_phantom(preset="calibrated")`` with its default 11 patterns (K = 11 ± span;
+            the preset sets its own noise model, so ``--noise-levels`` does not apply)
 
 The summary prints, per level and noise, how many seeds each rule finds the planted K exactly
 and within ±1::
@@ -147,6 +148,7 @@ LEVELS = {"large": (0, 1, 2, 3, 4, 5, 6, 7), "small": (0, 1, 2, 3, 4, 5, 6, 9),
 
 
 _PATTERNS: dict[str, np.ndarray] = {}
+PLANTED = {"calibrated": 11}  # planted K per level (8 unless listed): the preset's own default
 
 
 def level_data(level: str, seed: int, n_genes: int, stride: int, noise: float,
@@ -155,8 +157,8 @@ def level_data(level: str, seed: int, n_genes: int, stride: int, noise: float,
     from osnmf.atlas import Atlas
     from osnmf.datasets.phantom import PATTERN_LIBRARY, build_pattern, plant_coefficients
 
-    if level == "calibrated":
-        ph = osnmf.make_phantom(n_genes=n_genes, n_patterns=8, noise=noise, missing=0.0,
+    if level == "calibrated":  # the preset sets its own noise model; ``noise`` is ignored
+        ph = osnmf.make_phantom(n_genes=n_genes, n_patterns=PLANTED[level], missing=0.0,
                                 seed=seed, preset="calibrated")
         X, _ = ph.data.to_matrix()
         return (np.ascontiguousarray(X[:, ::stride]),
@@ -183,12 +185,12 @@ def run_criteria(args) -> pd.DataFrame:
     out = None
     if args.csv:
         out = open(args.csv, "w", encoding="utf-8")  # noqa: SIM115 - appended row by row
-    kp = 8
-    ks = range(kp - args.span, kp + args.span + 1)
     try:
         for seed in args.seeds:  # seeds outermost: a partial run stays balanced over levels
             for level in args.levels:
-                for noise in args.noise_levels:
+                kp = PLANTED.get(level, 8)
+                ks = range(kp - args.span, kp + args.span + 1)
+                for noise in args.noise_levels if level != "calibrated" else [float("nan")]:
                     X, P = level_data(level, seed, args.genes, args.stride, noise)
                     t0 = time.perf_counter()
                     model = StaNMF(k_range=ks, n_replicates=args.replicates,
@@ -211,11 +213,14 @@ def run_criteria(args) -> pd.DataFrame:
 
 def criteria_summary(df: pd.DataFrame) -> pd.DataFrame:
     """Per (level, noise) and rule: seeds with the planted K exactly, and within ±1 (``a/b``)."""
-    from osnmf.factorize.selection import RULES
+    from osnmf.factorize.selection import RULES, median3
 
+    if "median3" not in df:  # rows written before the rule existed: derive it from its parts
+        df = df.assign(median3=[median3(*t) for t in zip(
+            df["gamma_argmin"], df["cophenetic_argmax"], df["dispersion_argmax"], strict=True)])
     rules = [r for r in RULES if r in df]
     recs = []
-    for (level, noise), g in df.groupby(["level", "noise"], sort=True):
+    for (level, noise), g in df.groupby(["level", "noise"], sort=True, dropna=False):
         rec = {"level": level, "noise": noise, "seeds": len(g)}
         for r in rules:
             d = (g[r] - g["K_planted"]).abs()
@@ -241,12 +246,13 @@ def main() -> None:
     ap.add_argument("--levels", nargs="+", default=["large", "small", "overlap"],
                     choices=[*LEVELS, "calibrated"])
     ap.add_argument("--noise-levels", type=float, nargs="+", default=[0.3, 0.6])
-    ap.add_argument("--summarize", default=None,
-                    help="only print the criteria summary of a CSV written by --criteria")
+    ap.add_argument("--summarize", nargs="+", default=None,
+                    help="only print the criteria summary of CSVs written by --criteria")
     args = ap.parse_args()
     pd.set_option("display.width", 200)
     if args.summarize:
-        print(criteria_summary(pd.read_csv(args.summarize)).to_string(index=False))
+        df = pd.concat([pd.read_csv(f) for f in args.summarize], ignore_index=True)
+        print(criteria_summary(df).to_string(index=False))
         return
     if args.criteria:
         print(f"K-selection study: {args.genes} genes, every {args.stride}th voxel, "

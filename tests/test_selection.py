@@ -122,6 +122,8 @@ def test_k_rules_on_a_hand_made_panel():
     assert got["cophenetic_argmax"] == 6  # tie 6/7 goes to the smaller K
     assert got["dispersion_argmax"] == 7
     assert got["gamma_oob"] == 7  # among {6, 7}, 7 has the lower OOB error
+    assert got["median3"] == 6  # median of (6, 6, 7)
+    assert sel.median3(6, 9, 8) == 8 and sel.median3(6, None, 8) == 6
     assert set(got) == set(sel.RULES)
     with pytest.raises(InputError):
         sel.k_rules({"k": [1, 2]})

@@ -41,6 +41,8 @@ Rules (:func:`k_rules`), each a K:
 * ``cophenetic_argmax``, ``dispersion_argmax`` — the most reproducible consensus parcellation.
 * ``gamma_oob`` — among the Ks whose γ is within one SE of the minimum, the one with the
   smallest OOB error (a second, independent criterion settles near ties of γ).
+* ``median3`` — the median of the γ argmin, cophenetic argmax and dispersion argmax: where two of
+  the three agree, they outvote the third (:func:`median3`).
 
 References: Brunet, Tamayo, Golub & Mesirov (2004) PNAS 101:4164; Kim & Park (2007)
 Bioinformatics 23:1495; Owen & Perry (2009) Ann. Appl. Stat. 3:564; Wu et al. (2016) PNAS
@@ -73,12 +75,13 @@ __all__ = [
     "panel_row",
     "panel_frame",
     "k_rules",
+    "median3",
 ]
 
 PANEL_COLUMNS = ["k", "gamma", "gamma_se", "oob_error", "oob_error_se", "cophenetic",
                  "dispersion", "recon_error", "recon_error_se"]
 RULES = ("gamma_argmin", "gamma_1se_small", "gamma_1se_large", "oob_argmin", "oob_1se",
-         "cophenetic_argmax", "dispersion_argmax", "gamma_oob")
+         "cophenetic_argmax", "dispersion_argmax", "gamma_oob", "median3")
 #: One sentence per rule (report and docs).
 RULE_DESCRIPTIONS = {
     "gamma_argmin": "the K with the smallest instability γ (ties go to the smaller K).",
@@ -89,6 +92,7 @@ RULE_DESCRIPTIONS = {
     "cophenetic_argmax": "the K whose consensus parcellation has the largest cophenetic correlation.",
     "dispersion_argmax": "the K whose consensus parcellation has the largest dispersion.",
     "gamma_oob": "among the Ks with γ within one standard error of the minimum, the smallest out-of-bag error.",
+    "median3": "the median of the Ks chosen by gamma_argmin, cophenetic_argmax and dispersion_argmax.",
 }
 #: Voxel folds of the out-of-bag error, and the size of the consensus voxel subsample.
 N_FOLDS = 2
@@ -326,7 +330,20 @@ def k_rules(panel: pd.DataFrame | Mapping[str, Sequence[float]]) -> dict[str, in
         sub = np.isin(ks, near)
         oob = np.where(sub, col["oob_error"], np.nan)
         out["gamma_oob"] = _pick(ks, oob) if np.isfinite(oob).any() else out["gamma_argmin"]
+    out["median3"] = median3(out["gamma_argmin"], out["cophenetic_argmax"], out["dispersion_argmax"])
     return out
+
+
+def median3(k_gamma: int | None, k_cophenetic: int | None, k_dispersion: int | None) -> int | None:
+    """The ``median3`` rule: median of three Ks (γ argmin, cophenetic and dispersion argmax).
+
+    Two of three criteria agreeing outvote the third; with a criterion missing (None) the
+    γ argmin is returned.
+    """
+    picks = [k_gamma, k_cophenetic, k_dispersion]
+    if any(p is None for p in picks):
+        return k_gamma
+    return int(sorted(int(p) for p in picks)[1])
 
 
 def panel_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
