@@ -126,7 +126,8 @@ class StaNMF:
     instability_ : DataFrame, one row per K
         Columns k, hungarian, hungarian_sd, amari, amari_sd, hungarian_se, amari_se, n_pairs.
     k_ : int
-        Selected K (smallest Hungarian instability, ties to the smaller K).
+        Selected K: the K of the default rule ``osnmf.factorize.selection.DEFAULT_RULE``
+        (``gamma_argmin``: smallest Hungarian instability, ties to the smaller K).
     components_ : (k_, m) float ndarray, patterns of the final model.
     coefficients_ : (n, k_) float ndarray, coefficients of the final model.
     loss_, n_iter_ : loss and iterations of the final model.
@@ -135,7 +136,7 @@ class StaNMF:
     selection_ : DataFrame, one row per K: the K-selection panel (γ ± SE, out-of-bag
         bi-cross-validation error ± SE, consensus cophenetic correlation and dispersion,
         in-sample reconstruction error ± SE; see :mod:`osnmf.factorize.selection`).
-    k_rules_ : dict rule name -> K selected by that rule (``k_`` is ``gamma_argmin``).
+    k_rules_ : dict rule name -> K selected by that rule (``k_`` is the default rule's).
     store_ : SweepStore or None.
     """
 
@@ -279,7 +280,7 @@ class StaNMF:
         self.replicate_info_ = pd.concat(info, ignore_index=True)
         self.selection_, self.k_rules_ = _selection_panel(X, ks, params, R, bs, memory, store,
                                                           self.instability_, self.replicate_info_)
-        self.k_ = select_k(self.instability_)
+        self.k_ = _chosen_k(self.k_rules_, self.instability_)
         self.replicates_ = _ReplicatePatterns(memory, store, ks, R, bs)
         self.store_ = store
         self._fit_final(X, params, store, sketch)
@@ -350,6 +351,14 @@ class StaNMF:
         return (f"StaNMF(k_range={ks}, n_replicates={self.n_replicates}, "
                 f"perturbation={self.perturbation!r}, n_restarts={self.n_restarts}, "
                 f"solver={self.solver!r}, backend={self.backend!r})")
+
+
+def _chosen_k(rules: Mapping[str, int | None], inst: pd.DataFrame) -> int:
+    """K of the default rule (:data:`osnmf.factorize.selection.DEFAULT_RULE`); γ argmin if it has none."""
+    from osnmf.factorize.selection import DEFAULT_RULE
+
+    k = rules.get(DEFAULT_RULE)
+    return int(k) if k is not None else select_k(inst)
 
 
 def _selection_panel(X, ks, params, R, bs, memory, store, inst, info):
