@@ -17,14 +17,8 @@ import pandas as pd
 
 from osnmf.errors import ConfigError, InputError
 from osnmf.expression import to_volumes
-from osnmf.preprocess.knn import (
-    check_spacing,
-    check_volumes,
-    chunk_slices,
-    knn_fill,
-    neighbour_shells,
-    run_chunks,
-)
+from osnmf.preprocess.common import check_spacing, check_volumes, chunk_slices, run_chunks
+from osnmf.preprocess.knn import knn_fill, neighbour_shells
 
 __all__ = ["HoldoutResult", "holdout_check", "sample_holdout"]
 

@@ -26,15 +26,14 @@ answered exactly by a KD-tree on that experiment's observed voxels, so the resul
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.spatial import cKDTree
 
 from osnmf.errors import ConfigError, InputError
-from osnmf.progress import ProgressBar
+from osnmf.preprocess.common import check_spacing, check_volumes, chunk_slices, run_chunks
 
 __all__ = ["impute_knn", "default_support", "neighbour_shells", "knn_fill"]
 
@@ -53,19 +52,6 @@ class Shell:
 
     distance_um: float
     offsets: np.ndarray
-
-
-def check_spacing(spacing_um) -> tuple[float, float, float]:
-    """Three positive finite voxel sizes (µm) as floats, or :class:`ConfigError`."""
-    try:
-        spacing = tuple(float(s) for s in spacing_um)
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"spacing_um must be three positive numbers (µm), got {spacing_um!r}"
-        ) from None
-    if len(spacing) != 3 or not all(np.isfinite(s) and s > 0 for s in spacing):
-        raise ConfigError(f"spacing_um must be three positive numbers (µm), got {spacing_um!r}")
-    return spacing
 
 
 def neighbour_shells(spacing_um: Sequence[float], max_radius_um: float) -> list[Shell]:
@@ -262,31 +248,6 @@ def _plane_lower_bound(observed: np.ndarray, queries, spacing) -> np.ndarray:
     return bound
 
 
-def chunk_slices(n: int, size: int) -> Iterator[slice]:
-    """Consecutive slices of at most ``size`` covering ``range(n)``."""
-    for start in range(0, n, size):
-        yield slice(start, min(n, start + size))
-
-
-def check_volumes(volumes, support) -> tuple[np.ndarray, np.ndarray]:
-    """Check float ``(n, AP, DV, ML)`` volumes and a bool ``(AP, DV, ML)`` mask on the same grid."""
-    volumes = np.asarray(volumes)
-    if volumes.ndim != 4:
-        raise InputError(f"volumes must be (experiments, AP, DV, ML), got shape {volumes.shape}")
-    if not np.issubdtype(volumes.dtype, np.floating):
-        raise InputError(
-            f"volumes must be floating point with NaN for missing, got dtype {volumes.dtype}"
-        )
-    support = np.asarray(support)
-    if support.shape != volumes.shape[1:]:
-        raise InputError(
-            f"support of shape {support.shape} does not match the volumes' grid {volumes.shape[1:]}"
-        )
-    if support.dtype != bool:
-        raise InputError(f"support must be a boolean mask, got dtype {support.dtype}")
-    return volumes, support
-
-
 def impute_knn(
     volumes,
     support: np.ndarray,
@@ -360,21 +321,6 @@ def impute_knn(
     if expr is not None:
         return SpatialExpression(out, expr.genes, expr.experiment_ids, expr.atlas)
     return out
-
-
-def run_chunks(work, slices: list[slice], n_jobs: int, progress: bool, label: str) -> None:
-    """Run ``work(slice)`` over chunks, in ``n_jobs`` threads, with an optional progress bar."""
-    if int(n_jobs) != n_jobs or n_jobs < 1:
-        raise ConfigError(f"n_jobs must be a positive integer, got {n_jobs!r}")
-    with ProgressBar(label, len(slices), enabled=progress) as bar:
-        if n_jobs == 1:
-            for sl in slices:
-                work(sl)
-                bar.advance()
-        else:
-            with ThreadPoolExecutor(max_workers=int(n_jobs)) as pool:
-                for _ in pool.map(work, slices):
-                    bar.advance()
 
 
 def default_support(
