@@ -221,14 +221,15 @@ def build_pattern(atlas: Atlas, spec: PatternSpec, smoothing_um: float = 200.0) 
     return vector / np.float32(peak)
 
 
-def _random_candidates(atlas: Atlas, min_voxels: int = 100) -> list[int]:
+def random_candidates(atlas: Atlas, min_voxels: int = 100) -> list[int]:
     """Medium-level regions with at least ``min_voxels`` voxels (coarse ones if none)."""
     sizes = dict(zip(atlas.region_ids.tolist(), np.asarray(atlas.membership.sum(axis=1)).ravel(), strict=True))
     candidates = [sid for sid in atlas.medium_ids if sizes.get(sid, 0) >= min_voxels]
     return candidates or [sid for sid in atlas.coarse_ids if sizes.get(sid, 0) > 0]
 
 
-def _random_spec(atlas: Atlas, rng: np.random.Generator, index: int, candidates: list[int]) -> PatternSpec:
+def random_spec(atlas: Atlas, rng: np.random.Generator, index: int, candidates: list[int]) -> PatternSpec:
+    """A random pattern recipe ``PP<index>``: 1–3 regions drawn from ``candidates`` (see :func:`random_candidates`)."""
     n = int(rng.integers(1, 4))
     chosen = rng.choice(len(candidates), size=min(n, len(candidates)), replace=False)
     regions = tuple((atlas.acronym(candidates[i]), 1.0) for i in chosen)
@@ -274,10 +275,10 @@ def plant_patterns(
     tries, candidates = 0, None
     while len(vectors) < n_patterns:
         if candidates is None:
-            candidates = _random_candidates(atlas)
+            candidates = random_candidates(atlas)
             if not candidates:
                 raise ConfigError("the atlas has no region with voxels to build patterns from")
-        spec = _random_spec(atlas, rng, len(vectors) + 1, candidates)
+        spec = random_spec(atlas, rng, len(vectors) + 1, candidates)
         tries += 1
         accept(build_pattern(atlas, spec, smoothing_um), spec, check=tries < 200)
     return np.vstack(vectors).astype(np.float32), names, regions
@@ -354,9 +355,10 @@ def _missing_sections(section_sizes: np.ndarray, target: float, rng: np.random.G
     return hidden
 
 
-def _check(
+def check_phantom_params(
     n_genes, n_patterns, noise, missing, sparsity, section_share, background, smoothing_um, n_markers, section_noise=0.0
 ) -> None:
+    """Refuse out-of-range phantom parameters with one :class:`ConfigError` line each."""
     if int(n_genes) != n_genes or n_genes < 1:
         raise ConfigError(f"n_genes must be a positive integer, got {n_genes!r}")
     if int(n_patterns) != n_patterns or n_patterns < 1:
@@ -449,7 +451,7 @@ def make_phantom(
     n_genes = 200 if n_genes is None else n_genes
     n_patterns = 8 if n_patterns is None else n_patterns
     missing = 0.1 if missing is None else missing
-    _check(
+    check_phantom_params(
         n_genes, n_patterns, noise, missing, sparsity, section_share, background, smoothing_um, n_markers, section_noise
     )
     atlas = Atlas.default() if atlas is None else atlas

@@ -43,12 +43,13 @@ from scipy import ndimage
 from osnmf.atlas import Atlas
 from osnmf.datasets.phantom import (
     Phantom,
-    _random_candidates,
-    _random_spec,
     assemble,
     build_pattern,
+    check_phantom_params,
     plant_coefficients,
     plant_patterns,
+    random_candidates,
+    random_spec,
 )
 from osnmf.errors import ConfigError
 
@@ -138,10 +139,10 @@ def _minor_patterns(atlas: Atlas, n_minor: int, rng: np.random.Generator, smooth
     out = np.zeros((n_minor, atlas.n_brain_voxels), dtype=np.float32)
     if n_minor == 0:
         return out
-    candidates = _random_candidates(atlas)
+    candidates = random_candidates(atlas)
     j = 0
     while j < n_minor:
-        vec = build_pattern(atlas, _random_spec(atlas, rng, j + 1, candidates), smoothing_um)
+        vec = build_pattern(atlas, random_spec(atlas, rng, j + 1, candidates), smoothing_um)
         if vec is not None:
             out[j] = vec
             j += 1
@@ -174,11 +175,9 @@ def make_calibrated_phantom(
     -------
     Phantom with ``preset == "calibrated"``; ``clean`` is the whole noiseless expression.
     """
-    from osnmf.datasets.phantom import _check
-
     recipe.check()
-    _check(n_genes, n_patterns, recipe.noise, missing, recipe.sparsity, section_share, 0.0, recipe.smoothing_um,
-           recipe.n_markers)
+    check_phantom_params(n_genes, n_patterns, recipe.noise, missing, recipe.sparsity, section_share, 0.0,
+                         recipe.smoothing_um, recipe.n_markers)
     atlas = Atlas.default() if atlas is None else atlas
     rng = np.random.default_rng(seed)
     n_genes, n_patterns = int(n_genes), int(n_patterns)
