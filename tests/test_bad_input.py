@@ -109,6 +109,12 @@ CASES = {
             "energy.mhd": grid_members()["energy.mhd"].replace(b"ElementSpacing = 200 200 200",
                                                                b"ElementSpacing = 100 100 100")})}),
         "aba/energy/1001.zip", ["spacing", "100 × 100 × 100", "200 × 200 × 200"]),
+    "single_zip_spacing": (
+        lambda t: (t / "1001.zip").write_bytes(_zip_bytes({
+            **grid_members(),
+            "energy.mhd": grid_members()["energy.mhd"].replace(b"ElementSpacing = 200 200 200",
+                                                               b"ElementSpacing = 25 25 25")})) and t / "1001.zip",
+        "1001.zip", ["spacing", "25 × 25 × 25"]),
     "plane_not_coronal_or_sagittal": (
         lambda t: make_folder(t, csv="section_data_set_id,gene_symbol,plane\n1001,Gad1,axial\n"),
         "aba/experiments.csv", ["'axial'", "line 2", "coronal or sagittal"]),

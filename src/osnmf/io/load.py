@@ -38,7 +38,8 @@ def read_grid_zip(path: str | os.PathLike, atlas: Atlas | None = None) -> Spatia
 
     path = Path(path)
     atlas = Atlas.default() if atlas is None else atlas
-    grid = read_allen_grid_zip(path, ("energy",), expected_shape=atlas.shape)["energy"]
+    grid = read_allen_grid_zip(path, ("energy",), expected_shape=atlas.shape,
+                               expected_spacing=atlas.spacing_um)["energy"]
     stem = path.stem
     digits = re.findall(r"\d{4,}", stem)
     exp_id = digits[0] if digits else stem
