@@ -13,6 +13,10 @@ class InputError(OsnmfError, ValueError):
     """An input file or array is malformed or inconsistent (names the file and the problem)."""
 
 
+class InputTypeError(InputError, TypeError):
+    """An input array holds values that are not numbers (e.g. Python objects)."""
+
+
 class ConfigError(OsnmfError, ValueError):
     """A configuration value or option is invalid."""
 

@@ -78,9 +78,10 @@ def check_matrix(
         bad = int((~np.isfinite(arr)).sum())
         raise InputError(f"{name} has {bad} NaN or infinite values; impute missing voxels first "
                          "(osnmf.impute_knn) or drop them")
-    if nonnegative and arr.min() < 0:
-        raise InputError(f"{name} has negative values (min {float(arr.min()):.4g}); NMF needs "
-                         "non-negative data, clip them first (np.clip(X, 0, None))")
+    if nonnegative and arr.size and arr.min() < 0:
+        raise InputError(f"Negative values in data: {name} has negative entries (min "
+                         f"{float(arr.min()):.4g}); NMF needs non-negative data, clip them first "
+                         "(np.clip(X, 0, None))")
     if nonzero and not arr.any():
         raise InputError(f"{name} is all zeros; there is nothing to factorise")
     return arr

@@ -66,16 +66,23 @@ class SweepParams:
     sketch: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        """The one place where the sweep's parameters are checked (and normalised to builtins)."""
         check_choice(self.perturbation, "perturbation", PERTURBATIONS)
-        check_positive_int(self.n_restarts, "n_restarts")
-        check_positive_int(self.max_iter, "max_iter")
-        check_tol(self.tol)
         check_choice(self.solver, "solver", SOLVERS)
         check_backend(self.backend, self.device)
         if isinstance(self.random_state, bool) or not isinstance(self.random_state,
                                                                  int | np.integer):
             raise ConfigError(f"random_state must be an int (staNMF runs are reproducible), "
                               f"got {self.random_state!r}")
+        if self.sketch is not None and not isinstance(self.sketch, Mapping):
+            raise ConfigError(f"sketch must be a dict of sketch_matrix options or None, "
+                              f"got {self.sketch!r}")
+        normalised = {"n_restarts": check_positive_int(self.n_restarts, "n_restarts"),
+                      "max_iter": check_positive_int(self.max_iter, "max_iter"),
+                      "tol": check_tol(self.tol), "random_state": int(self.random_state),
+                      "grow": bool(self.grow), "keep_coefficients": bool(self.keep_coefficients)}
+        for name, value in normalised.items():
+            object.__setattr__(self, name, value)  # frozen: set once, here
 
     def key_fields(self) -> dict[str, Any]:
         """The parameters that enter the run key (all of them; device excluded)."""
@@ -127,6 +134,16 @@ class BlockResult:
     restart: np.ndarray
     seeds: np.ndarray
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def concat(cls, parts: Iterable[BlockResult], coefficients: bool = False) -> BlockResult:
+        """The blocks of one K joined in replicate order (coefficients only if asked for)."""
+        parts = sorted(parts, key=lambda p: int(p.seeds[0]))
+        cat = np.concatenate
+        return cls(cat([p.components for p in parts]),
+                   cat([p.coefficients for p in parts]) if coefficients else None,
+                   cat([p.n_iter for p in parts]), cat([p.loss for p in parts]),
+                   cat([p.restart for p in parts]), cat([p.seeds for p in parts]))
 
 
 def plan_blocks(k_values: Iterable[int], n_replicates: int, block_size: int) -> list[BlockSpec]:

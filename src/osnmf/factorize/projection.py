@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from osnmf.errors import InputError
+from osnmf.factorize.checks import check_matrix
 
 __all__ = ["check_projection_input", "nnls_gram", "nnls_project"]
 
@@ -26,19 +27,12 @@ def check_projection_input(X, n_columns: int, name: str = "X") -> np.ndarray:
     if hasattr(X, "toarray") and callable(X.toarray):
         X = X.toarray()
     arr = np.asarray(X)
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-        raise InputError(f"{name} must be numeric, got dtype {arr.dtype}")
     if arr.ndim == 1:
         arr = arr[None, :]
     if arr.ndim != 2 or arr.shape[1] != n_columns:
         raise InputError(f"{name} must be (n, {n_columns}) to match the patterns' {n_columns} columns "
                          f"(voxels), got shape {arr.shape}; project data on the same voxels")
-    if arr.size and not np.isfinite(arr).all():
-        raise InputError(f"{name} has {int((~np.isfinite(arr)).sum())} NaN/inf entries; impute missing "
-                         "values first (osnmf.impute_knn)")
-    if arr.size and arr.min() < 0:
-        raise InputError(f"{name} has negative entries (min {arr.min():.4g}); expression must be >= 0")
-    return arr
+    return check_matrix(arr, name=name, dtype=None, min_shape=(0, n_columns))
 
 
 def _solve_sym(G: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -10,22 +10,24 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
-from osnmf.errors import ConfigError
-from osnmf.factorize.checks import PERTURBATIONS, check_matrix, check_tol
+from osnmf.errors import ConfigError, InputError, InputTypeError
+from osnmf.factorize.checks import check_matrix, check_positive_int
 from osnmf.factorize.executors import SerialExecutor, ThreadExecutor, as_executor
 from osnmf.factorize.init import grow_factors
 from osnmf.factorize.nmf import fit_nmf
 from osnmf.factorize.operators import sketch_matrix
 from osnmf.factorize.params import BlockResult, SweepParams, auto_block_size, plan_blocks
 from osnmf.factorize.stability import instability, select_k
-from osnmf.factorize.store import SweepStore
+from osnmf.factorize.store import ReplicatePatterns, SweepStore
 from osnmf.factorize.sweep import run_sweep
 
 __all__ = ["StaNMF", "check_nonnegative_matrix"]
@@ -43,42 +45,13 @@ def check_nonnegative_matrix(X: Any, name: str = "X") -> np.ndarray:
     return check_matrix(X, name=name, min_shape=(2, 1), nonzero=True)
 
 
-class _ReplicatePatterns(Mapping):
-    """``k -> (R, k, m)`` replicate patterns, held in memory or read from the store on access."""
-
-    def __init__(self, memory: dict[int, np.ndarray], store: SweepStore | None,
-                 ks: list[int], n_replicates: int, block_size: int):
-        self._memory = memory
-        self._store = store
-        self._ks = ks
-        self._n = n_replicates
-        self._bs = block_size
-
-    def __getitem__(self, k: int) -> np.ndarray:
-        if k in self._memory:
-            return self._memory[k]
-        if self._store is None or k not in self._ks:
-            raise KeyError(k)
-        return self._store.load_k(k, self._n, self._bs).components
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self._ks)
-
-    def __len__(self) -> int:
-        return len(self._ks)
-
-    def __repr__(self) -> str:
-        where = "memory" if self._store is None else f"store {self._store.path}"
-        return f"<replicate patterns for K in {self._ks} ({where})>"
-
-
-class StaNMF:
+class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Stability-driven NMF (staNMF): choose K by the stability of replicate NMF patterns.
 
     Parameters
     ----------
-    k_range : iterable of int, default range(8, 31)
-        The numbers of patterns to try.
+    k_range : iterable of int or None, default None
+        The numbers of patterns to try; None: 8..30 (the paper's range).
     n_replicates : int, default 100
         Perturbed fits per K (R); the instability averages over R(R-1)/2 pairs.
     perturbation : {"bootstrap", "init", "both"}, default "bootstrap"
@@ -119,7 +92,13 @@ class StaNMF:
         Keep replicate coefficients (R, n, k) in the store/memory too.
     client : dask.distributed.Client, executor or None
         Run the sweep blocks on a Dask cluster (``n_jobs`` is then ignored); X is sent to each
-        worker once and results stream into ``store`` (see :mod:`osnmf.factorize.distributed`).
+        worker once and results stream into ``store`` (see :mod:`osnmf.factorize.executors`).
+        Not part of the run key: a local and a distributed fit give the same model.
+
+    ``__init__`` only stores the parameters (scikit-learn convention); every check happens in
+    :meth:`fit`, in one place (:meth:`_validated`), with one-line :class:`ConfigError` /
+    :class:`InputError` messages (both subclass ``ValueError``). ``get_params``, ``set_params``,
+    ``clone`` and the repr come from :class:`sklearn.base.BaseEstimator`.
 
     Attributes
     ----------
@@ -138,11 +117,13 @@ class StaNMF:
         in-sample reconstruction error ± SE; see :mod:`osnmf.factorize.selection`).
     k_rules_ : dict rule name -> K selected by that rule (``k_`` is the default rule's).
     store_ : SweepStore or None.
+    sketch_ : the compressed solver's Sketch of X, or None.
+    n_features_in_ : int, m; feature_names_in_ : column names when X was a DataFrame.
     """
 
     def __init__(
         self,
-        k_range=range(8, 31),
+        k_range=None,
         n_replicates: int = 100,
         perturbation: str = "bootstrap",
         n_restarts: int = 1,
@@ -161,7 +142,7 @@ class StaNMF:
         sketch: Mapping[str, Any] | None = None,
         keep_coefficients: bool = False,
         client: Any = None,
-    ):
+    ):  # scikit-learn convention: store the parameters, check nothing here
         self.k_range = k_range
         self.n_replicates = n_replicates
         self.perturbation = perturbation
@@ -182,38 +163,45 @@ class StaNMF:
         self.keep_coefficients = keep_coefficients
         self.client = client
 
-    # ------------------------------------------------------------------------------------
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True  # NMF: negative entries are refused
+        tags.input_tags.allow_nan = False  # impute first (osnmf.impute_knn)
+        tags.input_tags.sparse = True  # accepted, densified once (the solver is dense)
+        return tags
+
+    @property
+    def _n_features_out(self) -> int:  # get_feature_names_out: stanmf0 .. stanmf{k_-1}
+        return int(self.k_)
+
     def _params(self) -> SweepParams:
-        if self.perturbation not in PERTURBATIONS:
-            raise ConfigError(f"perturbation must be one of {PERTURBATIONS}, "
-                              f"got {self.perturbation!r}")
-        if self.random_state is None or not isinstance(self.random_state, int | np.integer):
-            raise ConfigError("random_state must be an int (staNMF runs are reproducible)")
+        """The sweep parameters (checked, each by its one rule, in :class:`SweepParams`)."""
         return SweepParams(
-            perturbation=self.perturbation,
-            n_restarts=int(self.n_restarts),
-            grow=bool(self.grow),
-            solver=self.solver,
-            backend=self.backend,
-            device=self.device,
-            max_iter=int(self.max_iter),
-            tol=check_tol(self.tol),
-            random_state=int(self.random_state),
-            keep_coefficients=bool(self.keep_coefficients),
-            sketch=self.sketch,
+            perturbation=self.perturbation, n_restarts=self.n_restarts, grow=self.grow,
+            solver=self.solver, backend=self.backend, device=self.device,
+            max_iter=self.max_iter, tol=self.tol, random_state=self.random_state,
+            keep_coefficients=self.keep_coefficients, sketch=self.sketch,
         )
 
-    def _ks(self, n: int, m: int) -> list[int]:
-        try:
-            ks = sorted({int(k) for k in self.k_range})
-        except (TypeError, ValueError):
-            raise ConfigError(f"k_range must be integers, got {self.k_range!r}") from None
-        if not ks:
-            raise ConfigError("k_range is empty")
-        if ks[0] < 1 or ks[-1] > min(n, m):
-            raise ConfigError(f"k_range must lie in 1..min(rows, columns) = 1..{min(n, m)}, "
-                              f"got {ks[0]}..{ks[-1]}")
-        return ks
+    def _validated(self, X: Any) -> tuple[np.ndarray, list[int], SweepParams, int, int]:
+        """Every check of ``fit``: the data and all parameters, each by one rule.
+
+        Returns X (float32, C order), the K values, the sweep parameters, R and the block size.
+        """
+        try:  # shape, sparse/DataFrame input, n_features_in_ / feature_names_in_
+            X = validate_data(self, X, accept_sparse=("csr", "csc", "coo"), dtype=np.float32,
+                              ensure_min_samples=2, ensure_all_finite=False)
+        except (ValueError, TypeError) as exc:
+            raise _input_error(exc) from None
+        X = check_nonnegative_matrix(X)
+        n, m = X.shape
+        ks = _k_values(self.k_range, n, m)
+        params = self._params()
+        R = check_positive_int(self.n_replicates, "n_replicates (stability needs pairs)", 2)
+        bs = (auto_block_size(n, m, ks[-1], R) if self.block_size is None
+              else check_positive_int(self.block_size, "block_size"))
+        check_positive_int(self.n_jobs, "n_jobs")
+        return X, ks, params, R, min(bs, R)
 
     def fit(self, X: Any, y: Any = None) -> StaNMF:
         """Run the sweep over ``k_range``, select K, fit the final model.
@@ -228,20 +216,8 @@ class StaNMF:
         -------
         self
         """
-        X = check_nonnegative_matrix(X)
-        n, m = X.shape
-        ks = self._ks(n, m)
-        params = self._params()
-        R = int(self.n_replicates)
-        if R < 2:
-            raise ConfigError(f"n_replicates must be >= 2 to measure stability, got {R}")
-        bs = int(self.block_size) if self.block_size else auto_block_size(n, m, ks[-1], R)
-        if bs < 1:
-            raise ConfigError(f"block_size must be >= 1, got {self.block_size}")
-        bs = min(bs, R)
-        if int(self.n_jobs) < 1:
-            raise ConfigError(f"n_jobs must be >= 1, got {self.n_jobs}")
-        executor = ThreadExecutor(self.n_jobs) if int(self.n_jobs) > 1 else SerialExecutor()
+        X, ks, params, R, bs = self._validated(X)
+        executor = ThreadExecutor(self.n_jobs) if self.n_jobs > 1 else SerialExecutor()
         if self.client is not None:  # blocks run on a Dask cluster, results land in `store`
             executor = as_executor(self.client)
         store = SweepStore.open(self.store, X, params) if self.store is not None else None
@@ -254,7 +230,7 @@ class StaNMF:
 
         blocks = plan_blocks(ks, R, bs)
         # with several block threads, each keeps one BLAS thread (no oversubscription)
-        limit = threadpool_limits(1) if int(self.n_jobs) > 1 else contextlib.nullcontext()
+        limit = threadpool_limits(1) if self.n_jobs > 1 else contextlib.nullcontext()
         with limit:
             done = run_sweep(X, blocks, params, store=store, executor=executor,
                              progress=self.progress, keep_results=store is None, sketch=sketch)
@@ -264,7 +240,7 @@ class StaNMF:
         tag = {"centered": bool(self.centered), "n_replicates": R, "block_size": bs}
         for k in ks:
             if store is None:
-                res = _concat([done[b] for b in blocks if b.k == k])
+                res = BlockResult.concat([done[b] for b in blocks if b.k == k])
                 memory[k] = res.components
             else:
                 res = store.load_k(k, R, bs)
@@ -281,10 +257,9 @@ class StaNMF:
         self.selection_, self.k_rules_ = _selection_panel(X, ks, params, R, bs, memory, store,
                                                           self.instability_, self.replicate_info_)
         self.k_ = _chosen_k(self.k_rules_, self.instability_)
-        self.replicates_ = _ReplicatePatterns(memory, store, ks, R, bs)
+        self.replicates_ = ReplicatePatterns(memory, store, ks, R, bs)
         self.store_ = store
         self._fit_final(X, params, store, sketch)
-        self.n_features_in_ = m
         return self
 
     def _fit_final(self, X: np.ndarray, params: SweepParams, store: SweepStore | None,
@@ -329,28 +304,50 @@ class StaNMF:
                      A=self.coefficients_, loss=np.array(self.loss_), n_iter=np.array(self.n_iter_))
 
     def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
-        """Fit and return the final coefficients (n, k_)."""
-        return self.fit(X).coefficients_
+        """Fit and return the final model's coefficients (n, k_) as float64."""
+        return self.fit(X).coefficients_.astype(np.float64)
 
     def transform(self, X: Any) -> np.ndarray:
-        """Coefficients (n, k_) of new samples ``X`` (n, m) on the fitted patterns.
+        """Coefficients (n, k_) of samples ``X`` (n, m) on the fitted patterns, float64.
 
         Non-negative least squares onto ``components_`` row by row
         (:func:`osnmf.factorize.projection.nnls_project`); equals ``scipy.optimize.nnls``.
         """
-        from sklearn.exceptions import NotFittedError
-
         from osnmf.factorize.projection import nnls_project
 
-        if not hasattr(self, "components_"):
-            raise NotFittedError("This StaNMF instance is not fitted yet; call fit(X) before transform")
-        return nnls_project(X, self.components_)
+        check_is_fitted(self, "components_")
+        if not (hasattr(X, "columns") or hasattr(X, "toarray")) and np.asarray(X).ndim == 1:
+            X = np.asarray(X)[None, :]  # one sample given as a vector: (1, m)
+        try:  # same columns as at fit (count and names), 2-D, numeric, finite
+            X = validate_data(self, X, accept_sparse=("csr", "csc", "coo"), reset=False,
+                              dtype=(np.float64, np.float32), ensure_all_finite=False)
+        except (ValueError, TypeError) as exc:
+            raise _input_error(exc) from None
+        return np.asarray(nnls_project(X, self.components_), dtype=np.float64)
 
-    def __repr__(self) -> str:
-        ks = list(self.k_range) if not isinstance(self.k_range, range) else self.k_range
-        return (f"StaNMF(k_range={ks}, n_replicates={self.n_replicates}, "
-                f"perturbation={self.perturbation!r}, n_restarts={self.n_restarts}, "
-                f"solver={self.solver!r}, backend={self.backend!r})")
+
+def _input_error(exc: Exception) -> InputError:
+    """scikit-learn's input check failure as osnmf's one-line error (same message and kind)."""
+    if isinstance(exc, InputError):
+        return exc
+    kind = InputTypeError if isinstance(exc, TypeError) else InputError
+    return kind(f"X: {exc}")
+
+
+def _k_values(k_range: Any, n: int, m: int) -> list[int]:
+    """The sorted distinct K of ``k_range`` (None: 8..30), each in 1..min(n, m)."""
+    if k_range is None:
+        k_range = range(8, 31)
+    try:
+        ks = sorted({check_positive_int(k, "k_range values") for k in k_range})
+    except TypeError:
+        raise ConfigError(f"k_range must be an iterable of integers, got {k_range!r}") from None
+    if not ks:
+        raise ConfigError("k_range is empty")
+    if ks[-1] > min(n, m):
+        raise ConfigError(f"k_range must lie in 1..{min(n, m)} (X has {n} sample(s) and {m} "
+                          f"feature(s); K <= min of both), got {ks[0]}..{ks[-1]}")
+    return ks
 
 
 def _chosen_k(rules: Mapping[str, int | None], inst: pd.DataFrame) -> int:
@@ -394,11 +391,3 @@ def _selection_panel(X, ks, params, R, bs, memory, store, inst, info):
                      "gamma_se": float(gam.loc[k, "hungarian_se"]), **vals})
     panel = sel.panel_frame(rows)
     return panel, sel.k_rules(panel)
-
-
-def _concat(parts: list[BlockResult]) -> BlockResult:
-    parts = sorted(parts, key=lambda p: int(p.seeds[0]))
-    cat = np.concatenate
-    return BlockResult(cat([p.components for p in parts]), None,
-                       cat([p.n_iter for p in parts]), cat([p.loss for p in parts]),
-                       cat([p.restart for p in parts]), cat([p.seeds for p in parts]))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from osnmf.atomic import save_npz, write_text
 from osnmf.errors import InputError
 from osnmf.factorize.params import BlockResult, BlockSpec, SweepParams, plan_blocks
 
-__all__ = ["SweepStore", "data_digest"]
+__all__ = ["ReplicatePatterns", "SweepStore", "data_digest"]
 
 
 def data_digest(X: np.ndarray) -> str:
@@ -130,13 +130,7 @@ class SweepStore:
                 raise InputError(f"sweep store {self.path}: block {spec.name} is missing; "
                                  "run the sweep again to finish it")
             parts.append(res)
-        cat = np.concatenate
-        return BlockResult(
-            cat([p.components for p in parts]),
-            cat([p.coefficients for p in parts]) if coefficients else None,
-            cat([p.n_iter for p in parts]), cat([p.loss for p in parts]),
-            cat([p.restart for p in parts]), cat([p.seeds for p in parts]),
-        )
+        return BlockResult.concat(parts, coefficients)
 
     # per-K summaries and the final model --------------------------------------------------
     def _json_path(self, k: int) -> Path:
@@ -157,3 +151,32 @@ class SweepStore:
 
     def final_path(self, k: int, tag: str) -> Path:
         return self.path / f"final_k{k:03d}_{tag}.npz"
+
+
+class ReplicatePatterns(Mapping):
+    """``k -> (R, k, m)`` replicate patterns, held in memory or read from the store on access."""
+
+    def __init__(self, memory: dict[int, np.ndarray], store: SweepStore | None,
+                 ks: list[int], n_replicates: int, block_size: int):
+        self._memory = memory
+        self._store = store
+        self._ks = ks
+        self._n = n_replicates
+        self._bs = block_size
+
+    def __getitem__(self, k: int) -> np.ndarray:
+        if k in self._memory:
+            return self._memory[k]
+        if self._store is None or k not in self._ks:
+            raise KeyError(k)
+        return self._store.load_k(k, self._n, self._bs).components
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._ks)
+
+    def __len__(self) -> int:
+        return len(self._ks)
+
+    def __repr__(self) -> str:
+        where = "memory" if self._store is None else f"store {self._store.path}"
+        return f"<replicate patterns for K in {self._ks} ({where})>"
