@@ -15,6 +15,7 @@ from osnmf.errors import ConfigError, InputError
 
 __all__ = [
     "BACKENDS",
+    "as_rows",
     "PERTURBATIONS",
     "SOLVERS",
     "check_backend",
@@ -141,14 +142,22 @@ def resolve_dtype(dtype: Any) -> np.dtype:
     return dt
 
 
+def as_rows(values: Any, n_columns: int, message: str) -> np.ndarray:
+    """``values`` as a 2-D array of rows with ``n_columns`` columns (one row may come as 1-D).
+
+    Raises :class:`InputError` with ``message`` and the shape found otherwise.
+    """
+    arr = np.asarray(values)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2 or arr.shape[1] != n_columns:
+        raise InputError(f"{message}, got shape {arr.shape}")
+    return arr
+
+
 def check_counts(row_counts: Any, n: int) -> np.ndarray:
     """Bootstrap row multiplicities as int64 (R, n); each replicate needs a positive count."""
-    c = np.asarray(row_counts)
-    if c.ndim == 1:
-        c = c[None, :]
-    if c.ndim != 2 or c.shape[1] != n:
-        raise InputError(f"row_counts must have shape (R, {n}) (one count per row of X), "
-                         f"got {c.shape}")
+    c = as_rows(row_counts, n, f"row_counts must have shape (R, {n}) (one count per row of X)")
     if not np.issubdtype(c.dtype, np.integer):
         if not np.all(np.isfinite(c)) or not np.all(c == np.round(c)):
             raise InputError("row_counts must be integers (bootstrap multiplicities)")

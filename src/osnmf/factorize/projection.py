@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from osnmf.errors import InputError
-from osnmf.factorize.checks import check_matrix
+from osnmf.factorize.checks import as_rows, check_matrix
 
 __all__ = ["check_projection_input", "nnls_gram", "nnls_project"]
 
@@ -26,12 +26,8 @@ def check_projection_input(X, n_columns: int, name: str = "X") -> np.ndarray:
     """``X`` as a 2-D finite non-negative float array with ``n_columns`` columns, or InputError."""
     if hasattr(X, "toarray") and callable(X.toarray):
         X = X.toarray()
-    arr = np.asarray(X)
-    if arr.ndim == 1:
-        arr = arr[None, :]
-    if arr.ndim != 2 or arr.shape[1] != n_columns:
-        raise InputError(f"{name} must be (n, {n_columns}) to match the patterns' {n_columns} columns "
-                         f"(voxels), got shape {arr.shape}; project data on the same voxels")
+    arr = as_rows(X, n_columns, f"{name} must be (n, {n_columns}) to match the patterns' "
+                  f"{n_columns} columns (voxels); project data on the same voxels")
     return check_matrix(arr, name=name, dtype=None, min_shape=(0, n_columns))
 
 
