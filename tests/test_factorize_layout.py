@@ -74,3 +74,15 @@ def test_old_import_paths_still_work(old, new, name):
         assert getattr(importlib.import_module(old), name) is \
             getattr(importlib.import_module(new), name)
 
+
+
+def test_progress_goes_through_the_shared_helper(capsys):
+    """Sweep and solver progress use osnmf.progress: off a terminal, no control characters."""
+    X = np.random.default_rng(4).random((20, 12))
+    ref = osnmf.StaNMF(k_range=[2, 3], n_replicates=3, random_state=0).fit(X)
+    shown = osnmf.StaNMF(k_range=[2, 3], n_replicates=3, random_state=0, progress=True).fit(X)
+    fits = osnmf.fit_nmf_replicates(X, 2, bootstrap_counts(20, 2, 0), progress=True)
+    np.testing.assert_array_equal(shown.components_, ref.components_)
+    assert fits.D.shape == (2, 2, 12)
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\r" not in err
