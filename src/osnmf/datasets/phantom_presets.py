@@ -86,7 +86,7 @@ class CalibratedRecipe:
     background: tuple[float, float] = (0.005, 0.05)
     background_um: float = 1000.0
     background_sd: float = 0.4
-    balance: float = 0.5
+    balance: float = 0.75
     n_minor: int = 40
     minor_strength: float = 0.6
     minor_decay: float = 1.0
