@@ -1,7 +1,8 @@
 """The default recipe (``grow=True``) and the compressed solver against scikit-learn and planted truth.
 
 * A replicate's grown start is rebuilt here from scratch (scikit-learn's K−1 fit of the resampled
-  rows, the leading singular pair of its positive residual by numpy's SVD) and fitted with
+  rows, the leading singular vector of its residual by numpy's SVD, as osnmf.factorize.residual
+  defines the grown component) and fitted with
   ``sklearn.decomposition.NMF(init="custom", solver="cd")``; StaNMF's replicate must equal the
   lower-loss one of that fit and scikit-learn's NNDSVDa fit.
 * On a phantom with a small planted pattern (``benchmarks/bench_grow_small_pattern.py``), grow
@@ -48,11 +49,20 @@ def _matched(P, Q):
 
 
 def _grown_start(X, W, H):
-    """K−1 factors plus the leading singular pair of max(X − W H, 0), scaled by sqrt(s)."""
-    E = np.maximum(X - W @ H, 0)
-    U, s, Vt = np.linalg.svd(E, full_matrices=False)
-    u, v = np.abs(U[:, 0]), np.abs(Vt[0])  # Perron vector of a non-negative matrix: one sign
-    return np.hstack([W, np.sqrt(s[0]) * u[:, None]]), np.vstack([H, np.sqrt(s[0]) * v])
+    """K−1 factors plus one component from the leading right singular vector v of E = X − W H:
+    its dominant-sign part v̂ (NNDSVD's choice: larger ‖v±‖·‖(±Ev)₊‖), the non-negative
+    least-squares coefficients a = max(E v̂, 0), balanced as (a / sqrt(‖a‖), sqrt(‖a‖) v̂)."""
+    E = X.astype(np.float64) - W @ H
+    _, _, Vt = np.linalg.svd(E, full_matrices=False)
+    v = Vt[0]
+    Ev = E @ v
+    mp = np.linalg.norm(np.maximum(v, 0)) * np.linalg.norm(np.maximum(Ev, 0))
+    mn = np.linalg.norm(np.maximum(-v, 0)) * np.linalg.norm(np.maximum(-Ev, 0))
+    vh = np.maximum(v if mp >= mn else -v, 0)
+    vh /= np.linalg.norm(vh)
+    a = np.maximum(E @ vh, 0)
+    s = np.linalg.norm(a)
+    return np.hstack([W, (a / np.sqrt(s))[:, None]]), np.vstack([H, np.sqrt(s) * vh])
 
 
 def test_grown_replicates_equal_sklearn_custom_fit(case):

@@ -1,4 +1,4 @@
-"""Fused numba CD sweep and the matrix-free grow, against numpy, scikit-learn and dense SVDs."""
+"""Fused numba CD sweep, matrix-free grow, sketch-space SVD: against numpy, scikit-learn, dense SVDs."""
 
 from __future__ import annotations
 
@@ -58,9 +58,14 @@ def test_fused_sweep_equals_numpy_sweep(dt, rtol, weighted):
     np.testing.assert_array_equal(F2[1, 2], F[1, 2])  # zero Hessian: untouched
 
 
-def test_fused_solver_equals_sklearn(data, monkeypatch):
-    # the one solver loop, with the fused kernel in place of the numpy sweep
-    monkeypatch.setattr(kernels_numpy.NumpyKernels, "cd_sweep", staticmethod(cd_sweep_fused))
+def test_default_kernel_is_fused():
+    assert kernels_numpy.NumpyKernels.cd_sweep is cd_sweep_fused
+
+
+def test_numpy_fallback_solver_equals_sklearn(data, monkeypatch):
+    """Without numba the numpy sweep runs: it too is scikit-learn's arithmetic (the fused default
+    is held to the same assertions by tests/test_nmf.py)."""
+    monkeypatch.setattr(kernels_numpy.NumpyKernels, "cd_sweep", staticmethod(kernels_numpy.cd_sweep))
     k = 6
     W0, H0 = _initialize_nmf(data, k, init="nndsvda", random_state=0)
     W, model = sk_fit(data, k, W0, H0)
@@ -144,3 +149,21 @@ def test_grow_lowrank_never_forms_an_n_by_m_array():
     tracemalloc.stop()
     out_bytes = 4 * R * (n + m) * (k + 1)
     assert peak - out_bytes < 0.5 * X.nbytes, (peak, X.nbytes)
+
+
+def test_weighted_svd_sketch_equals_dense_svd(data):
+    from osnmf.factorize.sketch_svd import weighted_svd_sketch
+
+    sk = sketch_matrix(data, rank=20, random_state=0)
+    counts = bootstrap_counts(data.shape[0], 3, 0)
+    sw = np.sqrt(counts)
+    Uhat, S, V = weighted_svd_sketch(sk.Q, sk.B, 6, sw)
+    for r in range(3):
+        M = sw[r][:, None] * (sk.Q.astype(np.float64) @ sk.B.astype(np.float64))
+        u, s, vt = np.linalg.svd(M, full_matrices=False)  # brute force, dense
+        np.testing.assert_allclose(S[r], s[:6], rtol=1e-5)
+        for j in range(6):  # same pair up to a common sign
+            sign = np.sign(V[r, j] @ vt[j])
+            np.testing.assert_allclose(sign * V[r, j], vt[j], atol=1e-4)
+            np.testing.assert_allclose(sign * Uhat[r, :, j] * sw[r], u[:, j], atol=1e-4)
+        assert (Uhat[r][counts[r] == 0] == 0).all()

@@ -108,7 +108,7 @@ def run(
     k_max: int = typer.Option(None, "--k-max", help="Largest K of the sweep (default 30)."),
     replicates: int = typer.Option(None, "--replicates", help="Bootstrap replicates per K (default 100)."),
     n_restarts: int = typer.Option(None, "--restarts", help="NMF fits per replicate, best kept (default 1)."),
-    solver: str = typer.Option(None, "--solver", help="exact or compressed."),
+    solver: str = typer.Option(None, "--solver", help="auto (default; compressed when large), exact or compressed."),
     backend: str = typer.Option(None, "--backend", help="numpy or torch."),
     device: str = typer.Option(None, "--device", help="torch device, e.g. cuda or cpu."),
     scheduler: str = typer.Option(None, "--scheduler", help="Dask scheduler address, or 'local'."),

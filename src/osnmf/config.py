@@ -24,7 +24,7 @@ class RunConfig:
     k_max: int = 30
     replicates: int = 100
     n_restarts: int = 1
-    solver: str = "exact"
+    solver: str = "auto"
     backend: str = "numpy"
     device: str | None = None
     scheduler: str | None = None
@@ -61,7 +61,7 @@ class RunConfig:
             raise ConfigError(f"jobs={self.jobs}: must be >= 1")
         if self.n_restarts < 1:
             raise ConfigError(f"n_restarts={self.n_restarts}: must be >= 1")
-        choices = {"solver": ("exact", "compressed"), "backend": ("numpy", "torch"), "impute": ("knn", "none"),
+        choices = {"solver": ("auto", "exact", "compressed"), "backend": ("numpy", "torch"), "impute": ("knn", "none"),
                    "hemispheres": ("auto", "off", "drop")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

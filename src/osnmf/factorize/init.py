@@ -17,7 +17,8 @@ import numpy as np
 
 from osnmf.errors import InputError
 from osnmf.factorize.checks import check_k, check_matrix
-from osnmf.factorize.operators import ExactOperator
+from osnmf.factorize.operators import ExactOperator, Sketch
+from osnmf.factorize.sketch_svd import weighted_svd_sketch
 
 __all__ = ["grow_factors", "nndsvda", "nndsvda_init", "random_init"]
 
@@ -65,7 +66,8 @@ def _weighted_svd(
       and the top eigenpairs of ``diag(s_r) X Xᵀ diag(s_r) = M_r M_rᵀ`` are found by a batched
       subspace iteration (cost n²·l per replicate and iteration, no pass over X), then
       ``V_r = U_rᵀ M_r / S_r`` in one stacked pass over X;
-    * n > m: per replicate eigendecomposition of ``M_rᵀ M_r = Xᵀ diag(c_r) X`` (m × m).
+    * n > m: per replicate eigendecomposition of ``M_rᵀ M_r = Xᵀ diag(c_r) X`` (m × m);
+    * a sketch ``Q B``: :func:`~osnmf.factorize.sketch_svd.weighted_svd_sketch` (rank-sized).
 
     Returns
     -------
@@ -75,6 +77,8 @@ def _weighted_svd(
     S : ndarray, shape (R, k)
     V : ndarray, shape (R, k, m)
     """
+    if isinstance(op, Sketch):  # in the sketch's space: no n × n Gram, no n × n eigh
+        return weighted_svd_sketch(op.Q, op.B, k, sqrt_w)
     n, m = op.shape
     R = sqrt_w.shape[0]
     full = min(n, m)

@@ -17,6 +17,8 @@ solver keeps the numpy sweep.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 try:  # pragma: no cover - exercised by the import itself
@@ -123,6 +125,9 @@ def cd_sweep_fused(F: np.ndarray, G: np.ndarray, XF: np.ndarray, w: np.ndarray |
     has_w = w is not None
     wa = np.ascontiguousarray(w, dtype=dt) if has_w else np.zeros((1, 1), dtype=dt)
     parts = np.zeros((R, (L + CHUNK - 1) // CHUNK), dtype=np.float64)
-    kernel = _sweep_parallel if R * L * k * k >= PARALLEL_WORK else _sweep_serial
+    # threads only from the main thread: blocks run by a thread pool are parallel already, and
+    # numba's fallback "workqueue" threading layer aborts on concurrent parallel calls
+    parallel = R * L * k * k >= PARALLEL_WORK and threading.current_thread() is threading.main_thread()
+    kernel = _sweep_parallel if parallel else _sweep_serial
     kernel(F, G, XF, wa, has_w, parts)
     return parts.sum(axis=1)

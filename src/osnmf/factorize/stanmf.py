@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,17 +21,22 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
 from osnmf.errors import ConfigError, InputError, InputTypeError
+from osnmf.factorize.autosolver import resolve_solver, sketch_options
+from osnmf.factorize.certify import certify_sweep
 from osnmf.factorize.checks import check_matrix, check_positive_int
 from osnmf.factorize.executors import SerialExecutor, ThreadExecutor, as_executor
-from osnmf.factorize.init import grow_factors
-from osnmf.factorize.nmf import fit_nmf
-from osnmf.factorize.operators import sketch_matrix
+from osnmf.factorize.init import nndsvda_init, random_init
+from osnmf.factorize.nmf import NMFResult, fit_nmf_replicates
+from osnmf.factorize.operators import ExactOperator, sketch_matrix
 from osnmf.factorize.params import BlockResult, SweepParams, auto_block_size, plan_blocks
+from osnmf.factorize.residual import grow_lowrank
 from osnmf.factorize.stability import instability, select_k
 from osnmf.factorize.store import ReplicatePatterns, SweepStore
 from osnmf.factorize.sweep import run_sweep
 
 __all__ = ["StaNMF", "check_nonnegative_matrix"]
+
+CERTIFY_MAX_SHARE = 0.25  # certification skipped when its exact refits exceed this share of the sweep
 
 INSTABILITY_COLUMNS = ["k", "hungarian", "hungarian_sd", "amari", "amari_sd",
                        "hungarian_se", "amari_se", "n_pairs"]
@@ -67,7 +73,9 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         small patterns that NNDSVDa misses (see docs/stanmf.md); the final model likewise
         tries the full-data K-1 fit grown by one component. ``grow=False`` is the paper's
         recipe exactly (each replicate = scikit-learn's NMF of the resampled rows).
-    solver : {"exact", "compressed"}, default "exact"
+    solver : {"auto", "exact", "compressed"}, default "auto"
+        "compressed" fits a randomised low-rank sketch of X (computed once per sweep); "auto"
+        picks it for large matrices, "exact" otherwise (:mod:`osnmf.factorize.autosolver`).
     backend : {"numpy", "torch"}, default "numpy"
     device : str or None
         Torch device (e.g. "cuda"), ignored by numpy.
@@ -94,6 +102,12 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         Run the sweep blocks on a Dask cluster (``n_jobs`` is then ignored); X is sent to each
         worker once and results stream into ``store`` (see :mod:`osnmf.factorize.executors`).
         Not part of the run key: a local and a distributed fit give the same model.
+    certify : int, default 10
+        After a compressed sweep, refit this many replicates at the selected K and its two
+        neighbours with the exact solver (:mod:`osnmf.factorize.certify`) and report their γ in
+        ``instability_`` (columns ``hungarian_exact``, ``hungarian_compressed_subset``,
+        ``n_certified``); skipped (``certificate_`` None) when 0 or when those refits would be
+        more than a quarter of the sweep's fits (a subset of a small sweep is no check).
 
     ``__init__`` only stores the parameters (scikit-learn convention); every check happens in
     :meth:`fit`, in one place (:meth:`_validated`), with one-line :class:`ConfigError` /
@@ -118,6 +132,9 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     k_rules_ : dict rule name -> K selected by that rule (``k_`` is the default rule's).
     store_ : SweepStore or None.
     sketch_ : the compressed solver's Sketch of X, or None.
+    solver_ : "exact" or "compressed", the solver the sweep ran ("auto" resolved).
+    certificate_ : DataFrame k, hungarian_exact, hungarian_compressed_subset, n_certified, or None.
+    certified_agrees_ : bool or None, whether the exact refits' argmin equals the compressed one.
     n_features_in_ : int, m; feature_names_in_ : column names when X was a DataFrame.
     """
 
@@ -128,7 +145,7 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         perturbation: str = "bootstrap",
         n_restarts: int = 1,
         grow: bool = True,
-        solver: str = "exact",
+        solver: str = "auto",
         backend: str = "numpy",
         device: str | None = None,
         centered: bool = False,
@@ -142,6 +159,7 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         sketch: Mapping[str, Any] | None = None,
         keep_coefficients: bool = False,
         client: Any = None,
+        certify: int = 10,
     ):  # scikit-learn convention: store the parameters, check nothing here
         self.k_range = k_range
         self.n_replicates = n_replicates
@@ -162,6 +180,7 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.sketch = sketch
         self.keep_coefficients = keep_coefficients
         self.client = client
+        self.certify = certify
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -174,13 +193,21 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def _n_features_out(self) -> int:  # get_feature_names_out: stanmf0 .. stanmf{k_-1}
         return int(self.k_)
 
-    def _params(self) -> SweepParams:
-        """The sweep parameters (checked, each by its one rule, in :class:`SweepParams`)."""
+    def _params(self, solver: str | None = None, sketch: Mapping[str, Any] | None = None) -> SweepParams:
+        """The sweep parameters (checked, each by its one rule, in :class:`SweepParams`).
+
+        ``solver=None``: ``self.solver``, with "auto" the solver of the last fit (or exact).
+        """
+        if solver is None:  # "auto" is resolved by fit (it needs the data's shape)
+            resolve_solver(self.solver, (1, 1), 1)  # refuses an unknown name
+            solver = getattr(self, "solver_", "exact") if self.solver == "auto" else self.solver
+            if solver == "compressed" and sketch is None:
+                sketch = sketch_options(self.sketch)
         return SweepParams(
             perturbation=self.perturbation, n_restarts=self.n_restarts, grow=self.grow,
-            solver=self.solver, backend=self.backend, device=self.device,
+            solver=solver, backend=self.backend, device=self.device,
             max_iter=self.max_iter, tol=self.tol, random_state=self.random_state,
-            keep_coefficients=self.keep_coefficients, sketch=self.sketch,
+            keep_coefficients=self.keep_coefficients, sketch=self.sketch if sketch is None else sketch,
         )
 
     def _validated(self, X: Any) -> tuple[np.ndarray, list[int], SweepParams, int, int]:
@@ -196,7 +223,9 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         X = check_nonnegative_matrix(X)
         n, m = X.shape
         ks = _k_values(self.k_range, n, m)
-        params = self._params()
+        solver = resolve_solver(self.solver, (n, m), ks[-1], self.sketch)
+        params = self._params(solver, sketch_options(self.sketch) if solver == "compressed" else None)
+        self.solver_ = solver
         R = check_positive_int(self.n_replicates, "n_replicates (stability needs pairs)", 2)
         bs = (auto_block_size(n, m, ks[-1], R) if self.block_size is None
               else check_positive_int(self.block_size, "block_size"))
@@ -222,11 +251,15 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             executor = as_executor(self.client)
         store = SweepStore.open(self.store, X, params) if self.store is not None else None
 
-        sketch = None
-        if params.solver == "compressed":  # one sketch of X serves every K and replicate
-            opts = {"random_state": params.random_state, **dict(params.sketch or {})}
-            sketch = sketch_matrix(X, **opts)
-        self.sketch_ = sketch
+        # the data operator, prepared once: the sketch (compressed) or X with its cached Gram,
+        # shared by every block, the certification and the final model
+        if params.solver == "compressed":
+            op = sketch_matrix(X, **{"random_state": params.random_state, **dict(params.sketch)})
+        else:
+            op = ExactOperator(X)
+        self.sketch_ = op if params.solver == "compressed" else None
+        # a Dask cluster gets X once and makes the exact operator itself
+        sketch = op if (params.solver == "compressed" or self.client is None) else None
 
         blocks = plan_blocks(ks, R, bs)
         # with several block threads, each keeps one BLAS thread (no oversubscription)
@@ -259,11 +292,35 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.k_ = _chosen_k(self.k_rules_, self.instability_)
         self.replicates_ = ReplicatePatterns(memory, store, ks, R, bs)
         self.store_ = store
-        self._fit_final(X, params, store, sketch)
+        self._certify(X, ks, params, R, bs, done, store)
+        self._fit_final(X, op, params, store)
         return self
 
-    def _fit_final(self, X: np.ndarray, params: SweepParams, store: SweepStore | None,
-                   sketch: Any = None) -> None:
+    def _certify(self, X, ks, params, R, bs, done, store) -> None:
+        """Exact refits around the selected K after a compressed sweep (see ``certify``)."""
+        self.certificate_, self.certified_agrees_ = None, None
+        n_cert = min(int(self.certify or 0), R)
+        if params.solver != "compressed" or n_cert < 2 or 3 * n_cert > CERTIFY_MAX_SHARE * len(ks) * R:
+            return
+
+        def compressed_at(k):
+            if store is not None:
+                return store.load_k(k, R, bs, coefficients=params.grow)
+            parts = [r for b, r in done.items() if b.k == k]
+            return BlockResult.concat(parts, coefficients=all(p.coefficients is not None for p in parts))
+
+        table, agrees = certify_sweep(X, self.k_, ks, params, compressed_at, n_cert, R,
+                                      centered=self.centered)
+        self.certificate_, self.certified_agrees_ = table, agrees
+        self.instability_ = self.instability_.merge(table, on="k", how="left")
+        if not agrees:
+            exact_k = int(table["k"].iloc[int(np.argmin(table["hungarian_exact"].to_numpy()))])
+            warnings.warn(f"certification: exact refits of {n_cert} replicates put the smallest γ at "
+                          f"K = {exact_k}, the compressed fits of the same replicates elsewhere (selected "
+                          f"K = {self.k_}); rerun with solver='exact' to decide", stacklevel=3)
+
+    def _fit_final(self, X: np.ndarray, op: Any, params: SweepParams,
+                   store: SweepStore | None) -> None:
         k = self.k_
         path = store.final_path(k, f"r{params.n_restarts}") if store is not None else None
         if path is not None and path.exists():
@@ -275,25 +332,31 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                         return
             except (OSError, ValueError, KeyError):
                 pass
-        best = None
+        n = X.shape[0]
+        kw = {"max_iter": params.max_iter, "tol": params.tol, "backend": params.backend,
+              "device": params.device, "_weighted": False}
+        ones = np.ones((1, n), dtype=np.int64)
+        exact = op if isinstance(op, ExactOperator) else ExactOperator(X)
+        # starts at K: NNDSVDa of X, the grown K-1 fit (on the sketch when compressed: cheap),
+        # random restarts; all fitted exactly in ONE batched call sharing every pass over X
+        rng = np.random.default_rng(params.random_state)
+        At, D = nndsvda_init(exact, k, ones, rng, 1e-6, None)
+        A0s, D0s = [At.transpose(0, 2, 1)], [D]
         if params.grow and k > 1:
-            prev = fit_nmf(X, k - 1, init="nndsvda", max_iter=params.max_iter, tol=params.tol,
-                           random_state=params.random_state, solver=params.solver,
-                           backend=params.backend, device=params.device, sketch=sketch)
-            ones = np.ones((1, X.shape[0]), dtype=np.int64)
-            A0, D0 = grow_factors(X, prev.A[None], prev.D[None], ones)
-            best = fit_nmf(X, k, init=(A0[0], D0[0]), max_iter=params.max_iter, tol=params.tol,
-                           solver=params.solver, backend=params.backend, device=params.device,
-                           sketch=sketch)
-        for restart in range(params.n_restarts):
+            prev = fit_nmf_replicates(op, k - 1, ones, init="nndsvda", random_state=params.random_state, **kw)
+            A0, D0 = grow_lowrank(op, prev.A, prev.D, ones)
+            A0s.append(A0)
+            D0s.append(D0)
+        for restart in range(1, params.n_restarts):
             seed = int(np.random.SeedSequence([params.random_state, 104729, k, restart])
                        .generate_state(1)[0])
-            res = fit_nmf(X, k, init="nndsvda" if restart == 0 else "random",
-                          max_iter=params.max_iter, tol=params.tol, random_state=seed,
-                          solver=params.solver, backend=params.backend, device=params.device,
-                          sketch=sketch)
-            if best is None or float(res.loss) < float(best.loss):
-                best = res
+            At, D = random_init(exact, k, ones, np.random.default_rng(seed))
+            A0s.append(At.transpose(0, 2, 1))
+            D0s.append(D)
+        A0, D0 = np.concatenate(A0s), np.concatenate(D0s)
+        fits = fit_nmf_replicates(exact, k, np.ones((len(A0), n), dtype=np.int64), init=(A0, D0), **kw)
+        i = int(np.argmin(fits.loss))
+        best = NMFResult(fits.A[i], fits.D[i], int(fits.n_iter[i]), float(fits.loss[i]))
         self.components_ = np.asarray(best.D)
         self.coefficients_ = np.asarray(best.A)
         self.loss_, self.n_iter_ = float(best.loss), int(best.n_iter)

@@ -21,6 +21,7 @@ from osnmf.factorize.bootstrap import bootstrap_counts
 from osnmf.factorize.executors import Executor, SerialExecutor, ThreadExecutor
 from osnmf.factorize.init import grow_factors
 from osnmf.factorize.nmf import fit_nmf_replicates
+from osnmf.factorize.operators import ExactOperator, Sketch, make_operator
 from osnmf.factorize.params import (
     PERTURBATIONS,
     BlockResult,
@@ -29,6 +30,7 @@ from osnmf.factorize.params import (
     auto_block_size,
     plan_blocks,
 )
+from osnmf.factorize.residual import grow_lowrank
 from osnmf.factorize.store import SweepStore, data_digest
 from osnmf.progress import ProgressBar
 
@@ -66,6 +68,19 @@ def _restart_seed(params: SweepParams, k: int, start: int, stop: int, restart: i
     return int(ss.generate_state(1)[0])
 
 
+def _operator(X: Any, params: SweepParams, sketch: Any) -> ExactOperator | Sketch:
+    """The data operator of a block: prepared once per sweep (passed as ``sketch``) or made here."""
+    if isinstance(sketch, ExactOperator | Sketch):
+        return sketch
+    if isinstance(X, ExactOperator | Sketch):
+        return X
+    from osnmf.factorize.checks import check_matrix
+
+    opts = sketch if sketch is not None else params.sketch
+    return make_operator(check_matrix(X, dtype=np.float32), params.solver,
+                         None if opts is None else dict(opts), params.random_state)
+
+
 def fit_block(
     X: np.ndarray, k: int, counts: np.ndarray, params: SweepParams, seeds: Sequence[int],
     sketch: Any = None, warm: tuple[np.ndarray, np.ndarray] | None = None,
@@ -79,10 +94,12 @@ def fit_block(
     counts : (R, n) int row multiplicities (see :func:`replicate_counts`).
     params : :class:`SweepParams`.
     seeds : (R,) replicate indices (they seed the random inits, with ``k``).
-    sketch : a precomputed ``osnmf.factorize.operators.Sketch`` of ``X`` for
-        ``solver="compressed"`` (computed once per sweep); None: ``params.sketch`` options.
+    sketch : the data operator prepared once per sweep (an ``ExactOperator`` of ``X``, with its
+        cached Gram, or the ``Sketch`` of ``X`` for ``solver="compressed"``), or None: made here
+        from ``params`` (``params.sketch`` options).
     warm : (A, D) of the same replicates at rank ``k - 1`` (shapes (R, n, k-1), (R, k-1, m));
-        with ``params.grow`` one more start grows them (:func:`grow_factors`).
+        with ``params.grow`` one more start grows them
+        (:func:`osnmf.factorize.residual.grow_lowrank`: products only, no dense residual).
 
     Returns
     -------
@@ -94,8 +111,7 @@ def fit_block(
     starts = list(range(params.n_restarts))
     if params.grow and warm is not None:
         starts.append(params.n_restarts)
-    if sketch is None and params.sketch is not None:
-        sketch = dict(params.sketch)
+    op = _operator(X, params, sketch)
     for restart in starts:
         grown = restart == params.n_restarts
         random_init = restart > 0 or params.perturbation in ("init", "both")
@@ -105,17 +121,15 @@ def fit_block(
                 else _restart_seed(params, k, 0, 0, 0))
         init: Any = "random" if random_init else "nndsvda"
         if grown:
-            init = grow_factors(X, warm[0], warm[1], counts)
+            init = grow_lowrank(op, warm[0], warm[1], counts)
         fits = fit_nmf_replicates(
-            X,
+            op,
             k,
             counts,
             init=init,
             random_state=seed,
             max_iter=params.max_iter,
             tol=params.tol,
-            solver=params.solver,
-            sketch=sketch,
             backend=params.backend,
             device=params.device,
         )

@@ -119,7 +119,7 @@ def build_report(state, summary: dict) -> Path:
     stability = Section(
         "Stability and the choice of K",
         paragraphs=["γ(K) is the mean dissimilarity between the pattern sets of all pairs of bootstrap replicates; "
-                    "the selected K minimises the Hungarian γ (ties go to the smaller K)."],
+                    "the selected K minimises the Hungarian γ (ties go to the smaller K)."] + _certified_note(stab),
         figures=[(save(plot_instability(stab, k, pca_curve.dropna()), "instability"),
                   "Instability of staNMF (solid) and PCA (dashed) patterns, mean ± SD over replicate pairs")],
         tables=[(stab[[c for c in stab.columns if not c.endswith(("_se", "n_pairs"))]],
@@ -277,3 +277,18 @@ def _tree_labels(best: pd.DataFrame, names: list[str]) -> list[str]:
         row = best[best["pattern_index"].astype(int) == i]
         labels.append(f"{name}: {row['acronyms'].iloc[0]} (r={float(row['r'].iloc[0]):.2f})" if len(row) else name)
     return labels
+
+
+def _certified_note(stab: pd.DataFrame) -> list[str]:
+    """One sentence on the exact refits that certify a compressed sweep (none after an exact one)."""
+    if "hungarian_exact" not in stab or not stab["hungarian_exact"].notna().any():
+        return []
+    cert = stab.dropna(subset=["hungarian_exact"])
+    n = int(cert["n_certified"].iloc[0])
+    k_exact = int(cert["k"].iloc[int(np.argmin(cert["hungarian_exact"].to_numpy()))])
+    k_comp = int(cert["k"].iloc[int(np.argmin(cert["hungarian_compressed_subset"].to_numpy()))])
+    verdict = "the same K" if k_exact == k_comp else f"K = {k_exact} instead of K = {k_comp}"
+    return [f"The sweep used the compressed solver (a low-rank sketch of the data). Certification: {n} replicates "
+            f"refitted with the exact solver at K = {', '.join(str(int(v)) for v in cert['k'])} give the smallest γ "
+            f"at {verdict} (columns hungarian_exact and hungarian_compressed_subset)."]
+

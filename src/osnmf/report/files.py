@@ -38,6 +38,10 @@ def headline(state) -> dict:
         "instability_hungarian": float(table.loc[k, "hungarian"]),
         "instability_hungarian_sd": float(table.loc[k, "hungarian_sd"]),
         "instability_amari": float(table.loc[k, "amari"]),
+        # after a compressed sweep: γ of exact refits of a replicate subset (osnmf.factorize.certify)
+        "instability_hungarian_exact": (float(table.loc[k, "hungarian_exact"])
+                                        if "hungarian_exact" in table and np.isfinite(table.loc[k, "hungarian_exact"])
+                                        else None),
         "pca_instability_hungarian": float(table.loc[k, "pca_hungarian"]) if "pca_hungarian" in table else None,
         "k_selection": k_selection(sw),
         "moran_i_stanmf_mean": float(np.mean(mt.moran_boot_nmf)),

@@ -1,0 +1,193 @@
+"""The paper-size run, end to end: ``osnmf run`` with default settings on a synthetic atlas.
+
+Runs the CLI's ``run`` command in this process (4,345 synthetic experiments with 11 planted
+patterns on the 200 µm atlas, K 8–30 × 100 replicates by default) into ``--out``; a rerun with the
+same ``--out`` resumes (finished stages and sweep blocks are reused), so it can run in the
+background and survive an interruption. Every stage is timed and its peak resident memory sampled
+(every 0.2 s). Afterwards, in the same process, ``--sklearn-fits`` bootstrap replicates at the
+selected K are fitted with scikit-learn's ``NMF(solver="cd", init="nndsvda")`` on the explicitly
+resampled matrix (the paper's loop) and our per-fit time is set beside theirs.
+
+Writes a JSON (``--json``) with the wall time and peak memory of every stage, the selected K, the
+per-fit times and their ratio, size(X), the load average before and after, and the settings.
+
+Usage::
+
+    python benchmarks/bench_paper_size.py [--out /tmp/osnmf_paper] [--k-min 8 --k-max 30]
+        [--replicates 100] [--genes 4345] [--sklearn-fits 3] [--backend numpy --device cpu]
+        [--json benchmarks/results/paper_size.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0
+
+
+class PeakSampler:
+    """Samples the RSS every ``interval`` s; ``peak`` is the largest since the last reset."""
+
+    def __init__(self, interval: float = 0.2):
+        self.interval = interval
+        self.peak = rss_bytes()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, rss_bytes())
+
+    def reset(self) -> int:
+        now = rss_bytes()
+        self.peak = now
+        return now
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def instrument(stages: dict, sampler: PeakSampler, holder: dict):
+    """Wrap ``Pipeline._timed`` so every stage records wall time and peak RSS."""
+    from osnmf import pipeline
+
+    original = pipeline.Pipeline._timed
+
+    @contextlib.contextmanager
+    def timed(self, name):
+        holder["pipeline"] = self
+        start_rss = sampler.reset()
+        t = time.perf_counter()
+        with original(self, name):
+            yield
+        sampler.peak = max(sampler.peak, rss_bytes())
+        stages[name] = {
+            "wall_s": round(time.perf_counter() - t, 2),
+            "peak_rss_gib": round(sampler.peak / 2**30, 3),
+            "rss_at_start_gib": round(start_rss / 2**30, 3),
+            "peak_above_start_gib": round((sampler.peak - start_rss) / 2**30, 3),
+            "cached": bool(self.state.cached.get(name, False)),
+        }
+        print(f"[bench] stage {name}: {stages[name]}", flush=True)
+
+    pipeline.Pipeline._timed = timed
+
+
+def sklearn_per_fit(X: np.ndarray, k: int, n_fits: int, seed: int) -> dict:
+    """The paper's loop on ``n_fits`` bootstrap replicates of the sweep: seconds per fit."""
+    from sklearn.decomposition import NMF
+    from sklearn.exceptions import ConvergenceWarning
+
+    from osnmf.factorize.sweep import SweepParams, replicate_counts
+
+    counts = replicate_counts(X.shape[0], range(n_fits), SweepParams(random_state=seed))
+    times, iters = [], []
+    for r in range(n_fits):
+        idx = np.repeat(np.arange(X.shape[0]), counts[r])
+        t = time.perf_counter()
+        model = NMF(k, solver="cd", tol=1e-4, max_iter=200, init="nndsvda", random_state=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit_transform(X[idx])
+        times.append(time.perf_counter() - t)
+        iters.append(int(model.n_iter_))
+        print(f"[bench] sklearn fit {r}: {times[-1]:.1f} s, {iters[-1]} iterations", flush=True)
+    return {"per_fit_s": float(np.mean(times)), "fits": n_fits, "times_s": times, "n_iter": iters}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="/tmp/osnmf_paper_size")
+    ap.add_argument("--k-min", type=int, default=8)
+    ap.add_argument("--k-max", type=int, default=30)
+    ap.add_argument("--replicates", type=int, default=100)
+    ap.add_argument("--genes", type=int, default=4345)
+    ap.add_argument("--patterns", type=int, default=11)
+    ap.add_argument("--sklearn-fits", type=int, default=3)
+    ap.add_argument("--backend", default=None)
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--json", default=None, help="result file (default: <out>/bench_paper_size.json)")
+    a = ap.parse_args()
+
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = out / "bench_config.toml"
+    lines = [f'out = "{out / "run"}"', f"k_min = {a.k_min}", f"k_max = {a.k_max}",
+             f"replicates = {a.replicates}", f"phantom_genes = {a.genes}",
+             f"phantom_patterns = {a.patterns}", "quiet = true"]
+    if a.backend:
+        lines.append(f'backend = "{a.backend}"')
+    if a.device:
+        lines.append(f'device = "{a.device}"')
+    cfg.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    stages: dict = {}
+    holder: dict = {}
+    sampler = PeakSampler()
+    instrument(stages, sampler, holder)
+    load_before = os.getloadavg()
+    t0 = time.perf_counter()
+    from osnmf.cli import main as cli_main
+
+    try:
+        cli_main(["run", "--config", str(cfg)])
+    except SystemExit as exc:  # typer exits; 0 is success
+        if exc.code not in (0, None):
+            raise
+    total = time.perf_counter() - t0
+    state = holder["pipeline"].state
+    X = state.results["impute"]["X"]
+    k = int(state.results["sweep"]["k"])
+    n_ks = a.k_max - a.k_min + 1
+    sweep = stages.get("sweep", {})
+    ours_per_fit = sweep.get("wall_s", float("nan")) / (n_ks * a.replicates)
+    sk = sklearn_per_fit(np.ascontiguousarray(X, dtype=np.float32), k, a.sklearn_fits, 0)
+    sampler.stop()
+    x_gib = X.size * 4 / 2**30
+    result = {
+        "settings": {"genes": a.genes, "patterns": a.patterns, "k_min": a.k_min, "k_max": a.k_max,
+                     "replicates": a.replicates, "backend": a.backend or "numpy",
+                     "device": a.device, "cpus": os.cpu_count(), "machine": platform.platform()},
+        "X_shape": list(X.shape),
+        "X_gib_float32": round(x_gib, 3),
+        "selected_k": k,
+        "stages": stages,
+        "total_wall_s": round(total, 1),
+        "sweep_cached": bool(sweep.get("cached", False)),
+        "ours_per_fit_s": ours_per_fit,
+        "sklearn": sk,
+        "per_fit_ratio": sk["per_fit_s"] / ours_per_fit if ours_per_fit > 0 else None,
+        "sweep_peak_above_start_over_X": (sweep.get("peak_above_start_gib", float("nan")) / x_gib),
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
+    }
+    path = Path(a.json) if a.json else out / "bench_paper_size.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, default=float), encoding="utf-8")
+    print(f"RESULT selected K {k}; total {total:.0f} s; sweep {sweep.get('wall_s')} s "
+          f"({ours_per_fit:.2f} s per replicate fit, sklearn {sk['per_fit_s']:.2f} s per fit, "
+          f"ratio {result['per_fit_ratio']:.1f}x); sweep peak above its start "
+          f"{sweep.get('peak_above_start_gib')} GiB = {result['sweep_peak_above_start_over_X']:.2f} x size(X) "
+          f"({x_gib:.2f} GiB); load {load_before} -> {result['load_average_after']}; wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
