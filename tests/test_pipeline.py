@@ -27,6 +27,12 @@ def run_dir(tmp_path_factory):
     return out, summary
 
 
+def _median3(stab):
+    """The default K rule recomputed from stability.csv (indexed by k): median of three picks."""
+    picks = [stab["hungarian"].idxmin(), stab["cophenetic"].idxmax(), stab["dispersion"].idxmax()]
+    return int(sorted(picks)[1])
+
+
 def test_files_written(run_dir):
     out, summary = run_dir
     for name in ("summary.json", "stability.csv", "patterns.npz", "coefficients.csv", "markers.csv", "links.csv",
@@ -55,7 +61,8 @@ def test_outputs_agree_with_each_other(run_dir):
     stab = pd.read_csv(out / "stability.csv")
     assert list(stab["k"]) == [3, 4, 5]
     assert {"hungarian", "hungarian_sd", "amari", "amari_sd", "pca_hungarian"} <= set(stab.columns)
-    assert stab.loc[stab["hungarian"].idxmin(), "k"] == k  # K selection = argmin of the curve
+    # K selection = the default rule, median3: median of argmin γ, argmax cophenetic, argmax dispersion
+    assert _median3(stab.set_index("k")) == k
     coef = pd.read_csv(out / "coefficients.csv")
     np.testing.assert_allclose(coef[[f"PP{i + 1}" for i in range(k)]].to_numpy(), coefficients, rtol=1e-6)
     assert list(coef["gene_symbol"]) == genes.tolist()
@@ -126,7 +133,7 @@ def test_stability_csv_is_the_models_curve(run_dir):
         assert stab.loc[k, "n_pairs"] == len(pairs) == 6
         assert stab.loc[k, "hungarian"] == pytest.approx(np.mean(pairs), abs=1e-6)
         assert stab.loc[k, "hungarian_sd"] == pytest.approx(np.std(pairs), abs=1e-6)
-    assert model.k_ == summary["k_selected"] == int(stab["hungarian"].idxmin())
+    assert model.k_ == summary["k_selected"] == _median3(stab)
     support = np.asarray(anndata.read_h5ad(out / "results.h5ad").obsm["spatial"])
     with np.load(out / "patterns.npz", allow_pickle=False) as npz:
         patterns, coefficients = npz["patterns"], npz["coefficients"]
@@ -221,12 +228,13 @@ def test_k_selection_panel_in_csv_summary_and_report(run_dir):
     assert ((stab["dispersion"] >= 0) & (stab["dispersion"] <= 1)).all()
     assert (stab["oob_error"] > 0).all() and (stab["recon_error"] > 0).all()
     ksel = json.loads((out / "summary.json").read_text())["k_selection"]
-    assert ksel["rule"] == "gamma_argmin" and ksel["k_by_rule"]["gamma_argmin"] == k
+    assert ksel["rule"] == "median3" and ksel["k_by_rule"]["median3"] == k == _median3(stab)
+    assert ksel["k_by_rule"]["gamma_argmin"] == stab["hungarian"].idxmin()
     # each argmin/argmax rule equals the extreme of its column in stability.csv
     assert ksel["k_by_rule"]["oob_argmin"] == stab["oob_error"].idxmin()
     assert ksel["k_by_rule"]["dispersion_argmax"] == stab["dispersion"].idxmax()
     html = (out / "report.html").read_text(encoding="utf-8")
-    assert "Chosen rule: gamma_argmin" in html and "K-selection panel" in html
+    assert "Chosen rule: median3" in html and "K-selection panel" in html
     assert (out / "figures" / "k_selection_panel.png").is_file()
 
 

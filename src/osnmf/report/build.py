@@ -119,7 +119,7 @@ def build_report(state, summary: dict) -> Path:
     stability = Section(
         "Stability and the choice of K",
         paragraphs=["γ(K) is the mean dissimilarity between the pattern sets of all pairs of bootstrap replicates; "
-                    "the selected K minimises the Hungarian γ (ties go to the smaller K)."] + _certified_note(stab),
+                    "the selected K follows the chosen rule named below."] + _certified_note(stab),
         figures=[(save(plot_instability(stab, k, pca_curve.dropna()), "instability"),
                   "Instability of staNMF (solid) and PCA (dashed) patterns, mean ± SD over replicate pairs")],
         tables=[(stab[[c for c in stab.columns if not c.endswith(("_se", "n_pairs"))]],
