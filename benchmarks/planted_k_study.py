@@ -248,10 +248,17 @@ def main() -> None:
     ap.add_argument("--noise-levels", type=float, nargs="+", default=[0.3, 0.6])
     ap.add_argument("--summarize", nargs="+", default=None,
                     help="only print the criteria summary of CSVs written by --criteria")
+    ap.add_argument("--skip-seeds", type=int, nargs="+", default=None,
+                    help="with --summarize: leave these seeds out (e.g. those seen while a rule was designed)")
     args = ap.parse_args()
     pd.set_option("display.width", 200)
     if args.summarize:
-        df = pd.concat([pd.read_csv(f) for f in args.summarize], ignore_index=True)
+        from pathlib import Path
+
+        df = pd.concat([pd.read_csv(f) for f in args.summarize if Path(f).stat().st_size > 0],
+                       ignore_index=True)
+        if args.skip_seeds:
+            df = df[~df["seed"].isin(args.skip_seeds)]
         print(criteria_summary(df).to_string(index=False))
         return
     if args.criteria:
