@@ -300,7 +300,7 @@ def test_run_refuses_bad_input_and_leaves_nothing(case, tmp_path, monkeypatch, c
     out = tmp_path / "out"
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["osnmf", "run", f"--{kind}", str(target), "--out", str(out),
-                                      "--k-min", "2", "--k-max", "3", "--replicates", "2", "--quiet"])
+                                      "--k-min", "2", "--k-max", "3", "--n-replicates", "2", "--quiet"])
     before = snapshot(tmp_path)
     with pytest.raises(SystemExit) as exc:
         cli.main()

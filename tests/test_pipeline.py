@@ -9,21 +9,32 @@ from itertools import combinations, permutations
 import numpy as np
 import pandas as pd
 import pytest
+from rich.console import Console
 from scipy import sparse
 from scipy.optimize import linear_sum_assignment
 
 from osnmf.config import RunConfig, load_config
 from osnmf.errors import ConfigError
 from osnmf.pipeline import Pipeline
+from osnmf.runlog import RunLog
 
-TINY = dict(k_min=3, k_max=5, replicates=4, phantom_genes=60, phantom_patterns=4, phantom_noise=0.1,
+TINY = dict(k_min=3, k_max=5, n_replicates=4, phantom_genes=60, phantom_patterns=4, phantom_noise=0.1,
             pca_replicates=3, moran_replicates=3, n_random_models=20, link_sizes=[1, 2], quiet=True)
+
+
+STAGES = ("load", "impute", "sweep", "baselines", "metrics", "linking", "markers", "outputs", "report")
+STAGE_LINE = re.compile(r"^\d\d:\d\d:\d\d (?P<name>\w+) +(?P<seconds>\d+\.\d) s(?P<rest>.*)$")
+LOGS: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    summary = Pipeline(RunConfig(out=str(out), **TINY)).run()
+    log_path = tmp_path_factory.mktemp("log") / "run.log"
+    with open(log_path, "w") as log_file:  # the run's messages as a log file gets them (not a terminal)
+        log = RunLog(console=Console(file=log_file, width=60, emoji=False, markup=False, highlight=False))
+        summary = Pipeline(RunConfig(out=str(out), **{**TINY, "quiet": False}), log=log).run()
+    LOGS["first"] = log_path.read_text()
     return out, summary
 
 
@@ -31,6 +42,28 @@ def _median3(stab):
     """The default K rule recomputed from stability.csv (indexed by k): median of three picks."""
     picks = [stab["hungarian"].idxmin(), stab["cophenetic"].idxmax(), stab["dispersion"].idxmax()]
     return int(sorted(picks)[1])
+
+
+def _stage_lines(text: str) -> dict[str, re.Match]:
+    """The log's stage lines by stage; the log must have no blank line, no source path, no escape code."""
+    lines = text.splitlines()
+    assert lines and all(line.strip() for line in lines), text
+    assert ".py:" not in text and "\x1b" not in text, text
+    matches = [STAGE_LINE.match(line) for line in lines]
+    stages = [m["name"] for m in matches if m]
+    assert sorted(stages) == sorted(STAGES), text  # one line per stage
+    return {m["name"]: m for m in matches if m}
+
+
+def test_log_one_line_per_stage_with_seconds(run_dir):
+    out, summary = run_dir
+    text = LOGS["first"]
+    lines = _stage_lines(text)
+    for stage in STAGES:  # the seconds printed are the timings written to summary.json
+        assert float(lines[stage]["seconds"]) == pytest.approx(summary["timings_s"][stage], abs=0.051), stage
+        assert "reused from cache" not in lines[stage]["rest"]
+    assert f"K = {summary['k_selected']} selected" in lines["sweep"]["rest"]
+    assert text.splitlines()[-1][9:].startswith("done in ")
 
 
 def test_files_written(run_dir):
@@ -64,13 +97,16 @@ def test_outputs_agree_with_each_other(run_dir):
     # K selection = the default rule, median3: median of argmin γ, argmax cophenetic, argmax dispersion
     assert _median3(stab.set_index("k")) == k
     coef = pd.read_csv(out / "coefficients.csv")
-    np.testing.assert_allclose(coef[[f"PP{i + 1}" for i in range(k)]].to_numpy(), coefficients, rtol=1e-6)
+    with np.load(out / "patterns.npz", allow_pickle=False) as npz:
+        names = npz["pattern_names"].tolist()
+    assert [n.split(" · ")[0] for n in names] == [f"PP{i + 1}" for i in range(k)]
+    np.testing.assert_allclose(coef[names].to_numpy(), coefficients, rtol=1e-6)
     assert list(coef["gene_symbol"]) == genes.tolist()
     adata = anndata.read_h5ad(out / "results.h5ad")
     assert adata.obsm["patterns"].shape == (adata.n_obs, k)
     assert adata.varm["coefficients"].shape == (adata.n_vars, k)
     saved = json.loads((out / "summary.json").read_text())
-    assert saved["k_selected"] == k and saved["parameters"]["replicates"] == 4
+    assert saved["k_selected"] == k and saved["parameters"]["n_replicates"] == 4
     assert saved["planted_truth"]["planted_k"] == 4
 
 
@@ -123,9 +159,9 @@ def test_stability_csv_is_the_models_curve(run_dir):
     cfg = RunConfig(**TINY)
     X = np.asarray(anndata.read_h5ad(out / "results.h5ad").X).T  # the imputed matrix the sweep saw
     # same parameters and block layout as the pipeline: every block is read back from <out>/sweep
-    model = StaNMF(k_range=cfg.k_range, n_replicates=cfg.replicates, n_restarts=cfg.n_restarts, solver=cfg.solver,
-                   max_iter=cfg.max_iter, tol=cfg.tol, random_state=cfg.seed, store=out / "sweep",
-                   block_size=max(1, -(-cfg.replicates // cfg.jobs))).fit(X)
+    model = StaNMF(k_range=cfg.k_range, n_replicates=cfg.n_replicates, n_restarts=cfg.n_restarts, solver=cfg.solver,
+                   max_iter=cfg.max_iter, tol=cfg.tol, random_state=cfg.random_state, store=out / "sweep",
+                   block_size=max(1, -(-cfg.n_replicates // cfg.n_jobs))).fit(X)
     stab = pd.read_csv(out / "stability.csv").set_index("k")
     for k in cfg.k_range:
         reps = model.replicates_[k]
@@ -238,10 +274,102 @@ def test_k_selection_panel_in_csv_summary_and_report(run_dir):
     assert (out / "figures" / "k_selection_panel.png").is_file()
 
 
-def test_rerun_reuses_every_stage(run_dir):
+def test_pattern_names_are_their_best_anatomical_links(run_dir, atlas):
+    """`PP3 · Isocortex`: the named regions' union is, by a direct Pearson r, the best link in links.csv
+    and at least as good as every single region in region_correlations.csv."""
+    import anndata
+
+    out, summary = run_dir
+    k = summary["k_selected"]
+    with np.load(out / "patterns.npz", allow_pickle=False) as npz:
+        names, patterns = npz["pattern_names"].tolist(), npz["patterns"]
+    assert anndata.read_h5ad(out / "results.h5ad").uns["pattern_names"].tolist() == names
+    links = pd.read_csv(out / "links.csv")
+    top = pd.read_csv(out / "links_top.csv")
+    corr = pd.read_csv(out / "region_correlations.csv")
+    brain = atlas.brain_mask
+    report = (out / "report.html").read_text()
+    for i, name in enumerate(names):
+        pid, link = name.split(" · ")
+        assert pid == f"PP{i + 1}"
+        row = links[links["pattern_index"] == i].iloc[0]
+        assert row["acronyms"] == link and row["pattern_name"] == name
+        assert (corr.loc[corr["pattern_index"] == i, "pattern_name"] == name).all()
+        union = np.zeros(atlas.shape, bool)
+        for acronym in link.split("+"):
+            union |= atlas.mask(acronym)
+        r = np.corrcoef(patterns[i][brain], union[brain])[0, 1]  # the link's r, recomputed independently
+        assert r == pytest.approx(row["r"], abs=1e-6)
+        assert r >= top.loc[top["pattern_index"] == i, "r"].max() - 1e-9
+        assert r >= corr.loc[corr["pattern_index"] == i, "r"].max() - 1e-9
+        assert name in report  # figures' captions and tables of the report use the name
+    assert len(set(names)) == k
+
+
+def test_rerun_reuses_every_stage(run_dir, tmp_path):
+    """The CLI rerun, its stderr redirected to a file: every cached stage says so on its one line."""
     out, _ = run_dir
-    summary = Pipeline(RunConfig(out=str(out), **TINY)).run()
+    config = tmp_path / "tiny.toml"
+    config.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in TINY.items() if k != "quiet"))
+    with open(tmp_path / "rerun.log", "w") as err:
+        proc = subprocess.run([sys.executable, "-m", "osnmf.cli", "run", "--config", str(config), "--out", str(out)],
+                              stdout=subprocess.PIPE, stderr=err, text=True, timeout=600)
+    text = (tmp_path / "rerun.log").read_text()
+    assert proc.returncode == 0, text
+    summary = json.loads((out / "summary.json").read_text())
     assert all(summary["reused_from_cache"][s] for s in ("impute", "sweep", "baselines", "metrics", "linking"))
+    lines = _stage_lines(text)
+    for stage in ("impute", "sweep", "baselines", "metrics", "linking", "markers"):
+        assert lines[stage]["rest"].startswith("  reused from cache"), text
+    assert proc.stdout.startswith(f"K = {summary['k_selected']} patterns")
+
+
+def test_concurrent_run_refused_and_damage_recomputed(run_dir, tmp_path):
+    """A copy of the run with a truncated sweep block and a zeroed cache file is rerun (A); a second
+    run into the same folder (B) while A works stops at once: one line, exit 2. A names both damaged
+    files in one warning line each and ends with the undamaged run's patterns and γ."""
+    import shutil
+    import time
+
+    out, _ = run_dir
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    block = sorted((copy / "sweep").rglob("r*.npz"))[0]
+    block.write_bytes(block.read_bytes()[: block.stat().st_size // 2])  # truncated
+    zeroed = copy / ".cache" / "sweep.npz"
+    zeroed.write_bytes(bytes(zeroed.stat().st_size))  # zeroed
+    config = tmp_path / "tiny.toml"
+    config.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in TINY.items() if k != "quiet"))
+    cmd = [sys.executable, "-m", "osnmf.cli", "run", "--config", str(config), "--out", str(copy)]
+    with open(tmp_path / "a.log", "w") as err:
+        first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        try:
+            deadline = time.monotonic() + 300
+            while not (copy / ".lock").exists() and first.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            second = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+            assert first.poll() is None, "the first run ended before the second one started"
+        finally:
+            first.wait(timeout=600)
+    assert second.returncode == 2 and second.stdout == ""
+    assert second.stderr == (f"error: {copy} is in use by another osnmf run (pid {first.pid} on "
+                             f"{__import__('socket').gethostname()}, since ") + second.stderr.split(", since ")[1]
+    assert second.stderr.endswith("wait for it to finish or use another --out\n") and second.stderr.count("\n") == 1
+    log = (tmp_path / "a.log").read_text()
+    assert first.returncode == 0, log
+    warned = [line[9:] for line in log.splitlines() if line[9:].startswith("warning:")]
+    assert len(warned) == 2, log
+    assert warned[0].startswith(f"warning: {zeroed}: damaged cache entry (not an .npz archive")
+    assert warned[1].startswith(f"warning: {block}: damaged sweep block (")
+    assert all(w.endswith("recomputing it") for w in warned)
+    assert not (copy / ".lock").exists()
+    with np.load(out / block.relative_to(copy)) as ref, np.load(block) as got:  # the block, recomputed
+        np.testing.assert_allclose(got["components"], ref["components"], rtol=1e-6, atol=1e-9)
+    for name in ("patterns", "coefficients"):
+        with np.load(out / "patterns.npz") as ref, np.load(copy / "patterns.npz") as got:
+            np.testing.assert_allclose(got[name], ref[name], rtol=1e-6, atol=1e-9)
+    ref, got = pd.read_csv(out / "stability.csv"), pd.read_csv(copy / "stability.csv")
+    np.testing.assert_allclose(got[["hungarian", "amari"]], ref[["hungarian", "amari"]], rtol=1e-9)
 
 
 def test_changed_parameter_recomputes_downstream_only(run_dir):
@@ -305,7 +433,7 @@ def test_run_on_real_allen_folder(shared_dir, tmp_path):
     data = _real_folder(shared_dir, tmp_path / "aba", copies=4)
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "osnmf.cli", "run", "--data", str(data), "--out", str(out), "--k-min", "2",
-           "--k-max", "3", "--replicates", "3", "--quiet"]
+           "--k-max", "3", "--n-replicates", "3", "--quiet"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
@@ -320,7 +448,7 @@ def test_run_on_real_allen_folder(shared_dir, tmp_path):
 def test_too_few_experiments_is_a_one_line_error(shared_dir, tmp_path):
     data = _real_folder(shared_dir, tmp_path / "aba", copies=1)
     cmd = [sys.executable, "-m", "osnmf.cli", "run", "--data", str(data), "--out", str(tmp_path / "o"),
-           "--k-min", "2", "--k-max", "4", "--replicates", "3", "--quiet"]
+           "--k-min", "2", "--k-max", "4", "--n-replicates", "3", "--quiet"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2
     assert "too few" in proc.stderr and "Traceback" not in proc.stderr

@@ -14,7 +14,15 @@ import pytest
 from osnmf import cli
 from osnmf.atomic import save_npz
 from osnmf.errors import ConfigError, InputError
-from osnmf.viewer import INSTALL, load_patterns, pattern_layers, region_features, view_run
+from osnmf.viewer import (
+    INSTALL,
+    best_section,
+    load_patterns,
+    pattern_colors,
+    pattern_layers,
+    region_features,
+    view_run,
+)
 
 
 def _run_dir(tmp_path, shape=(6, 5, 4), k=3, spacing=(200.0, 100.0, 50.0), **extra):
@@ -89,7 +97,8 @@ def test_pattern_layers_images_and_labels(atlas):
         assert kw["name"] == f"PP{i + 1}"
         assert kw["scale"] == (200.0, 200.0, 200.0)
         assert kw["contrast_limits"] == (0.0, pytest.approx(float(patterns[i].max())))
-        assert kw["visible"] is (i == 0)
+        assert kw["visible"] is True  # every pattern visible (each in its own grid cell)
+        assert kw["colormap"] == pattern_colors(2)[i]
     labels, kw, _ = layers[2]
     np.testing.assert_array_equal(labels, annotation.astype(np.int64))
     assert labels.dtype == np.int32 and kw["name"] == "annotation" and kw["scale"] == (200.0, 200.0, 200.0)
@@ -130,11 +139,21 @@ def test_missing_napari_is_config_error(tmp_path, monkeypatch):
     assert INSTALL in str(exc.value) and "\n" not in str(exc.value)
 
 
+class _FakeDims:
+    def __init__(self):
+        self.axis_labels, self.current_step = None, [0, 0, 0]
+
+    def set_current_step(self, axis, value):
+        self.current_step[axis] = value
+
+
 class _FakeViewer:
     def __init__(self, **kwargs):
         self.kwargs, self.added = kwargs, []
-        self.dims = types.SimpleNamespace(axis_labels=None)
+        self.dims = _FakeDims()
         self.scale_bar = types.SimpleNamespace(visible=False, unit=None)
+        self.grid = types.SimpleNamespace(enabled=False)
+        self.text_overlay = types.SimpleNamespace(visible=False, text="")
 
     def add_image(self, data, **kwargs):
         self.added.append(("image", data, kwargs))
@@ -148,11 +167,13 @@ class _FakeViewerWithUnits(_FakeViewer):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.canvas = types.SimpleNamespace(overlays=types.SimpleNamespace(scale_bar=self.scale_bar))
+        self.canvas = types.SimpleNamespace(overlays=types.SimpleNamespace(scale_bar=self.scale_bar,
+                                                                           text=self.text_overlay),
+                                            grid=self.grid)
         self.layers = []
 
     def _layer(self):
-        self.layers.append(types.SimpleNamespace(units=None))
+        self.layers.append(types.SimpleNamespace(units=None, name_overlay=types.SimpleNamespace(visible=False)))
         return self.layers[-1]
 
     def add_image(self, data, **kwargs):
@@ -182,6 +203,12 @@ def test_view_run_adds_every_layer(tmp_path, monkeypatch, atlas, viewer_class):
     else:
         assert viewer.scale_bar.unit == "um"
     assert ran == [True]
+    # it opens on something to see: all patterns in a grid, at the section where all show best
+    assert viewer.grid.enabled and all(kw["visible"] for _, _, kw in viewer.added)
+    assert viewer.dims.current_step[0] == _best_section_brute_force(patterns)
+    assert viewer.text_overlay.visible and f"section {viewer.dims.current_step[0] + 1} of " in viewer.text_overlay.text
+    if viewer_class is _FakeViewerWithUnits:
+        assert all(layer.name_overlay.visible for layer in viewer.layers)
     # a grid other than the default atlas: patterns only
     other = tmp_path / "other"
     other.mkdir()
@@ -231,3 +258,43 @@ def test_cli_help_shows_install_hint_verbatim(monkeypatch, capsys):
         assert not exc.code
     out = " ".join(capsys.readouterr().out.split())
     assert "Open the patterns of a run in napari (needs the viewer extra: pip install 'osnmf[viewer]')." in out
+
+
+def _best_section_brute_force(patterns) -> int:
+    """Loop over sections: the one whose worst pattern coverage (section max / overall max) is largest."""
+    best, best_key = None, None
+    for s in range(patterns.shape[1]):
+        cov = [float(p[s].max() / p.max()) if p.max() > 0 else 0.0 for p in patterns]
+        key = (min(cov), sum(cov) / len(cov))
+        if best_key is None or key > best_key:
+            best, best_key = s, key
+    return best
+
+
+def test_best_section_is_where_every_pattern_shows():
+    shape = (30, 6, 7)
+    patterns = np.zeros((3, *shape), np.float32)
+    patterns[0, 5, 2, 3] = 4.0      # a sharp peak at section 5 …
+    patterns[0, 12, 2, 3] = 1.0     # … and some signal at 12
+    patterns[1, 10:16] = 2.0        # a slab 10..15
+    patterns[2, 12, 1, 1] = 0.5     # only at 12
+    patterns[2, 20, 1, 1] = 1.0     # peak at 20
+    assert best_section(patterns) == 12 == _best_section_brute_force(patterns)
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        random = rng.random((4, 9, 3, 3)) ** 8
+        assert best_section(random) == _best_section_brute_force(random)
+    with pytest.raises(InputError, match="K × AP × DV × ML"):
+        best_section(np.zeros((3, 4, 5)))
+
+
+@pytest.mark.parametrize("k", [1, 2, 8, 30])
+def test_pattern_colors_distinct(k):
+    from matplotlib.colors import to_rgb
+
+    colors = np.array([to_rgb(c) for c in pattern_colors(k)])
+    assert colors.shape == (k, 3) and len(set(pattern_colors(k))) == k
+    assert (colors.max(axis=1) == 1.0).all()  # bright: visible on napari's black canvas
+    if k > 1:
+        gaps = np.linalg.norm(colors[:, None] - colors[None], axis=-1)[~np.eye(k, dtype=bool)]
+        assert gaps.min() > 0.1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import typer
@@ -16,7 +17,7 @@ from rich.console import Console
 from rich.text import Text
 
 from osnmf.config import RunConfig
-from osnmf.errors import OsnmfError
+from osnmf.errors import ConfigError, OsnmfError, OsnmfWarning
 
 app = typer.Typer(
     name="osnmf",
@@ -92,11 +93,37 @@ def _run_config(config: Path | None, **flags) -> RunConfig:
     return base.replace(**{k: v for k, v in flags.items() if v is not None and v is not False})
 
 
+# old flag → (new flag, RunConfig name); they still work with a one-line deprecation warning
+DEPRECATED_FLAGS = {"--replicates": ("--n-replicates", "n_replicates"), "--seed": ("--random-state", "random_state"),
+                    "--jobs": ("--n-jobs", "n_jobs"), "--restarts": ("--n-restarts", "n_restarts")}
+
+
+def _deprecated(flags: dict, old_values: dict) -> dict:
+    """Fold deprecated flags (``old_values``: old flag → value or None) into ``flags`` with a warning."""
+    import warnings
+
+    from osnmf.errors import OsnmfDeprecationWarning
+
+    for old, value in old_values.items():
+        if value is None:
+            continue
+        new, name = DEPRECATED_FLAGS[old]
+        if flags.get(name) is not None:
+            raise ConfigError(f"both {old} and {new} given; keep {new} ({old} is its deprecated name)")
+        warnings.warn(f"{old} is deprecated; use {new}", OsnmfDeprecationWarning, stacklevel=2)
+        flags[name] = value
+    return flags
+
+
 def _finish(summary: dict, out: Path) -> None:
     typer.echo(f"K = {summary['k_selected']} patterns; report: {out / 'report.html'}")
     truth = summary.get("planted_truth")
     if truth:
         typer.echo(f"planted K = {truth['planted_k']}, matched r = {truth['matched_r_mean']:.3f}")
+
+
+QUIET_HELP = "Only warnings and errors (no stage lines, no progress bars)."
+VERBOSE_HELP = "Also details: cache keys, and library warnings (numpy, scikit-learn) that are hidden by default."
 
 
 @app.command()
@@ -106,31 +133,39 @@ def run(
     config: Path = typer.Option(None, "--config", help="TOML file with any run setting (see README)."),
     k_min: int = typer.Option(None, "--k-min", help="Smallest K of the sweep (default 8)."),
     k_max: int = typer.Option(None, "--k-max", help="Largest K of the sweep (default 30)."),
-    replicates: int = typer.Option(None, "--replicates", help="Bootstrap replicates per K (default 100)."),
-    n_restarts: int = typer.Option(None, "--restarts", help="NMF fits per replicate, best kept (default 1)."),
+    n_replicates: int = typer.Option(None, "--n-replicates", help="Bootstrap replicates per K (default 100)."),
+    n_restarts: int = typer.Option(None, "--n-restarts", help="NMF fits per replicate, best kept (default 1)."),
     solver: str = typer.Option(None, "--solver", help="auto (default; compressed when large), exact or compressed."),
     backend: str = typer.Option(None, "--backend", help="numpy or torch."),
     device: str = typer.Option(None, "--device", help="torch device, e.g. cuda or cpu."),
     scheduler: str = typer.Option(None, "--scheduler", help="Dask scheduler address, or 'local'."),
-    seed: int = typer.Option(None, "--seed", help="Random seed (default 0)."),
-    jobs: int = typer.Option(None, "--jobs", help="Parallel threads for the sweep (default 2)."),
+    random_state: int = typer.Option(None, "--random-state", help="Random seed (default 0)."),
+    n_jobs: int = typer.Option(None, "--n-jobs", help="Parallel threads for the sweep (default 2)."),
     hemispheres: str = typer.Option(None, "--hemispheres",
                                     help="One-hemisphere (sagittal) experiments: auto (mirror, default), off, drop."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
+    replicates: int = typer.Option(None, "--replicates", hidden=True),
+    seed: int = typer.Option(None, "--seed", hidden=True),
+    jobs: int = typer.Option(None, "--jobs", hidden=True),
+    restarts: int = typer.Option(None, "--restarts", hidden=True),
 ) -> None:
     """Run the whole pipeline: impute, staNMF sweep, baselines, linking, markers, networks, report."""
     from osnmf.pipeline import run_pipeline
 
-    cfg = _run_config(config, data=str(data) if data else None, out=str(out) if out else None, k_min=k_min,
-                      k_max=k_max, replicates=replicates, n_restarts=n_restarts, solver=solver, backend=backend,
-                      device=device, scheduler=scheduler, seed=seed, jobs=jobs, quiet=quiet,
-                      hemispheres=hemispheres)
+    if quiet and verbose:
+        raise ConfigError("--quiet and --verbose together: choose one")
+    flags = dict(k_min=k_min, k_max=k_max, n_replicates=n_replicates, n_restarts=n_restarts, solver=solver,
+                 backend=backend, device=device, scheduler=scheduler, random_state=random_state, n_jobs=n_jobs,
+                 hemispheres=hemispheres, quiet=quiet, verbose=verbose)
+    flags = _deprecated(flags, {"--replicates": replicates, "--seed": seed, "--jobs": jobs, "--restarts": restarts})
+    cfg = _run_config(config, data=str(data) if data else None, out=str(out) if out else None, **flags)
     _finish(run_pipeline(cfg), Path(cfg.out))
 
 
-DEMO = {"k_min": 6, "k_max": 10, "replicates": 10, "phantom_genes": 300, "phantom_patterns": 8,
+DEMO = {"k_min": 6, "k_max": 10, "n_replicates": 10, "phantom_genes": 300, "phantom_patterns": 8,
         "pca_replicates": 10, "moran_replicates": 10, "n_random_models": 200}
-QUICK = {"k_min": 3, "k_max": 7, "replicates": 5, "phantom_genes": 100, "phantom_patterns": 5,
+QUICK = {"k_min": 3, "k_max": 7, "n_replicates": 5, "phantom_genes": 100, "phantom_patterns": 5,
          "pca_replicates": 5, "moran_replicates": 5, "n_random_models": 50, "link_sizes": [1, 2]}
 
 
@@ -138,13 +173,16 @@ QUICK = {"k_min": 3, "k_max": 7, "replicates": 5, "phantom_genes": 100, "phantom
 def demo(
     out: Path = typer.Option(Path("demo_out"), "--out", help="Run directory."),
     quick: bool = typer.Option(False, "--quick", help="Smaller settings: about a minute."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
 ) -> None:
     """The whole pipeline on the synthetic atlas with planted patterns (a few minutes on 2 cores)."""
     from osnmf.config import RunConfig
     from osnmf.pipeline import run_pipeline
 
-    cfg = RunConfig(out=str(out), quiet=quiet, **(QUICK if quick else DEMO))
+    if quiet and verbose:
+        raise ConfigError("--quiet and --verbose together: choose one")
+    cfg = RunConfig(out=str(out), quiet=quiet, verbose=verbose, **(QUICK if quick else DEMO))
     _finish(run_pipeline(cfg), out)
 
 
@@ -178,8 +216,15 @@ def view(
     view_run(run_dir, annotation=annotation)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings outside a run (e.g. a deprecated flag): ours as one line, library ones hidden."""
+    if issubclass(category, OsnmfWarning):
+        _say("warning:", " ".join(str(message).split()), "yellow")
+
+
 def main() -> None:
     """Entry point: run the app, turning user errors into one line and exit code 2."""
+    warnings.showwarning = _show_warning
     try:
         code = app(standalone_mode=False)  # typer.Exit(n) comes back as the return value here
         if isinstance(code, int) and code:

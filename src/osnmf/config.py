@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import tomllib
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from osnmf.errors import ConfigError
+from osnmf.errors import ConfigError, OsnmfDeprecationWarning
 from osnmf.factorize.checks import check_tol
+
+DEPRECATED = {"replicates": "n_replicates", "seed": "random_state", "jobs": "n_jobs"}  # old TOML key → name
 
 
 @dataclass
 class RunConfig:
     """Every setting of ``osnmf run``; a TOML file uses the same names (flat, or under ``[run]``).
+
+    The names are the Python API's (``StaNMF(n_replicates=, n_restarts=, random_state=, n_jobs=)``)
+    and the CLI's flags are the same with dashes (``--n-replicates``). The old names ``replicates``,
+    ``seed`` and ``jobs`` (``--replicates``, ``--seed``, ``--jobs``, ``--restarts``) still work
+    with a one-line deprecation warning (:data:`DEPRECATED`).
 
     ``data`` is an ABA grid folder, Allen zip, ``.npz`` or ``.h5ad``; ``None`` means the synthetic
     atlas (``phantom_*`` settings).
@@ -22,16 +30,16 @@ class RunConfig:
     out: str = "osnmf_out"
     k_min: int = 8
     k_max: int = 30
-    replicates: int = 100
+    n_replicates: int = 100
     n_restarts: int = 1
     solver: str = "auto"
     backend: str = "numpy"
     device: str | None = None
     scheduler: str | None = None
-    jobs: int = 2
+    n_jobs: int = 2
     max_iter: int = 200
     tol: float = 1e-4
-    seed: int = 0
+    random_state: int = 0
     impute: str = "knn"
     hemispheres: str = "auto"
     n_neighbors: int = 6
@@ -47,6 +55,7 @@ class RunConfig:
     phantom_missing: float = 0.1
     phantom_seed: int = 0
     quiet: bool = False
+    verbose: bool = False
 
     def __post_init__(self):
         self.validate()
@@ -55,10 +64,10 @@ class RunConfig:
         if not 2 <= self.k_min <= self.k_max:
             raise ConfigError(f"k_min={self.k_min} and k_max={self.k_max}: need 2 <= k_min <= k_max "
                               "(one pattern is trivially stable)")
-        if self.replicates < 2:
-            raise ConfigError(f"replicates={self.replicates}: instability needs at least 2 replicates")
-        if self.jobs < 1:
-            raise ConfigError(f"jobs={self.jobs}: must be >= 1")
+        if self.n_replicates < 2:
+            raise ConfigError(f"n_replicates={self.n_replicates}: instability needs at least 2 replicates")
+        if self.n_jobs < 1:
+            raise ConfigError(f"n_jobs={self.n_jobs}: must be >= 1")
         if self.n_restarts < 1:
             raise ConfigError(f"n_restarts={self.n_restarts}: must be >= 1")
         choices = {"solver": ("auto", "exact", "compressed"), "backend": ("numpy", "torch"), "impute": ("knn", "none"),
@@ -103,6 +112,13 @@ def load_config(path: str | Path, base: RunConfig | None = None) -> RunConfig:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
     if set(raw) == {"run"} and isinstance(raw["run"], dict):
         raw = raw["run"]
+    for old, new in DEPRECATED.items():
+        if old in raw:
+            if new in raw:
+                raise ConfigError(f"{path}: both {old} and {new} are set; keep {new} ({old} is its deprecated name)")
+            warnings.warn(f"{path}: key {old!r} is deprecated; call it {new!r}", OsnmfDeprecationWarning,
+                          stacklevel=2)
+            raw[new] = raw.pop(old)
     unknown = sorted(set(raw) - config_keys())
     if unknown:
         valid = ", ".join(sorted(config_keys()))

@@ -23,3 +23,11 @@ class ConfigError(OsnmfError, ValueError):
 
 class DownloadError(OsnmfError):
     """A download failed after all retries."""
+
+
+class OsnmfWarning(UserWarning):
+    """Something a user can act on (the CLI shows it as one ``warning:`` line)."""
+
+
+class OsnmfDeprecationWarning(OsnmfWarning, FutureWarning):
+    """An old setting name or flag that still works; the message names its replacement."""

@@ -1,10 +1,13 @@
 """The end-to-end pipeline: named stages, cached by their inputs, in one run directory.
 
 load → impute → sweep (staNMF + final model) → baselines → metrics → linking → markers →
-networks → outputs → report. Each stage's result is stored atomically under
-``<out>/.cache/<stage>.npz`` with the hash of its inputs (data hash + parameters + upstream keys),
-so a rerun skips finished stages and a killed run resumes; the sweep additionally resumes
-replicate by replicate from ``<out>/sweep``.
+networks → outputs → report. The input is checked before the run folder is created, and the
+folder is locked for the run (:mod:`osnmf.runlock`): a second run into it stops at once. Each
+stage's result is stored atomically under ``<out>/.cache/<stage>.npz`` with the hash of its inputs
+(data hash + parameters + upstream keys), so a rerun skips finished stages and a killed run
+resumes; the sweep additionally resumes replicate by replicate from ``<out>/sweep``. A damaged
+cache entry or sweep block is named in one warning line and recomputed, never trusted. What the
+run tells its user goes through :class:`osnmf.runlog.RunLog` (one line per stage with seconds).
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ from typing import TypeVar
 
 import numpy as np
 import pandas as pd
-from rich.console import Console
 
 from osnmf.config import RunConfig
 from osnmf.errors import ConfigError, InputError
@@ -33,6 +35,8 @@ from osnmf.results import (
     SweepResult,
     pattern_sets,
 )
+from osnmf.runlock import RunLock
+from osnmf.runlog import RunLog
 from osnmf.stagecache import StageCache, digest, from_arrays, to_arrays
 
 PIPELINE_VERSION = "2"  # 2: typed stage results (osnmf.results)
@@ -64,33 +68,41 @@ class RunState:
 class Pipeline:
     """Runs the stages of one configuration into ``config.out``."""
 
-    def __init__(self, config: RunConfig, console: Console | None = None):
+    def __init__(self, config: RunConfig, log: RunLog | None = None):
         self.config = config
         self.out = Path(config.out)
         self.cache = StageCache(self.out / ".cache")
-        self.console = console or Console(stderr=True, quiet=config.quiet)
+        self.log = log or RunLog(quiet=config.quiet, verbose=config.verbose)
         self.state = RunState(config=config, out=self.out)
+        self._step_start: float | None = None
 
     @property
     def progress(self) -> bool:
-        return not self.config.quiet
+        """Whether long loops report progress (:attr:`osnmf.runlog.RunLog.progress`)."""
+        return self.log.progress
 
     # ---- stage machinery ------------------------------------------------------------------
     @contextmanager
-    def _timed(self, name: str):
-        start = time.perf_counter()
-        yield
-        self.state.timings[name] = round(time.perf_counter() - start, 3)
+    def _timed(self, name: str, start: float | None = None):
+        """Time a stage (from ``start``, default now) and log its one line (name, seconds, reused
+        from cache or not, and the ``note`` the body may set in the yielded dict)."""
+        start = time.perf_counter() if start is None else start
+        line = {"note": ""}
+        yield line
+        seconds = time.perf_counter() - start
+        self.state.timings[name] = round(seconds, 3)
+        self.log.stage(name, seconds, reused=self.state.cached.get(name, False), note=line["note"])
 
-    def stage(self, name: str, params: dict, upstream: tuple[str, ...], compute, kind: type[R]) -> R:
-        """Run ``compute()`` (→ a ``kind`` result) unless a result for the same inputs is cached.
+    def stage(self, name: str, params: dict, upstream: tuple[str, ...], compute, kind: type[R], note=None) -> R:
+        """Run ``compute()`` (→ a ``kind`` result) unless a result for the same inputs is cached;
+        ``note(result)`` → a few words for the stage's log line.
 
         The result always comes back through the cache's encoding, so a fresh and a reused result
         are the same object type with the same column types.
         """
         key = digest(PIPELINE_VERSION, name, params, [self.state.keys[u] for u in upstream])
         self.state.keys[name] = key
-        with self._timed(name):
+        with self._timed(name, start=self._step_start) as line:  # from the step's start: imports count
             arrays = self.cache.get(name, key)
             result = None
             if arrays is not None:
@@ -99,20 +111,20 @@ class Pipeline:
                 except (KeyError, ValueError, TypeError):
                     result = None  # written by another version: recompute
             self.state.cached[name] = result is not None
+            self.log.detail(f"{name}: cache key {key}, {'reused' if result is not None else 'computing'}")
             if result is None:
-                self.console.log(f"[bold]{name}[/]…")
                 arrays = to_arrays(compute())
                 self.cache.put(name, key, arrays)
                 result = from_arrays(kind, arrays)
-            else:
-                self.console.log(f"[bold]{name}[/]: reused cached result")
+            if note is not None:
+                line["note"] = note(result)
         setattr(self.state, name, result)
         return result
 
     # ---- stages ---------------------------------------------------------------------------
     def load(self) -> None:
         cfg = self.config
-        with self._timed("load"):
+        with self._timed("load") as line:
             if cfg.data is None:
                 from osnmf.datasets.phantom import make_phantom
 
@@ -129,6 +141,8 @@ class Pipeline:
             expr = self.state.expr
             _accept(expr, cfg)
             self.state.data_key = digest(expr.volumes, expr.genes, expr.experiment_ids, expr.atlas.annotation)
+            line["note"] = (f"{len(expr.genes)} experiments from {cfg.data or 'the synthetic atlas'}, "
+                            f"grid {'×'.join(map(str, expr.atlas.shape))}")
         self.state.keys["load"] = self.state.data_key
         self.state.cached["load"] = False
 
@@ -142,31 +156,32 @@ class Pipeline:
             self.state.expr, message = drop_one_sided(expr)
             self.state.dropped_one_hemisphere = len(expr) - len(self.state.expr)
             if message:  # one line on stderr, shown even with --quiet
-                Console(stderr=True).print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+                self.log.warn(message)
 
     def impute(self) -> ImputeResult:
         from osnmf.preprocess import default_support, holdout_check, impute_knn, prepare_matrix
         from osnmf.preprocess.hemispheres import mirror_stage
 
         cfg, expr = self.config, self.state.expr
-        params = {k: getattr(cfg, k) for k in ("impute", "n_neighbors", "support_max_missing", "seed", "hemispheres")}
+        params = {k: getattr(cfg, k)
+                  for k in ("impute", "n_neighbors", "support_max_missing", "random_state", "hemispheres")}
 
         def compute() -> ImputeResult:
             brain = expr.atlas.brain_mask
-            volumes, mirrored, hemi = mirror_stage(expr, cfg.hemispheres, seed=cfg.seed)
+            volumes, mirrored, hemi = mirror_stage(expr, cfg.hemispheres, seed=cfg.random_state)
             support = default_support(volumes, brain, max_missing=cfg.support_max_missing)
             filled = volumes
             if cfg.impute == "knn":
                 filled = impute_knn(volumes, support, cfg.n_neighbors, spacing_um=expr.atlas.spacing_um,
-                                    n_jobs=cfg.jobs, progress=self.progress)
+                                    n_jobs=cfg.n_jobs, progress=self.progress)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 prepared = prepare_matrix(filled, support, fill_missing=0.0)
             for w in caught:
-                self.console.log(f"[yellow]warning:[/] {w.message}")
+                self.log.warn(str(w.message))
             truth = self.state.truth
             holdout = holdout_check(
-                volumes, support, n_holdout=1000, seed=cfg.seed, n_neighbors=cfg.n_neighbors,
+                volumes, support, n_holdout=1000, seed=cfg.random_state, n_neighbors=cfg.n_neighbors,
                 spacing_um=expr.atlas.spacing_um, progress=self.progress,
                 truth=None if truth is None else truth.clean, truth_mask=None if truth is None else brain,
                 exclude=mirrored,
@@ -178,13 +193,15 @@ class Pipeline:
                 holdout_mae_truth=holdout.mae_truth, holdout_r_truth=holdout.r_truth,
             )
 
-        return self.stage("impute", params, ("load",), compute, ImputeResult)
+        return self.stage("impute", params, ("load",), compute, ImputeResult,
+                          note=lambda r: f"{r.X.shape[0]} experiments × {r.X.shape[1]} voxels, "
+                                         f"{100 * float(r.missing_fraction):.1f}% missing filled")
 
     def sweep(self) -> SweepResult:
         from osnmf.factorize.stanmf import StaNMF
 
         cfg = self.config
-        names = ("k_min", "k_max", "replicates", "n_restarts", "solver", "max_iter", "tol", "seed")
+        names = ("k_min", "k_max", "n_replicates", "n_restarts", "solver", "max_iter", "tol", "random_state")
         params = {k: getattr(cfg, k) for k in names}
 
         def compute() -> SweepResult:
@@ -194,11 +211,11 @@ class Pipeline:
                                   f"use --k-max {max(2, X.shape[0] - 1)} or less, or more data")
             client = _dask_client(cfg.scheduler) if cfg.scheduler else None
             model = StaNMF(
-                k_range=cfg.k_range, n_replicates=cfg.replicates, n_restarts=cfg.n_restarts, solver=cfg.solver,
+                k_range=cfg.k_range, n_replicates=cfg.n_replicates, n_restarts=cfg.n_restarts, solver=cfg.solver,
                 backend=cfg.backend, device=cfg.device, max_iter=cfg.max_iter, tol=cfg.tol,
-                random_state=cfg.seed, store=self.out / "sweep", progress=self.progress, client=client,
+                random_state=cfg.random_state, store=self.out / "sweep", progress=self.progress, client=client,
                 # blocks of replicates run in parallel threads (BLAS pinned to one thread each)
-                n_jobs=cfg.jobs, block_size=max(1, -(-cfg.replicates // cfg.jobs)),
+                n_jobs=cfg.n_jobs, block_size=max(1, -(-cfg.n_replicates // cfg.n_jobs)),
             )
             try:
                 model.fit(X)
@@ -215,14 +232,17 @@ class Pipeline:
                                replicates_at_k=reps.astype(np.float32),
                                selection=model.selection_)
 
-        return self.stage("sweep", params, ("impute",), compute, SweepResult)
+        return self.stage("sweep", params, ("impute",), compute, SweepResult,
+                          note=lambda r: f"K {cfg.k_min}…{cfg.k_max} × {cfg.n_replicates} replicates, "
+                                         f"K = {int(r.k)} selected")
 
     def baselines(self) -> BaselinesResult:
         from osnmf.evaluate.compare import pca_instability_curve
         from osnmf.factorize import baselines as bl
 
         cfg = self.config
-        params = {"pca_replicates": cfg.pca_replicates, "seed": cfg.seed, "k_min": cfg.k_min, "k_max": cfg.k_max}
+        params = {"pca_replicates": cfg.pca_replicates, "random_state": cfg.random_state, "k_min": cfg.k_min,
+                  "k_max": cfg.k_max}
 
         def compute() -> BaselinesResult:
             X, sw = self.state.impute.X, self.state.sweep
@@ -231,7 +251,7 @@ class Pipeline:
             # one set of bootstrap PCA fits at the largest K serves the whole curve (components are nested);
             # the same gene bootstraps as the staNMF replicates; the first ones also serve Moran's I
             n_reps = max(cfg.pca_replicates, cfg.moran_replicates)
-            reps_all = bl.pca_bootstrap_patterns(X, max(*ks, k), n_replicates=n_reps, seed=cfg.seed,
+            reps_all = bl.pca_bootstrap_patterns(X, max(*ks, k), n_replicates=n_reps, seed=cfg.random_state,
                                                  progress=self.progress)
             pca = bl.pca_patterns(X, k)
             offset = pca.offset if pca.offset is not None else np.zeros(X.shape[1])
@@ -241,9 +261,9 @@ class Pipeline:
                 pca_coefficients=pca.coefficients.astype(np.float32),
                 pca_offset=np.asarray(offset, np.float32),
                 pca_replicates=reps_all[: cfg.moran_replicates, :k].astype(np.float32),
-                kmeans_patterns=bl.pca_kmeans_patterns(X, k, seed=cfg.seed).patterns.astype(np.float32),
-                ward_patterns=bl.pca_agglomerative_patterns(X, k, seed=cfg.seed).patterns.astype(np.float32),
-                nmf_hier_patterns=bl.nmf_hierarchical_patterns(sw.components, k, seed=cfg.seed).patterns.astype(
+                kmeans_patterns=bl.pca_kmeans_patterns(X, k, seed=cfg.random_state).patterns.astype(np.float32),
+                ward_patterns=bl.pca_agglomerative_patterns(X, k, seed=cfg.random_state).patterns.astype(np.float32),
+                nmf_hier_patterns=bl.nmf_hierarchical_patterns(sw.components, k, seed=cfg.random_state).patterns.astype(
                     np.float32),
             )
 
@@ -309,7 +329,7 @@ class Pipeline:
             tree = pattern_ontology(brain, link, atlas)
             linked = region_patterns(link, correlations, atlas, "Isocortex")
             pred = region_prediction_test(brain, atlas, region="Isocortex", linked=linked,
-                                          n_random=cfg.n_random_models, seed=cfg.seed)
+                                          n_random=cfg.n_random_models, seed=cfg.random_state)
             return LinkingResult(
                 links=link.best, links_top=link.table, link_matrix=link.matrix.to_numpy(dtype=np.float64),
                 correlations=correlations, link_summary=pd.DataFrame(summary_rows),
@@ -318,7 +338,7 @@ class Pipeline:
                 region_n_linked=len(pred.linked),
             )
 
-        params = {"sizes": cfg.link_sizes, "n_random": cfg.n_random_models, "seed": cfg.seed}
+        params = {"sizes": cfg.link_sizes, "n_random": cfg.n_random_models, "random_state": cfg.random_state}
         return self.stage("linking", params, ("baselines",), compute, LinkingResult)
 
     def markers(self) -> MarkersResult:
@@ -345,15 +365,29 @@ class Pipeline:
         from osnmf.report.build import build_report
         from osnmf.report.files import write_outputs
 
-        self.load()  # reads and checks the input: a rejected input leaves no output folder behind
-        self.out.mkdir(parents=True, exist_ok=True)
-        for step in (self.impute, self.sweep, self.baselines, self.metrics, self.linking, self.markers):
-            step()
-        with self._timed("outputs"), self.console.status("writing result files…"):
-            summary = write_outputs(self.state)
-        with self._timed("report"), self.console.status("drawing figures and the report…"):
-            build_report(self.state, summary)
-        summary = write_outputs(self.state, summary_only=True)
+        lock = RunLock(self.out)
+        with self.log.capture_warnings():
+            existed = self.out.is_dir()
+            if existed:  # a folder in use by another run: stop at once, before reading any data
+                lock.acquire()
+            try:
+                self.load()  # reads and checks the input: a rejected input leaves no output folder behind
+                if not existed:
+                    self.out.mkdir(parents=True, exist_ok=True)
+                    lock.acquire()
+                for step in (self.impute, self.sweep, self.baselines, self.metrics, self.linking, self.markers):
+                    self._step_start = time.perf_counter()
+                    step()
+                with self._timed("outputs") as line:
+                    summary = write_outputs(self.state)
+                    line["note"] = f"result files in {self.out}"
+                with self._timed("report") as line:
+                    build_report(self.state, summary)
+                    line["note"] = str(self.out / "report.html")
+                summary = write_outputs(self.state, summary_only=True)
+            finally:
+                lock.release()
+        self.log.info(f"done in {self.log.elapsed():.1f} s")
         return summary
 
 

@@ -1,10 +1,13 @@
 """A cache of pipeline stage results keyed by their inputs, for skip-if-done and resume.
 
 Each stage result is a dict of numpy arrays saved as ``<root>/<stage>.npz`` together with the key
-it was computed for (a hash of upstream keys and parameters). A stage reruns only when its key
-changes; a killed run leaves no half-written result (atomic writes). Typed stage results
-(dataclasses of arrays, DataFrames and scalars) travel through :func:`to_arrays` /
-:func:`from_arrays`; nothing is pickled.
+it was computed for (a hash of upstream keys and parameters) and the cache format. A stage reruns
+only when its key changes; a killed run leaves no half-written result (atomic writes). Typed stage
+results (dataclasses of arrays, DataFrames and scalars) travel through :func:`to_arrays` /
+:func:`from_arrays`; nothing is pickled. A damaged entry (truncated, zeroed, bytes changed: the
+zip's CRC-32 of every array is checked on reading) or one from another cache format is never
+trusted: :func:`read_npz_checked` names it in one :class:`~osnmf.errors.OsnmfWarning` and the stage
+is recomputed.
 """
 
 from __future__ import annotations
@@ -13,13 +16,48 @@ import dataclasses
 import hashlib
 import json
 import typing
+import warnings
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from osnmf.atomic import save_npz
+from osnmf.errors import OsnmfWarning
 
 KEY_FIELD = "__stage_key__"
+FORMAT_FIELD = "__format__"
+FORMAT = "osnmf-stage-2"  # bump when the stored arrays of a stage change meaning
+
+
+def read_npz_checked(path: str | Path, what: str, required: tuple[str, ...] = ()) -> dict[str, np.ndarray] | None:
+    """Every array of the ``.npz`` at ``path``, each read in full (so the zip's CRC-32 is checked).
+
+    Returns None, after one :class:`OsnmfWarning` naming ``path`` and why (``what`` says what the
+    file is, e.g. ``"cache entry"``), when the file is truncated, zeroed, altered, holds pickled
+    objects or lacks one of the ``required`` arrays; the caller recomputes it.
+    """
+    try:
+        with open(path, "rb") as handle:  # our handle: closed even when the archive is broken
+            if handle.read(4) != b"PK\x03\x04":
+                return damaged(path, what, "not an .npz archive: zeroed, truncated or overwritten")
+            handle.seek(0)
+            with np.load(handle, allow_pickle=False) as npz:
+                arrays = {name: npz[name] for name in npz.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        return damaged(path, what, f"unreadable: {reason}")
+    missing = [name for name in required if name not in arrays]
+    if missing:
+        return damaged(path, what, f"lacks {', '.join(missing)}")
+    return arrays
+
+
+def damaged(path: str | Path, what: str, reason: str) -> None:
+    """Warn (one line) that the ``what`` at ``path`` is damaged and will be recomputed; return None."""
+    warnings.warn(f"{path}: damaged {what} ({reason}); recomputing it", OsnmfWarning, stacklevel=3)
+    return None
 
 
 def digest(*parts) -> str:
@@ -44,20 +82,23 @@ class StageCache:
         return self.root / f"{stage}.npz"
 
     def get(self, stage: str, key: str) -> dict[str, np.ndarray] | None:
-        """The stored result if it was computed for ``key``, else None."""
+        """The stored result if it was computed for ``key``, else None (a damaged entry or one of
+        another format also gives None, with one warning: see :func:`read_npz_checked`)."""
         path = self.path(stage)
         if not path.exists():
             return None
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                if str(npz[KEY_FIELD]) != key:
-                    return None
-                return {name: npz[name] for name in npz.files if name != KEY_FIELD}
-        except (OSError, ValueError, KeyError):
-            return None  # unreadable or foreign file: recompute
+        arrays = read_npz_checked(path, "cache entry", (KEY_FIELD,))
+        if arrays is None:
+            return None
+        written = str(arrays.pop(FORMAT_FIELD, "none"))
+        if written != FORMAT:
+            return damaged(path, "cache entry", f"from another osnmf version: format {written}, not {FORMAT}")
+        if str(arrays.pop(KEY_FIELD)) != key:
+            return None  # computed for other inputs or parameters: recompute, nothing wrong
+        return arrays
 
     def put(self, stage: str, key: str, arrays: dict[str, np.ndarray]) -> None:
-        save_npz(self.path(stage), **{KEY_FIELD: np.array(key)}, **arrays)
+        save_npz(self.path(stage), **{KEY_FIELD: np.array(key), FORMAT_FIELD: np.array(FORMAT)}, **arrays)
 
 
 def frame_to_arrays(name: str, frame) -> dict[str, np.ndarray]:

@@ -7,6 +7,11 @@ annotation as a labels layer whose features name each region (shown on hover).
 The layer list is built by :func:`pattern_layers`, a pure function that needs no napari, as napari
 "layer data tuples" ``(data, kwargs, layer_type)``; :func:`view_run` hands them to
 ``viewer.add_<layer_type>(data, **kwargs)``.
+
+The window opens on something to see: every pattern visible in its own grid cell, each in its own
+colour (:func:`pattern_colors`), named by what it is (``PP3 · Isocortex``, the run's
+``pattern_names``) with the name drawn in its cell, at the coronal section where all patterns show
+best (:func:`best_section`), with the atlas regions in a cell of their own.
 """
 
 from __future__ import annotations
@@ -23,7 +28,6 @@ from osnmf.errors import ConfigError, InputError
 
 INSTALL = "pip install 'osnmf[viewer]'"
 AXES = ("AP", "DV", "ML")
-PATTERN_COLORMAP = "magma"
 
 
 def load_patterns(run_dir: str | os.PathLike) -> dict:
@@ -78,13 +82,40 @@ def region_features(annotation: np.ndarray, ontology: pd.DataFrame) -> pd.DataFr
     return pd.DataFrame({"index": ids, "acronym": acronym, "name": known["name"].fillna("").astype(str).to_numpy()})
 
 
+def pattern_colors(k: int) -> list[str]:
+    """``k`` distinct bright colours (``#rrggbb``), hues evenly spaced around the colour wheel.
+
+    Each becomes a black-to-colour colormap in napari, so patterns stay apart when blended.
+    """
+    from matplotlib.colors import hsv_to_rgb, to_hex
+
+    return [to_hex(hsv_to_rgb((i / max(k, 1), 0.8 if i % 2 else 1.0, 1.0))) for i in range(k)]
+
+
+def best_section(patterns: np.ndarray) -> int:
+    """The coronal (AP) index where every pattern shows best.
+
+    A pattern's coverage of section ``s`` is the maximum of the pattern in ``s`` over its maximum
+    anywhere (1 at its peak section); the section chosen maximises the smallest coverage over the
+    patterns, ties broken by the mean coverage, then by the lower index.
+    """
+    patterns = np.nan_to_num(np.asarray(patterns, dtype=np.float64), nan=0.0)
+    if patterns.ndim != 4 or patterns.shape[1] == 0:
+        raise InputError(f"patterns must be K × AP × DV × ML, got shape {patterns.shape}")
+    per_section = patterns.max(axis=(2, 3))  # (K, AP)
+    top = per_section.max(axis=1, keepdims=True)
+    coverage = np.divide(per_section, top, out=np.zeros_like(per_section), where=top > 0)
+    order = np.lexsort((-np.arange(coverage.shape[1]), coverage.mean(axis=0), coverage.min(axis=0)))
+    return int(order[-1])
+
+
 def pattern_layers(
     patterns: np.ndarray,
     pattern_names: list[str],
     spacing_um=(200.0, 200.0, 200.0),
     annotation: np.ndarray | None = None,
     ontology: pd.DataFrame | None = None,
-    n_visible: int = 1,
+    n_visible: int | None = None,
 ) -> list[tuple[np.ndarray, dict, str]]:
     """napari layer data tuples for a run's patterns (and the atlas annotation).
 
@@ -96,12 +127,13 @@ def pattern_layers(
         world coordinates (and its scale bar) are micrometres.
     annotation : optional integer structure ids ``(AP, DV, ML)``; 0 outside the brain.
     ontology : optional ontology table (index = id, ``acronym``, ``name``) for the labels' features.
-    n_visible : how many pattern layers start visible (the rest are one click away).
+    n_visible : how many pattern layers start visible (default all; the rest are one click away).
 
     Returns
     -------
-    list of ``(data, kwargs, layer_type)``: K ``"image"`` layers (additive blending, magma,
-    contrast 0..max) then, with ``annotation``, one ``"labels"`` layer named ``"annotation"``.
+    list of ``(data, kwargs, layer_type)``: K ``"image"`` layers (additive blending, one colour
+    each from :func:`pattern_colors`, contrast 0..max) then, with ``annotation``, one visible
+    ``"labels"`` layer named ``"annotation"``.
     """
     patterns = np.asarray(patterns)
     if patterns.ndim != 4:
@@ -112,10 +144,12 @@ def pattern_layers(
     if len(scale) != 3:
         raise InputError(f"spacing_um must have 3 entries (AP, DV, ML), got {scale}")
     layers: list[tuple[np.ndarray, dict, str]] = []
+    colors = pattern_colors(len(pattern_names))
+    n_visible = len(pattern_names) if n_visible is None else n_visible
     for i, (name, volume) in enumerate(zip(pattern_names, patterns, strict=True)):
         top = float(np.nanmax(volume)) if volume.size else 0.0
         layers.append((volume, {
-            "name": str(name), "scale": scale, "colormap": PATTERN_COLORMAP, "blending": "additive",
+            "name": str(name), "scale": scale, "colormap": colors[i], "blending": "additive",
             "contrast_limits": (0.0, top if np.isfinite(top) and top > 0 else 1.0),
             "visible": i < n_visible, "metadata": {"kind": "osnmf pattern", "axes": AXES},
         }, "image"))
@@ -127,7 +161,7 @@ def pattern_layers(
             )
         if not np.issubdtype(annotation.dtype, np.integer):
             raise InputError(f"annotation must hold integer structure ids, got {annotation.dtype}")
-        kwargs = {"name": "annotation", "scale": scale, "opacity": 0.3, "visible": False,
+        kwargs = {"name": "annotation", "scale": scale, "opacity": 0.7, "visible": True,
                   "metadata": {"kind": "atlas annotation", "axes": AXES}}
         if ontology is not None:
             kwargs["features"] = region_features(annotation, ontology)
@@ -166,11 +200,39 @@ def _show_micrometres(viewer, layers: list) -> None:
         bar.unit = "um"
 
 
+def _open_on_patterns(viewer, added: list, section: int, spacing_um, n_sections: int) -> None:
+    """Grid of one cell per layer, each named in its cell, at coronal ``section`` (older napari
+    versions lack some of these; what exists is used)."""
+    canvas = getattr(viewer, "canvas", None)
+    grid = getattr(canvas, "grid", None) or getattr(viewer, "grid", None)
+    if grid is not None:
+        grid.enabled = True
+    for layer in added:
+        overlay = getattr(layer, "name_overlay", None)
+        if overlay is not None:
+            overlay.visible = True
+    # step away first: when ``section`` is napari's initial (middle) step, setting it alone would not
+    # slice the layers again after the changes above, and the canvas would stay black
+    viewer.dims.set_current_step(0, (section + 1) % max(n_sections, 1))
+    viewer.dims.set_current_step(0, section)
+    overlays = getattr(canvas, "overlays", None)
+    text = getattr(overlays, "text", None) or getattr(viewer, "text_overlay", None)
+    if text is not None:
+        text.text = (f"coronal section {section + 1} of {n_sections} (AP {section * spacing_um[0] / 1000:.1f} mm), "
+                     "where all patterns show best; move the AP slider for others")
+        text.position = "bottom_left"
+        text.visible = True
+    if hasattr(viewer, "reset_view"):
+        viewer.reset_view()  # fit every grid cell in the window
+
+
 def view_run(run_dir: str | os.PathLike, annotation: bool = True, show: bool = True):
     """Open the patterns of ``run_dir`` in a napari viewer and return it.
 
-    ``annotation`` adds the default atlas annotation as a labels layer when its grid matches the
-    patterns'. ``show`` starts napari's event loop (blocks until the window is closed).
+    The window opens on a grid of all patterns (own colour, anatomical name) at the coronal
+    section where all of them show best (:func:`best_section`). ``annotation`` adds the default
+    atlas annotation as a labels layer when its grid matches the patterns'. ``show`` starts
+    napari's event loop (blocks until the window is closed).
     Raises :class:`InputError` for a missing or invalid run directory and :class:`ConfigError`
     when napari (``pip install 'osnmf[viewer]'``) or a display is missing.
     """
@@ -192,6 +254,7 @@ def view_run(run_dir: str | os.PathLike, annotation: bool = True, show: bool = T
     added = [getattr(viewer, f"add_{layer_type}")(data, **kwargs) for data, kwargs, layer_type in layers]
     viewer.dims.axis_labels = AXES
     _show_micrometres(viewer, added)
+    _open_on_patterns(viewer, added, best_section(run["patterns"]), run["spacing_um"], run["patterns"].shape[1])
     if show:
         napari.run()
     return viewer

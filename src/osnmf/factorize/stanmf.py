@@ -324,14 +324,15 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         k = self.k_
         path = store.final_path(k, f"r{params.n_restarts}") if store is not None else None
         if path is not None and path.exists():
-            try:
-                with np.load(path, allow_pickle=False) as z:
-                    if str(z["run_key"]) == store.key:
-                        self.components_, self.coefficients_ = z["D"], z["A"]
-                        self.loss_, self.n_iter_ = float(z["loss"]), int(z["n_iter"])
-                        return
-            except (OSError, ValueError, KeyError):
-                pass
+            from osnmf.stagecache import damaged, read_npz_checked
+
+            z = read_npz_checked(path, "final model", ("run_key", "D", "A", "loss", "n_iter"))
+            if z is not None and str(z["run_key"]) != store.key:
+                z = damaged(path, "final model", "from another run or osnmf version")
+            if z is not None:
+                self.components_, self.coefficients_ = z["D"], z["A"]
+                self.loss_, self.n_iter_ = float(z["loss"]), int(z["n_iter"])
+                return
         n = X.shape[0]
         kw = {"max_iter": params.max_iter, "tol": params.tol, "backend": params.backend,
               "device": params.device, "_weighted": False}

@@ -10,7 +10,9 @@ Layout::
 The run key is a hash of the data (its float32 bytes and shape) and of every parameter that
 changes a block's result; ``k``, the number of replicates and the block size are not part of it,
 so extending a sweep (more K, more replicates) reuses what is already there. A block file also
-records the run key and is ignored if it does not match.
+records the run key. A block that is damaged (truncated, zeroed, altered: every array is read in
+full, so the zip's CRC-32 is checked), of the wrong shape or from another run or osnmf version is
+never trusted: it is named in one :class:`~osnmf.errors.OsnmfWarning` and computed again.
 """
 
 from __future__ import annotations
@@ -64,12 +66,17 @@ class SweepStore:
         key = digest(data_key, params.key_fields())
         store = cls(root, key)
         manifest = store.path / "manifest.json"
+        info = None
         if manifest.exists():
             try:
                 info = json.loads(manifest.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                raise InputError(f"sweep store manifest {manifest} is unreadable: {exc}; "
-                                 "delete that run folder to start it again") from None
+                if not isinstance(info, dict):
+                    raise ValueError("not a JSON object")
+            except (OSError, ValueError) as exc:  # rewritten below; the blocks are checked one by one
+                from osnmf.stagecache import damaged
+
+                info = damaged(manifest, "sweep manifest", f"unreadable: {' '.join(str(exc).split())}")
+        if info is not None:
             if info.get("key") != key or info.get("data") != data_key:
                 raise InputError(f"sweep store {store.path} belongs to another run "
                                  "(data or parameters differ); delete it or use another root")
@@ -90,7 +97,8 @@ class SweepStore:
         return self.path / f"{spec.name}.npz"
 
     def has(self, spec: BlockSpec) -> bool:
-        return self.block_path(spec).exists()
+        """Whether a sound block is stored for ``spec`` (a damaged one warns and counts as absent)."""
+        return self.block_path(spec).exists() and self.get(spec) is not None
 
     def put(self, spec: BlockSpec, result: BlockResult) -> Path:
         arrays = {
@@ -106,19 +114,26 @@ class SweepStore:
         return save_npz(self.block_path(spec), compress=False, **arrays)
 
     def get(self, spec: BlockSpec, coefficients: bool = True) -> BlockResult | None:
-        """A stored block, or None when absent, unreadable or from another run."""
+        """A stored block, or None when absent, damaged or from another run (with one warning)."""
+        from osnmf.stagecache import damaged, read_npz_checked
+
         path = self.block_path(spec)
         if not path.exists():
             return None
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                if str(z["run_key"]) != self.key:
-                    return None
-                A = z["coefficients"] if coefficients and "coefficients" in z.files else None
-                return BlockResult(z["components"], A, z["n_iter"], z["loss"], z["restart"],
-                                   z["seeds"])
-        except (OSError, ValueError, KeyError):
+        z = read_npz_checked(path, "sweep block", ("run_key", "components", "n_iter", "loss", "restart", "seeds"))
+        if z is None:
             return None
+        if str(z["run_key"]) != self.key:
+            return damaged(path, "sweep block", "from another run or osnmf version")
+        n = spec.stop - spec.start
+        D = z["components"]
+        if D.ndim != 3 or D.shape[:2] != (n, spec.k) or any(z[f].shape[:1] != (n,) for f in
+                                                               ("n_iter", "loss", "restart", "seeds")):
+            return damaged(path, "sweep block", f"components of shape {D.shape} for {n} replicates at K={spec.k}")
+        if not np.isfinite(D).all():
+            return damaged(path, "sweep block", "non-finite values")
+        A = z.get("coefficients") if coefficients else None
+        return BlockResult(D, A, z["n_iter"], z["loss"], z["restart"], z["seeds"])
 
     def load_k(self, k: int, n_replicates: int, block_size: int,
                coefficients: bool = False) -> BlockResult:

@@ -17,7 +17,7 @@ from osnmf.plotting.genes import plot_marker_heatmap, plot_marker_images, plot_n
 from osnmf.plotting.metrics import plot_moran_box, plot_patterns_per_gene, plot_reconstruction_scatter
 from osnmf.plotting.patterns import plot_coronal_montage, plot_pattern_projections
 from osnmf.plotting.stability import plot_instability, plot_selection_panel
-from osnmf.report.files import pattern_names
+from osnmf.report.files import pattern_ids, run_pattern_names
 from osnmf.report.html import Section, write_report
 from osnmf.results import planted_truth, stability_table
 
@@ -62,7 +62,8 @@ def build_report(state, summary: dict) -> Path:
     imp, sw, mt, lk, mk = state.impute, state.sweep, state.metrics, state.linking, state.markers
     atlas, support = expr.atlas, imp.support
     k = sw.k
-    names = pattern_names(k)
+    names = run_pattern_names(state)  # "PP3 · Isocortex": id + best anatomical link, everywhere below
+    ids = pattern_ids(k)
     brain = atlas.brain_mask
     volumes = to_volumes(sw.components, support)
     sections = []
@@ -132,7 +133,7 @@ def build_report(state, summary: dict) -> Path:
     figs = [(save(plot_pattern_projections(volumes, brain, names), "patterns_projections"),
              "Principal patterns: mean projections along each axis")]
     for i, name in enumerate(names):
-        figs.append((save(plot_coronal_montage(volumes[i], brain, f"{name}: coronal sections"), f"montage_{name}"),
+        figs.append((save(plot_coronal_montage(volumes[i], brain, f"{name}: coronal sections"), f"montage_{ids[i]}"),
                      f"{name}: coronal sections"))
     sections.append(Section("Principal patterns", paragraphs=[
         "Each pattern is saved as NRRD (patterns/PPk.nrrd, 200 µm spacing, RAS-consistent metadata) and in "
@@ -185,7 +186,8 @@ def build_report(state, summary: dict) -> Path:
             f"subsets of the same size: median AUC {lk.region_random_median_auc:.3f} (empirical p = "
             f"{lk.region_p:.3g}, {lk.region_n_linked} pattern(s)).",
         ],
-        tables=[(best, "Best region combination per pattern (links.csv)"),
+        tables=[(best.assign(pattern=[names[int(i)] for i in best["pattern_index"]]),
+                 "Best region combination per pattern (links.csv)"),
                 (link_summary, "Mean best r per pattern set (all pattern sets searched the same way)")],
         figures=[
             (save(plot_bubble(pivot, names, [atlas.acronym(s) for s in medium], colors), "bubble"),
@@ -265,17 +267,18 @@ def _hemisphere_text(block: dict | None) -> str:
 
 
 def _named_patterns(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
-    """Replace 0-based pattern indices by the pattern names PP1 … PPK."""
+    """Replace 0-based pattern indices by the pattern names (``PP1 · Isocortex`` …)."""
     frame = frame.copy()
     frame["pattern"] = [names[int(p)] for p in frame["pattern"]]
     return frame
 
 
 def _tree_labels(best: pd.DataFrame, names: list[str]) -> list[str]:
+    """``PP3 · Isocortex (r=0.81)``: the pattern's name (id + best link) and that link's r."""
     labels = []
     for i, name in enumerate(names):
         row = best[best["pattern_index"].astype(int) == i]
-        labels.append(f"{name}: {row['acronyms'].iloc[0]} (r={float(row['r'].iloc[0]):.2f})" if len(row) else name)
+        labels.append(f"{name} (r={float(row['r'].iloc[0]):.2f})" if len(row) else name)
     return labels
 
 

@@ -17,9 +17,49 @@ from osnmf.atomic import atomic_path, save_npz, write_text
 from osnmf.expression import to_volumes
 from osnmf.results import k_selection, planted_truth, stability_table
 
+SEPARATOR = " · "
 
-def pattern_names(k: int) -> list[str]:
+
+def pattern_ids(k: int) -> list[str]:
+    """``PP1`` … ``PPK``: the patterns' ids (file names, the ``pattern`` column of links.csv)."""
     return [f"PP{i + 1}" for i in range(k)]
+
+
+def pattern_names(k: int, links: pd.DataFrame | None = None) -> list[str]:
+    """Names that say what each pattern is: ``PP3 · Isocortex`` (id + its best anatomical link).
+
+    ``links`` is the linking table (links.csv: ``pattern_index``, ``acronyms``, ``r``); a pattern's
+    link is its row of highest r (acronyms of a pair or triple joined by ``+``). A pattern without
+    a finite r keeps its bare id.
+    """
+    names = pattern_ids(k)
+    if links is None or links.empty:
+        return names
+    r = pd.to_numeric(links["r"], errors="coerce")
+    ok = links[np.isfinite(r)].assign(r=r[np.isfinite(r)])
+    for i in range(k):
+        rows = ok[ok["pattern_index"].astype(int) == i]
+        if len(rows):
+            names[i] += SEPARATOR + str(rows.loc[rows["r"].idxmax(), "acronyms"])
+    return names
+
+
+def ascii_name(name: str) -> str:
+    """``PP3 · Isocortex`` → ``PP3 - Isocortex`` for ASCII-only headers (NRRD)."""
+    return name.replace(SEPARATOR, " - ").encode("ascii", "replace").decode()
+
+
+def run_pattern_names(state) -> list[str]:
+    """:func:`pattern_names` of a finished run (its K and its links)."""
+    return pattern_names(int(state.sweep.k), state.linking.links)
+
+
+def _with_names(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """``frame`` with a ``pattern_name`` column after ``pattern_index`` (tables keyed by index)."""
+    frame = frame.copy()
+    frame.insert(int(frame.columns.get_loc("pattern_index")) + 1, "pattern_name",
+                 [names[int(i)] for i in frame["pattern_index"]])
+    return frame
 
 
 def _csv(frame: pd.DataFrame, path: Path) -> None:
@@ -127,27 +167,30 @@ def _write_result_files(state, out: Path) -> None:
 
     expr, imp, sw, lk, mk = state.expr, state.impute, state.sweep, state.linking, state.markers
     atlas = expr.atlas
-    names = pattern_names(sw.k)
+    ids, names = pattern_ids(sw.k), run_pattern_names(state)
     volumes = to_volumes(sw.components, imp.support).astype(np.float32)
-    genes, ids = expr.genes[imp.kept], expr.experiment_ids[imp.kept]
+    genes, experiment_ids = expr.genes[imp.kept], expr.experiment_ids[imp.kept]
 
     _csv(stability_table(sw, state.baselines), out / "stability.csv")
     save_npz(out / "patterns.npz", patterns=volumes, coefficients=sw.coefficients, genes=genes,
-             experiment_ids=ids, pattern_names=np.array(names), spacing_um=np.array(atlas.spacing_um),
+             experiment_ids=experiment_ids, pattern_names=np.array(names), spacing_um=np.array(atlas.spacing_um),
              support=imp.support)
-    for name, volume in zip(names, volumes, strict=True):
-        write_nrrd(out / "patterns" / f"{name}.nrrd", volume, spacing_um=atlas.spacing_um,
-                   description=f"osnmf principal pattern {name}")
+    for pid, name, volume in zip(ids, names, volumes, strict=True):
+        write_nrrd(out / "patterns" / f"{pid}.nrrd", volume, spacing_um=atlas.spacing_um,
+                   description=ascii_name(f"osnmf principal pattern {name}"))
     coef = pd.DataFrame(sw.coefficients, columns=names)
     coef.insert(0, "gene_symbol", genes)
-    coef.insert(0, "experiment_id", ids)
+    coef.insert(0, "experiment_id", experiment_ids)
     _csv(coef, out / "coefficients.csv")
-    _csv(mk.markers, out / "markers.csv")
+    markers = mk.markers.copy()
+    markers.insert(int(markers.columns.get_loc("pattern")) + 1, "pattern_name",
+                   [names[int(p)] for p in markers["pattern"]])
+    _csv(markers, out / "markers.csv")
     write_network_files(mk.graphs(), mk.edges, mk.hubs, out / "networks")
-    _csv(lk.links, out / "links.csv")
-    _csv(lk.links_top, out / "links_top.csv")
+    _csv(_with_names(lk.links, names), out / "links.csv")
+    _csv(_with_names(lk.links_top, names), out / "links_top.csv")
     _csv(lk.link_summary, out / "link_summary.csv")
-    _csv(lk.correlations, out / "region_correlations.csv")
+    _csv(_with_names(lk.correlations, names), out / "region_correlations.csv")
     write_text(out / "ontology.json", lk.ontology_json)
     write_text(out / "ontology.nwk", lk.ontology_newick)
     _write_h5ad(state, out / "results.h5ad", names)
