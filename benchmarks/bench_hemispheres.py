@@ -68,7 +68,7 @@ def write(expr: SpatialExpression, folder: Path, with_plane: bool) -> Path:
 
 
 def run(folder: Path, out: Path, mode: str, k: int) -> dict:
-    cfg = RunConfig(data=str(folder), out=str(out), k_min=k, k_max=k, replicates=4, pca_replicates=4,
+    cfg = RunConfig(data=str(folder), out=str(out), k_min=k, k_max=k, n_replicates=4, pca_replicates=4,
                     moran_replicates=4, n_random_models=50, link_sizes=[1], hemispheres=mode, quiet=True)
     start = time.perf_counter()
     summary = Pipeline(cfg).run()

@@ -174,7 +174,7 @@ def test_cli_mixed_planes_off_exit_2_nothing_written(shared_dir, tmp_path, monke
 def test_run_on_real_coronal_and_sagittal_grids(shared_dir, tmp_path, real, atlas):
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "osnmf.cli", "run", "--data", str(shared_dir / "data" / "aba_real"), "--out", str(out),
-           "--k-min", "2", "--k-max", "3", "--replicates", "3", "--quiet"]
+           "--k-min", "2", "--k-max", "3", "--n-replicates", "3", "--quiet"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     h = json.loads((out / "summary.json").read_text())["hemispheres"]
