@@ -25,7 +25,7 @@ EXPECTED_FAILED = {
 
 PARAMS = ["k_range", "n_replicates", "perturbation", "n_restarts", "grow", "solver", "backend",
           "device", "centered", "max_iter", "tol", "random_state", "n_jobs", "store", "progress",
-          "block_size", "sketch", "keep_coefficients", "client"]
+          "block_size", "sketch", "keep_coefficients", "client", "certify"]
 
 
 def _small() -> StaNMF:
@@ -68,7 +68,7 @@ def test_init_checks_nothing_fit_checks_everything():
     X = np.random.default_rng(1).random((10, 6))
     bad = {"n_replicates": 1, "n_restarts": 0, "max_iter": 0, "tol": -1.0, "perturbation": "x",
            "solver": "mu", "backend": "jax", "block_size": 0, "n_jobs": 0, "random_state": None,
-           "k_range": [], "sketch": 3, "device": "cuda"}
+           "k_range": [], "sketch": 3, "device": "cuda", "certify": -1}
     for name, value in bad.items():
         model = StaNMF(**{"k_range": [2], "n_replicates": 2, name: value})  # stored as it is
         assert getattr(model, name) == value

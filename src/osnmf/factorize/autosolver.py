@@ -17,6 +17,7 @@ Every compressed sweep is checked against exact refits (:mod:`osnmf.factorize.ce
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from osnmf.errors import ConfigError
@@ -31,6 +32,8 @@ MAX_RANK = 128
 
 def sketch_options(user: dict[str, Any] | None = None) -> dict[str, Any]:
     """Options of ``sketch_matrix`` for the compressed solver (user options win)."""
+    if user is not None and not isinstance(user, Mapping):
+        raise ConfigError(f"sketch must be a dict of sketch_matrix options or None, got {user!r}")
     opts: dict[str, Any] = {"energy": 0.999, "max_rank": MAX_RANK}
     opts.update(dict(user or {}))
     return opts

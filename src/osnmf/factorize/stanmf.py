@@ -230,6 +230,7 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         bs = (auto_block_size(n, m, ks[-1], R) if self.block_size is None
               else check_positive_int(self.block_size, "block_size"))
         check_positive_int(self.n_jobs, "n_jobs")
+        check_positive_int(self.certify, "certify (exact refits per K; 0 = off)", 0)
         return X, ks, params, R, min(bs, R)
 
     def fit(self, X: Any, y: Any = None) -> StaNMF:
