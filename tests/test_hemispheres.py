@@ -187,3 +187,13 @@ def test_run_on_real_coronal_and_sagittal_grids(shared_dir, tmp_path, real, atla
     assert min(h["pattern_symmetry_r"]) > 0.85
     report = (out / "report.html").read_text()
     assert f"{h['mirrored_voxels']} missing voxels of 3 one-hemisphere" in report
+
+
+
+def test_imputation_keeps_the_planes(real, shared_dir):
+    # the plane of each experiment, as experiments.csv states it, survives kNN imputation
+    table = pd.read_csv(shared_dir / "data" / "aba_real" / "experiments.csv").astype({"section_data_set_id": str})
+    sub = real.subset(slice(0, 8, 3))
+    out = impute_knn(sub, real.atlas.brain_mask)
+    expected = table.set_index("section_data_set_id").loc[list(sub.experiment_ids), "plane"].to_numpy()
+    assert list(out.planes) == list(expected) and {"coronal", "sagittal"} <= set(real.planes)

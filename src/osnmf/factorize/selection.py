@@ -60,6 +60,7 @@ import numpy as np
 import pandas as pd
 
 from osnmf.errors import InputError
+from osnmf.factorize.operators import ExactOperator
 from osnmf.factorize.stability import select_k
 
 __all__ = [
@@ -239,7 +240,7 @@ def dispersion(C: np.ndarray) -> float:
 def reconstruction_errors(X: np.ndarray, loss: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """(R,) relative in-sample error ``loss_r / ‖diag(√c_r) X‖_F`` (loss = the solver's
     ``‖diag(√c_r)(X − A_r D_r)‖_F``)."""
-    row_sq = np.einsum("ij,ij->i", np.asarray(X, dtype=np.float64), np.asarray(X, dtype=np.float64))
+    row_sq = ExactOperator(np.asarray(X)).row_sq_norms()  # chunked: no float64 copy of X
     xnorm = np.sqrt(np.asarray(counts, dtype=np.float64) @ row_sq)
     return np.asarray(loss, dtype=np.float64) / np.where(xnorm > 0, xnorm, np.nan)
 

@@ -267,8 +267,9 @@ def mirror_stage(expr, mode: str, seed: int = 0, n_check: int = 1000):
     cov = hemisphere_coverage(expr.volumes, brain, c, expr.planes)
     volumes, mirrored = expr.volumes, None
     counts = np.zeros(len(cov), dtype=np.int64)
-    if mode == "auto" and one_sided(cov).any():
-        volumes, mirrored = mirror_fill(expr.volumes, one_sided(cov), brain, c)
+    sided = one_sided(cov)
+    if mode == "auto" and sided.any():
+        volumes, mirrored = mirror_fill(expr.volumes, sided, brain, c)
         counts = mirrored.sum(axis=(1, 2, 3))
     check = mirror_check(expr.volumes, (cov["hemisphere"] == "bilateral").to_numpy(), brain, c, n_check, seed)
     arrays = {

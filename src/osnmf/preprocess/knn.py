@@ -319,7 +319,7 @@ def impute_knn(
     slices = list(chunk_slices(out.shape[0], int(chunk)))
     run_chunks(work, slices, n_jobs, progress, "kNN imputation")
     if expr is not None:
-        return SpatialExpression(out, expr.genes, expr.experiment_ids, expr.atlas)
+        return SpatialExpression(out, expr.genes, expr.experiment_ids, expr.atlas, expr.planes)
     return out
 
 
