@@ -238,7 +238,7 @@ def pca_bootstrap_patterns(
     -------
     float32 ``(R, k, m)``.
     """
-    X = _check_matrix(X)
+    X = np.asarray(_check_matrix(X), dtype=np.float64)  # once, not once per replicate in pca_fit
     if counts is None:
         counts = bootstrap_counts(X.shape[0], n_replicates, seed)
     counts = np.asarray(counts)

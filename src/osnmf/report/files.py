@@ -125,7 +125,7 @@ def hemispheres_block(state) -> dict:
     return block
 
 
-def write_outputs(state, summary: dict | None = None, summary_only: bool = False) -> dict:
+def write_outputs(state, summary_only: bool = False) -> dict:
     """Write every result file into ``state.out``; returns the summary (also ``summary.json``)."""
     out: Path = state.out
     cfg = state.config
