@@ -102,7 +102,7 @@ def run(args) -> pd.DataFrame:
             for name in args.recipes:
                 t0 = time.perf_counter()
                 kw = dict(RECIPES[name])
-                model = StaNMF(k_range=ks, n_replicates=args.replicates, random_state=seed,
+                model = StaNMF(k_range=ks, n_replicates=args.replicates[0], random_state=seed,
                                **kw).fit(X)
                 dt = time.perf_counter() - t0
                 fits[name] = model
@@ -178,13 +178,15 @@ def level_data(level: str, seed: int, n_genes: int, stride: int, noise: float,
 
 
 def run_criteria(args) -> pd.DataFrame:
-    """One default sweep per (level, noise, seed); the K of every selection rule."""
-    from osnmf.factorize.selection import RULES
+    """One default sweep per (level, noise, replicates, seed); its K-selection panel, one row per K.
 
+    The panel (γ ± SE, OOB error, cophenetic, dispersion, ...) is kept rather than the rules'
+    picks, so any rule of :mod:`osnmf.factorize.selection` can be evaluated from the CSV later.
+    """
     rows = []
     out = None
     if args.csv:
-        out = open(args.csv, "w", encoding="utf-8")  # noqa: SIM115 - appended row by row
+        out = open(args.csv, "w", encoding="utf-8")  # noqa: SIM115 - appended sweep by sweep
     try:
         for seed in args.seeds:  # seeds outermost: a partial run stays balanced over levels
             for level in args.levels:
@@ -192,36 +194,57 @@ def run_criteria(args) -> pd.DataFrame:
                 ks = range(kp - args.span, kp + args.span + 1)
                 for noise in args.noise_levels if level != "calibrated" else [float("nan")]:
                     X, P = level_data(level, seed, args.genes, args.stride, noise)
-                    t0 = time.perf_counter()
-                    model = StaNMF(k_range=ks, n_replicates=args.replicates,
-                                   random_state=seed).fit(X)
-                    row = {"level": level, "noise": noise, "seed": seed, "K_planted": kp,
-                           **{r: model.k_rules_[r] for r in RULES},
-                           "r_final": matched_r(model.components_, P),
-                           "seconds": time.perf_counter() - t0}
-                    rows.append(row)
-                    print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
-                                   for k, v in row.items()), flush=True)
-                    if out is not None:
-                        pd.DataFrame([row]).to_csv(out, header=len(rows) == 1, index=False)
-                        out.flush()
+                    for n_rep in args.replicates:
+                        t0 = time.perf_counter()
+                        model = StaNMF(k_range=ks, n_replicates=n_rep, random_state=seed).fit(X)
+                        sweep = {"level": level, "noise": noise, "replicates": n_rep, "seed": seed,
+                                 "K_planted": kp, "r_final": matched_r(model.components_, P),
+                                 "seconds": time.perf_counter() - t0}
+                        panel = model.selection_.assign(**sweep)
+                        rows.append(panel)
+                        print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                                       for k, v in {**sweep, **model.k_rules_}.items()), flush=True)
+                        if out is not None:
+                            panel.to_csv(out, header=len(rows) == 1, index=False)
+                            out.flush()
     finally:
         if out is not None:
             out.close()
-    return pd.DataFrame(rows)
+    return pd.concat(rows, ignore_index=True)
+
+
+SWEEP_KEYS = ["level", "noise", "replicates", "seed"]
+
+
+def sweep_picks(panels: pd.DataFrame) -> pd.DataFrame:
+    """The K every rule picks, one row per sweep, from the panel rows written by ``--criteria``."""
+    from osnmf.factorize.selection import k_rules
+
+    recs = []
+    for key, g in panels.groupby(SWEEP_KEYS, sort=True, dropna=False):
+        recs.append({**dict(zip(SWEEP_KEYS, key, strict=True)), "K_planted": int(g["K_planted"].iloc[0]),
+                     **k_rules(g)})
+    return pd.DataFrame(recs)
 
 
 def criteria_summary(df: pd.DataFrame) -> pd.DataFrame:
-    """Per (level, noise) and rule: seeds with the planted K exactly, and within ±1 (``a/b``)."""
+    """Per (level, noise, replicates) and rule: seeds with the planted K exactly, and within ±1 (``a/b``).
+
+    ``df``: panel rows (``--criteria`` CSVs), or one row of picks per sweep (older CSVs, 10 replicates).
+    """
     from osnmf.factorize.selection import RULES, median3
 
+    if "gamma" in df:
+        df = sweep_picks(df)
+    if "replicates" not in df:
+        df = df.assign(replicates=10)
     if "median3" not in df:  # rows written before the rule existed: derive it from its parts
         df = df.assign(median3=[median3(*t) for t in zip(
             df["gamma_argmin"], df["cophenetic_argmax"], df["dispersion_argmax"], strict=True)])
     rules = [r for r in RULES if r in df]
     recs = []
-    for (level, noise), g in df.groupby(["level", "noise"], sort=True, dropna=False):
-        rec = {"level": level, "noise": noise, "seeds": len(g)}
+    for (level, noise, n_rep), g in df.groupby(["level", "noise", "replicates"], sort=True, dropna=False):
+        rec = {"level": level, "noise": noise, "R": n_rep, "seeds": len(g)}
         for r in rules:
             d = (g[r] - g["K_planted"]).abs()
             rec[r] = f"{int((d == 0).sum())}/{int((d <= 1).sum())}"
@@ -235,7 +258,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--recipes", nargs="+", default=["paper", "restarts", "grow"],
                     choices=list(RECIPES))
-    ap.add_argument("--replicates", type=int, default=8)
+    ap.add_argument("--replicates", type=int, nargs="+", default=[8],
+                    help="bootstrap replicates per K (several values: a replicate-count level of --criteria)")
     ap.add_argument("--genes", type=int, default=200)
     ap.add_argument("--stride", type=int, default=10, help="keep every stride-th brain voxel")
     ap.add_argument("--noise", type=float, default=0.3)

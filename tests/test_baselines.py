@@ -127,7 +127,7 @@ def test_pca_patterns_match_sklearn(shape):
 
 def test_weighted_pca_equals_pca_of_repeated_rows():
     X = _low_rank(40, 30)
-    counts = bootstrap_counts(40, 1, seed=5)[0]
+    counts = bootstrap_counts(40, 1, random_state=5)[0]
     assert counts.sum() == 40
     comps, mean, var = pca_fit(X, 3, weights=counts)
     Xr = X[np.repeat(np.arange(40), counts)]
@@ -141,7 +141,7 @@ def test_bootstrap_counts_are_the_sweeps():
     import osnmf
     from osnmf.factorize.sweep import SweepParams, replicate_counts
 
-    ours = bootstrap_counts(25, 4, seed=7)
+    ours = bootstrap_counts(25, 4, random_state=7)
     ref = replicate_counts(25, range(4), SweepParams(random_state=7))
     assert np.array_equal(ours, ref) and (ours.sum(1) == 25).all()
     # all of them are the documented draw, written out independently

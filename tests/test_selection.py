@@ -123,10 +123,34 @@ def test_k_rules_on_a_hand_made_panel():
     assert got["dispersion_argmax"] == 7
     assert got["gamma_oob"] == 7  # among {6, 7}, 7 has the lower OOB error
     assert got["median3"] == 6  # median of (6, 6, 7)
+    assert got["median3_1se"] == 6  # within {6, 7}: median of (6, 6, 7)
     assert sel.median3(6, 9, 8) == 8 and sel.median3(6, None, 8) == 6
     assert set(got) == set(sel.RULES)
     with pytest.raises(InputError):
         sel.k_rules({"k": [1, 2]})
+
+
+def test_median3_1se_keeps_a_clear_gamma_minimum_and_breaks_near_ties():
+    # the shape of `osnmf demo --quick` (5 replicates): gamma is ten times lower at K = 5, but the
+    # coarse consensus matrices of 5 replicates favour K = 6, so plain median3 picks 6
+    clear = {"k": [3, 4, 5, 6, 7], "gamma": [0.05, 0.04, 0.0023, 0.028, 0.06],
+             "gamma_se": [0.01, 0.01, 0.002, 0.01, 0.01], "oob_error": [0.3, 0.2, 0.1, 0.09, 0.08],
+             "oob_error_se": [0.01] * 5, "cophenetic": [0.90, 0.95, 0.97, 0.99, 0.96],
+             "dispersion": [0.80, 0.90, 0.93, 0.97, 0.91], "recon_error": [0.5, 0.4, 0.3, 0.25, 0.2],
+             "recon_error_se": [0.01] * 5}
+    got = sel.k_rules(clear)
+    assert (got["gamma_argmin"], got["cophenetic_argmax"], got["dispersion_argmax"]) == (5, 6, 6)
+    assert got["median3"] == 6
+    assert got["median3_1se"] == 5  # only K = 5 is within one SE (0.0043) of the minimum
+    # a near tie of gamma (5 and 6 within one SE): the consensus criteria settle it
+    tie = {**clear, "gamma": [0.05, 0.04, 0.020, 0.022, 0.06], "gamma_se": [0.01, 0.01, 0.004, 0.01, 0.01]}
+    got = sel.k_rules(tie)
+    assert got["gamma_argmin"] == 5 and got["median3_1se"] == 6
+    # brute force: median3 of the three picks restricted to the Ks with gamma <= min + its SE
+    g, se = np.array(tie["gamma"]), np.array(tie["gamma_se"])
+    near = [k for k, v in zip(tie["k"], g, strict=True) if v <= g.min() + se[g.argmin()]]
+    best = {c: max(near, key=lambda k, c=c: (tie[c][tie["k"].index(k)], -k)) for c in ("cophenetic", "dispersion")}
+    assert got["median3_1se"] == sorted([5, best["cophenetic"], best["dispersion"]])[1]
 
 
 def test_stanmf_panel_matches_its_parts_and_is_cached(tmp_path):

@@ -206,9 +206,7 @@ class Pipeline:
 
         def compute() -> SweepResult:
             X = self.state.impute.X
-            if X.shape[0] <= cfg.k_max:
-                raise ConfigError(f"{X.shape[0]} usable experiments are too few for K up to {cfg.k_max}: "
-                                  f"use --k-max {max(2, X.shape[0] - 1)} or less, or more data")
+            _refuse_too_few(X.shape[0], cfg.k_max, "usable experiments")
             client = _dask_client(cfg.scheduler) if cfg.scheduler else None
             model = StaNMF(
                 k_range=cfg.k_range, n_replicates=cfg.n_replicates, n_restarts=cfg.n_restarts, solver=cfg.solver,
@@ -283,7 +281,7 @@ class Pipeline:
             support = imp.support
             w = spatial_weights(support, "face")
             boot_nmf, boot_pca, test = moran_comparison(sw.replicates_at_k, bl.pca_replicates, support, "continuous",
-                                                        "face")
+                                                        "face", w=w)
             planted = {"planted_k": 0, "matched_r": []}
             if self.state.truth is not None:
                 planted = planted_truth_check(self.state.truth.patterns, self.brain_patterns(sw.components))
@@ -400,9 +398,14 @@ def _accept(expr: SpatialExpression, cfg: RunConfig) -> None:
     if not measured.any():
         raise InputError(f"{source}: no measured value inside the brain (every voxel is missing); "
                          "check the file's values and grid coordinates")
-    if measured.sum() <= cfg.k_max:
-        raise ConfigError(f"{source}: {int(measured.sum())} experiments with data are too few for K up to "
-                          f"{cfg.k_max}: use --k-max {max(2, int(measured.sum()) - 1)} or less, or more data")
+    _refuse_too_few(int(measured.sum()), cfg.k_max, "experiments with data", f"{source}: ")
+
+
+def _refuse_too_few(n: int, k_max: int, what: str, where: str = "") -> None:
+    """ConfigError when ``n`` experiments cannot support K up to ``k_max`` (NMF needs K < rows)."""
+    if n <= k_max:
+        raise ConfigError(f"{where}{n} {what} are too few for K up to {k_max}: "
+                          f"use --k-max {max(2, n - 1)} or less, or more data")
 
 
 def _dask_client(address: str):

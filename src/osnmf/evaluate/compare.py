@@ -30,8 +30,9 @@ from scipy import stats
 from osnmf.errors import InputError
 from osnmf.evaluate.metrics import patterns_per_gene, reconstruction_accuracy, summarize
 from osnmf.factorize.baselines import PatternSet, nmf_patterns, pca_bootstrap_patterns, pca_patterns
+from osnmf.factorize.bootstrap import bootstrap_counts
 from osnmf.factorize.stability import instability
-from osnmf.spatial.moran import morans_i_distribution
+from osnmf.spatial.moran import morans_i_distribution, spatial_weights
 
 
 def compare_distributions(a: Iterable[float], b: Iterable[float]) -> dict[str, float]:
@@ -79,13 +80,16 @@ def pca_instability_curve(replicates: np.ndarray, ks: Iterable[int], centered: b
 
 
 def moran_comparison(nmf_replicates, pca_replicates, mask: np.ndarray, variant: str = "continuous",
-                     connectivity: str = "face") -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+                     connectivity: str = "face", w=None) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
     """Moran's I of every replicate pattern, staNMF vs PCA, and their :func:`compare_distributions`.
 
-    Returns ``(I_nmf (R, K), I_pca (R, K), test)``.
+    ``w``: optional binary adjacency of ``mask`` (:func:`osnmf.spatial.moran.spatial_weights`), built
+    once by the caller. Returns ``(I_nmf (R, K), I_pca (R, K), test)``.
     """
-    dn = morans_i_distribution(nmf_replicates, mask, variant=variant, connectivity=connectivity)
-    dp = morans_i_distribution(pca_replicates, mask, variant=variant, connectivity=connectivity)
+    if w is None:
+        w = spatial_weights(mask, connectivity)
+    dn = morans_i_distribution(nmf_replicates, mask, variant=variant, connectivity=connectivity, w=w)
+    dp = morans_i_distribution(pca_replicates, mask, variant=variant, connectivity=connectivity, w=w)
     return dn, dp, compare_distributions(dn, dp)
 
 
@@ -178,8 +182,6 @@ def compare_stanmf_pca(
     pca = pca_patterns(X, k)
 
     # the same bootstrap for PCA; PCA components are nested, so fit once at the largest K
-    from osnmf.factorize.baselines import bootstrap_counts
-
     counts = bootstrap_counts(X.shape[0], n_replicates, random_state)
     pca_reps_max = pca_bootstrap_patterns(X, max(ks), counts=counts, progress=progress)
     columns = ["hungarian", "hungarian_sd", "amari", "amari_sd"]
@@ -202,9 +204,10 @@ def compare_stanmf_pca(
 
     moran: dict[str, dict[str, np.ndarray]] = {}
     if mask is not None:
+        w = spatial_weights(mask, connectivity)
         for variant in ("continuous", "strongest"):
             dn, dp, res = moran_comparison(model.replicates_[k], pca_reps_max[:, :k], mask, variant,
-                                           connectivity)
+                                           connectivity, w=w)
             moran[variant] = {"staNMF": dn, "PCA": dp}
             values[f"moran_{variant}"] = res
             nan_n, nan_p = int(np.isnan(dn).sum()), int(np.isnan(dp).sum())

@@ -24,7 +24,7 @@ import numpy as np
 from scipy import sparse
 
 from osnmf.errors import InputError
-from osnmf.factorize.bootstrap import bootstrap_counts as _bootstrap_counts
+from osnmf.factorize.bootstrap import bootstrap_counts
 from osnmf.factorize.checks import check_k, check_matrix
 from osnmf.progress import track
 
@@ -186,15 +186,6 @@ def pca_patterns(X: np.ndarray, k: int, name: str = "PCA") -> PatternSet:
         extra={"offset": mean, "explained_variance": var,
                "explained_variance_ratio": var / total_var if total_var > 0 else var * np.nan},
     )
-
-
-def bootstrap_counts(n_rows: int, n_replicates: int, seed: int = 0) -> np.ndarray:
-    """Gene-bootstrap row multiplicities ``(R, n_rows)``: the draws of staNMF's sweep.
-
-    The one bootstrap draw of osnmf (:func:`osnmf.factorize.bootstrap.bootstrap_counts`, replicate
-    r from ``default_rng([seed, r])``), so PCA and staNMF replicate r see the same genes.
-    """
-    return _bootstrap_counts(int(n_rows), int(n_replicates), int(seed))
 
 
 def align_signs(replicate: np.ndarray, reference: np.ndarray) -> np.ndarray:

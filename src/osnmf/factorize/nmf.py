@@ -34,14 +34,11 @@ __all__ = [
     "NMFResult",
     "ReplicateFits",
     "bootstrap_counts",
-    "check_data",
     "fit_nmf",
     "fit_nmf_replicates",
     "nndsvda",
     "prepare_data",
 ]
-
-check_data = check_matrix  # former name, kept for callers of osnmf.factorize.nmf.check_data
 
 
 @dataclass
@@ -81,12 +78,15 @@ class ReplicateFits:
         Iterations per replicate.
     loss : ndarray of float, shape (R,)
         ``sqrt(Σ_i c_i ‖x_i − a_i D‖²)``: the reconstruction error of the resampled matrix.
+    viol_init : ndarray of float, shape (R,)
+        First-iteration projected-gradient violation (the stopping rule's scale).
     """
 
     A: np.ndarray
     D: np.ndarray
     n_iter: np.ndarray
     loss: np.ndarray
+    viol_init: np.ndarray | None = None
 
 
 def fit_nmf(
@@ -172,6 +172,7 @@ def fit_nmf_replicates(
     dtype: Any = np.float32,
     batch_size: int | None = None,
     progress: bool = False,
+    stop_reference: np.ndarray | None = None,
     _weighted: bool = True,
 ) -> ReplicateFits:
     """Fit R row-weighted NMF problems (bootstrap replicates) sharing every pass over ``X``.
@@ -208,6 +209,10 @@ def fit_nmf_replicates(
         Replicates fitted together (memory ∝ batch_size·k·(n + m)); default all.
     progress : bool
         Show a rich progress bar.
+    stop_reference : ndarray of float, shape (R,), optional
+        Replicate r stops when its violation is at most ``tol × stop_reference[r]`` (NaN: its
+        own first-iteration violation, scikit-learn's rule, also the default). For warm starts:
+        pass ``viol_init`` of the same replicates' cold fits (see :mod:`osnmf.factorize.solver`).
 
     Returns
     -------
@@ -230,6 +235,11 @@ def fit_nmf_replicates(
     counts = check_counts(row_counts, n)
     R = counts.shape[0]
     batch_size = R if batch_size is None else check_positive_int(batch_size, "batch_size")
+    ref = None
+    if stop_reference is not None:
+        ref = np.asarray(stop_reference, dtype=np.float64)
+        if ref.shape != (R,):
+            raise ConfigError(f"stop_reference must have shape ({R},), got {ref.shape}")
     if isinstance(init, tuple):
         A0, D0 = _init_factors(init, (R, n, k), (R, k, m), dt)
     elif init not in ("nndsvda", "random"):
@@ -246,6 +256,7 @@ def fit_nmf_replicates(
     D_out = np.empty((R, k, m), dtype=dt)
     it_out = np.empty(R, dtype=np.int64)
     loss_out = np.empty(R)
+    v0_out = np.empty(R)
     for s in range(0, R, batch_size):
         sl = slice(s, min(R, s + batch_size))
         c = counts[sl]
@@ -256,12 +267,14 @@ def fit_nmf_replicates(
             At, D = nndsvda_init(op, k, c, rng, 1e-6, None)
         else:
             At, D = random_init(op, k, c, rng)
-        At, D, it, loss = solve(kernels, At, D, c if _weighted else None, max_iter, tol, progress)
+        At, D, it, loss, v0 = solve(kernels, At, D, c if _weighted else None, max_iter, tol, progress,
+                                    None if ref is None else ref[sl])
         A_out[sl] = At.transpose(0, 2, 1)
         D_out[sl] = D
         it_out[sl] = it
         loss_out[sl] = loss
-    return ReplicateFits(A_out, D_out, it_out, loss_out)
+        v0_out[sl] = v0
+    return ReplicateFits(A_out, D_out, it_out, loss_out, v0_out)
 
 
 def _init_factors(init: tuple, a_shape: tuple, d_shape: tuple, dt: np.dtype):

@@ -19,7 +19,7 @@ import numpy as np
 from osnmf.errors import InputError
 from osnmf.factorize.checks import as_rows, check_matrix
 
-__all__ = ["check_projection_input", "nnls_gram", "nnls_project"]
+__all__ = ["check_projection_input", "nnls_gram", "nnls_project", "nnls_rows"]
 
 
 def check_projection_input(X, n_columns: int, name: str = "X") -> np.ndarray:
@@ -127,10 +127,20 @@ def nnls_project(
         raise InputError(f"components must be a (K, m) matrix, got shape {D.shape}")
     X = check_projection_input(X, D.shape[1])
     n, K = X.shape[0], D.shape[0]
-    G = D @ D.T
     B = np.empty((n, K))
     for s in range(0, n, chunk_rows):
         B[s:s + chunk_rows] = np.asarray(X[s:s + chunk_rows], dtype=np.float64) @ D.T
+    return nnls_rows(D @ D.T, B, max_iter=max_iter, tol=tol)
+
+
+def nnls_rows(G: np.ndarray, B: np.ndarray, max_iter: int = 200, tol: float = 1e-10) -> np.ndarray:
+    """NNLS of many rows from their Gram form: row i minimises ``½ aᵀ G a − B[i] a`` with ``a ≥ 0``.
+
+    ``G = D Dᵀ`` (K, K) and ``B = X Dᵀ`` (n, K) as float64 — all :func:`nnls_project` needs; the
+    (n, K) float64 result equals ``scipy.optimize.nnls(D.T, x_i)`` row by row up to round-off.
+    """
+    G, B = np.asarray(G, dtype=np.float64), np.asarray(B, dtype=np.float64)
+    n, K = B.shape
     A = np.zeros((n, K))
     live = np.flatnonzero(np.diag(G) > 0)  # an all-zero pattern gets coefficient 0
     if n == 0 or live.size == 0:

@@ -42,9 +42,12 @@ Rules (:func:`k_rules`), each a K:
 * ``gamma_oob`` — among the Ks whose γ is within one SE of the minimum, the one with the
   smallest OOB error (a second, independent criterion settles near ties of γ).
 * ``median3`` — the median of the γ argmin, cophenetic argmax and dispersion argmax: where two of
-  the three agree, they outvote the third (:func:`median3`). The default (:data:`DEFAULT_RULE`):
-  in the planted-K study (docs/stanmf.md) it finds the planted K at least as often as
-  ``gamma_argmin`` at every difficulty level.
+  the three agree, they outvote the third (:func:`median3`).
+* ``median3_1se`` — ``median3`` among the Ks whose γ is within one standard error of the minimum:
+  the consensus criteria only break ties that γ cannot resolve, and a clear γ minimum stands
+  (with few replicates the consensus matrices are coarse and can favour a K whose γ is many
+  times the minimum). The default (:data:`DEFAULT_RULE`), chosen by the planted-K study
+  (docs/stanmf.md).
 
 References: Brunet, Tamayo, Golub & Mesirov (2004) PNAS 101:4164; Kim & Park (2007)
 Bioinformatics 23:1495; Owen & Perry (2009) Ann. Appl. Stat. 3:564; Wu et al. (2016) PNAS
@@ -71,6 +74,7 @@ __all__ = [
     "voxel_folds",
     "consensus_voxels",
     "oob_errors",
+    "fold_sq_norms",
     "consensus_matrix",
     "cophenetic_correlation",
     "dispersion",
@@ -84,7 +88,7 @@ __all__ = [
 PANEL_COLUMNS = ["k", "gamma", "gamma_se", "oob_error", "oob_error_se", "cophenetic",
                  "dispersion", "recon_error", "recon_error_se"]
 RULES = ("gamma_argmin", "gamma_1se_small", "gamma_1se_large", "oob_argmin", "oob_1se",
-         "cophenetic_argmax", "dispersion_argmax", "gamma_oob", "median3")
+         "cophenetic_argmax", "dispersion_argmax", "gamma_oob", "median3", "median3_1se")
 #: One sentence per rule (report and docs).
 RULE_DESCRIPTIONS = {
     "gamma_argmin": "the K with the smallest instability γ (ties go to the smaller K).",
@@ -96,12 +100,14 @@ RULE_DESCRIPTIONS = {
     "dispersion_argmax": "the K whose consensus parcellation has the largest dispersion.",
     "gamma_oob": "among the Ks with γ within one standard error of the minimum, the smallest out-of-bag error.",
     "median3": "the median of the Ks chosen by gamma_argmin, cophenetic_argmax and dispersion_argmax.",
+    "median3_1se": "median3 among the Ks whose γ is within one standard error of the minimum "
+                   "(a clear γ minimum stands; the consensus criteria break near ties).",
 }
 #: Voxel folds of the out-of-bag error, and the size of the consensus voxel subsample.
 N_FOLDS = 2
 CONSENSUS_VOXELS = 1000
 #: The rule that sets ``StaNMF.k_`` (chosen by benchmarks/planted_k_study.py, see docs/stanmf.md).
-DEFAULT_RULE = "median3"
+DEFAULT_RULE = "median3_1se"
 
 
 # ---- fixed random splits (common to every K and replicate of a sweep) ----------------------------
@@ -122,9 +128,45 @@ def consensus_voxels(m: int, n_voxels: int, random_state: int) -> np.ndarray:
 
 
 # ---- held-out error --------------------------------------------------------------------------
+def fold_sq_norms(X: np.ndarray, folds: np.ndarray) -> np.ndarray:
+    """(n, n_folds) float64: ``Σ_{j in fold f} X[i, j]²`` of every row, one chunked pass over X."""
+    X = np.asarray(X)
+    n_folds = int(folds.max()) + 1
+    onehot = np.zeros((X.shape[1], n_folds))
+    onehot[np.arange(X.shape[1]), folds] = 1.0
+    out = np.empty((X.shape[0], n_folds))
+    step = max(1, 2**22 // max(1, X.shape[1]))
+    for i in range(0, X.shape[0], step):
+        blk = X[i:i + step].astype(np.float64)
+        out[i:i + step] = (blk * blk) @ onehot
+    return out
+
+
+def _fold_products(rows: np.ndarray, D: np.ndarray, masks: list[np.ndarray]) -> list[np.ndarray]:
+    """``rows[:, J_f] @ D[:, J_f].T`` for every fold f, as float64 (n_rows, K) arrays.
+
+    One GEMM over all folds (D with the other folds' columns zeroed, stacked). For float32 data
+    it runs in float32 over column blocks of 4,096 accumulated in float64 (relative error ~1e-7).
+    """
+    K = D.shape[0]
+    Dm = np.vstack([np.where(mk, D, 0.0) for mk in masks]).astype(rows.dtype)  # (F·K, m)
+    if rows.dtype == np.float64:
+        out = rows @ Dm.T
+    else:
+        out = np.zeros((rows.shape[0], Dm.shape[0]))
+        for j in range(0, rows.shape[1], 4096):
+            out += rows[:, j:j + 4096] @ Dm[:, j:j + 4096].T
+    return [out[:, f * K:(f + 1) * K] for f in range(len(masks))]
+
+
 def oob_errors(X: np.ndarray, patterns: np.ndarray, counts: np.ndarray, folds: np.ndarray,
-               chunk_rows: int = 1024) -> np.ndarray:
+               chunk_rows: int = 1024, sq_norms: np.ndarray | None = None) -> np.ndarray:
     """Out-of-bag bi-cross-validation error of each replicate (see the module docstring).
+
+    Computed from Gram quantities: per replicate, one product of its OOB rows with the patterns
+    (all folds at once), then per fold an NNLS in Gram form (:func:`~osnmf.factorize.projection.nnls_rows`)
+    and ``‖X_IJ − A D_J‖² = ‖X_IJ‖² − 2⟨A, X_IJ D_Jᵀ⟩ + ⟨A D_J D_Jᵀ, A⟩``; no held-out block is
+    formed.
 
     Parameters
     ----------
@@ -132,42 +174,50 @@ def oob_errors(X: np.ndarray, patterns: np.ndarray, counts: np.ndarray, folds: n
     patterns : (R, K, m) replicate patterns; counts : (R, n) their bootstrap row counts.
     folds : (m,) int voxel folds (:func:`voxel_folds`).
     chunk_rows : OOB rows multiplied at once (bounds the temporaries).
+    sq_norms : optional (n, n_folds) :func:`fold_sq_norms` of X (computed when None).
 
     Returns
     -------
     (R,) float64 relative held-out squared error; NaN for a replicate without OOB rows.
     """
-    from osnmf.factorize.projection import nnls_project
+    from osnmf.factorize.projection import nnls_rows
 
+    X = np.asarray(X)
+    if not np.issubdtype(X.dtype, np.floating):
+        X = X.astype(np.float64)
     patterns = np.asarray(patterns)
     R, K, m = patterns.shape
     n_folds = int(folds.max()) + 1
     masks = [folds == f for f in range(n_folds)]
+    if sq_norms is None:
+        sq_norms = fold_sq_norms(X, folds)
     out = np.full(R, np.nan)
     for r in range(R):
         oob = np.flatnonzero(np.asarray(counts[r]) == 0)
         if oob.size == 0:
             continue
         D = np.asarray(patterns[r], dtype=np.float64)
+        grams = [(D[:, mk] @ D[:, mk].T) for mk in masks]  # (K, K) per fold
         sse = tot = 0.0
         for s in range(0, oob.size, chunk_rows):
-            rows = np.asarray(X[oob[s:s + chunk_rows]], dtype=np.float64)
-            for mk in masks:
-                A = nnls_project(rows[:, ~mk], D[:, ~mk])  # coefficients from the other folds
-                held = rows[:, mk]
-                sse += float(np.sum((held - A @ D[:, mk]) ** 2))
-                tot += float(np.sum(held**2))
-        out[r] = sse / tot if tot > 0 else np.nan
+            idx = oob[s:s + chunk_rows]
+            cross = _fold_products(X[idx], D, masks)  # X[I, J_f] D[:, J_f]ᵀ per fold
+            for f in range(n_folds):
+                others = [g for g in range(n_folds) if g != f]
+                A = nnls_rows(sum(grams[g] for g in others), sum(cross[g] for g in others))
+                held = float(sq_norms[idx, f].sum())
+                sse += held - 2.0 * float(np.sum(A * cross[f])) + float(np.sum((A @ grams[f]) * A))
+                tot += held
+        out[r] = max(sse, 0.0) / tot if tot > 0 else np.nan
     return out
 
 
 # ---- consensus parcellation ------------------------------------------------------------------
 def _voxel_labels(patterns: np.ndarray, voxels: np.ndarray) -> np.ndarray:
     """(R, v) pattern index of each voxel: argmax of the L2-normalised loadings."""
-    P = np.asarray(patterns[:, :, voxels], dtype=np.float64)
-    norms = np.sqrt(np.einsum("rkm,rkm->rk", np.asarray(patterns, dtype=np.float64),
-                              np.asarray(patterns, dtype=np.float64)))
-    P = P / np.where(norms > 0, norms, 1.0)[:, :, None]
+    full = np.asarray(patterns, dtype=np.float64)
+    norms = np.sqrt(np.einsum("rkm,rkm->rk", full, full))
+    P = full[:, :, voxels] / np.where(norms > 0, norms, 1.0)[:, :, None]
     return P.argmax(axis=1)
 
 
@@ -237,10 +287,12 @@ def dispersion(C: np.ndarray) -> float:
 
 
 # ---- in-sample error -------------------------------------------------------------------------
-def reconstruction_errors(X: np.ndarray, loss: np.ndarray, counts: np.ndarray) -> np.ndarray:
+def reconstruction_errors(X: np.ndarray, loss: np.ndarray, counts: np.ndarray,
+                          row_sq: np.ndarray | None = None) -> np.ndarray:
     """(R,) relative in-sample error ``loss_r / ‖diag(√c_r) X‖_F`` (loss = the solver's
-    ``‖diag(√c_r)(X − A_r D_r)‖_F``)."""
-    row_sq = ExactOperator(np.asarray(X)).row_sq_norms()  # chunked: no float64 copy of X
+    ``‖diag(√c_r)(X − A_r D_r)‖_F``); ``row_sq``: optional (n,) squared row norms of X."""
+    if row_sq is None:
+        row_sq = ExactOperator(np.asarray(X)).row_sq_norms()  # chunked: no float64 copy of X
     xnorm = np.sqrt(np.asarray(counts, dtype=np.float64) @ row_sq)
     return np.asarray(loss, dtype=np.float64) / np.where(xnorm > 0, xnorm, np.nan)
 
@@ -256,7 +308,7 @@ def _mean_se(x: np.ndarray) -> tuple[float, float]:
 
 
 def panel_row(X: np.ndarray, patterns: np.ndarray, loss: np.ndarray, counts: np.ndarray,
-              folds: np.ndarray, voxels: np.ndarray) -> dict[str, float]:
+              folds: np.ndarray, voxels: np.ndarray, sq_norms: np.ndarray | None = None) -> dict[str, float]:
     """The K-independent criteria of one K (all but γ, which the sweep has already).
 
     Parameters
@@ -265,6 +317,7 @@ def panel_row(X: np.ndarray, patterns: np.ndarray, loss: np.ndarray, counts: np.
     folds : (m,) voxel folds (:func:`voxel_folds`; None: no OOB error, e.g. one column);
         voxels : consensus subsample
         (:func:`consensus_voxels`).
+    sq_norms : optional :func:`fold_sq_norms` of X (shared by the Ks of a sweep).
 
     Returns
     -------
@@ -274,9 +327,10 @@ def panel_row(X: np.ndarray, patterns: np.ndarray, loss: np.ndarray, counts: np.
     if counts.shape[0] != patterns.shape[0]:
         raise InputError(f"counts has {counts.shape[0]} replicates, patterns {patterns.shape[0]}")
     oob, oob_se = (float("nan"), float("nan")) if folds is None else \
-        _mean_se(oob_errors(X, patterns, counts, folds))
+        _mean_se(oob_errors(X, patterns, counts, folds, sq_norms=sq_norms))
     C = consensus_matrix(patterns, voxels)
-    rec, rec_se = _mean_se(reconstruction_errors(X, loss, counts))
+    row_sq = None if sq_norms is None else sq_norms.sum(axis=1)
+    rec, rec_se = _mean_se(reconstruction_errors(X, loss, counts, row_sq))
     return {"oob_error": oob, "oob_error_se": oob_se,
             "cophenetic": cophenetic_correlation(C) if C.shape[0] >= 3 else float("nan"),
             "dispersion": dispersion(C), "recon_error": rec, "recon_error_se": rec_se}
@@ -334,6 +388,14 @@ def k_rules(panel: pd.DataFrame | Mapping[str, Sequence[float]]) -> dict[str, in
         oob = np.where(sub, col["oob_error"], np.nan)
         out["gamma_oob"] = _pick(ks, oob) if np.isfinite(oob).any() else out["gamma_argmin"]
     out["median3"] = median3(out["gamma_argmin"], out["cophenetic_argmax"], out["dispersion_argmax"])
+    if near is None:
+        out["median3_1se"] = None
+    else:
+        sub = np.isin(ks, near)
+        out["median3_1se"] = median3(
+            out["gamma_argmin"],
+            _pick(ks, np.where(sub, col["cophenetic"], np.nan), maximise=True),
+            _pick(ks, np.where(sub, col["dispersion"], np.nan), maximise=True))
     return out
 
 

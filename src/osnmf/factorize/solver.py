@@ -7,7 +7,10 @@ Frobenius loss, scikit-learn's ``NMF(solver="cd")`` arithmetic (alpha = 0):
   sweep over the rows of ``D``;
 * the projected-gradient "violation" of both sweeps is summed; a replicate stops at the first
   iteration where ``violation / violation_at_iteration_1 <= tol`` (``tol = 0``: after
-  ``max_iter`` iterations).
+  ``max_iter`` iterations). A warm start (a grown K − 1 fit) begins close to an optimum, so its
+  own first violation is small and the relative rule would demand far more accuracy than a cold
+  start; ``viol_ref`` lets it use the first violation of its replicate's cold (NNDSVDa) start
+  instead: both then stop at the same absolute accuracy.
 
 Bootstrap replicates are row-weighted problems ``Σ_i c_i ‖x_i − a_i D‖²`` with integer counts
 ``c``; R replicates share every pass over ``X`` (two GEMMs of width ``R·k`` per iteration) and
@@ -49,7 +52,8 @@ def solve(
     max_iter: int,
     tol: float,
     progress: bool = False,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    viol_ref: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Batched CD iterations for R replicates from the start ``At`` (R, k, n), ``D`` (R, k, m).
 
     Parameters
@@ -59,11 +63,15 @@ def solve(
     counts : (R, n) int row counts, or None for unweighted fits.
     max_iter, tol : stopping rule (checked by the caller).
     progress : show a progress bar (:mod:`osnmf.progress`).
+    viol_ref : optional (R,) float: replicate r stops when its violation is at most ``tol`` times
+        ``viol_ref[r]``; NaN entries (and the default) use its own first-iteration violation
+        (scikit-learn's rule).
 
     Returns
     -------
     At (R, k, n), D (R, k, m) host arrays in the operator's dtype; n_iter (R,) int64;
-    loss (R,) float64 = ``sqrt(Σ_i c_i ‖x_i − a_i D‖²)``.
+    loss (R,) float64 = ``sqrt(Σ_i c_i ‖x_i − a_i D‖²)``; viol_init (R,) float64, the
+    first-iteration violations (a reference for warm starts of the same replicates).
     """
     R, k, _ = At.shape
     row_sq = K.op.row_sq_norms()
@@ -73,6 +81,7 @@ def solve(
     n_iter = np.full(R, max_iter, dtype=np.int64)
     loss = np.zeros(R)
     viol_init = np.zeros(R)
+    ref = viol_init
     active = np.arange(R)
     At, D = K.put(At), K.put(D)
     w = None if counts is None else K.put(counts)
@@ -87,9 +96,11 @@ def solve(
             G2 = K.gram(At, Aw)
             del Aw
             viol = K.get(viol + K.cd_sweep(D, G2, XtA, None))
-            if it == 1:
+            if it == 1:  # every replicate is active at the first iteration
                 viol_init[active] = viol
-            vi = viol_init[active]
+                if viol_ref is not None:
+                    ref = np.where(np.isnan(viol_ref), viol_init, viol_ref)
+            vi = ref[active]
             done = (vi == 0) | (viol / np.where(vi == 0, 1, vi) <= tol)
             if it == max_iter:
                 done[:] = True
@@ -113,4 +124,4 @@ def solve(
             bar.update(completed=it, note=f"{len(active)}/{R} replicates running")
     finally:
         bar.stop()
-    return out_At, out_D, n_iter, loss
+    return out_At, out_D, n_iter, loss, viol_init

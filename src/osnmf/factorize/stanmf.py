@@ -339,16 +339,12 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
               "device": params.device, "_weighted": False}
         ones = np.ones((1, n), dtype=np.int64)
         exact = op if isinstance(op, ExactOperator) else ExactOperator(X)
-        # starts at K: NNDSVDa of X, the grown K-1 fit (on the sketch when compressed: cheap),
-        # random restarts; all fitted exactly in ONE batched call sharing every pass over X
+        # starts at K, fitted exactly: NNDSVDa of X with the random restarts in one batched call,
+        # then the grown K-1 fit (grown on the sketch when compressed: cheap), which stops at the
+        # NNDSVDa fit's accuracy (a warm start; see osnmf.factorize.solver)
         rng = np.random.default_rng(params.random_state)
         At, D = nndsvda_init(exact, k, ones, rng, 1e-6, None)
         A0s, D0s = [At.transpose(0, 2, 1)], [D]
-        if params.grow and k > 1:
-            prev = fit_nmf_replicates(op, k - 1, ones, init="nndsvda", random_state=params.random_state, **kw)
-            A0, D0 = grow_lowrank(op, prev.A, prev.D, ones)
-            A0s.append(A0)
-            D0s.append(D0)
         for restart in range(1, params.n_restarts):
             seed = int(np.random.SeedSequence([params.random_state, 104729, k, restart])
                        .generate_state(1)[0])
@@ -356,9 +352,14 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             A0s.append(At.transpose(0, 2, 1))
             D0s.append(D)
         A0, D0 = np.concatenate(A0s), np.concatenate(D0s)
-        fits = fit_nmf_replicates(exact, k, np.ones((len(A0), n), dtype=np.int64), init=(A0, D0), **kw)
-        i = int(np.argmin(fits.loss))
-        best = NMFResult(fits.A[i], fits.D[i], int(fits.n_iter[i]), float(fits.loss[i]))
+        fits = [fit_nmf_replicates(exact, k, np.ones((len(A0), n), dtype=np.int64), init=(A0, D0), **kw)]
+        if params.grow and k > 1:
+            prev = fit_nmf_replicates(op, k - 1, ones, init="nndsvda", random_state=params.random_state, **kw)
+            fits.append(fit_nmf_replicates(exact, k, ones, init=grow_lowrank(op, prev.A, prev.D, ones),
+                                           stop_reference=fits[0].viol_init[:1], **kw))
+        # the lowest loss over every start (ties: the earlier start)
+        f, i = min(((f, i) for f in fits for i in range(len(f.loss))), key=lambda t: t[0].loss[t[1]])
+        best = NMFResult(f.A[i], f.D[i], int(f.n_iter[i]), float(f.loss[i]))
         self.components_ = np.asarray(best.D)
         self.coefficients_ = np.asarray(best.A)
         self.loss_, self.n_iter_ = float(best.loss), int(best.n_iter)
@@ -439,6 +440,7 @@ def _selection_panel(X, ks, params, R, bs, memory, store, inst, info):
            "consensus_voxels": sel.CONSENSUS_VOXELS, "version": 1}
     gam = inst.set_index("k")
     rows = []
+    sq_norms = None  # per-fold row norms of X: one pass, shared by every K computed here
     for k in ks:
         path = store.path / f"k{k:03d}" / "selection.json" if store is not None else None
         vals = None
@@ -449,7 +451,9 @@ def _selection_panel(X, ks, params, R, bs, memory, store, inst, info):
         if vals is None:
             pats = memory[k] if k in memory else store.load_k(k, R, bs).components
             loss = info.loc[info["k"] == k, "loss"].to_numpy()
-            vals = sel.panel_row(X, pats, loss, counts, folds, voxels)
+            if sq_norms is None and folds is not None:
+                sq_norms = sel.fold_sq_norms(X, folds)
+            vals = sel.panel_row(X, pats, loss, counts, folds, voxels, sq_norms)
             if path is not None:
                 write_text(path, json.dumps({"tag": tag, "values": vals}))
         rows.append({"k": k, "gamma": float(gam.loc[k, "hungarian"]),

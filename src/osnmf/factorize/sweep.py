@@ -99,7 +99,9 @@ def fit_block(
         from ``params`` (``params.sketch`` options).
     warm : (A, D) of the same replicates at rank ``k - 1`` (shapes (R, n, k-1), (R, k-1, m));
         with ``params.grow`` one more start grows them
-        (:func:`osnmf.factorize.residual.grow_lowrank`: products only, no dense residual).
+        (:func:`osnmf.factorize.residual.grow_lowrank`: products only, no dense residual); it
+        stops when its violation falls to ``tol`` times the first violation of the replicate's
+        cold start (restart 0), i.e. at the cold fit's accuracy (:mod:`osnmf.factorize.solver`).
 
     Returns
     -------
@@ -112,6 +114,7 @@ def fit_block(
     if params.grow and warm is not None:
         starts.append(params.n_restarts)
     op = _operator(X, params, sketch)
+    cold_violation = None  # first-iteration violations of restart 0 (the grown start's scale)
     for restart in starts:
         grown = restart == params.n_restarts
         random_init = restart > 0 or params.perturbation in ("init", "both")
@@ -120,8 +123,10 @@ def fit_block(
         seed = (_restart_seed(params, k, start, stop, restart) if random_init
                 else _restart_seed(params, k, 0, 0, 0))
         init: Any = "random" if random_init else "nndsvda"
-        if grown:
+        reference = None
+        if grown:  # a warm start: it stops at the accuracy of the replicate's first cold start
             init = grow_lowrank(op, warm[0], warm[1], counts)
+            reference = cold_violation
         fits = fit_nmf_replicates(
             op,
             k,
@@ -132,7 +137,10 @@ def fit_block(
             tol=params.tol,
             backend=params.backend,
             device=params.device,
+            stop_reference=reference,
         )
+        if restart == 0:
+            cold_violation = fits.viol_init
         D = np.asarray(fits.D, dtype=np.float32)
         keep_a = params.keep_coefficients or params.grow  # grow needs A of K-1
         A = np.asarray(fits.A, dtype=np.float32) if keep_a else None

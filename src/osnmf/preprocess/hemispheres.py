@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from osnmf.errors import InputError
+from osnmf.preprocess.common import chunk_slices
 
 __all__ = [
     "HEMISPHERE_MODES",
@@ -109,10 +110,10 @@ def hemisphere_coverage(volumes: np.ndarray, brain: np.ndarray, c: int, planes=N
     n_left, n_right = max(int(bl.sum()), 1), max(int(br.sum()), 1)
     n = volumes.shape[0]
     cov = np.zeros((n, 2))
-    for s in range(0, n, chunk):
-        measured = ~np.isnan(volumes[s:s + chunk])
-        cov[s:s + chunk, 0] = (measured & bl).sum(axis=(1, 2, 3)) / n_left
-        cov[s:s + chunk, 1] = (measured & br).sum(axis=(1, 2, 3)) / n_right
+    for rows in chunk_slices(n, chunk):
+        measured = ~np.isnan(volumes[rows])
+        cov[rows, 0] = (measured & bl).sum(axis=(1, 2, 3)) / n_left
+        cov[rows, 1] = (measured & br).sum(axis=(1, 2, 3)) / n_right
     strong, weak = cov.max(axis=1), cov.min(axis=1)
     label = np.where(weak >= ONE_SIDED_RATIO * strong, "bilateral",
                      np.where(cov[:, 0] >= cov[:, 1], "left", "right"))

@@ -265,6 +265,7 @@ def morans_i_distribution(
     connectivity: Connectivity = "face",
     weights: WeightScheme = "binary",
     progress: bool = False,
+    w: sparse.spmatrix | None = None,
 ) -> np.ndarray:
     """Moran's I of every pattern in every bootstrap replicate.
 
@@ -276,7 +277,7 @@ def morans_i_distribution(
     mask : bool array, the voxels of the patterns.
     variant : ``"continuous"`` (Moran's I of each pattern's values, :func:`morans_i`) or
         ``"strongest"`` (of its binary strongest-pattern map, :func:`strongest_pattern_morans_i`).
-    connectivity, weights : as in :func:`morans_i`.
+    connectivity, weights, w : as in :func:`morans_i`.
     progress : show a progress bar.
 
     Returns
@@ -290,7 +291,8 @@ def morans_i_distribution(
     reps = list(replicates)
     if not reps:
         raise InputError("no replicate pattern sets given")
-    w = spatial_weights(mask, connectivity)
+    if w is None:
+        w = spatial_weights(mask, connectivity)
     k_max = max(np.asarray(r).shape[0] for r in reps)
     out = np.full((len(reps), k_max), np.nan)
     for i in track(range(len(reps)), "Moran's I", enabled=progress):
