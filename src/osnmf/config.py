@@ -23,7 +23,8 @@ class RunConfig:
     with a one-line deprecation warning (:data:`DEPRECATED`).
 
     ``data`` is an ABA grid folder, Allen zip, ``.npz`` or ``.h5ad``; ``None`` means the synthetic
-    atlas (``phantom_*`` settings).
+    atlas (``phantom_*`` settings; ``phantom_preset = "calibrated"``: the atlas calibrated to the
+    real one's instability, which sets its own noise model so ``phantom_noise`` is not used).
     """
 
     data: str | None = None
@@ -54,6 +55,7 @@ class RunConfig:
     phantom_noise: float = 0.15
     phantom_missing: float = 0.1
     phantom_seed: int = 0
+    phantom_preset: str | None = None
     quiet: bool = False
     verbose: bool = False
 
@@ -71,10 +73,10 @@ class RunConfig:
         if self.n_restarts < 1:
             raise ConfigError(f"n_restarts={self.n_restarts}: must be >= 1")
         choices = {"solver": ("auto", "exact", "compressed"), "backend": ("numpy", "torch"), "impute": ("knn", "none"),
-                   "hemispheres": ("auto", "off", "drop")}
+                   "hemispheres": ("auto", "off", "drop"), "phantom_preset": (None, "calibrated")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ConfigError(f"{name}={getattr(self, name)!r}: choose one of {', '.join(allowed)}")
+                raise ConfigError(f"{name}={getattr(self, name)!r}: choose one of {', '.join(map(str, allowed))}")
         if not 0 < self.support_max_missing <= 1:
             raise ConfigError("support_max_missing must be in (0, 1]")
         if self.n_neighbors < 1 or self.max_iter < 1:

@@ -130,7 +130,7 @@ class Pipeline:
 
                 phantom = make_phantom(
                     n_genes=cfg.phantom_genes, n_patterns=cfg.phantom_patterns, noise=cfg.phantom_noise,
-                    missing=cfg.phantom_missing, seed=cfg.phantom_seed,
+                    missing=cfg.phantom_missing, seed=cfg.phantom_seed, preset=cfg.phantom_preset,
                 )
                 self.state.expr, self.state.truth = phantom.data, phantom
             else:
