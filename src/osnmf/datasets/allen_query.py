@@ -46,11 +46,16 @@ def query_url(base_url: str, plane: str, start_row: int = 0, num_rows: int = PAG
     return f"{base_url.rstrip('/')}/api/v2/data/query.json?criteria={urllib.parse.quote(criteria, safe=',:$[]')}"
 
 
+def backoff_delay(attempt: int, backoff: float, max_backoff: float = 30.0) -> float:
+    """Seconds to wait before retry ``attempt`` (1, 2, …): ``min(max_backoff, backoff × 2^(attempt−1))``."""
+    return min(max_backoff, backoff * 2 ** (attempt - 1))
+
+
 def _get_json(url: str, timeout: float, retries: int, backoff: float, user_agent: str) -> dict:
     reason = ""
     for attempt in range(retries + 1):
         if attempt:
-            time.sleep(min(30.0, backoff * 2 ** (attempt - 1)))
+            time.sleep(backoff_delay(attempt, backoff))
         request = urllib.request.Request(url, headers={"User-Agent": user_agent, "Accept": "application/json"})
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (http/https only)

@@ -38,6 +38,7 @@ from pathlib import Path
 import pandas as pd
 
 from osnmf.atomic import atomic_path
+from osnmf.datasets.allen_query import backoff_delay
 from osnmf.errors import ConfigError, DownloadError, InputError
 from osnmf.io.aba_folder import (
     EXPERIMENTS_CSV,
@@ -254,7 +255,7 @@ def _download_one(
         if stop.is_set():
             return "failed", "cancelled", attempts
         if attempt:
-            sleep(min(max_backoff, backoff * 2 ** (attempt - 1)))
+            sleep(backoff_delay(attempt, backoff, max_backoff))
         fd, tmp_name = tempfile.mkstemp(dir=grid_dir, prefix=f".{exp_id}.zip.", suffix=".part")
         os.close(fd)
         tmp = Path(tmp_name)
