@@ -40,9 +40,9 @@ def run_dir(tmp_path_factory):
 
 def _median3(stab):
     """The default K rule recomputed from stability.csv (indexed by k): the median of the γ argmin and
-    the cophenetic and dispersion argmax among the Ks whose γ is within one SE of the minimum."""
+    the cophenetic and dispersion argmax among the Ks whose γ is at most max(min + SE, 2 min)."""
     g = stab["hungarian"]
-    near = stab[g <= g.min() + stab["hungarian_se"][g.idxmin()]]
+    near = stab[g <= max(g.min() + stab["hungarian_se"][g.idxmin()], 2 * g.min())]
     picks = [g.idxmin(), near["cophenetic"].idxmax(), near["dispersion"].idxmax()]
     return int(sorted(picks)[1])
 
@@ -267,13 +267,13 @@ def test_k_selection_panel_in_csv_summary_and_report(run_dir):
     assert ((stab["dispersion"] >= 0) & (stab["dispersion"] <= 1)).all()
     assert (stab["oob_error"] > 0).all() and (stab["recon_error"] > 0).all()
     ksel = json.loads((out / "summary.json").read_text())["k_selection"]
-    assert ksel["rule"] == "median3_1se" and ksel["k_by_rule"]["median3_1se"] == k == _median3(stab)
+    assert ksel["rule"] == "median3_near" and ksel["k_by_rule"]["median3_near"] == k == _median3(stab)
     assert ksel["k_by_rule"]["gamma_argmin"] == stab["hungarian"].idxmin()
     # each argmin/argmax rule equals the extreme of its column in stability.csv
     assert ksel["k_by_rule"]["oob_argmin"] == stab["oob_error"].idxmin()
     assert ksel["k_by_rule"]["dispersion_argmax"] == stab["dispersion"].idxmax()
     html = (out / "report.html").read_text(encoding="utf-8")
-    assert "Chosen rule: median3_1se" in html and "K-selection panel" in html
+    assert "Chosen rule: median3_near" in html and "K-selection panel" in html
     assert (out / "figures" / "k_selection_panel.png").is_file()
 
 

@@ -123,14 +123,14 @@ def test_k_rules_on_a_hand_made_panel():
     assert got["dispersion_argmax"] == 7
     assert got["gamma_oob"] == 7  # among {6, 7}, 7 has the lower OOB error
     assert got["median3"] == 6  # median of (6, 6, 7)
-    assert got["median3_1se"] == 6  # within {6, 7}: median of (6, 6, 7)
+    assert got["median3_near"] == 6  # near set {5, 6, 7} (γ <= max(0.025, 0.040)): median of (6, 6, 7)
     assert sel.median3(6, 9, 8) == 8 and sel.median3(6, None, 8) == 6
     assert set(got) == set(sel.RULES)
     with pytest.raises(InputError):
         sel.k_rules({"k": [1, 2]})
 
 
-def test_median3_1se_keeps_a_clear_gamma_minimum_and_breaks_near_ties():
+def test_median3_near_keeps_a_clear_gamma_minimum_and_breaks_near_ties():
     # the shape of `osnmf demo --quick` (5 replicates): gamma is ten times lower at K = 5, but the
     # coarse consensus matrices of 5 replicates favour K = 6, so plain median3 picks 6
     clear = {"k": [3, 4, 5, 6, 7], "gamma": [0.05, 0.04, 0.0023, 0.028, 0.06],
@@ -141,16 +141,22 @@ def test_median3_1se_keeps_a_clear_gamma_minimum_and_breaks_near_ties():
     got = sel.k_rules(clear)
     assert (got["gamma_argmin"], got["cophenetic_argmax"], got["dispersion_argmax"]) == (5, 6, 6)
     assert got["median3"] == 6
-    assert got["median3_1se"] == 5  # only K = 5 is within one SE (0.0043) of the minimum
-    # a near tie of gamma (5 and 6 within one SE): the consensus criteria settle it
-    tie = {**clear, "gamma": [0.05, 0.04, 0.020, 0.022, 0.06], "gamma_se": [0.01, 0.01, 0.004, 0.01, 0.01]}
+    assert got["median3_near"] == 5  # only K = 5 has γ <= max(0.0023 + 0.002, 2 × 0.0023)
+    # a near tie: γ(6) is 1.6 × the minimum but far outside its tiny SE; the consensus criteria settle it
+    tie = {**clear, "gamma": [0.05, 0.04, 0.0100, 0.0160, 0.06], "gamma_se": [0.01, 0.01, 0.0005, 0.01, 0.01]}
     got = sel.k_rules(tie)
-    assert got["gamma_argmin"] == 5 and got["median3_1se"] == 6
-    # brute force: median3 of the three picks restricted to the Ks with gamma <= min + its SE
-    g, se = np.array(tie["gamma"]), np.array(tie["gamma_se"])
-    near = [k for k, v in zip(tie["k"], g, strict=True) if v <= g.min() + se[g.argmin()]]
-    best = {c: max(near, key=lambda k, c=c: (tie[c][tie["k"].index(k)], -k)) for c in ("cophenetic", "dispersion")}
-    assert got["median3_1se"] == sorted([5, best["cophenetic"], best["dispersion"]])[1]
+    assert got["gamma_argmin"] == 5 and got["gamma_1se_large"] == 5 and got["median3_near"] == 6
+    # brute force: median3 of the three picks restricted to the Ks with γ <= max(min + SE, 2 min)
+    for panel in (clear, tie):
+        g, se = np.array(panel["gamma"]), np.array(panel["gamma_se"])
+        bound = max(g.min() + se[g.argmin()], 2 * g.min())
+        near = [k for k, v in zip(panel["k"], g, strict=True) if v <= bound]
+        best = {c: max(near, key=lambda k, c=c, p=panel: (p[c][p["k"].index(k)], -k))
+                for c in ("cophenetic", "dispersion")}
+        kg = panel["k"][int(g.argmin())]
+        assert sel.k_rules(panel)["median3_near"] == sorted([kg, best["cophenetic"], best["dispersion"]])[1]
+    np.testing.assert_array_equal(sel.near_gamma(np.array(tie["k"]), np.array(tie["gamma"]),
+                                                 np.array(tie["gamma_se"])), [5, 6])
 
 
 def test_stanmf_panel_matches_its_parts_and_is_cached(tmp_path):
