@@ -38,7 +38,7 @@ def certify_sweep(
 
     Parameters
     ----------
-    X : (n, m) float32 data (or a prepared exact operator).
+    X : (n, m) float32 data, or its prepared ``ExactOperator`` (shared: its Gram is computed once).
     k_selected : the K the compressed sweep selected.
     ks : the K's of the sweep.
     params : the sweep's ``SweepParams`` (solver compressed).
@@ -55,6 +55,7 @@ def certify_sweep(
     agrees : bool, True when the argmin of γ over the certified K's is the same for the exact
         and the compressed fits of those replicates.
     """
+    from osnmf.factorize.operators import ExactOperator
     from osnmf.factorize.sweep import fit_block, replicate_counts
 
     kset = set(int(k) for k in ks)
@@ -64,6 +65,7 @@ def certify_sweep(
     n = X.shape[0]
     counts = replicate_counts(n, seeds, params)
     exact = dataclasses.replace(params, solver="exact", sketch=None, keep_coefficients=False)
+    op = X if isinstance(X, ExactOperator) else ExactOperator(X)
     warm = None
     if params.grow and cert_ks[0] - 1 in kset:
         prev = compressed_at(cert_ks[0] - 1)
@@ -71,7 +73,7 @@ def certify_sweep(
             warm = (prev.coefficients[:R], prev.components[:R])
     rows = []
     for k in cert_ks:
-        res = fit_block(X, k, counts, exact, seeds, None, warm)
+        res = fit_block(op, k, counts, exact, seeds, op, warm)
         warm = (res.coefficients, res.components) if params.grow else None
         comp = compressed_at(k).components[:R]
         rows.append({

@@ -293,8 +293,11 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.k_ = _chosen_k(self.k_rules_, self.instability_)
         self.replicates_ = ReplicatePatterns(memory, store, ks, R, bs)
         self.store_ = store
-        self._certify(X, ks, params, R, bs, done, store)
-        self._fit_final(X, op, params, store)
+        # certification and the final model share one exact operator (its n × n Gram, formed for
+        # the NNDSVDa starts, is computed once)
+        exact = op if isinstance(op, ExactOperator) else ExactOperator(X)
+        self._certify(exact, ks, params, R, bs, done, store)
+        self._fit_final(X, op, exact, params, store)
         return self
 
     def _certify(self, X, ks, params, R, bs, done, store) -> None:
@@ -320,7 +323,7 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                           f"K = {exact_k}, the compressed fits of the same replicates elsewhere (selected "
                           f"K = {self.k_}); rerun with solver='exact' to decide", stacklevel=3)
 
-    def _fit_final(self, X: np.ndarray, op: Any, params: SweepParams,
+    def _fit_final(self, X: np.ndarray, op: Any, exact: ExactOperator, params: SweepParams,
                    store: SweepStore | None) -> None:
         k = self.k_
         path = store.final_path(k, f"r{params.n_restarts}") if store is not None else None
@@ -338,7 +341,6 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         kw = {"max_iter": params.max_iter, "tol": params.tol, "backend": params.backend,
               "device": params.device, "_weighted": False}
         ones = np.ones((1, n), dtype=np.int64)
-        exact = op if isinstance(op, ExactOperator) else ExactOperator(X)
         # starts at K, fitted exactly: NNDSVDa of X with the random restarts in one batched call,
         # then the grown K-1 fit (grown on the sketch when compressed: cheap), which stops at the
         # NNDSVDa fit's accuracy (a warm start; see osnmf.factorize.solver)
