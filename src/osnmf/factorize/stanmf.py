@@ -341,27 +341,35 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         kw = {"max_iter": params.max_iter, "tol": params.tol, "backend": params.backend,
               "device": params.device, "_weighted": False}
         ones = np.ones((1, n), dtype=np.int64)
-        # starts at K, fitted exactly: NNDSVDa of X with the random restarts in one batched call,
-        # then the grown K-1 fit (grown on the sketch when compressed: cheap), which stops at the
-        # NNDSVDa fit's accuracy (a warm start; see osnmf.factorize.solver)
+        # The starts at K are fitted on the sweep's operator (X itself, or its sketch when the sweep
+        # is compressed: cheap): NNDSVDa with the random restarts in one batched call, then the
+        # grown K-1 fit, which stops at the NNDSVDa fit's accuracy (a warm start, see
+        # osnmf.factorize.solver). After a compressed sweep the best start is then refined with the
+        # exact solver to that same accuracy, so the final model is always a fit of X itself.
         rng = np.random.default_rng(params.random_state)
-        At, D = nndsvda_init(exact, k, ones, rng, 1e-6, None)
+        At, D = nndsvda_init(op, k, ones, rng, 1e-6, None)
         A0s, D0s = [At.transpose(0, 2, 1)], [D]
         for restart in range(1, params.n_restarts):
             seed = int(np.random.SeedSequence([params.random_state, 104729, k, restart])
                        .generate_state(1)[0])
-            At, D = random_init(exact, k, ones, np.random.default_rng(seed))
+            At, D = random_init(op, k, ones, np.random.default_rng(seed))
             A0s.append(At.transpose(0, 2, 1))
             D0s.append(D)
         A0, D0 = np.concatenate(A0s), np.concatenate(D0s)
-        fits = [fit_nmf_replicates(exact, k, np.ones((len(A0), n), dtype=np.int64), init=(A0, D0), **kw)]
+        fits = [fit_nmf_replicates(op, k, np.ones((len(A0), n), dtype=np.int64), init=(A0, D0), **kw)]
+        reference = fits[0].viol_init[:1]  # the NNDSVDa start's first violation
         if params.grow and k > 1:
             prev = fit_nmf_replicates(op, k - 1, ones, init="nndsvda", random_state=params.random_state, **kw)
-            fits.append(fit_nmf_replicates(exact, k, ones, init=grow_lowrank(op, prev.A, prev.D, ones),
-                                           stop_reference=fits[0].viol_init[:1], **kw))
+            fits.append(fit_nmf_replicates(op, k, ones, init=grow_lowrank(op, prev.A, prev.D, ones),
+                                           stop_reference=reference, **kw))
         # the lowest loss over every start (ties: the earlier start)
         f, i = min(((f, i) for f in fits for i in range(len(f.loss))), key=lambda t: t[0].loss[t[1]])
         best = NMFResult(f.A[i], f.D[i], int(f.n_iter[i]), float(f.loss[i]))
+        if op is not exact:
+            polished = fit_nmf_replicates(exact, k, ones, init=(best.A[None], best.D[None]),
+                                          stop_reference=reference, **kw)
+            best = NMFResult(polished.A[0], polished.D[0], best.n_iter + int(polished.n_iter[0]),
+                             float(polished.loss[0]))
         self.components_ = np.asarray(best.D)
         self.coefficients_ = np.asarray(best.A)
         self.loss_, self.n_iter_ = float(best.loss), int(best.n_iter)
@@ -439,7 +447,7 @@ def _selection_panel(X, ks, params, R, bs, memory, store, inst, info):
              if X.shape[1] >= sel.N_FOLDS else None)
     voxels = sel.consensus_voxels(X.shape[1], sel.CONSENSUS_VOXELS, params.random_state)
     tag = {"n_replicates": R, "block_size": bs, "n_folds": sel.N_FOLDS,
-           "consensus_voxels": sel.CONSENSUS_VOXELS, "version": 1}
+           "consensus_voxels": sel.CONSENSUS_VOXELS, "oob_replicates": sel.OOB_REPLICATES, "version": 1}
     gam = inst.set_index("k")
     rows = []
     sq_norms = None  # per-fold row norms of X: one pass, shared by every K computed here
