@@ -141,7 +141,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     cfg = out / "bench_config.toml"
     lines = [f'out = "{out / "run"}"', f"k_min = {a.k_min}", f"k_max = {a.k_max}",
-             f"replicates = {a.replicates}", f"phantom_genes = {a.genes}",
+             f"n_replicates = {a.replicates}", f"phantom_genes = {a.genes}",
              f"phantom_patterns = {a.patterns}", "quiet = true"]
     if a.phantom_preset != "none":
         lines.append(f'phantom_preset = "{a.phantom_preset}"')

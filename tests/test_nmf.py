@@ -46,8 +46,8 @@ def matched_r(D1, D2):
 
 
 def sk_fit(X, k, W0=None, H0=None, **kw):
-    model = NMF(k, solver="cd", tol=1e-4, max_iter=200, init="custom" if W0 is not None else
-                "nndsvda", **kw)
+    model = NMF(k, **{"solver": "cd", "tol": 1e-4, "max_iter": 200,
+                      "init": "custom" if W0 is not None else "nndsvda", **kw})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         if W0 is None:
@@ -150,6 +150,25 @@ def test_batching_does_not_change_results(data):
     b = fit_nmf_replicates(data, 5, counts, dtype=np.float64, batch_size=1)
     np.testing.assert_allclose(a.D, b.D, rtol=1e-9, atol=1e-12)
     np.testing.assert_array_equal(a.n_iter, b.n_iter)
+
+
+def test_stop_reference_scales_the_stopping_rule_like_sklearn_tol(data):
+    """Stopping at ``violation <= tol × ref`` is scikit-learn's rule with tol' = tol × ref / v0
+    (v0 = the fit's own first violation, which ``viol_init`` reports)."""
+    counts = bootstrap_counts(data.shape[0], 2, 5)
+    own = fit_nmf_replicates(data, 5, counts, dtype=np.float64)
+    same = fit_nmf_replicates(data, 5, counts, dtype=np.float64, stop_reference=own.viol_init)
+    np.testing.assert_array_equal(same.n_iter, own.n_iter)  # its own first violation: the default
+    nan = fit_nmf_replicates(data, 5, counts, dtype=np.float64, stop_reference=np.full(2, np.nan))
+    np.testing.assert_array_equal(nan.n_iter, own.n_iter)
+    looser = fit_nmf_replicates(data, 5, counts, dtype=np.float64, stop_reference=own.viol_init * 30)
+    for r in range(2):
+        idx = np.repeat(np.arange(data.shape[0]), counts[r])
+        W, model = sk_fit(data[idx], 5, random_state=0, tol=1e-4 * 30)
+        assert looser.n_iter[r] == model.n_iter_ < own.n_iter[r]
+        assert looser.loss[r] == pytest.approx(model.reconstruction_err_, rel=1e-7)
+    with pytest.raises(ConfigError):
+        fit_nmf_replicates(data, 5, counts, stop_reference=np.ones(3))
 
 
 def test_random_init_reproducible_and_fits(data):
