@@ -122,6 +122,17 @@ def sklearn_per_fit(X: np.ndarray, k: int, n_fits: int, seed: int) -> dict:
     return {"per_fit_s": float(np.mean(times)), "fits": n_fits, "times_s": times, "n_iter": iters}
 
 
+def sweep_seconds_per_k(store: Path) -> dict[int, float]:
+    """Seconds each K of the sweep took, from its block files' modification times: the time from the
+    previous K's last block to this K's last block (blocks run K by K; the first K is left out)."""
+    last = {}
+    for f in store.glob("*/k*/r*.npz"):
+        k = int(f.parent.name[1:])
+        last[k] = max(last.get(k, 0.0), f.stat().st_mtime)
+    ks = sorted(last)
+    return {k: round(last[k] - last[prev], 1) for prev, k in zip(ks, ks[1:], strict=False)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="/tmp/osnmf_paper_size")
@@ -132,6 +143,8 @@ def main() -> None:
     ap.add_argument("--patterns", type=int, default=11)
     ap.add_argument("--phantom-preset", default="calibrated", help="calibrated (default) or none")
     ap.add_argument("--sklearn-fits", type=int, default=3)
+    ap.add_argument("--sklearn-ks", type=int, nargs="*", default=[],
+                    help="also time --sklearn-fits scikit-learn fits at these K (the loop across the K range)")
     ap.add_argument("--backend", default=None)
     ap.add_argument("--device", default=None)
     ap.add_argument("--json", default=None, help="result file (default: <out>/bench_paper_size.json)")
@@ -173,7 +186,10 @@ def main() -> None:
     n_ks = a.k_max - a.k_min + 1
     sweep = stages.get("sweep", {})
     ours_per_fit = sweep.get("wall_s", float("nan")) / (n_ks * a.replicates)
-    sk = sklearn_per_fit(np.ascontiguousarray(X, dtype=np.float32), k, a.sklearn_fits, 0)
+    X32 = np.ascontiguousarray(X, dtype=np.float32)
+    sk = sklearn_per_fit(X32, k, a.sklearn_fits, 0)
+    sk_by_k = {kk: sklearn_per_fit(X32, kk, a.sklearn_fits, 0) for kk in a.sklearn_ks if kk != k}
+    ours_by_k = sweep_seconds_per_k(out / "run" / "sweep")
     sampler.stop()
     x_gib = X.size * 4 / 2**30
     import pandas as pd
@@ -202,6 +218,10 @@ def main() -> None:
         "ours_per_fit_s": ours_per_fit,
         "sklearn": sk,
         "per_fit_ratio": sk["per_fit_s"] / ours_per_fit if ours_per_fit > 0 else None,
+        "ours_sweep_s_per_k_from_block_mtimes": ours_by_k,
+        "sklearn_by_k": {str(kk): v for kk, v in sk_by_k.items()},
+        "per_fit_ratio_by_k": {str(kk): v["per_fit_s"] / (ours_by_k[kk] / a.replicates)
+                               for kk, v in [*sk_by_k.items(), (k, sk)] if ours_by_k.get(kk)},
         "sweep_peak_above_start_over_X": (sweep.get("peak_above_start_gib", float("nan")) / x_gib),
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
