@@ -1,6 +1,7 @@
 """``solver="auto"``: which solver a sweep uses, and the sketch rank of the compressed one.
 
-Rule (set by ``benchmarks/bench_auto_rule.py``, numbers in docs/stanmf.md):
+Rule (set from flop counts; ``benchmarks/bench_auto_rule.py`` times both solvers by matrix size in
+one run — see docs/stanmf.md for what has been measured):
 
 * **compressed** when ``X`` holds at least :data:`COMPRESS_MIN_ENTRIES` values (25 M: e.g. 400
   genes × 62,529 voxels) *and* its small side is at least :data:`COMPRESS_MIN_SIDE` times the sketch
