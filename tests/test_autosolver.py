@@ -88,3 +88,21 @@ def test_certification_skipped_when_it_would_redo_the_sweep():
                    certify=10, random_state=0).fit(X)
     assert model.solver_ == "compressed" and model.certificate_ is None
     assert "hungarian_exact" not in model.instability_
+
+
+def test_certification_disagreement_is_an_osnmf_warning(monkeypatch):
+    """`osnmf run` shows OsnmfWarning lines (other warnings only with --verbose): the certification
+    warning must be one, or a user never sees it (the paper-size run's log had none)."""
+    from osnmf.errors import OsnmfWarning
+    from osnmf.factorize import stanmf as stanmf_module
+
+    real = stanmf_module.certify_sweep
+
+    def disagreeing(*args, **kwargs):
+        table, _ = real(*args, **kwargs)
+        return table, False
+
+    monkeypatch.setattr(stanmf_module, "certify_sweep", disagreeing)
+    with pytest.warns(OsnmfWarning, match="certification: exact refits"):
+        StaNMF(k_range=[2, 3, 4, 5, 6], n_replicates=8, solver="compressed", sketch={"rank": 6},
+               grow=False, certify=3, random_state=2).fit(_data())

@@ -20,7 +20,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
-from osnmf.errors import ConfigError, InputError, InputTypeError
+from osnmf.errors import ConfigError, InputError, InputTypeError, OsnmfWarning
 from osnmf.factorize.autosolver import resolve_solver, sketch_options
 from osnmf.factorize.certify import certify_sweep
 from osnmf.factorize.checks import check_matrix, check_positive_int
@@ -321,7 +321,7 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             exact_k = int(table["k"].iloc[int(np.argmin(table["hungarian_exact"].to_numpy()))])
             warnings.warn(f"certification: exact refits of {n_cert} replicates put the smallest γ at "
                           f"K = {exact_k}, the compressed fits of the same replicates elsewhere (selected "
-                          f"K = {self.k_}); rerun with solver='exact' to decide", stacklevel=3)
+                          f"K = {self.k_}); rerun with solver='exact' to decide", OsnmfWarning, stacklevel=3)
 
     def _fit_final(self, X: np.ndarray, op: Any, exact: ExactOperator, params: SweepParams,
                    store: SweepStore | None) -> None:
