@@ -18,31 +18,12 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from osnmf.factorize.autosolver import resolve_solver
 from osnmf.factorize.stanmf import StaNMF
-
-
-def atlas_matrix(n_genes: int, preset: str | None, cache: str | None) -> np.ndarray:
-    """(n_genes, voxels) float32 rows of a synthetic atlas with 11 planted patterns (cached as .npy)."""
-    if cache and Path(cache).exists():
-        X = np.load(cache, allow_pickle=False)
-        if X.shape[0] >= n_genes:
-            return np.ascontiguousarray(X[:n_genes], dtype=np.float32)
-    import osnmf
-
-    ph = osnmf.make_phantom(n_genes=n_genes, n_patterns=11, missing=0.0, seed=0, preset=preset)
-    X, _ = ph.data.to_matrix()
-    X = np.ascontiguousarray(np.nan_to_num(np.clip(X, 0, None)), dtype=np.float32)
-    if cache:
-        tmp = Path(cache).with_suffix(".tmp.npy")
-        np.save(tmp, X)
-        tmp.replace(cache)
-    return X
 
 
 def main() -> None:
@@ -55,7 +36,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     preset = None if a.preset == "none" else a.preset
-    X_all = atlas_matrix(max(a.genes), preset, a.cache)
+    from bench_nmf_bootstrap import load_matrix
+
+    X_all = load_matrix(max(a.genes), 11, a.cache, preset)
     print(f"load average {os.getloadavg()}; K {a.ks} x {a.replicates} replicates", flush=True)
     with threadpool_limits(a.threads):
         for n in a.genes:

@@ -33,14 +33,15 @@ from osnmf.factorize.nmf import bootstrap_counts, fit_nmf_replicates
 from osnmf.factorize.operators import sketch_matrix
 
 
-def load_matrix(n_genes: int, k: int, cache: str | None) -> np.ndarray:
+def load_matrix(n_genes: int, k: int, cache: str | None, preset: str | None = None) -> np.ndarray:
+    """(n_genes, voxels) float32 rows of a synthetic atlas with k planted patterns (cached as .npy)."""
     if cache and Path(cache).exists():
         X = np.load(cache, allow_pickle=False)
         if X.shape[0] >= n_genes:
             return np.ascontiguousarray(X[:n_genes], dtype=np.float32)
     from osnmf import make_phantom
 
-    ph = make_phantom(n_genes=n_genes, n_patterns=k, missing=0.0, seed=0)
+    ph = make_phantom(n_genes=n_genes, n_patterns=k, missing=0.0, seed=0, preset=preset)
     X, _ = ph.data.to_matrix()
     X = np.ascontiguousarray(np.nan_to_num(np.clip(X, 0, None)), dtype=np.float32)
     if cache:

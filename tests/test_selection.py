@@ -155,8 +155,8 @@ def test_median3_near_keeps_a_clear_gamma_minimum_and_breaks_near_ties():
                 for c in ("cophenetic", "dispersion")}
         kg = panel["k"][int(g.argmin())]
         assert sel.k_rules(panel)["median3_near"] == sorted([kg, best["cophenetic"], best["dispersion"]])[1]
-    np.testing.assert_array_equal(sel.near_gamma(np.array(tie["k"]), np.array(tie["gamma"]),
-                                                 np.array(tie["gamma_se"])), [5, 6])
+    np.testing.assert_array_equal(sel.near_minimum(np.array(tie["k"]), np.array(tie["gamma"]),
+                                                   np.array(tie["gamma_se"]), sel.NEAR_FACTOR), [5, 6])
 
 
 def test_stanmf_panel_matches_its_parts_and_is_cached(tmp_path):

@@ -45,7 +45,7 @@ Rules (:func:`k_rules`), each a K:
 * ``median3`` — the median of the γ argmin, cophenetic argmax and dispersion argmax: where two of
   the three agree, they outvote the third (:func:`median3`).
 * ``median3_near`` — ``median3`` among the Ks whose γ is *near* the minimum: at most
-  ``max(γ_min + SE, NEAR_FACTOR · γ_min)`` (:func:`near_gamma`). The consensus criteria settle
+  ``max(γ_min + SE, NEAR_FACTOR · γ_min)`` (:func:`near_minimum`). The consensus criteria settle
   near ties of γ, but a clear γ minimum stands: with few replicates the consensus matrices are
   coarse and can favour a K whose γ is many times the minimum (``osnmf demo --quick``: γ 0.0023
   at the planted K = 5, 0.037 at K = 6, which cophenetic and dispersion both preferred). One SE
@@ -87,7 +87,7 @@ __all__ = [
     "panel_frame",
     "k_rules",
     "median3",
-    "near_gamma",
+    "near_minimum",
 ]
 
 PANEL_COLUMNS = ["k", "gamma", "gamma_se", "oob_error", "oob_error_se", "cophenetic",
@@ -355,15 +355,6 @@ def _pick(ks: np.ndarray, values: np.ndarray, largest: bool = False, maximise: b
     return int(ks[best[-1] if largest else best[0]])
 
 
-def _within_one_se(ks: np.ndarray, values: np.ndarray, se: np.ndarray) -> np.ndarray | None:
-    ok = np.isfinite(values)
-    if not ok.any():
-        return None
-    i = int(np.flatnonzero(ok)[np.argmin(values[ok])])
-    bound = values[i] + (se[i] if np.isfinite(se[i]) else 0.0)
-    return ks[ok & (values <= bound)]
-
-
 def k_rules(panel: pd.DataFrame | Mapping[str, Sequence[float]]) -> dict[str, int | None]:
     """The K each rule of :data:`RULES` selects from a panel (None when its column is all NaN).
 
@@ -382,11 +373,11 @@ def k_rules(panel: pd.DataFrame | Mapping[str, Sequence[float]]) -> dict[str, in
     out: dict[str, int | None] = {}
     out["gamma_argmin"] = (select_k({"k": ks, "hungarian": col["gamma"]})
                            if np.isfinite(col["gamma"]).any() else None)
-    near = _within_one_se(ks, col["gamma"], col["gamma_se"])
+    near = near_minimum(ks, col["gamma"], col["gamma_se"])
     out["gamma_1se_small"] = None if near is None else int(near.min())
     out["gamma_1se_large"] = None if near is None else int(near.max())
     out["oob_argmin"] = _pick(ks, col["oob_error"])
-    near_oob = _within_one_se(ks, col["oob_error"], col["oob_error_se"])
+    near_oob = near_minimum(ks, col["oob_error"], col["oob_error_se"])
     out["oob_1se"] = None if near_oob is None else int(near_oob.min())
     out["cophenetic_argmax"] = _pick(ks, col["cophenetic"], maximise=True)
     out["dispersion_argmax"] = _pick(ks, col["dispersion"], maximise=True)
@@ -397,7 +388,7 @@ def k_rules(panel: pd.DataFrame | Mapping[str, Sequence[float]]) -> dict[str, in
         oob = np.where(sub, col["oob_error"], np.nan)
         out["gamma_oob"] = _pick(ks, oob) if np.isfinite(oob).any() else out["gamma_argmin"]
     out["median3"] = median3(out["gamma_argmin"], out["cophenetic_argmax"], out["dispersion_argmax"])
-    close = near_gamma(ks, col["gamma"], col["gamma_se"])
+    close = near_minimum(ks, col["gamma"], col["gamma_se"], NEAR_FACTOR)
     if close is None:
         out["median3_near"] = None
     else:
@@ -409,15 +400,19 @@ def k_rules(panel: pd.DataFrame | Mapping[str, Sequence[float]]) -> dict[str, in
     return out
 
 
-def near_gamma(ks: np.ndarray, gamma: np.ndarray, gamma_se: np.ndarray,
-               factor: float = NEAR_FACTOR) -> np.ndarray | None:
-    """The Ks whose γ is near the minimum: ``γ ≤ max(γ_min + SE(γ_min), factor · γ_min)`` (None: no γ)."""
-    ok = np.isfinite(gamma)
+def near_minimum(ks: np.ndarray, values: np.ndarray, se: np.ndarray,
+                 factor: float = 0.0) -> np.ndarray | None:
+    """The Ks whose value is near the smallest: ``v ≤ max(v_min + SE(v_min), factor · v_min)``.
+
+    ``factor = 0``: the one-standard-error set; ``factor = NEAR_FACTOR``: ``median3_near``'s set.
+    None when every value is NaN.
+    """
+    ok = np.isfinite(values)
     if not ok.any():
         return None
-    i = int(np.flatnonzero(ok)[np.argmin(gamma[ok])])
-    se = gamma_se[i] if np.isfinite(gamma_se[i]) else 0.0
-    return ks[ok & (gamma <= max(gamma[i] + se, factor * gamma[i]))]
+    i = int(np.flatnonzero(ok)[np.argmin(values[ok])])
+    s = se[i] if np.isfinite(se[i]) else 0.0
+    return ks[ok & (values <= max(values[i] + s, factor * values[i]))]
 
 
 def median3(k_gamma: int | None, k_cophenetic: int | None, k_dispersion: int | None) -> int | None:
