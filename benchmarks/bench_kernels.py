@@ -5,9 +5,12 @@ voxels for the D update, L = 4,345 genes for the A update), the best-of-3 time o
 each kernel, the ratios, and the largest difference of the updated factors against numpy, with
 the load average (the machine is shared: compare ratios, not absolute times).
 
+``--chunks 128 1024 2048`` instead times the numba sweep compiled with each column-chunk size
+(the module's source with its ``CHUNK`` replaced, not cached), the measurement behind ``CHUNK``.
+
 Usage::
 
-    python benchmarks/bench_kernels.py [--threads 2]
+    python benchmarks/bench_kernels.py [--threads 2] [--chunks 128 1024 2048]
 """
 
 from __future__ import annotations
@@ -38,10 +41,48 @@ def best_of(fn, F, *args, reps=3):
     return min(ts), Fc
 
 
+def sweep_with_chunk(chunk: int):
+    """``cd_sweep_fused`` compiled with ``CHUNK = chunk`` (a fresh copy of the module, no cache)."""
+    import re
+
+    import osnmf.factorize.kernels_numba as kn
+
+    with open(kn.__file__, encoding="utf-8") as fh:
+        src = fh.read()
+    src = re.sub(r"^CHUNK = \d+", f"CHUNK = {chunk}", src, flags=re.M).replace("cache=True", "cache=False")
+    ns: dict = {"__name__": f"kernels_numba_chunk{chunk}"}
+    exec(compile(src, kn.__file__, "exec"), ns)
+    return ns["cd_sweep_fused"]
+
+
+def time_chunks(chunks: list[int]) -> None:
+    """One sweep per shape and chunk size (best of 3; D updates unweighted, A updates weighted)."""
+    rng = np.random.default_rng(0)
+    sweeps = {c: sweep_with_chunk(c) for c in chunks}
+    for R, k, L in [(50, 30, 62529), (50, 10, 62529), (16, 30, 4345), (1, 10, 62529)]:
+        Y = rng.random((R, k, 500)).astype(np.float32)
+        G = Y @ Y.transpose(0, 2, 1)
+        F = rng.random((R, k, L)).astype(np.float32)
+        XF = (rng.random((R, k, L)) * G.sum(2)[:, :, None]).astype(np.float32)
+        w = rng.integers(0, 3, (R, L)).astype(np.float32) if L < 10_000 else None
+        times = {}
+        for c, fn in sweeps.items():
+            fn(F.copy(), G, XF, w)  # compile
+            times[c], _ = best_of(fn, F, G, XF, w)
+        print("RESULT " + f"R={R:3d} k={k:2d} L={L:6d}: " + "  ".join(
+            f"chunk {c}: {t / R * 1e3:6.2f} ms/replicate" for c, t in times.items()), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--chunks", type=int, nargs="+", default=None)
     a = ap.parse_args()
+    if a.chunks:
+        print(f"load average {os.getloadavg()}")
+        time_chunks(a.chunks)
+        print(f"load average {os.getloadavg()}")
+        return
     rng = np.random.default_rng(0)
     try:
         import torch

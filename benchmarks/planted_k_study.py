@@ -196,7 +196,8 @@ def run_criteria(args) -> pd.DataFrame:
                     X, P = level_data(level, seed, args.genes, args.stride, noise)
                     for n_rep in args.replicates:
                         t0 = time.perf_counter()
-                        model = StaNMF(k_range=ks, n_replicates=n_rep, random_state=seed).fit(X)
+                        model = StaNMF(k_range=ks, n_replicates=n_rep, random_state=seed,
+                                       grow=args.grow).fit(X)
                         sweep = {"level": level, "noise": noise, "replicates": n_rep, "seed": seed,
                                  "K_planted": kp, "r_final": matched_r(model.components_, P),
                                  "seconds": time.perf_counter() - t0}
@@ -267,6 +268,8 @@ def main() -> None:
     ap.add_argument("--csv", default=None, help="also write the table here")
     ap.add_argument("--criteria", action="store_true",
                     help="K-selection study: every rule of osnmf.factorize.selection per level")
+    ap.add_argument("--grow", type=lambda v: {"true": True, "false": False}.get(v.lower(), v),
+                    default=True, help="StaNMF's grow of the --criteria sweeps: true, false or only")
     ap.add_argument("--levels", nargs="+", default=["large", "small", "overlap"],
                     choices=[*LEVELS, "calibrated"])
     ap.add_argument("--noise-levels", type=float, nargs="+", default=[0.3, 0.6])

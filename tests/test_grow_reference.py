@@ -85,6 +85,21 @@ def _grown_start(X, W, H):
     return np.hstack([W, (a / np.sqrt(s))[:, None]]), np.vstack([H, np.sqrt(s) * vh])
 
 
+def _sklearn_replicate_fits(Xr, K):
+    """scikit-learn's fits of one resampled matrix at K: (NNDSVDa fit, fit of the grown K−1 fit).
+
+    The grown start stops at violation <= tol × (first violation of the NNDSVDa start).
+    """
+    prev = NMF(K - 1, init="nndsvda", **SK)
+    W = prev.fit_transform(Xr)
+    W0, H0 = _grown_start(Xr, W, prev.components_)
+    Wc, Hc = _initialize_nmf(Xr, K, init="nndsvda")
+    scale = _first_violation(Xr, Wc, Hc) / _first_violation(Xr, W0, H0)
+    grown = NMF(K, init="custom", **{**SK, "tol": SK["tol"] * scale})
+    grown.fit_transform(Xr, W=W0, H=H0)
+    return NMF(K, init="nndsvda", **SK).fit(Xr), grown, prev
+
+
 def test_grown_replicates_equal_sklearn_custom_fit(case):
     X, _, _ = case
     K, R, seed = 12, 2, 0
@@ -93,16 +108,7 @@ def test_grown_replicates_equal_sklearn_custom_fit(case):
     counts = documented_counts(X.shape[0], R, seed)
     kept_grown = 0
     for r in range(R):
-        Xr = X[resampled_rows(counts[r])]
-        prev = NMF(K - 1, init="nndsvda", **SK)
-        W = prev.fit_transform(Xr)
-        W0, H0 = _grown_start(Xr, W, prev.components_)
-        # the grown start stops at violation <= tol × (first violation of the NNDSVDa start)
-        Wc, Hc = _initialize_nmf(Xr, K, init="nndsvda")
-        scale = _first_violation(Xr, Wc, Hc) / _first_violation(Xr, W0, H0)
-        grown = NMF(K, init="custom", **{**SK, "tol": SK["tol"] * scale})
-        grown.fit_transform(Xr, W=W0, H=H0)
-        plain = NMF(K, init="nndsvda", **SK).fit(Xr)
+        plain, grown, _ = _sklearn_replicate_fits(X[resampled_rows(counts[r])], K)
         best = min((plain, grown), key=lambda f: f.reconstruction_err_)
         # StaNMF's loss is ‖diag(sqrt(c))(X − A D)‖_F = scikit-learn's on the repeated rows
         assert info.loc[r, "loss"] == pytest.approx(best.reconstruction_err_, rel=1e-3)
@@ -110,6 +116,24 @@ def test_grown_replicates_equal_sklearn_custom_fit(case):
         assert _matched(model.replicates_[K][r], best.components_).min() >= 0.99
         kept_grown += best is grown
     assert kept_grown >= 1  # the grown branch is really exercised, not only NNDSVDa
+
+
+def test_grow_only_replicates_are_the_grown_sklearn_fits(case):
+    """``grow="only"``: NNDSVDa at the first K, then the grown start alone (same stopping scale)."""
+    X, _, _ = case
+    K, R, seed = 12, 2, 0
+    model = osnmf.StaNMF(k_range=[K - 1, K], n_replicates=R, grow="only", random_state=seed).fit(X)
+    info = model.replicate_info_.set_index(["k", "replicate"])
+    counts = documented_counts(X.shape[0], R, seed)
+    for r in range(R):
+        _, grown, prev = _sklearn_replicate_fits(X[resampled_rows(counts[r])], K)
+        assert info.loc[(K - 1, r), "restart"] == 0
+        assert info.loc[(K - 1, r), "loss"] == pytest.approx(prev.reconstruction_err_, rel=1e-3)
+        assert info.loc[(K, r), "restart"] == 1  # the grown start, even where NNDSVDa is better
+        assert info.loc[(K, r), "loss"] == pytest.approx(grown.reconstruction_err_, rel=1e-3)
+        # same stopping scale (float32 vs scikit-learn's float64 shifts the crossing a little)
+        assert abs(info.loc[(K, r), "n_iter"] - grown.n_iter_) <= 0.1 * grown.n_iter_
+        assert _matched(model.replicates_[K][r], grown.components_).min() >= 0.99
 
 
 def test_grow_reaches_the_truth_started_optimum(case):

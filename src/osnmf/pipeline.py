@@ -212,8 +212,9 @@ class Pipeline:
                 k_range=cfg.k_range, n_replicates=cfg.n_replicates, n_restarts=cfg.n_restarts, solver=cfg.solver,
                 backend=cfg.backend, device=cfg.device, max_iter=cfg.max_iter, tol=cfg.tol,
                 random_state=cfg.random_state, store=self.out / "sweep", progress=self.progress, client=client,
-                # blocks of replicates run in parallel threads (BLAS pinned to one thread each)
-                n_jobs=cfg.n_jobs, block_size=max(1, -(-cfg.n_replicates // cfg.n_jobs)),
+                # blocks of replicates run in parallel threads (BLAS pinned to one thread each),
+                # their size bounded by memory (osnmf.factorize.params.auto_block_size)
+                n_jobs=cfg.n_jobs,
             )
             try:
                 model.fit(X)

@@ -79,6 +79,10 @@ class NumpyKernels:
         """A working copy of a host array."""
         return np.array(a, dtype=self.op.dtype, order="C")
 
+    def adopt(self, a: np.ndarray) -> np.ndarray:
+        """The host array itself when it has the working dtype and layout (else a copy)."""
+        return np.ascontiguousarray(a, dtype=self.op.dtype)
+
     def get(self, a: np.ndarray) -> np.ndarray:
         """A host (numpy) view of a working array."""
         return a
@@ -86,6 +90,14 @@ class NumpyKernels:
     def take(self, a: np.ndarray, idx: np.ndarray) -> np.ndarray:
         """Rows ``idx`` of the replicate axis, contiguous."""
         return np.ascontiguousarray(a[idx])
+
+    def keep(self, a: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """Rows ``idx`` (increasing) of the replicate axis moved to the front of ``a`` in place;
+        the prefix view (no second copy of a factor while replicates retire)."""
+        for j, i in enumerate(idx):
+            if i != j:
+                a[j] = a[i]
+        return a[: len(idx)]
 
     def data_t(self, D: np.ndarray) -> np.ndarray:
         """``X Dᵀ`` per replicate, laid out (R, k, n)."""

@@ -139,6 +139,12 @@ class TorchKernels:
         self.torch = op.torch
 
     def put(self, a: np.ndarray):
+        """A working copy of a host array on the device (the host array is never written)."""
+        t = self.adopt(a)
+        return t.clone() if t.device.type == "cpu" else t
+
+    def adopt(self, a: np.ndarray):
+        """The host array on the device; on the CPU it shares the array's memory when it can."""
         return self.torch.from_numpy(np.ascontiguousarray(a, dtype=self.op.dtype)).to(
             self.op.device)
 
@@ -147,6 +153,10 @@ class TorchKernels:
 
     def take(self, a, idx: np.ndarray):
         return a[self.torch.from_numpy(np.asarray(idx)).to(a.device)].contiguous()
+
+    def keep(self, a, idx: np.ndarray):
+        """Rows ``idx`` of the replicate axis (a new contiguous tensor)."""
+        return self.take(a, idx)
 
     def data_t(self, D):
         R, k, m = D.shape

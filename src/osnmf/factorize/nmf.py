@@ -174,6 +174,7 @@ def fit_nmf_replicates(
     progress: bool = False,
     stop_reference: np.ndarray | None = None,
     _weighted: bool = True,
+    _consume_init: bool = False,
 ) -> ReplicateFits:
     """Fit R row-weighted NMF problems (bootstrap replicates) sharing every pass over ``X``.
 
@@ -267,10 +268,10 @@ def fit_nmf_replicates(
             At, D = nndsvda_init(op, k, c, rng, 1e-6, None)
         else:
             At, D = random_init(op, k, c, rng)
-        At, D, it, loss, v0 = solve(kernels, At, D, c if _weighted else None, max_iter, tol, progress,
-                                    None if ref is None else ref[sl])
+        At, _, it, loss, v0 = solve(kernels, At, D, c if _weighted else None, max_iter, tol, progress,
+                                    None if ref is None else ref[sl], out_D=D_out[sl],
+                                    consume_init=_consume_init or not isinstance(init, tuple))
         A_out[sl] = At.transpose(0, 2, 1)
-        D_out[sl] = D
         it_out[sl] = it
         loss_out[sl] = loss
         v0_out[sl] = v0

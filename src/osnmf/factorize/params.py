@@ -23,8 +23,10 @@ from osnmf.factorize.checks import (
     check_tol,
 )
 
-__all__ = ["PERTURBATIONS", "BlockResult", "BlockSpec", "SweepParams", "auto_block_size",
+__all__ = ["GROW_ONLY", "PERTURBATIONS", "BlockResult", "BlockSpec", "SweepParams", "auto_block_size",
            "plan_blocks"]
+
+GROW_ONLY = "only"  # grow value: grown starts replace the cold ones beyond the first K
 
 
 @dataclass(frozen=True)
@@ -40,10 +42,12 @@ class SweepParams:
     n_restarts : int
         Fits per replicate; restart 0 uses the perturbation's init, restarts 1.. a random init;
         the fit with the lowest loss is kept.
-    grow : bool
-        Also start each replicate from its own solution at K-1 (same bootstrap sample) plus the
-        leading non-negative component of that solution's residual (:func:`grow_factors`),
-        and keep it when its loss is lower. Blocks of K then wait for K-1.
+    grow : bool or "only"
+        True: also start each replicate from its own solution at K-1 (same bootstrap sample) plus
+        the leading non-negative component of that solution's residual (:func:`grow_factors`),
+        and keep it when its loss is lower. "only": the grown start replaces the cold starts
+        wherever a K-1 solution exists (the cold starts then run at the first K only). Blocks
+        of K then wait for K-1.
     solver, backend, device, max_iter, tol, sketch
         Passed to ``fit_nmf_replicates``.
     random_state : int
@@ -55,7 +59,7 @@ class SweepParams:
 
     perturbation: str = "bootstrap"
     n_restarts: int = 1
-    grow: bool = False
+    grow: bool | str = False
     solver: str = "exact"
     backend: str = "numpy"
     device: str | None = None
@@ -77,10 +81,13 @@ class SweepParams:
         if self.sketch is not None and not isinstance(self.sketch, Mapping):
             raise ConfigError(f"sketch must be a dict of sketch_matrix options or None, "
                               f"got {self.sketch!r}")
+        if isinstance(self.grow, str) and self.grow != GROW_ONLY:
+            raise ConfigError(f"grow must be True, False or {GROW_ONLY!r}, got {self.grow!r}")
         normalised = {"n_restarts": check_positive_int(self.n_restarts, "n_restarts"),
                       "max_iter": check_positive_int(self.max_iter, "max_iter"),
                       "tol": check_tol(self.tol), "random_state": int(self.random_state),
-                      "grow": bool(self.grow), "keep_coefficients": bool(self.keep_coefficients)}
+                      "grow": self.grow if self.grow == GROW_ONLY else bool(self.grow),
+                      "keep_coefficients": bool(self.keep_coefficients)}
         for name, value in normalised.items():
             object.__setattr__(self, name, value)  # frozen: set once, here
 
@@ -159,12 +166,19 @@ def plan_blocks(k_values: Iterable[int], n_replicates: int, block_size: int) -> 
     ]
 
 
-def auto_block_size(n_rows: int, n_cols: int, k_max: int, n_replicates: int,
-                    budget_bytes: float = 2**30) -> int:
-    """Replicates per block so the block's factors and solver temporaries stay near ``budget``.
+def auto_block_size(n_rows: int, n_cols: int, k_max: int, n_replicates: int, n_jobs: int = 1,
+                    budget_bytes: float | None = None) -> int:
+    """Replicates per block: the working memory of the ``n_jobs`` blocks that run at once stays
+    within ``budget_bytes`` (default: half the size of X in float32, at least 512 MiB), and every
+    job gets a block.
 
-    Assumes about 4 float64 copies of ``A`` and ``D`` per replicate; capped at 50 replicates so an
-    interrupted sweep loses little work.
+    A block's peak is about six float32 copies of its factors at ``k_max`` (measured at paper
+    size: start, working copy, products ``Aᵀ X``, result, the K−1 warm start, transients), so
+    the whole sweep stays near 1.5 × size(X) + the factors of the running blocks. Capped at 50
+    replicates so an interrupted sweep loses little work.
     """
-    per_rep = 4 * 8 * k_max * (n_rows + n_cols)
-    return int(max(1, min(n_replicates, 50, budget_bytes // max(per_rep, 1))))
+    if budget_bytes is None:
+        budget_bytes = max(2 * n_rows * n_cols, 2**29)  # half of X (4 bytes per value)
+    per_rep = 6 * 4 * k_max * (n_rows + n_cols) * max(1, n_jobs)
+    by_jobs = -(-n_replicates // max(1, n_jobs))
+    return int(max(1, min(n_replicates, 50, by_jobs, budget_bytes // max(per_rep, 1))))

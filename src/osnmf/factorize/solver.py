@@ -34,8 +34,10 @@ class Kernels(Protocol):
     op: object
 
     def put(self, a: np.ndarray): ...
+    def adopt(self, a: np.ndarray): ...
     def get(self, a) -> np.ndarray: ...
     def take(self, a, idx: np.ndarray): ...
+    def keep(self, a, idx: np.ndarray): ...
     def data_t(self, D): ...
     def data(self, At): ...
     def gram(self, F, Fw=None): ...
@@ -53,19 +55,25 @@ def solve(
     tol: float,
     progress: bool = False,
     viol_ref: np.ndarray | None = None,
+    out_D: np.ndarray | None = None,
+    consume_init: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Batched CD iterations for R replicates from the start ``At`` (R, k, n), ``D`` (R, k, m).
 
     Parameters
     ----------
     K : the backend's kernels (they hold the data operator ``K.op``).
-    At, D : host arrays, the initial factors (not modified).
+    At, D : host arrays, the initial factors (not modified unless ``consume_init``).
     counts : (R, n) int row counts, or None for unweighted fits.
     max_iter, tol : stopping rule (checked by the caller).
     progress : show a progress bar (:mod:`osnmf.progress`).
     viol_ref : optional (R,) float: replicate r stops when its violation is at most ``tol`` times
         ``viol_ref[r]``; NaN entries (and the default) use its own first-iteration violation
         (scikit-learn's rule).
+    out_D : optional host array (R, k, m) of the operator's dtype that receives the final ``D``
+        (no second copy of the largest factor); a new array by default.
+    consume_init : the solver may work in ``At`` and ``D`` themselves (they are then overwritten:
+        for starts made for this fit only).
 
     Returns
     -------
@@ -77,13 +85,14 @@ def solve(
     row_sq = K.op.row_sq_norms()
     xnorm2 = np.full(R, row_sq.sum()) if counts is None else counts.astype(np.float64) @ row_sq
     out_At = np.empty(At.shape, dtype=K.op.dtype)
-    out_D = np.empty(D.shape, dtype=K.op.dtype)
+    if out_D is None:
+        out_D = np.empty(D.shape, dtype=K.op.dtype)
     n_iter = np.full(R, max_iter, dtype=np.int64)
     loss = np.zeros(R)
     viol_init = np.zeros(R)
     ref = viol_init
     active = np.arange(R)
-    At, D = K.put(At), K.put(D)
+    At, D = (K.adopt(At), K.adopt(D)) if consume_init else (K.put(At), K.put(D))
     w = None if counts is None else K.put(counts)
     bar = ProgressBar("NMF iterations", max_iter, enabled=progress).start()
     try:
@@ -92,6 +101,7 @@ def solve(
             viol = K.cd_sweep(At, K.gram(D), K.data_t(D), w)
             # D update: needs Aᵀ diag(c) X and Aᵀ diag(c) A
             Aw = At if w is None else K.weigh(At, w)
+            XtA = None  # the last iteration's products go before the new ones are made
             XtA = K.data(Aw)
             G2 = K.gram(At, Aw)
             del Aw
@@ -108,19 +118,22 @@ def solve(
                 idx = np.flatnonzero(done)
                 g = active[idx]
                 n_iter[g] = it
-                Dd = K.take(D, idx)
-                cross = K.inner(Dd, K.take(XtA, idx))
-                quad = K.inner(K.take(G2, idx), K.gram(Dd))
+                # the retiring replicates (all of them: no copies of the largest arrays)
+                sub = (lambda a: a) if done.all() else (lambda a: K.take(a, idx))
+                Dd = sub(D)
+                cross = K.inner(Dd, sub(XtA))
+                quad = K.inner(sub(G2), K.gram(Dd))
                 loss[g] = np.sqrt(np.maximum(xnorm2[g] - 2 * cross + quad, 0))
-                out_At[g] = K.get(K.take(At, idx))
+                out_At[g] = K.get(sub(At))
                 out_D[g] = K.get(Dd)
+                del Dd
                 keep = np.flatnonzero(~done)
                 active = active[keep]
                 if len(keep) == 0:
                     break
-                At, D = K.take(At, keep), K.take(D, keep)
+                At, D = K.keep(At, keep), K.keep(D, keep)
                 if w is not None:
-                    w = K.take(w, keep)
+                    w = K.keep(w, keep)
             bar.update(completed=it, note=f"{len(active)}/{R} replicates running")
     finally:
         bar.stop()

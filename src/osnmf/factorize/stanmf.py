@@ -67,12 +67,15 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     n_restarts : int, default 1
         Fits per replicate (restart 0: the perturbation's init; then random inits); the lowest
         loss is kept. The final model uses NNDSVDa plus ``n_restarts - 1`` random restarts.
-    grow : bool, default True
+    grow : bool or "only", default "only"
         Also start every replicate at K from its own K-1 solution plus the leading component of
         that solution's positive residual (deterministic), keeping the lower loss. This finds
         small patterns that NNDSVDa misses (see docs/stanmf.md); the final model likewise
         tries the full-data K-1 fit grown by one component. ``grow=False`` is the paper's
         recipe exactly (each replicate = scikit-learn's NMF of the resampled rows).
+        ``grow="only"``: the grown start replaces the cold one beyond the first K of the range
+        (a replicate at K is its chain of grown fits from the first K; several times cheaper
+        where cold fits run to ``max_iter``; the final model still tries both).
     solver : {"auto", "exact", "compressed"}, default "auto"
         "compressed" fits a randomised low-rank sketch of X (computed once per sweep); "auto"
         picks it for large matrices, "exact" otherwise (:mod:`osnmf.factorize.autosolver`).
@@ -93,7 +96,8 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     progress : bool, default False
         Show a progress bar with ETA.
     block_size : int or None
-        Replicates fitted together in one batched call (None: chosen from the data size).
+        Replicates fitted together in one batched call (None: the blocks running at once hold
+        about half of size(X); see :func:`osnmf.factorize.params.auto_block_size`).
     sketch : dict or None
         Options of the compressed solver, passed through.
     keep_coefficients : bool, default False
@@ -144,7 +148,7 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         n_replicates: int = 100,
         perturbation: str = "bootstrap",
         n_restarts: int = 1,
-        grow: bool = True,
+        grow: bool | str = "only",
         solver: str = "auto",
         backend: str = "numpy",
         device: str | None = None,
@@ -227,9 +231,9 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         params = self._params(solver, sketch_options(self.sketch) if solver == "compressed" else None)
         self.solver_ = solver
         R = check_positive_int(self.n_replicates, "n_replicates (stability needs pairs)", 2)
-        bs = (auto_block_size(n, m, ks[-1], R) if self.block_size is None
-              else check_positive_int(self.block_size, "block_size"))
         check_positive_int(self.n_jobs, "n_jobs")
+        bs = (auto_block_size(n, m, ks[-1], R, self.n_jobs) if self.block_size is None
+              else check_positive_int(self.block_size, "block_size"))
         check_positive_int(self.certify, "certify (exact refits per K; 0 = off)", 0)
         return X, ks, params, R, min(bs, R)
 
@@ -309,7 +313,7 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
         def compressed_at(k):
             if store is not None:
-                return store.load_k(k, R, bs, coefficients=params.grow)
+                return store.load_k(k, R, bs, coefficients=bool(params.grow))
             parts = [r for b, r in done.items() if b.k == k]
             return BlockResult.concat(parts, coefficients=all(p.coefficients is not None for p in parts))
 

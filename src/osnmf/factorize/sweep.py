@@ -23,6 +23,7 @@ from osnmf.factorize.init import grow_factors
 from osnmf.factorize.nmf import fit_nmf_replicates
 from osnmf.factorize.operators import ExactOperator, Sketch, make_operator
 from osnmf.factorize.params import (
+    GROW_ONLY,
     PERTURBATIONS,
     BlockResult,
     BlockSpec,
@@ -81,6 +82,17 @@ def _operator(X: Any, params: SweepParams, sketch: Any) -> ExactOperator | Sketc
                          None if opts is None else dict(opts), params.random_state)
 
 
+def _cold_init(params: SweepParams, k: int, start: int, stop: int, restart: int) -> tuple[str, int]:
+    """(init name, seed) of a cold start: restart 0 is the perturbation's own init.
+
+    NNDSVDa's randomised SVD (large X only) gets the same seed in every block: the "fixed
+    initialisation" of the paper; random inits differ per block and restart.
+    """
+    if restart > 0 or params.perturbation in ("init", "both"):
+        return "random", _restart_seed(params, k, start, stop, restart)
+    return "nndsvda", _restart_seed(params, k, 0, 0, 0)
+
+
 def fit_block(
     X: np.ndarray, k: int, counts: np.ndarray, params: SweepParams, seeds: Sequence[int],
     sketch: Any = None, warm: tuple[np.ndarray, np.ndarray] | None = None,
@@ -98,7 +110,8 @@ def fit_block(
         cached Gram, or the ``Sketch`` of ``X`` for ``solver="compressed"``), or None: made here
         from ``params`` (``params.sketch`` options).
     warm : (A, D) of the same replicates at rank ``k - 1`` (shapes (R, n, k-1), (R, k-1, m));
-        with ``params.grow`` one more start grows them
+        with ``params.grow`` one more start grows them (``grow="only"``: the only start; one
+        iteration of the cold start then gives the stopping scale)
         (:func:`osnmf.factorize.residual.grow_lowrank`: products only, no dense residual); it
         stops when its violation falls to ``tol`` times the first violation of the replicate's
         cold start (restart 0), i.e. at the cold fit's accuracy (:mod:`osnmf.factorize.solver`).
@@ -110,35 +123,27 @@ def fit_block(
     seeds = np.asarray(seeds, dtype=np.int64)
     start, stop = int(seeds.min()), int(seeds.max()) + 1
     best = None
-    starts = list(range(params.n_restarts))
-    if params.grow and warm is not None:
+    grow = bool(params.grow) and warm is not None
+    starts = [] if grow and params.grow == GROW_ONLY else list(range(params.n_restarts))
+    if grow:
         starts.append(params.n_restarts)
     op = _operator(X, params, sketch)
+    fit_args = {"max_iter": params.max_iter, "tol": params.tol, "backend": params.backend,
+                "device": params.device}
     cold_violation = None  # first-iteration violations of restart 0 (the grown start's scale)
+    if starts == [params.n_restarts]:  # grown start only: one iteration of restart 0 sets its scale
+        init, seed = _cold_init(params, k, start, stop, 0)
+        cold_violation = fit_nmf_replicates(op, k, counts, init=init, random_state=seed,
+                                            **{**fit_args, "max_iter": 1}).viol_init
     for restart in starts:
         grown = restart == params.n_restarts
-        random_init = restart > 0 or params.perturbation in ("init", "both")
-        # NNDSVDa's randomised SVD (large X only) gets the same seed in every block: the
-        # "fixed initialisation" of the paper; random inits differ per block and restart.
-        seed = (_restart_seed(params, k, start, stop, restart) if random_init
-                else _restart_seed(params, k, 0, 0, 0))
-        init: Any = "random" if random_init else "nndsvda"
+        init, seed = _cold_init(params, k, start, stop, restart)
         reference = None
         if grown:  # a warm start: it stops at the accuracy of the replicate's first cold start
             init = grow_lowrank(op, warm[0], warm[1], counts)
             reference = cold_violation
-        fits = fit_nmf_replicates(
-            op,
-            k,
-            counts,
-            init=init,
-            random_state=seed,
-            max_iter=params.max_iter,
-            tol=params.tol,
-            backend=params.backend,
-            device=params.device,
-            stop_reference=reference,
-        )
+        fits = fit_nmf_replicates(op, k, counts, init=init, random_state=seed,
+                                  stop_reference=reference, _consume_init=grown, **fit_args)
         if restart == 0:
             cold_violation = fits.viol_init
         D = np.asarray(fits.D, dtype=np.float32)
@@ -147,7 +152,7 @@ def fit_block(
         loss = np.asarray(fits.loss, dtype=np.float64)
         n_iter = np.asarray(fits.n_iter, dtype=np.int64)
         if best is None:
-            best = BlockResult(D, A, n_iter, loss, np.zeros(len(seeds), np.int64), seeds)
+            best = BlockResult(D, A, n_iter, loss, np.full(len(seeds), restart, np.int64), seeds)
             continue
         better = loss < best.loss
         best.components[better] = D[better]
@@ -230,7 +235,7 @@ def run_sweep(
                     store.put(spec, result)
                 if keep_results:
                     done[spec] = result
-                if params.grow:
+                if params.grow and store is None:  # with a store, K-1 is read back from it
                     result.extra["k"] = spec.k
                     current[spec.start, spec.stop] = result
                 if on_result is not None:
