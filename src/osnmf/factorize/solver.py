@@ -119,14 +119,15 @@ def solve(
                 g = active[idx]
                 n_iter[g] = it
                 # the retiring replicates (all of them: no copies of the largest arrays)
-                sub = (lambda a: a) if done.all() else (lambda a: K.take(a, idx))
-                Dd = sub(D)
-                cross = K.inner(Dd, sub(XtA))
-                quad = K.inner(sub(G2), K.gram(Dd))
+                every = done.all()
+                Dd, XtAd, G2d, Atd = ((D, XtA, G2, At) if every else
+                                      (K.take(a, idx) for a in (D, XtA, G2, At)))
+                cross = K.inner(Dd, XtAd)
+                quad = K.inner(G2d, K.gram(Dd))
                 loss[g] = np.sqrt(np.maximum(xnorm2[g] - 2 * cross + quad, 0))
-                out_At[g] = K.get(sub(At))
+                out_At[g] = K.get(Atd)
                 out_D[g] = K.get(Dd)
-                del Dd
+                del Dd, XtAd, G2d, Atd
                 keep = np.flatnonzero(~done)
                 active = active[keep]
                 if len(keep) == 0:
