@@ -171,6 +171,23 @@ def test_stop_reference_scales_the_stopping_rule_like_sklearn_tol(data):
         fit_nmf_replicates(data, 5, counts, stop_reference=np.ones(3))
 
 
+def test_explicit_start_is_left_alone_unless_consumed(data):
+    """The solver works on a copy of a caller's start; ``_consume_init`` (starts made for the fit
+    only) works in them directly, with the same result."""
+    X = data.astype(np.float32)
+    counts = bootstrap_counts(X.shape[0], 2, 7)
+    rng = np.random.default_rng(1)
+    A0 = rng.random((2, X.shape[0], 4)).astype(np.float32)
+    D0 = rng.random((2, 4, X.shape[1])).astype(np.float32)
+    A_before, D_before = A0.copy(), D0.copy()
+    kept = fit_nmf_replicates(X, 4, counts, init=(A0, D0))
+    np.testing.assert_array_equal(A0, A_before)
+    np.testing.assert_array_equal(D0, D_before)
+    consumed = fit_nmf_replicates(X, 4, counts, init=(A0, D0), _consume_init=True)
+    np.testing.assert_array_equal(consumed.D, kept.D)
+    np.testing.assert_array_equal(consumed.loss, kept.loss)
+
+
 def test_random_init_reproducible_and_fits(data):
     k = 6
     r1 = fit_nmf(data, k, init="random", random_state=5)

@@ -72,3 +72,18 @@ def test_torch_bad_device(data):
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA"):
             fit_nmf(data, 3, backend="torch", device="cuda")
+
+
+def test_explicit_start_is_left_alone_on_the_cpu():
+    """On the CPU a tensor made from a numpy array shares its memory: the solver must copy it."""
+    X, _, _ = phantom(n_genes=40)
+    X = X.astype(np.float32)
+    counts = bootstrap_counts(X.shape[0], 2, 3)
+    rng = np.random.default_rng(2)
+    A0 = rng.random((2, X.shape[0], 3)).astype(np.float32)
+    D0 = rng.random((2, 3, X.shape[1])).astype(np.float32)
+    D_before = D0.copy()
+    fits = fit_nmf_replicates(X, 3, counts, init=(A0, D0), backend="torch", device="cpu")
+    np.testing.assert_array_equal(D0, D_before)
+    ref = fit_nmf_replicates(X, 3, counts, init=(A0, D0))
+    assert np.abs(fits.loss / ref.loss - 1).max() < 1e-4

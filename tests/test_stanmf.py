@@ -11,6 +11,7 @@ from threadpoolctl import threadpool_limits
 import osnmf
 from osnmf.errors import ConfigError, InputError
 from osnmf.factorize.init import grow_factors
+from osnmf.factorize.operators import sketch_matrix
 from osnmf.factorize.params import SweepParams, plan_blocks
 from osnmf.factorize.stability import cross_correlation, hungarian_dissimilarity
 from osnmf.factorize.stanmf import StaNMF
@@ -176,6 +177,31 @@ def test_bad_config():
         StaNMF(k_range=[2], n_replicates=1).fit(X)
     with pytest.raises(ConfigError):
         StaNMF(k_range=[2], n_replicates=2, n_restarts=0).fit(X)
+    with pytest.raises(ConfigError, match="grow must be True, False or 'only'"):
+        StaNMF(k_range=[2], n_replicates=2, grow="sometimes").fit(X)
+
+
+def test_block_memory_stays_within_the_block_size_model():
+    """tracemalloc's peak of one block (grown starts, warm K−1 factors handed in) against the
+    model ``auto_block_size`` sizes blocks by: six float32 copies of the block's factors. On the
+    compressed path, as at paper size (the exact path's dense NNDSVDa SVD of a small X holds
+    X-sized temporaries instead)."""
+    import tracemalloc
+
+    rng = np.random.default_rng(3)
+    n, m, k, R = 40, 20_000, 6, 4
+    X = rng.random((n, m)).astype(np.float32)
+    for grow in ("only", True):
+        params = SweepParams(grow=grow, solver="compressed", max_iter=15, tol=0.0)
+        counts = replicate_counts(n, range(R), params)
+        warm = (rng.random((R, n, k - 1)).astype(np.float32), rng.random((R, k - 1, m)).astype(np.float32))
+        op = sketch_matrix(X, rank=12, random_state=0)
+        fit_block(op, k, counts, params, np.arange(R), op, warm)  # compile, cache the Gram
+        tracemalloc.start()
+        fit_block(op, k, counts, params, np.arange(R), op, warm)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak <= 6 * 4 * R * k * (n + m), (grow, peak / (4 * R * k * (n + m)))
 
 
 def test_grow_factors_is_the_residual_leading_pair():
