@@ -103,6 +103,7 @@ def test_certification_disagreement_is_an_osnmf_warning(monkeypatch):
         return table, False
 
     monkeypatch.setattr(stanmf_module, "certify_sweep", disagreeing)
-    with pytest.warns(OsnmfWarning, match="certification: exact refits"):
+    expected = r"certification: on 3 replicates the exact refits .* \(selected from all 8: K = \d+\)"
+    with pytest.warns(OsnmfWarning, match=expected):
         StaNMF(k_range=[2, 3, 4, 5, 6], n_replicates=8, solver="compressed", sketch={"rank": 6},
                grow=False, certify=3, random_state=2).fit(_data())

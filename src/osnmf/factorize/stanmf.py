@@ -322,10 +322,15 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.certificate_, self.certified_agrees_ = table, agrees
         self.instability_ = self.instability_.merge(table, on="k", how="left")
         if not agrees:
-            exact_k = int(table["k"].iloc[int(np.argmin(table["hungarian_exact"].to_numpy()))])
-            warnings.warn(f"certification: exact refits of {n_cert} replicates put the smallest γ at "
-                          f"K = {exact_k}, the compressed fits of the same replicates elsewhere (selected "
-                          f"K = {self.k_}); rerun with solver='exact' to decide", OsnmfWarning, stacklevel=3)
+            def argmin(col):
+                return int(table["k"].iloc[int(np.argmin(table[col].to_numpy()))])
+
+            exact_k, comp_k = argmin("hungarian_exact"), argmin("hungarian_compressed_subset")
+            advice = ("the selected K is the exact refits' choice" if exact_k == self.k_
+                      else "rerun with solver='exact' to decide")
+            warnings.warn(f"certification: on {n_cert} replicates the exact refits put the smallest γ at "
+                          f"K = {exact_k}, the compressed fits of the same replicates at K = {comp_k} "
+                          f"(selected from all {R}: K = {self.k_}); {advice}", OsnmfWarning, stacklevel=3)
 
     def _fit_final(self, X: np.ndarray, op: Any, exact: ExactOperator, params: SweepParams,
                    store: SweepStore | None) -> None:

@@ -42,6 +42,8 @@ def data_digest(X: np.ndarray) -> str:
     return digest(X32)
 
 
+BLOCK_ARRAYS = ("components", "coefficients", "n_iter", "loss", "restart", "seeds")  # BlockResult order
+
 class SweepStore:
     """The on-disk results of one sweep run (see the module docstring for the layout).
 
@@ -137,15 +139,30 @@ class SweepStore:
 
     def load_k(self, k: int, n_replicates: int, block_size: int,
                coefficients: bool = False) -> BlockResult:
-        """Concatenate the blocks of rank ``k`` (replicates 0 .. n_replicates-1)."""
-        parts = []
+        """The blocks of rank ``k`` joined (replicates 0 .. n_replicates-1).
+
+        Filled block by block into arrays allocated once: the peak is one copy of the K's
+        patterns (0.75 GB at K = 30, 100 replicates, 62,529 voxels), not two.
+        """
+        out = None
         for spec in plan_blocks([k], n_replicates, block_size):
             res = self.get(spec, coefficients=coefficients)
             if res is None:
                 raise InputError(f"sweep store {self.path}: block {spec.name} is missing; "
                                  "run the sweep again to finish it")
-            parts.append(res)
-        return BlockResult.concat(parts, coefficients)
+            if out is None:
+                def room(a):
+                    return None if a is None else np.empty((n_replicates, *a.shape[1:]), a.dtype)
+
+                out = BlockResult(*(room(getattr(res, f)) for f in BLOCK_ARRAYS))
+                if coefficients and out.coefficients is None:
+                    raise InputError(f"sweep store {self.path}: block {spec.name} has no coefficients")
+            for f in BLOCK_ARRAYS:
+                target = getattr(out, f)
+                if target is not None:
+                    target[spec.start:spec.stop] = getattr(res, f)
+            del res
+        return out
 
     # per-K summaries and the final model --------------------------------------------------
     def _json_path(self, k: int) -> Path:
