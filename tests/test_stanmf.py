@@ -141,6 +141,24 @@ def test_store_resumes_and_never_mixes_inputs(tmp_path):
     assert SweepStore.open(tmp_path, X, params).path == store.path
 
 
+def test_load_k_joins_the_stored_blocks(tmp_path):
+    """``load_k`` (filled block by block) equals the blocks concatenated; ``first`` = the prefix."""
+    X, _ = _low_rank()
+    params = SweepParams(random_state=0)
+    blocks = plan_blocks([3], n_replicates=7, block_size=3)
+    store = SweepStore.open(tmp_path, X, params)
+    run_sweep(X, blocks, params, store=store)
+    parts = [store.get(b) for b in blocks]
+    whole = store.load_k(3, 7, 3, coefficients=True)
+    np.testing.assert_array_equal(whole.components, np.concatenate([p.components for p in parts]))
+    np.testing.assert_array_equal(whole.coefficients, np.concatenate([p.coefficients for p in parts]))
+    np.testing.assert_array_equal(whole.seeds, np.arange(7))
+    head = store.load_k(3, 7, 3, first=4)
+    assert head.coefficients is None and head.components.shape[0] == 4
+    np.testing.assert_array_equal(head.components, whole.components[:4])
+    np.testing.assert_array_equal(head.loss, whole.loss[:4])
+
+
 def test_stanmf_with_store_reuses_results(tmp_path):
     X, _ = _low_rank()
     a = StaNMF(k_range=[2, 3], n_replicates=3, store=tmp_path, random_state=0).fit(X)

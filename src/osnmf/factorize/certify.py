@@ -42,8 +42,9 @@ def certify_sweep(
     k_selected : the K the compressed sweep selected.
     ks : the K's of the sweep.
     params : the sweep's ``SweepParams`` (solver compressed).
-    compressed_at : ``k -> BlockResult`` of the compressed sweep at rank k (all replicates, in
-        replicate order; coefficients needed only for the grow warm start).
+    compressed_at : ``k -> BlockResult`` of the compressed sweep at rank k (at least the first
+        ``n_certify`` replicates, in replicate order; coefficients needed only for the grow warm
+        start).
     n_certify : replicates refitted (≥ 2).
     n_replicates : replicates of the sweep.
     centered : correlation of the instability.

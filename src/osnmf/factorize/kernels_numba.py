@@ -31,8 +31,9 @@ except ImportError:  # pragma: no cover - numba missing: the numpy sweep is used
 __all__ = ["AVAILABLE", "cd_sweep_fused"]
 
 # columns per task: k × 1,024 values of F stay in L2 (30 × 1,024 × 4 B = 120 KiB). Measured
-# (benchmarks/bench_kernels.py --chunks): 1,024 beats 128 by 1.1-1.5× (the per-coordinate loop
-# overhead falls) and 2,048 (L2 misses) at K = 10-30, R = 16-50, L = 4,345 and 62,529.
+# (benchmarks/bench_kernels.py --chunks, 2 cores): 1,024 beats 128 by 1.2-1.4× (fewer
+# per-coordinate loop starts) for blocks of 16-50 replicates at K = 10-30 (equal for a single
+# replicate) and is within 5 % of 2,048, which is slower at K = 10.
 CHUNK = 1024
 
 

@@ -311,9 +311,9 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         if params.solver != "compressed" or n_cert < 2 or 3 * n_cert > CERTIFY_MAX_SHARE * len(ks) * R:
             return
 
-        def compressed_at(k):
+        def compressed_at(k):  # the first n_cert replicates of the compressed sweep at k
             if store is not None:
-                return store.load_k(k, R, bs, coefficients=bool(params.grow))
+                return store.load_k(k, R, bs, coefficients=bool(params.grow), first=n_cert)
             parts = [r for b, r in done.items() if b.k == k]
             return BlockResult.concat(parts, coefficients=all(p.coefficients is not None for p in parts))
 

@@ -138,29 +138,33 @@ class SweepStore:
         return BlockResult(D, A, z["n_iter"], z["loss"], z["restart"], z["seeds"])
 
     def load_k(self, k: int, n_replicates: int, block_size: int,
-               coefficients: bool = False) -> BlockResult:
-        """The blocks of rank ``k`` joined (replicates 0 .. n_replicates-1).
+               coefficients: bool = False, first: int | None = None) -> BlockResult:
+        """The blocks of rank ``k`` joined (replicates 0 .. n_replicates-1, or the ``first`` ones).
 
         Filled block by block into arrays allocated once: the peak is one copy of the K's
         patterns (0.75 GB at K = 30, 100 replicates, 62,529 voxels), not two.
         """
+        n = n_replicates if first is None else min(int(first), n_replicates)
         out = None
         for spec in plan_blocks([k], n_replicates, block_size):
+            if spec.start >= n:
+                break
             res = self.get(spec, coefficients=coefficients)
             if res is None:
                 raise InputError(f"sweep store {self.path}: block {spec.name} is missing; "
                                  "run the sweep again to finish it")
             if out is None:
                 def room(a):
-                    return None if a is None else np.empty((n_replicates, *a.shape[1:]), a.dtype)
+                    return None if a is None else np.empty((n, *a.shape[1:]), a.dtype)
 
                 out = BlockResult(*(room(getattr(res, f)) for f in BLOCK_ARRAYS))
                 if coefficients and out.coefficients is None:
                     raise InputError(f"sweep store {self.path}: block {spec.name} has no coefficients")
+            stop = min(spec.stop, n)
             for f in BLOCK_ARRAYS:
                 target = getattr(out, f)
                 if target is not None:
-                    target[spec.start:spec.stop] = getattr(res, f)
+                    target[spec.start:stop] = getattr(res, f)[: stop - spec.start]
             del res
         return out
 
