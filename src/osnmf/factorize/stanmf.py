@@ -67,15 +67,14 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     n_restarts : int, default 1
         Fits per replicate (restart 0: the perturbation's init; then random inits); the lowest
         loss is kept. The final model uses NNDSVDa plus ``n_restarts - 1`` random restarts.
-    grow : bool or "only", default "only"
-        Also start every replicate at K from its own K-1 solution plus the leading component of
-        that solution's positive residual (deterministic), keeping the lower loss. This finds
-        small patterns that NNDSVDa misses (see docs/stanmf.md); the final model likewise
-        tries the full-data K-1 fit grown by one component. ``grow=False`` is the paper's
-        recipe exactly (each replicate = scikit-learn's NMF of the resampled rows).
-        ``grow="only"``: the grown start replaces the cold one beyond the first K of the range
-        (a replicate at K is its chain of grown fits from the first K; several times cheaper
-        where cold fits run to ``max_iter``; the final model still tries both).
+    grow : {"only", True, False}, default "only"
+        How a replicate at K starts. Grown: from its own K-1 solution plus the leading component
+        of that solution's positive residual (deterministic), which finds small patterns that
+        NNDSVDa misses (see docs/stanmf.md). "only": the grown start alone at every K after the
+        first of the range (NNDSVDa there), several times cheaper where NNDSVDa fits run to
+        ``max_iter``; True: both starts at every K, the lower loss kept; False: the paper's
+        recipe exactly (each replicate = scikit-learn's NMF of the resampled rows). The final
+        model tries NNDSVDa and the grown full-data K-1 fit unless ``grow=False``.
     solver : {"auto", "exact", "compressed"}, default "auto"
         "compressed" fits a randomised low-rank sketch of X (computed once per sweep); "auto"
         picks it for large matrices, "exact" otherwise (:mod:`osnmf.factorize.autosolver`).
@@ -124,7 +123,7 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         Columns k, hungarian, hungarian_sd, amari, amari_sd, hungarian_se, amari_se, n_pairs.
     k_ : int
         Selected K: the K of the default rule ``osnmf.factorize.selection.DEFAULT_RULE``
-        (``gamma_argmin``: smallest Hungarian instability, ties to the smaller K).
+        (``median3_near``; the paper's γ argmin is ``k_rules_["gamma_argmin"]``).
     components_ : (k_, m) float ndarray, patterns of the final model.
     coefficients_ : (n, k_) float ndarray, coefficients of the final model.
     loss_, n_iter_ : loss and iterations of the final model.
