@@ -289,6 +289,7 @@ RUN_CASES = {
     "toml_unknown_key": (lambda t: _toml(t, "k_min = 3\nreplicate = 10\n"), "config", "bad.toml", ["unknown key"]),
     "toml_wrong_type": (lambda t: _toml(t, 'k_min = "three"\n'), "config", "bad.toml", ["k_min", "int"]),
     "toml_syntax": (lambda t: _toml(t, "k_min = = 3\n"), "config", "bad.toml", ["not valid TOML"]),
+    "toml_bad_grow": (lambda t: _toml(t, 'grow = "sometimes"\n'), "config", "bad.toml", ["grow", "only"]),
 }
 
 

@@ -105,3 +105,36 @@ def test_info_subprocess_single_zip(shared_dir, expected, tmp_path):
 def test_help_lists_info():
     result = CliRunner().invoke(app, ["--help"])
     assert result.exit_code == 0 and "info" in result.stdout
+
+
+@pytest.mark.parametrize(("flag", "toml", "expected"), [
+    (None, None, "only"), ("false", None, False), ("true", None, True), (None, "grow = false", False),
+    (None, 'grow = "only"', "only"), ("only", "grow = true", "only"),
+])
+def test_grow_reaches_the_sweep(flag, toml, expected, tmp_path, monkeypatch):
+    """``--grow`` / TOML ``grow`` arrive in StaNMF as the API's value (flags override the file)."""
+    from osnmf.factorize import stanmf
+
+    seen = {}
+
+    def stop(self, X, y=None):
+        seen["grow"] = self.grow
+        raise KeyboardInterrupt  # nothing after the sweep is needed here
+
+    monkeypatch.setattr(stanmf.StaNMF, "fit", stop)
+    args = ["run", "--out", str(tmp_path / "out"), "--quiet", "--k-min", "3", "--k-max", "4", "--n-replicates", "2"]
+    if flag is not None:
+        args += ["--grow", flag]
+    if toml is not None:
+        (tmp_path / "run.toml").write_text(toml + "\nphantom_genes = 40\nphantom_patterns = 3\n")
+        args += ["--config", str(tmp_path / "run.toml")]
+    else:
+        args += ["--config", str(_small_toml(tmp_path))]
+    CliRunner().invoke(app, args)
+    assert seen.get("grow") == expected and type(seen.get("grow")) is type(expected)
+
+
+def _small_toml(tmp_path):
+    path = tmp_path / "small.toml"
+    path.write_text("phantom_genes = 40\nphantom_patterns = 3\n")
+    return path

@@ -135,6 +135,8 @@ def run(
     k_max: int = typer.Option(None, "--k-max", help="Largest K of the sweep (default 30)."),
     n_replicates: int = typer.Option(None, "--n-replicates", help="Bootstrap replicates per K (default 100)."),
     n_restarts: int = typer.Option(None, "--n-restarts", help="NMF fits per replicate, best kept (default 1)."),
+    grow: str = typer.Option(None, "--grow", help="only (default: grown starts after the first K), true (also the "
+                             "NNDSVDa start at every K) or false (the paper's recipe)."),
     solver: str = typer.Option(None, "--solver", help="auto (default; compressed when large), exact or compressed."),
     backend: str = typer.Option(None, "--backend", help="numpy or torch."),
     device: str = typer.Option(None, "--device", help="torch device, e.g. cuda or cpu."),
@@ -155,7 +157,7 @@ def run(
 
     if quiet and verbose:
         raise ConfigError("--quiet and --verbose together: choose one")
-    flags = dict(k_min=k_min, k_max=k_max, n_replicates=n_replicates, n_restarts=n_restarts, solver=solver,
+    flags = dict(k_min=k_min, k_max=k_max, n_replicates=n_replicates, n_restarts=n_restarts, grow=grow, solver=solver,
                  backend=backend, device=device, scheduler=scheduler, random_state=random_state, n_jobs=n_jobs,
                  hemispheres=hemispheres, quiet=quiet, verbose=verbose)
     flags = _deprecated(flags, {"--replicates": replicates, "--seed": seed, "--jobs": jobs, "--restarts": restarts})

@@ -33,6 +33,7 @@ class RunConfig:
     k_max: int = 30
     n_replicates: int = 100
     n_restarts: int = 1
+    grow: bool | str = "only"
     solver: str = "auto"
     backend: str = "numpy"
     device: str | None = None
@@ -72,6 +73,10 @@ class RunConfig:
             raise ConfigError(f"n_jobs={self.n_jobs}: must be >= 1")
         if self.n_restarts < 1:
             raise ConfigError(f"n_restarts={self.n_restarts}: must be >= 1")
+        if self.grow in ("true", "false"):  # the CLI's spelling of the booleans
+            self.grow = self.grow == "true"
+        if not (isinstance(self.grow, bool) or self.grow == "only"):
+            raise ConfigError(f"grow={self.grow!r}: choose one of only, true, false (false = the paper's recipe)")
         choices = {"solver": ("auto", "exact", "compressed"), "backend": ("numpy", "torch"), "impute": ("knn", "none"),
                    "hemispheres": ("auto", "off", "drop"), "phantom_preset": (None, "calibrated")}
         for name, allowed in choices.items():
@@ -133,6 +138,11 @@ def load_config(path: str | Path, base: RunConfig | None = None) -> RunConfig:
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
             raw[key] = value
+        if key == "grow" and isinstance(value, bool):  # grow = "only", true or false
+            continue
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
             raise ConfigError(f"{path}: {key} = {value!r} should be of type {expected.__name__}")
-    return defaults.replace(**raw)
+    try:
+        return defaults.replace(**raw)
+    except ConfigError as exc:  # a value the settings refuse: say which file holds it
+        raise ConfigError(f"{path}: {exc}") from None

@@ -201,7 +201,7 @@ class Pipeline:
         from osnmf.factorize.stanmf import StaNMF
 
         cfg = self.config
-        names = ("k_min", "k_max", "n_replicates", "n_restarts", "solver", "max_iter", "tol", "random_state")
+        names = ("k_min", "k_max", "n_replicates", "n_restarts", "grow", "solver", "max_iter", "tol", "random_state")
         params = {k: getattr(cfg, k) for k in names}
 
         def compute() -> SweepResult:
@@ -209,7 +209,8 @@ class Pipeline:
             _refuse_too_few(X.shape[0], cfg.k_max, "usable experiments")
             client = _dask_client(cfg.scheduler) if cfg.scheduler else None
             model = StaNMF(
-                k_range=cfg.k_range, n_replicates=cfg.n_replicates, n_restarts=cfg.n_restarts, solver=cfg.solver,
+                k_range=cfg.k_range, n_replicates=cfg.n_replicates, n_restarts=cfg.n_restarts, grow=cfg.grow,
+                solver=cfg.solver,
                 backend=cfg.backend, device=cfg.device, max_iter=cfg.max_iter, tol=cfg.tol,
                 random_state=cfg.random_state, store=self.out / "sweep", progress=self.progress, client=client,
                 # blocks of replicates run in parallel threads (BLAS pinned to one thread each),
