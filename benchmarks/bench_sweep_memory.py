@@ -1,0 +1,103 @@
+"""Resident memory of each phase of ``StaNMF.fit`` after the sweep blocks, on a finished run.
+
+Takes an ``osnmf run`` folder (e.g. the paper-size run of ``bench_paper_size.py``), hard-links its
+stored sweep blocks into a fresh store (the per-K γ, panel and final-model files are left out, so
+they are recomputed), reloads the imputed matrix from the run's stage cache and runs
+``StaNMF.fit`` with the run's defaults. Every phase (sketch, ``load_k``, γ per K, selection panel,
+certification, final model) reports its peak RSS above the RSS before ``fit`` (X already held),
+sampled every 50 ms, and its seconds. This is the measurement behind the memory paragraph of
+docs/stanmf.md.
+
+Usage::
+
+    python benchmarks/bench_sweep_memory.py --run /tmp/osnmf_paper_size/run [--k-min 8 --k-max 30 --replicates 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+GiB = 2**30
+
+
+def rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", required=True, help="an osnmf run folder with sweep/ and .cache/impute.npz")
+    ap.add_argument("--k-min", type=int, default=8)
+    ap.add_argument("--k-max", type=int, default=30)
+    ap.add_argument("--replicates", type=int, default=100)
+    ap.add_argument("--n-jobs", type=int, default=2)
+    a = ap.parse_args()
+    run = Path(a.run)
+    from osnmf.factorize import stanmf
+    from osnmf.factorize import store as store_mod
+
+    X = np.load(run / ".cache" / "impute.npz")["X"]
+    state = {"peak": 0, "depth": 0}
+
+    def sample():
+        while True:
+            state["peak"] = max(state["peak"], rss())
+            time.sleep(0.05)
+
+    threading.Thread(target=sample, daemon=True).start()
+    totals: dict[str, list] = {}
+
+    def wrap(owner, name, label):
+        f = getattr(owner, name)
+
+        def timed(*args, **kwargs):
+            if state["depth"] == 0:  # a nested phase keeps its caller's running peak
+                state["peak"] = rss()
+            state["depth"] += 1
+            t = time.perf_counter()
+            try:
+                return f(*args, **kwargs)
+            finally:
+                state["depth"] -= 1
+                rec = totals.setdefault(label, [0.0, 0.0, 0])
+                rec[0] = max(rec[0], (state["peak"] - base) / GiB)
+                rec[1] += time.perf_counter() - t
+                rec[2] += 1
+
+        setattr(owner, name, timed)
+
+    for owner, name, label in [(stanmf, "sketch_matrix", "sketch"), (store_mod.SweepStore, "load_k", "load_k"),
+                               (stanmf, "instability", "gamma (per K)"),
+                               (stanmf, "_selection_panel", "selection panel"),
+                               (stanmf.StaNMF, "_certify", "certification"),
+                               (stanmf.StaNMF, "_fit_final", "final model")]:
+        wrap(owner, name, label)
+    with tempfile.TemporaryDirectory(dir=run.parent) as tmp:
+        for src in (run / "sweep").rglob("*"):  # the blocks and the manifest only
+            dst = Path(tmp) / src.relative_to(run / "sweep")
+            if src.is_dir():
+                dst.mkdir(parents=True, exist_ok=True)
+            elif src.suffix == ".npz" and src.name.startswith("r") or src.name == "manifest.json":
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.link(src, dst) if src.stat().st_dev == Path(tmp).stat().st_dev else shutil.copy2(src, dst)
+        base = rss()
+        model = stanmf.StaNMF(k_range=range(a.k_min, a.k_max + 1), n_replicates=a.replicates,
+                              n_jobs=a.n_jobs, store=tmp)
+        model.fit(X)
+    print(f"X {X.shape} {X.nbytes / GiB:.2f} GiB; RSS before fit {base / GiB:.2f} GiB; K = {model.k_}")
+    for label, (peak, secs, calls) in totals.items():
+        print(f"RESULT {label:16s} calls {calls:3d}  {secs:7.1f} s  peak RSS above the pre-fit RSS {peak:.2f} GiB "
+              f"= {peak * GiB / X.nbytes:.2f} x size(X)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
