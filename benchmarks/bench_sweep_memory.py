@@ -19,18 +19,12 @@ import argparse
 import os
 import shutil
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 GiB = 2**30
-
-
-def rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def main() -> None:
@@ -42,34 +36,31 @@ def main() -> None:
     ap.add_argument("--n-jobs", type=int, default=2)
     a = ap.parse_args()
     run = Path(a.run)
+    from bench_paper_size import PeakSampler, rss_bytes
+
     from osnmf.factorize import stanmf
     from osnmf.factorize import store as store_mod
 
     X = np.load(run / ".cache" / "impute.npz")["X"]
-    state = {"peak": 0, "depth": 0}
-
-    def sample():
-        while True:
-            state["peak"] = max(state["peak"], rss())
-            time.sleep(0.05)
-
-    threading.Thread(target=sample, daemon=True).start()
+    sampler = PeakSampler(interval=0.05)
+    depth = [0]
     totals: dict[str, list] = {}
 
     def wrap(owner, name, label):
         f = getattr(owner, name)
 
         def timed(*args, **kwargs):
-            if state["depth"] == 0:  # a nested phase keeps its caller's running peak
-                state["peak"] = rss()
-            state["depth"] += 1
+            if depth[0] == 0:  # a nested phase keeps its caller's running peak
+                sampler.reset()
+            depth[0] += 1
             t = time.perf_counter()
             try:
                 return f(*args, **kwargs)
             finally:
-                state["depth"] -= 1
+                depth[0] -= 1
+                sampler.peak = max(sampler.peak, rss_bytes())
                 rec = totals.setdefault(label, [0.0, 0.0, 0])
-                rec[0] = max(rec[0], (state["peak"] - base) / GiB)
+                rec[0] = max(rec[0], (sampler.peak - base) / GiB)
                 rec[1] += time.perf_counter() - t
                 rec[2] += 1
 
@@ -89,10 +80,11 @@ def main() -> None:
             elif src.suffix == ".npz" and src.name.startswith("r") or src.name == "manifest.json":
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 os.link(src, dst) if src.stat().st_dev == Path(tmp).stat().st_dev else shutil.copy2(src, dst)
-        base = rss()
+        base = rss_bytes()
         model = stanmf.StaNMF(k_range=range(a.k_min, a.k_max + 1), n_replicates=a.replicates,
                               n_jobs=a.n_jobs, store=tmp)
         model.fit(X)
+    sampler.stop()
     print(f"X {X.shape} {X.nbytes / GiB:.2f} GiB; RSS before fit {base / GiB:.2f} GiB; K = {model.k_}")
     for label, (peak, secs, calls) in totals.items():
         print(f"RESULT {label:16s} calls {calls:3d}  {secs:7.1f} s  peak RSS above the pre-fit RSS {peak:.2f} GiB "

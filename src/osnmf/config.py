@@ -6,9 +6,11 @@ import tomllib
 import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from types import UnionType
+from typing import get_args, get_origin, get_type_hints
 
 from osnmf.errors import ConfigError, OsnmfDeprecationWarning
-from osnmf.factorize.checks import check_tol
+from osnmf.factorize.checks import check_grow, check_tol
 
 DEPRECATED = {"replicates": "n_replicates", "seed": "random_state", "jobs": "n_jobs"}  # old TOML key → name
 
@@ -73,10 +75,7 @@ class RunConfig:
             raise ConfigError(f"n_jobs={self.n_jobs}: must be >= 1")
         if self.n_restarts < 1:
             raise ConfigError(f"n_restarts={self.n_restarts}: must be >= 1")
-        if self.grow in ("true", "false"):  # the CLI's spelling of the booleans
-            self.grow = self.grow == "true"
-        if not (isinstance(self.grow, bool) or self.grow == "only"):
-            raise ConfigError(f"grow={self.grow!r}: choose one of only, true, false (false = the paper's recipe)")
+        self.grow = check_grow(self.grow)
         choices = {"solver": ("auto", "exact", "compressed"), "backend": ("numpy", "torch"), "impute": ("knn", "none"),
                    "hemispheres": ("auto", "off", "drop"), "phantom_preset": (None, "calibrated")}
         for name, allowed in choices.items():
@@ -108,6 +107,14 @@ def config_keys() -> set[str]:
     return {f.name for f in fields(RunConfig)}
 
 
+def _toml_types(key: str) -> tuple[type, ...]:
+    """The types a TOML value of ``key`` may have: those of its RunConfig annotation, without None
+    (``bool | str`` → (bool, str); ``list[int]`` → (list,))."""
+    hint = get_type_hints(RunConfig)[key]
+    parts = get_args(hint) if isinstance(hint, UnionType) else (hint,)
+    return tuple(get_origin(t) or t for t in parts if t is not type(None))
+
+
 def load_config(path: str | Path, base: RunConfig | None = None) -> RunConfig:
     """Read a TOML config; unknown keys and wrong types are :class:`ConfigError`."""
     path = Path(path)
@@ -132,16 +139,12 @@ def load_config(path: str | Path, base: RunConfig | None = None) -> RunConfig:
         raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; valid keys: {valid}")
     defaults = base or RunConfig()
     for key, value in raw.items():
-        expected = type(getattr(defaults, key))
-        if getattr(defaults, key) is None:
-            expected = str
-        if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-            raw[key] = value
-        if key == "grow" and isinstance(value, bool):  # grow = "only", true or false
-            continue
-        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-            raise ConfigError(f"{path}: {key} = {value!r} should be of type {expected.__name__}")
+        allowed = _toml_types(key)
+        if float in allowed and isinstance(value, int) and not isinstance(value, bool):
+            value = raw[key] = float(value)
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            names = " or ".join(t.__name__ for t in allowed)
+            raise ConfigError(f"{path}: {key} = {value!r} should be of type {names}")
     try:
         return defaults.replace(**raw)
     except ConfigError as exc:  # a value the settings refuse: say which file holds it

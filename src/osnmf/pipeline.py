@@ -210,8 +210,7 @@ class Pipeline:
             client = _dask_client(cfg.scheduler) if cfg.scheduler else None
             model = StaNMF(
                 k_range=cfg.k_range, n_replicates=cfg.n_replicates, n_restarts=cfg.n_restarts, grow=cfg.grow,
-                solver=cfg.solver,
-                backend=cfg.backend, device=cfg.device, max_iter=cfg.max_iter, tol=cfg.tol,
+                solver=cfg.solver, backend=cfg.backend, device=cfg.device, max_iter=cfg.max_iter, tol=cfg.tol,
                 random_state=cfg.random_state, store=self.out / "sweep", progress=self.progress, client=client,
                 # blocks of replicates run in parallel threads (BLAS pinned to one thread each),
                 # their size bounded by memory (osnmf.factorize.params.auto_block_size)

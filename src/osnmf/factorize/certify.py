@@ -84,8 +84,14 @@ def certify_sweep(
             "n_certified": R,
         })
     table = pd.DataFrame(rows, columns=CERT_COLUMNS)
-    agrees = bool(
-        table["k"].iloc[int(np.argmin(table["hungarian_exact"].to_numpy()))]
-        == table["k"].iloc[int(np.argmin(table["hungarian_compressed_subset"].to_numpy()))]
-    )
-    return table, agrees
+    exact_k, compressed_k = certified_argmins(table)
+    return table, exact_k == compressed_k
+
+
+def certified_argmins(table: pd.DataFrame) -> tuple[int, int]:
+    """The K of the smallest γ among the certified K's: (exact refits, compressed fits of the
+    same replicates)."""
+    def argmin(column: str) -> int:
+        return int(table["k"].iloc[int(np.argmin(table[column].to_numpy()))])
+
+    return argmin("hungarian_exact"), argmin("hungarian_compressed_subset")

@@ -15,12 +15,14 @@ from osnmf.errors import ConfigError, InputError
 
 __all__ = [
     "BACKENDS",
+    "GROW_ONLY",
     "as_rows",
     "PERTURBATIONS",
     "SOLVERS",
     "check_backend",
     "check_choice",
     "check_counts",
+    "check_grow",
     "check_k",
     "check_matrix",
     "check_positive_int",
@@ -31,6 +33,7 @@ __all__ = [
 PERTURBATIONS = ("bootstrap", "init", "both")
 SOLVERS = ("exact", "compressed")
 BACKENDS = ("numpy", "torch")
+GROW_ONLY = "only"  # grow value: grown starts replace the cold ones beyond the first K
 
 
 def check_matrix(
@@ -123,6 +126,18 @@ def check_choice(value: Any, name: str, allowed: tuple[str, ...]) -> str:
     """``value`` if it is one of ``allowed``, else :class:`ConfigError` listing them."""
     if not isinstance(value, str) or value not in allowed:
         raise ConfigError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+    return value
+
+
+def check_grow(value: Any) -> bool | str:
+    """``grow`` as True, False or ``"only"``; the strings "true" / "false" (the CLI's and a TOML
+    string's spelling) become the booleans, any other non-string its truth value."""
+    if not isinstance(value, str):
+        return bool(value)
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    if value != GROW_ONLY:
+        raise ConfigError(f"grow must be True, False or {GROW_ONLY!r} (False = the paper's recipe), got {value!r}")
     return value
 
 

@@ -15,18 +15,18 @@ import numpy as np
 
 from osnmf.errors import ConfigError
 from osnmf.factorize.checks import (
+    GROW_ONLY,
     PERTURBATIONS,
     SOLVERS,
     check_backend,
     check_choice,
+    check_grow,
     check_positive_int,
     check_tol,
 )
 
 __all__ = ["GROW_ONLY", "PERTURBATIONS", "BlockResult", "BlockSpec", "SweepParams", "auto_block_size",
            "plan_blocks"]
-
-GROW_ONLY = "only"  # grow value: grown starts replace the cold ones beyond the first K
 
 
 @dataclass(frozen=True)
@@ -81,12 +81,10 @@ class SweepParams:
         if self.sketch is not None and not isinstance(self.sketch, Mapping):
             raise ConfigError(f"sketch must be a dict of sketch_matrix options or None, "
                               f"got {self.sketch!r}")
-        if isinstance(self.grow, str) and self.grow != GROW_ONLY:
-            raise ConfigError(f"grow must be True, False or {GROW_ONLY!r}, got {self.grow!r}")
         normalised = {"n_restarts": check_positive_int(self.n_restarts, "n_restarts"),
                       "max_iter": check_positive_int(self.max_iter, "max_iter"),
                       "tol": check_tol(self.tol), "random_state": int(self.random_state),
-                      "grow": self.grow if self.grow == GROW_ONLY else bool(self.grow),
+                      "grow": check_grow(self.grow),
                       "keep_coefficients": bool(self.keep_coefficients)}
         for name, value in normalised.items():
             object.__setattr__(self, name, value)  # frozen: set once, here

@@ -22,7 +22,7 @@ from threadpoolctl import threadpool_limits
 
 from osnmf.errors import ConfigError, InputError, InputTypeError, OsnmfWarning
 from osnmf.factorize.autosolver import resolve_solver, sketch_options
-from osnmf.factorize.certify import certify_sweep
+from osnmf.factorize.certify import certified_argmins, certify_sweep
 from osnmf.factorize.checks import check_matrix, check_positive_int
 from osnmf.factorize.executors import SerialExecutor, ThreadExecutor, as_executor
 from osnmf.factorize.init import nndsvda_init, random_init
@@ -321,10 +321,7 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.certificate_, self.certified_agrees_ = table, agrees
         self.instability_ = self.instability_.merge(table, on="k", how="left")
         if not agrees:
-            def argmin(col):
-                return int(table["k"].iloc[int(np.argmin(table[col].to_numpy()))])
-
-            exact_k, comp_k = argmin("hungarian_exact"), argmin("hungarian_compressed_subset")
+            exact_k, comp_k = certified_argmins(table)
             advice = ("the selected K is the exact refits' choice" if exact_k == self.k_
                       else "rerun with solver='exact' to decide")
             warnings.warn(f"certification: on {n_cert} replicates the exact refits put the smallest γ at "

@@ -21,6 +21,7 @@ import json
 import os
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,8 @@ def data_digest(X: np.ndarray) -> str:
     return digest(X32)
 
 
-BLOCK_ARRAYS = ("components", "coefficients", "n_iter", "loss", "restart", "seeds")  # BlockResult order
+BLOCK_ARRAYS = tuple(f.name for f in fields(BlockResult) if f.name != "extra")  # its arrays, in order
+
 
 class SweepStore:
     """The on-disk results of one sweep run (see the module docstring for the layout).

@@ -124,14 +124,13 @@ def fit_block(
     start, stop = int(seeds.min()), int(seeds.max()) + 1
     best = None
     grow = bool(params.grow) and warm is not None
-    starts = [] if grow and params.grow == GROW_ONLY else list(range(params.n_restarts))
-    if grow:
-        starts.append(params.n_restarts)
+    grow_only = grow and params.grow == GROW_ONLY
+    starts = ([] if grow_only else list(range(params.n_restarts))) + ([params.n_restarts] if grow else [])
     op = _operator(X, params, sketch)
     fit_args = {"max_iter": params.max_iter, "tol": params.tol, "backend": params.backend,
                 "device": params.device}
     cold_violation = None  # first-iteration violations of restart 0 (the grown start's scale)
-    if starts == [params.n_restarts]:  # grown start only: one iteration of restart 0 sets its scale
+    if grow_only:  # no cold start: one iteration of restart 0 sets the grown start's scale
         init, seed = _cold_init(params, k, start, stop, 0)
         cold_violation = fit_nmf_replicates(op, k, counts, init=init, random_state=seed,
                                             **{**fit_args, "max_iter": 1}).viol_init
