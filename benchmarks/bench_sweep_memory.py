@@ -1,12 +1,13 @@
-"""Resident memory of each phase of ``StaNMF.fit`` after the sweep blocks, on a finished run.
+"""Resident memory of each phase of ``StaNMF.fit`` on a finished run: blocks of one K and after.
 
 Takes an ``osnmf run`` folder (e.g. the paper-size run of ``bench_paper_size.py``), hard-links its
 stored sweep blocks into a fresh store (the per-K γ, panel and final-model files are left out, so
-they are recomputed), reloads the imputed matrix from the run's stage cache and runs
-``StaNMF.fit`` with the run's defaults. Every phase (sketch, ``load_k``, γ per K, selection panel,
+they are recomputed, and so are the blocks of ``--refit-k``), reloads the imputed matrix from the
+run's stage cache (C order, as the pipeline hands it to ``StaNMF``) and runs ``StaNMF.fit`` with
+the run's defaults. Every phase (sketch, the blocks of ``--refit-k``, γ per K, selection panel,
 certification, final model) reports its peak RSS above the RSS before ``fit`` (X already held),
-sampled every 50 ms, and its seconds. This is the measurement behind the memory paragraph of
-docs/stanmf.md.
+sampled every 50 ms, the peak of the memory numpy and Python allocated in it (tracemalloc), and
+its seconds. This is the measurement behind the memory paragraph of docs/stanmf.md.
 
 Usage::
 
@@ -20,6 +21,7 @@ import os
 import shutil
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +36,7 @@ def main() -> None:
     ap.add_argument("--k-max", type=int, default=30)
     ap.add_argument("--replicates", type=int, default=100)
     ap.add_argument("--n-jobs", type=int, default=2)
+    ap.add_argument("--refit-k", type=int, default=30, help="K whose blocks are fitted again (0: none)")
     a = ap.parse_args()
     run = Path(a.run)
     from bench_paper_size import PeakSampler, rss_bytes
@@ -41,9 +44,12 @@ def main() -> None:
     from osnmf.factorize import stanmf
     from osnmf.factorize import store as store_mod
 
-    X = np.load(run / ".cache" / "impute.npz")["X"]
+    # caches written before osnmf.expression.to_matrix returned C order hold X in Fortran order
+    X = np.ascontiguousarray(np.load(run / ".cache" / "impute.npz")["X"])
+    tracemalloc.start()
     sampler = PeakSampler(interval=0.05)
     depth = [0]
+    traced0 = [0]
     totals: dict[str, list] = {}
 
     def wrap(owner, name, label):
@@ -52,6 +58,8 @@ def main() -> None:
         def timed(*args, **kwargs):
             if depth[0] == 0:  # a nested phase keeps its caller's running peak
                 sampler.reset()
+                tracemalloc.reset_peak()
+                traced0[0] = tracemalloc.get_traced_memory()[0]
             depth[0] += 1
             t = time.perf_counter()
             try:
@@ -59,14 +67,17 @@ def main() -> None:
             finally:
                 depth[0] -= 1
                 sampler.peak = max(sampler.peak, rss_bytes())
-                rec = totals.setdefault(label, [0.0, 0.0, 0])
+                rec = totals.setdefault(label, [0.0, 0.0, 0, 0.0])
                 rec[0] = max(rec[0], (sampler.peak - base) / GiB)
                 rec[1] += time.perf_counter() - t
                 rec[2] += 1
+                if depth[0] == 0:
+                    rec[3] = max(rec[3], (tracemalloc.get_traced_memory()[1] - traced0[0]) / GiB)
 
         setattr(owner, name, timed)
 
-    for owner, name, label in [(stanmf, "sketch_matrix", "sketch"), (store_mod.SweepStore, "load_k", "load_k"),
+    for owner, name, label in [(stanmf, "sketch_matrix", "sketch"), (stanmf, "run_sweep", "blocks"),
+                               (store_mod.SweepStore, "load_k", "load_k"),
                                (stanmf, "instability", "gamma (per K)"),
                                (stanmf, "_selection_panel", "selection panel"),
                                (stanmf.StaNMF, "_certify", "certification"),
@@ -77,7 +88,8 @@ def main() -> None:
             dst = Path(tmp) / src.relative_to(run / "sweep")
             if src.is_dir():
                 dst.mkdir(parents=True, exist_ok=True)
-            elif src.suffix == ".npz" and src.name.startswith("r") or src.name == "manifest.json":
+            elif (src.suffix == ".npz" and src.name.startswith("r") and src.parent.name != f"k{a.refit_k:03d}"
+                  or src.name == "manifest.json"):
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 os.link(src, dst) if src.stat().st_dev == Path(tmp).stat().st_dev else shutil.copy2(src, dst)
         base = rss_bytes()
@@ -86,9 +98,9 @@ def main() -> None:
         model.fit(X)
     sampler.stop()
     print(f"X {X.shape} {X.nbytes / GiB:.2f} GiB; RSS before fit {base / GiB:.2f} GiB; K = {model.k_}")
-    for label, (peak, secs, calls) in totals.items():
+    for label, (peak, secs, calls, traced) in totals.items():
         print(f"RESULT {label:16s} calls {calls:3d}  {secs:7.1f} s  peak RSS above the pre-fit RSS {peak:.2f} GiB "
-              f"= {peak * GiB / X.nbytes:.2f} x size(X)", flush=True)
+              f"= {peak * GiB / X.nbytes:.2f} x size(X); traced peak {traced:.2f} GiB", flush=True)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,16 @@ from osnmf.errors import InputError
 
 
 def to_matrix(volumes: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Flatten ``(n, AP, DV, ML)`` volumes to an ``(n, n_mask_voxels)`` matrix (C order of the mask)."""
+    """Flatten ``(n, AP, DV, ML)`` volumes to an ``(n, n_mask_voxels)`` matrix (C order of the mask).
+
+    The result is C-contiguous (``volumes[..., mask]`` would be Fortran-ordered, and every
+    consumer of a genes × voxels matrix would then hold a second, C-ordered copy of it).
+    """
     volumes = np.asarray(volumes)
     if volumes.shape[-3:] != mask.shape:
         raise InputError(f"volumes of shape {volumes.shape[-3:]} do not match the mask {mask.shape}")
-    return volumes[..., mask]
+    flat = volumes.reshape(*volumes.shape[:-3], -1)
+    return np.take(flat, np.flatnonzero(mask), axis=-1)
 
 
 def to_volumes(matrix: np.ndarray, mask: np.ndarray, fill: float = 0.0) -> np.ndarray:

@@ -153,6 +153,22 @@ class Sketch:
         return f"Sketch(shape=({n}, {m}), rank={self.rank}, energy={self.energy:.5f})"
 
 
+def _top_eigh(G: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` largest eigenpairs of the symmetric ``G`` (N × N), descending, eigenvalues ≥ 0.
+
+    Only those k are computed (LAPACK ``syevr`` on an index range) when k < N: at N = 4,345 the
+    full ``syevd`` needs 2·N² float64 of workspace (0.3 GB) besides all N eigenvectors.
+    """
+    from scipy.linalg import eigh
+
+    N = G.shape[0]
+    if k >= N:
+        lam, E = np.linalg.eigh(G)
+    else:
+        lam, E = eigh(G, subset_by_index=[N - k, N - 1], driver="evr")
+    return np.maximum(lam[::-1], 0), E[:, ::-1]
+
+
 def _range_finder(X: np.ndarray, width: int, n_iter: int, rng: np.random.Generator) -> np.ndarray:
     """Orthonormal basis (n × width) of the dominant column space of ``X`` (power iterations)."""
     n, m = X.shape
@@ -220,8 +236,8 @@ def sketch_matrix(
         small_left = n <= m
         op = ExactOperator(X)
         G = op.left_gram() if small_left else op.weighted_right_gram(np.ones(n))
-        lam, E = np.linalg.eigh(G)
-        lam, E = np.maximum(lam[::-1], 0), E[:, ::-1]
+        lam, E = _top_eigh(G, rank if rank is not None else min(max(1, int(max_rank)), full))
+        del G
         cum = np.cumsum(lam)
         if rank is not None:
             keep = rank
