@@ -159,6 +159,41 @@ def test_load_k_joins_the_stored_blocks(tmp_path):
     np.testing.assert_array_equal(head.loss, whole.loss[:4])
 
 
+def test_stored_patterns_read_on_demand_equal_the_blocks(tmp_path):
+    """``SweepStore.patterns``: columns, replicates and slices read from the block files equal
+    the blocks as numpy loads them; γ and the panel computed from it equal those of the array
+    (γ checked pair by pair against brute force); a truncated block is one clear error."""
+    from osnmf.factorize import selection as sel
+    from osnmf.factorize.stability import instability
+
+    X, _ = _low_rank()
+    params = SweepParams(random_state=0)
+    blocks = plan_blocks([3], n_replicates=7, block_size=3)
+    store = SweepStore.open(tmp_path, X, params)
+    run_sweep(X, blocks, params, store=store)
+    whole = np.concatenate([store.get(b).components for b in blocks])  # (7, 3, m)
+    stored = store.patterns(3, 7, 3)
+    assert stored.shape == whole.shape and stored.dtype == whole.dtype
+    np.testing.assert_array_equal(stored.columns(5, 77), whole[:, :, 5:77])
+    np.testing.assert_array_equal(stored[4], whole[4])
+    np.testing.assert_array_equal(np.asarray(stored[2:6]), whole[2:6])
+    np.testing.assert_array_equal(stored[2:6][3], whole[5])
+    np.testing.assert_array_equal(np.stack(list(stored)), whole)
+    got = instability(stored)
+    brute = [hungarian_dissimilarity(cross_correlation(whole[p], whole[q])) for p, q in combinations(range(7), 2)]
+    assert got["hungarian"] == pytest.approx(np.mean(brute), abs=1e-12)
+    pearson = instability(whole, centered=True)["hungarian"]
+    assert instability(stored, centered=True)["hungarian"] == pytest.approx(pearson, abs=1e-12)
+    counts = replicate_counts(X.shape[0], range(7), params)
+    folds, voxels = sel.voxel_folds(X.shape[1], 3, 0), np.arange(0, X.shape[1], 2)
+    loss = np.ones(7)
+    assert sel.panel_row(X, stored, loss, counts, folds, voxels) == sel.panel_row(X, whole, loss, counts, folds, voxels)
+    path = store.block_path(blocks[1])
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(InputError, match="r0003"):
+        store.patterns(3, 7, 3).columns(0, 10)
+
+
 def test_stanmf_with_store_reuses_results(tmp_path):
     X, _ = _low_rank()
     a = StaNMF(k_range=[2, 3], n_replicates=3, store=tmp_path, random_state=0).fit(X)

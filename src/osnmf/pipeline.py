@@ -225,7 +225,7 @@ class Pipeline:
                     if cfg.scheduler == "local" and cluster is not None:
                         cluster.close()
             k = int(model.k_)
-            reps = np.asarray(model.replicates_[k])[: cfg.moran_replicates]
+            reps = model.replicates_.head(k, cfg.moran_replicates)  # only those are read
             return SweepResult(instability=model.instability_, k=k, components=model.components_.astype(np.float32),
                                coefficients=model.coefficients_.astype(np.float32),
                                replicates_at_k=reps.astype(np.float32),

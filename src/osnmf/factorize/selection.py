@@ -169,7 +169,7 @@ def _fold_products(rows: np.ndarray, D: np.ndarray, masks: list[np.ndarray]) -> 
 
 
 def oob_errors(X: np.ndarray, patterns: np.ndarray, counts: np.ndarray, folds: np.ndarray,
-               chunk_rows: int = 1024, sq_norms: np.ndarray | None = None) -> np.ndarray:
+               chunk_rows: int = 256, sq_norms: np.ndarray | None = None) -> np.ndarray:
     """Out-of-bag bi-cross-validation error of each replicate (see the module docstring).
 
     Computed from Gram quantities: per replicate, one product of its OOB rows with the patterns
@@ -180,9 +180,12 @@ def oob_errors(X: np.ndarray, patterns: np.ndarray, counts: np.ndarray, folds: n
     Parameters
     ----------
     X : (n, m) the data the sweep fitted.
-    patterns : (R, K, m) replicate patterns; counts : (R, n) their bootstrap row counts.
+    patterns : (R, K, m) replicate patterns (an array, or patterns on disk read one replicate at
+        a time, :class:`osnmf.factorize.store.StoredPatterns`); counts : (R, n) their bootstrap
+        row counts.
     folds : (m,) int voxel folds (:func:`voxel_folds`).
-    chunk_rows : OOB rows multiplied at once (bounds the temporaries).
+    chunk_rows : OOB rows multiplied at once (bounds the temporaries: 64 MB of float32 rows at
+        62,529 voxels).
     sq_norms : optional (n, n_folds) :func:`fold_sq_norms` of X (computed when None).
 
     Returns
@@ -194,7 +197,7 @@ def oob_errors(X: np.ndarray, patterns: np.ndarray, counts: np.ndarray, folds: n
     X = np.asarray(X)
     if not np.issubdtype(X.dtype, np.floating):
         X = X.astype(np.float64)
-    patterns = np.asarray(patterns)
+    patterns = _stack(patterns)
     R, K, m = patterns.shape
     n_folds = int(folds.max()) + 1
     masks = [folds == f for f in range(n_folds)]
@@ -221,16 +224,24 @@ def oob_errors(X: np.ndarray, patterns: np.ndarray, counts: np.ndarray, folds: n
     return out
 
 
+def _stack(patterns):
+    """(R, K, m) patterns as an array; patterns on disk (``columns``) stay there, read per replicate."""
+    return patterns if hasattr(patterns, "columns") else np.asarray(patterns)
+
+
 # ---- consensus parcellation ------------------------------------------------------------------
 def _voxel_labels(patterns: np.ndarray, voxels: np.ndarray) -> np.ndarray:
     """(R, v) pattern index of each voxel: argmax of the L2-normalised loadings.
 
-    Norms in float64 one replicate at a time (never a float64 copy of all the patterns: 1.5 GB
-    at K = 30, 100 replicates, 62,529 voxels).
+    One replicate at a time, in float64 (never a float64 copy of all the patterns: 1.5 GB at
+    K = 30, 100 replicates, 62,529 voxels; patterns on disk are read replicate by replicate).
     """
-    norms = np.array([np.sqrt(np.einsum("km,km->k", d, d, dtype=np.float64)) for d in patterns])
-    P = np.asarray(patterns[:, :, voxels], dtype=np.float64) / np.where(norms > 0, norms, 1.0)[:, :, None]
-    return P.argmax(axis=1)
+    labels = np.empty((len(patterns), voxels.size), dtype=np.int64)
+    for r, d in enumerate(patterns):
+        norms = np.sqrt(np.einsum("km,km->k", d, d, dtype=np.float64))
+        P = np.asarray(d[:, voxels], dtype=np.float64) / np.where(norms > 0, norms, 1.0)[:, None]
+        labels[r] = P.argmax(axis=0)
+    return labels
 
 
 def consensus_matrix(patterns: np.ndarray, voxels: np.ndarray | None = None) -> np.ndarray:
@@ -246,8 +257,8 @@ def consensus_matrix(patterns: np.ndarray, voxels: np.ndarray | None = None) -> 
     (v, v) float64: ``C[u, w]`` = share of replicates that assign voxels u and w to the same
     pattern (argmax of the L2-normalised loadings).
     """
-    patterns = np.asarray(patterns)
-    if patterns.ndim != 3 or patterns.shape[0] < 1:
+    patterns = _stack(patterns)
+    if len(patterns.shape) != 3 or patterns.shape[0] < 1:
         raise InputError(f"patterns must be (R, K, m) with R >= 1, got shape {patterns.shape}")
     R, K, m = patterns.shape
     voxels = np.arange(m) if voxels is None else np.asarray(voxels)

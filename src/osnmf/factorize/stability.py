@@ -48,48 +48,57 @@ def _as_patterns(P: Any, name: str, ndim: int) -> np.ndarray:
     return P
 
 
-def _row_means(Z: np.ndarray, chunk: int) -> np.ndarray:
-    m = Z.shape[-1]
-    s = np.zeros(Z.shape[:-1], dtype=np.float64)
-    for j in range(0, m, chunk):
-        s += Z[..., j : j + chunk].sum(axis=-1, dtype=np.float64)
-    return s / m
-
-
 def _correlate(P: np.ndarray, Q: np.ndarray | None, centered: bool) -> np.ndarray:
     """Correlation between the rows of ``P`` (N, m) and of ``Q`` (M, m) -> (N, M).
 
-    ``Q=None`` means ``Q is P`` (the symmetric case, half the work). Accumulates in float64
-    over column chunks, so float32 or memory-mapped inputs are never copied whole. A row with
-    zero norm (uncentred) or zero variance (Pearson) has correlation 0 with every row.
+    ``Q=None`` means ``Q is P`` (the symmetric case, half the work).
     """
-    m = P.shape[-1]
-    n_rows = P.shape[0] + (0 if Q is None else Q.shape[0])
-    chunk = max(1, _CHUNK_BYTES // (8 * max(n_rows, 1)))
+    return _correlate_chunks(lambda a, b: P[:, a:b], None if Q is None else (lambda a, b: Q[:, a:b]),
+                             P.shape[0], P.shape[0] if Q is None else Q.shape[0], P.shape[-1], centered)
+
+
+def _correlate_chunks(read_p, read_q, n_p: int, n_q: int, m: int, centered: bool) -> np.ndarray:
+    """Correlation of the rows of two matrices given by column-chunk readers -> (n_p, n_q).
+
+    ``read_p(a, b)`` returns columns a:b of the first matrix, (n_p, b - a); ``read_q`` the same
+    for the second (None: the first, the symmetric case). Accumulates in float64 over column
+    chunks of about 64 MiB, so float32, memory-mapped or on-disk inputs are never copied whole;
+    the result is normalised in place (one n_p × n_q array). A row with zero norm (uncentred) or
+    zero variance (Pearson) has correlation 0 with every row.
+    """
+    chunk = max(1, _CHUNK_BYTES // (8 * max(n_p + (0 if read_q is None else n_q), 1)))
+    spans = [(j, min(m, j + chunk)) for j in range(0, m, chunk)]
+
+    def row_means(read, n):
+        s = np.zeros(n)
+        for a, b in spans:
+            s += read(a, b).sum(axis=-1, dtype=np.float64)
+        return s / m
+
     if centered:
-        mu_p = _row_means(P, chunk)
-        mu_q = mu_p if Q is None else _row_means(Q, chunk)
-    G = np.zeros((P.shape[0], P.shape[0] if Q is None else Q.shape[0]), dtype=np.float64)
-    sq_p = np.zeros(P.shape[0], dtype=np.float64)
-    sq_q = sq_p if Q is None else np.zeros(Q.shape[0], dtype=np.float64)
-    for j in range(0, m, chunk):
-        p = np.asarray(P[:, j : j + chunk], dtype=np.float64)
+        mu_p = row_means(read_p, n_p)
+        mu_q = mu_p if read_q is None else row_means(read_q, n_q)
+    G = np.zeros((n_p, n_q))
+    sq_p = np.zeros(n_p)
+    sq_q = sq_p if read_q is None else np.zeros(n_q)
+    for a, b in spans:
+        p = np.asarray(read_p(a, b), dtype=np.float64)
         if centered:
-            p = p - mu_p[:, None]
+            p = p - mu_p[:, None]  # never in place: p may be the caller's float64 array
         sq_p += np.einsum("ij,ij->i", p, p)
-        if Q is None:
+        if read_q is None:
             G += p @ p.T
         else:
-            q = np.asarray(Q[:, j : j + chunk], dtype=np.float64)
+            q = np.asarray(read_q(a, b), dtype=np.float64)
             if centered:
                 q = q - mu_q[:, None]
             sq_q += np.einsum("ij,ij->i", q, q)
             G += p @ q.T
-    norm_p = np.sqrt(sq_p)
-    norm_q = norm_p if Q is None else np.sqrt(sq_q)
-    denom = np.outer(norm_p, norm_q)
-    C = np.divide(G, denom, out=np.zeros_like(G), where=denom > 0)
-    return np.clip(C, -1.0, 1.0)
+    inv_p = np.divide(1.0, np.sqrt(sq_p), out=np.zeros(n_p), where=sq_p > 0)
+    inv_q = inv_p if read_q is None else np.divide(1.0, np.sqrt(sq_q), out=np.zeros(n_q), where=sq_q > 0)
+    G *= inv_p[:, None]
+    G *= inv_q[None, :]
+    return np.clip(G, -1.0, 1.0, out=G)
 
 
 def cross_correlation(P: Any, Q: Any, centered: bool = False) -> np.ndarray:
@@ -180,7 +189,9 @@ def pairwise_correlations(patterns: Any, centered: bool = False) -> np.ndarray:
     Parameters
     ----------
     patterns : array, shape (R, K, m)
-        R replicate pattern sets (may be float32 or a memory map; read in column chunks).
+        R replicate pattern sets (may be float32, a memory map, or patterns on disk with a
+        ``columns(a, b)`` method such as :class:`osnmf.factorize.store.StoredPatterns`; read in
+        column chunks).
     centered : bool
         See :func:`cross_correlation`.
 
@@ -188,11 +199,28 @@ def pairwise_correlations(patterns: Any, centered: bool = False) -> np.ndarray:
     -------
     ndarray, shape (R, R, K, K): ``out[p, q] = cross_correlation(patterns[p], patterns[q])``.
     """
-    patterns = _as_patterns(patterns, "patterns", 3)
+    patterns = _as_stack(patterns)
     R, K, m = patterns.shape
+    if hasattr(patterns, "columns"):
+        def read(a, b):
+            return patterns.columns(a, b).reshape(R * K, b - a)
+    else:
+        flat = patterns.reshape(R * K, m)
+
+        def read(a, b):
+            return flat[:, a:b]
     # one Gram matrix of all R*K patterns (BLAS, one pass over the data), then reshape
-    G = _correlate(patterns.reshape(R * K, m), None, centered)
+    G = _correlate_chunks(read, None, R * K, R * K, m, centered)
     return G.reshape(R, K, R, K).transpose(0, 2, 1, 3)
+
+
+def _as_stack(patterns: Any):
+    """An (R, K, m) stack of patterns; one read on demand (``columns``) is left as it is."""
+    if hasattr(patterns, "columns") and not isinstance(patterns, np.ndarray):
+        if len(patterns.shape) != 3 or patterns.shape[-1] == 0:
+            raise InputError(f"patterns must be a 3-D array of patterns, got shape {patterns.shape}")
+        return patterns
+    return _as_patterns(patterns, "patterns", 3)
 
 
 def instability(patterns: Any, centered: bool = False) -> dict[str, float]:
@@ -203,7 +231,8 @@ def instability(patterns: Any, centered: bool = False) -> dict[str, float]:
     Parameters
     ----------
     patterns : array, shape (R, K, m), R >= 2
-        Patterns (rows of ``D``) of R replicate fits at the same K.
+        Patterns (rows of ``D``) of R replicate fits at the same K (or patterns on disk, see
+        :func:`pairwise_correlations`).
     centered : bool, default False
         Uncentred (reference code) or Pearson correlation.
 
@@ -216,7 +245,7 @@ def instability(patterns: Any, centered: bool = False) -> dict[str, float]:
         upper bound on the standard error of the U-statistic ``gamma``;
         ``n_pairs``: R(R-1)/2.
     """
-    patterns = _as_patterns(patterns, "patterns", 3)
+    patterns = _as_stack(patterns)
     R = patterns.shape[0]
     if R < 2:
         raise InputError(f"instability needs at least 2 replicates, got {R}")

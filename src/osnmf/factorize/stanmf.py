@@ -278,12 +278,13 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         for k in ks:
             if store is None:
                 res = BlockResult.concat([done[b] for b in blocks if b.k == k])
-                memory[k] = res.components
-            else:
-                res = store.load_k(k, R, bs)
+                memory[k] = pats = res.components
+            else:  # every block read (CRC checked), the patterns left on disk: read in chunks
+                res = store.load_k(k, R, bs, components=False)
+                pats = store.patterns(k, R, bs)
             vals = store.get_instability(k, tag) if store is not None else None
             if vals is None:
-                vals = instability(res.components, centered=self.centered)
+                vals = instability(pats, centered=self.centered)
                 if store is not None:
                     store.put_instability(k, tag, vals)
             rows.append({"k": k, **vals})
@@ -464,7 +465,7 @@ def _selection_panel(X, ks, params, R, bs, memory, store, inst, info):
                 got = json.loads(path.read_text(encoding="utf-8"))
                 vals = got["values"] if got.get("tag") == tag else None
         if vals is None:
-            pats = memory[k] if k in memory else store.load_k(k, R, bs).components
+            pats = memory[k] if k in memory else store.patterns(k, R, bs)
             loss = info.loc[info["k"] == k, "loss"].to_numpy()
             if sq_norms is None and folds is not None:
                 sq_norms = sel.fold_sq_norms(X, folds)
