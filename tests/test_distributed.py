@@ -292,3 +292,28 @@ def test_bad_configuration_is_a_config_error(client, tmp_path):
         as_executor(object())
     ex = DaskExecutor(client)
     assert as_executor(ex) is ex
+
+
+def test_thread_executor_draws_a_task_only_for_a_free_worker():
+    """Tasks given as a generator are drawn one per free worker (a block's warm start is then
+    held only while it runs); every result comes back once."""
+    import time
+
+    from osnmf.factorize.executors import ThreadExecutor
+
+    drawn = []
+
+    def tasks():
+        for i in range(9):
+            drawn.append(i)
+            yield (i,)
+
+    def work(i):
+        time.sleep(0.002 * (i % 3))
+        return i * i
+
+    got = {}
+    for i, result in ThreadExecutor(2).map_unordered(work, tasks()):
+        got[i] = result
+        assert len(drawn) - len(got) <= 2  # the running ones only
+    assert got == {i: i * i for i in range(9)}

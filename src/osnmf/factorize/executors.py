@@ -35,7 +35,7 @@ import importlib.metadata
 import os
 import uuid
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -52,10 +52,15 @@ _SHARED_MIN_BYTES = 64 * 1024  # shared task arguments at least this big are sen
 
 
 class Executor(Protocol):
-    """Runs block tasks, yielding ``(index, result)`` as each finishes (any order)."""
+    """Runs block tasks, yielding ``(index, result)`` as each finishes (any order).
+
+    ``tasks`` may be a generator: the local executors draw a task only when a worker is free,
+    so arguments made on demand (a block's K−1 warm start, read from the store) are held for the
+    running blocks only.
+    """
 
     def map_unordered(self, fn: Callable[..., Any],
-                      tasks: Sequence[tuple]) -> Iterator[tuple[int, Any]]: ...
+                      tasks: Iterable[tuple]) -> Iterator[tuple[int, Any]]: ...
 
 
 class SerialExecutor:
@@ -73,10 +78,23 @@ class ThreadExecutor:
         self.n_jobs = int(n_jobs)
 
     def map_unordered(self, fn, tasks):
+        todo = enumerate(tasks)
         with cf.ThreadPoolExecutor(max_workers=self.n_jobs) as pool:
-            futures = {pool.submit(fn, *args): i for i, args in enumerate(tasks)}
-            for fut in cf.as_completed(futures):
-                yield futures[fut], fut.result()
+            running: dict[cf.Future, int] = {}
+
+            def submit_next() -> None:
+                nxt = next(todo, None)
+                if nxt is not None:
+                    running[pool.submit(fn, *nxt[1])] = nxt[0]
+
+            for _ in range(self.n_jobs):
+                submit_next()
+            while running:
+                finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+                for fut in finished:
+                    i = running.pop(fut)
+                    submit_next()  # the freed worker starts while the result is handled
+                    yield i, fut.result()
 
 
 @dataclass(frozen=True)
