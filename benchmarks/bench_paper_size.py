@@ -56,17 +56,26 @@ class PeakSampler:
     def __init__(self, interval: float = 0.2):
         self.interval = interval
         self.peak = rss_bytes()
+        self._lock = threading.Lock()  # a sample taken before a reset must not land after it
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
+            with self._lock:
+                self.peak = max(self.peak, rss_bytes())
+
+    def sample(self) -> int:
+        """Take one sample now (e.g. at the end of a phase); returns the peak."""
+        with self._lock:
             self.peak = max(self.peak, rss_bytes())
+            return self.peak
 
     def reset(self) -> int:
-        now = rss_bytes()
-        self.peak = now
+        with self._lock:
+            now = rss_bytes()
+            self.peak = now
         return now
 
     def stop(self) -> None:
@@ -86,7 +95,7 @@ def instrument(stages: dict, sampler: PeakSampler, holder: dict, record: Path):
         t = time.perf_counter()
         with original(self, name, start) as line:
             yield line
-        sampler.peak = max(sampler.peak, rss_bytes())
+        sampler.sample()
         now = {  # the pipeline's own stage time (from the step's start: imports count)
             "wall_s": round(self.state.timings.get(name, time.perf_counter() - t), 2),
             "peak_rss_gib": round(sampler.peak / 2**30, 3),

@@ -66,7 +66,9 @@ def digest(*parts) -> str:
     for part in parts:
         if isinstance(part, np.ndarray):
             h.update(str((part.dtype.str, part.shape)).encode())
-            h.update(np.ascontiguousarray(part).tobytes())
+            flat = np.ascontiguousarray(part).reshape(-1)
+            # the array's own bytes, read in place (tobytes() would copy it: 1 GB at paper size)
+            h.update(flat.tobytes() if flat.dtype.hasobject else flat.view(np.uint8))
         else:
             h.update(json.dumps(part, sort_keys=True, default=str).encode())
     return h.hexdigest()[:16]

@@ -75,7 +75,9 @@ def _weighted_svd(
         Left singular vectors divided by ``sqrt_w`` (per *unweighted* row; 0 where the
         weight is 0) — the rows of the left vectors of the resampled matrix.
     S : ndarray, shape (R, k)
-    V : ndarray, shape (R, k, m)
+    V : ndarray, shape (R, k, m): float64 from a LAPACK SVD / eigendecomposition of the
+        replicate; in the operator's dtype where it is a product with the data (the Gram and
+        sketch routes: the product's own precision, without a float64 copy of all R·k rows)
     """
     if isinstance(op, Sketch):  # in the sketch's space: no n × n Gram, no n × n eigh
         return weighted_svd_sketch(op.Q, op.B, k, sqrt_w)
@@ -104,13 +106,13 @@ def _weighted_svd(
             Ss.append(np.sqrt(np.maximum(lam[::-1][:k], 0)))
         U, S = np.stack(Us), np.stack(Ss)
         P = ((sw[:, :, None] * U) / np.where(S > 0, S, 1)[:, None, :]).transpose(0, 2, 1)
-        V = op.left(P.astype(op.dtype).reshape(R * k, n)).reshape(R, k, m).astype(np.float64)
+        V = op.left(P.astype(op.dtype).reshape(R * k, n)).reshape(R, k, m)
     elif n <= m:
         l = min(n, k + n_oversamples)
         U, lam = _top_eig_batch(op.left_gram(), sw, k, l, n_iter, rng)
         S = np.sqrt(lam)
         P = ((sw[:, :, None] * U) / np.where(S > 0, S, 1)[:, None, :]).transpose(0, 2, 1)
-        V = op.left(P.astype(op.dtype).reshape(R * k, n)).reshape(R, k, m).astype(np.float64)
+        V = op.left(P.astype(op.dtype).reshape(R * k, n)).reshape(R, k, m)
     else:
         Vs, Ss = [], []
         for r in range(R):
@@ -169,7 +171,7 @@ def nndsvda_init(
     D = np.empty((R, k, m), dtype=op.dtype)
     for r in range(R):
         avg = float(w[r] @ row_sum) / (w[r].sum() * m)
-        a, d = _nndsvda_from_svd(Uhat[r], S[r], V[r], w[r], avg, eps)
+        a, d = _nndsvda_from_svd(Uhat[r], S[r], np.asarray(V[r], dtype=np.float64), w[r], avg, eps)
         At[r] = a.T
         D[r] = d
     return At, D

@@ -36,16 +36,19 @@ def weighted_svd_sketch(
         Left singular vectors divided by ``sqrt_w`` (0 where the weight is 0).
     S : ndarray, shape (R, k), float64
         Singular values, descending.
-    V : ndarray, shape (R, k, m), float64
-        Right singular vectors.
+    V : ndarray, shape (R, k, m), in B's dtype
+        Right singular vectors (one GEMM in B's precision: no float64 copy of B or of V, which
+        are 64 and 75 MB at paper size, K = 30, 5 replicates).
     """
     n, rank = Q.shape
     m = B.shape[1]
     R = sqrt_w.shape[0]
     k = min(int(k), rank)
     Q64 = Q.astype(np.float64)
-    B64 = B.astype(np.float64)
-    BBt = B64 @ B64.T
+    BBt = np.zeros((rank, rank))
+    for j in range(0, m, 4096):  # B Bᵀ in float64, column block by column block
+        blk = B[:, j:j + 4096].astype(np.float64)
+        BBt += blk @ blk.T
     sw = sqrt_w.astype(np.float64)
     U = np.empty((R, n, k))
     S = np.empty((R, k))
@@ -58,7 +61,7 @@ def weighted_svd_sketch(
         U[r] = P @ E
         S[r] = s
         C[r] = (E.T @ T) / np.where(s > 0, s, 1)[:, None]
-    V = (C.reshape(R * k, rank) @ B64).reshape(R, k, m)
+    V = (C.reshape(R * k, rank).astype(B.dtype) @ B).reshape(R, k, m)
     with np.errstate(divide="ignore", invalid="ignore"):
         Uhat = np.where(sw[:, :, None] > 0, U / sw[:, :, None], 0.0)
     return Uhat, S, V
