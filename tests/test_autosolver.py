@@ -55,8 +55,9 @@ def test_small_data_stays_exact_and_equals_sklearn():
 def test_certification_equals_sklearn_refits():
     X = _data()
     ks, R, n_cert = [2, 3, 4, 5, 6], 8, 3
+    # blocks of 2 replicates: the certification refits its 3 in two blocks, as the sweep's blocks
     model = StaNMF(k_range=ks, n_replicates=R, solver="compressed", sketch={"rank": 6}, grow=False,
-                   certify=n_cert, random_state=2).fit(X)
+                   certify=n_cert, random_state=2, block_size=2).fit(X)
     cert = model.certificate_
     assert model.solver_ == "compressed" and cert is not None
     k = model.k_
@@ -80,6 +81,25 @@ def test_certification_equals_sklearn_refits():
     exact_argmin = int(cert["k"].iloc[int(np.argmin(cert["hungarian_exact"]))])
     comp_argmin = int(cert["k"].iloc[int(np.argmin(cert["hungarian_compressed_subset"]))])
     assert model.certified_agrees_ == (exact_argmin == comp_argmin)
+
+
+def test_certification_in_blocks_equals_one_batch_with_grow():
+    """Grown certification refits (warm starts sliced per block) are the same fits in blocks of 2
+    as in one batch of 5."""
+    from osnmf.factorize.certify import certify_sweep
+    from osnmf.factorize.operators import sketch_matrix
+    from osnmf.factorize.params import plan_blocks
+    from osnmf.factorize.sweep import run_sweep
+
+    X = _data()
+    ks, R = [2, 3, 4, 5], 12
+    params = SweepParams(solver="compressed", sketch={"rank": 6}, random_state=1)  # grow="only"
+    done = run_sweep(X, plan_blocks(ks, R, R), params, sketch=sketch_matrix(X, rank=6, random_state=1))
+    sweep = {b.k: r for b, r in done.items()}  # with grow the blocks keep their coefficients
+    one, _ = certify_sweep(X, 3, ks, params, sweep.__getitem__, 5, R)
+    blocks, _ = certify_sweep(X, 3, ks, params, sweep.__getitem__, 5, R, block_size=2)
+    np.testing.assert_allclose(blocks.to_numpy(float), one.to_numpy(float), atol=1e-6)
+    assert one["k"].tolist() == [2, 3, 4] and (one["n_certified"] == 5).all()
 
 
 def test_certification_skipped_when_it_would_redo_the_sweep():

@@ -33,6 +33,7 @@ def certify_sweep(
     n_replicates: int,
     *,
     centered: bool = False,
+    block_size: int | None = None,
 ) -> tuple[pd.DataFrame, bool]:
     """Exact refits of the first replicates at ``k_selected`` and its neighbours in ``ks``.
 
@@ -48,6 +49,7 @@ def certify_sweep(
     n_certify : replicates refitted (≥ 2).
     n_replicates : replicates of the sweep.
     centered : correlation of the instability.
+    block_size : replicates refitted at once (the sweep's block size bounds the memory); None: all.
 
     Returns
     -------
@@ -57,6 +59,7 @@ def certify_sweep(
         and the compressed fits of those replicates.
     """
     from osnmf.factorize.operators import ExactOperator
+    from osnmf.factorize.params import BlockResult
     from osnmf.factorize.sweep import fit_block, replicate_counts
 
     kset = set(int(k) for k in ks)
@@ -73,8 +76,14 @@ def certify_sweep(
         if prev.coefficients is not None:
             warm = (prev.coefficients[:R], prev.components[:R])
     rows = []
+    step = R if block_size is None else max(1, int(block_size))
     for k in cert_ks:
-        res = fit_block(op, k, counts, exact, seeds, op, warm)
+        parts = []
+        for s in range(0, R, step):
+            part_warm = None if warm is None else (warm[0][s:s + step], warm[1][s:s + step])
+            parts.append(fit_block(op, k, counts[s:s + step], exact, seeds[s:s + step], op, part_warm))
+        res = BlockResult.concat(parts, coefficients=bool(params.grow))
+        del parts
         warm = (res.coefficients, res.components) if params.grow else None
         comp = compressed_at(k).components[:R]
         rows.append({

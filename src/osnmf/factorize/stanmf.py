@@ -26,6 +26,7 @@ from osnmf.factorize.certify import certified_argmins, certify_sweep
 from osnmf.factorize.checks import check_matrix, check_positive_int
 from osnmf.factorize.executors import SerialExecutor, ThreadExecutor, as_executor
 from osnmf.factorize.init import nndsvda_init, random_init
+from osnmf.factorize.memory import release_free_memory
 from osnmf.factorize.nmf import NMFResult, fit_nmf_replicates
 from osnmf.factorize.operators import ExactOperator, sketch_matrix
 from osnmf.factorize.params import BlockResult, SweepParams, auto_block_size, plan_blocks
@@ -271,6 +272,7 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         with limit:
             done = run_sweep(X, blocks, params, store=store, executor=executor,
                              progress=self.progress, keep_results=store is None, sketch=sketch)
+        release_free_memory()  # what the blocks' threads freed (osnmf.factorize.memory)
 
         memory: dict[int, np.ndarray] = {}
         rows, info = [], []
@@ -287,6 +289,7 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 vals = instability(pats, centered=self.centered)
                 if store is not None:
                     store.put_instability(k, tag, vals)
+            release_free_memory()
             rows.append({"k": k, **vals})
             info.append(pd.DataFrame({"k": k, "replicate": res.seeds, "loss": res.loss,
                                       "n_iter": res.n_iter, "restart": res.restart}))
@@ -300,7 +303,9 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         # certification and the final model share one exact operator (its n × n Gram, formed for
         # the NNDSVDa starts, is computed once)
         exact = op if isinstance(op, ExactOperator) else ExactOperator(X)
+        release_free_memory()
         self._certify(exact, ks, params, R, bs, done, store)
+        release_free_memory()
         self._fit_final(X, op, exact, params, store)
         return self
 
@@ -318,7 +323,7 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             return BlockResult.concat(parts, coefficients=all(p.coefficients is not None for p in parts))
 
         table, agrees = certify_sweep(X, self.k_, ks, params, compressed_at, n_cert, R,
-                                      centered=self.centered)
+                                      centered=self.centered, block_size=bs)
         self.certificate_, self.certified_agrees_ = table, agrees
         self.instability_ = self.instability_.merge(table, on="k", how="left")
         if not agrees:
@@ -470,6 +475,7 @@ def _selection_panel(X, ks, params, R, bs, memory, store, inst, info):
             if sq_norms is None and folds is not None:
                 sq_norms = sel.fold_sq_norms(X, folds)
             vals = sel.panel_row(X, pats, loss, counts, folds, voxels, sq_norms)
+            release_free_memory()
             if path is not None:
                 write_text(path, json.dumps({"tag": tag, "values": vals}))
         rows.append({"k": k, "gamma": float(gam.loc[k, "hungarian"]),
