@@ -151,21 +151,24 @@ def fold_sq_norms(X: np.ndarray, folds: np.ndarray) -> np.ndarray:
     return out
 
 
-def _fold_products(rows: np.ndarray, D: np.ndarray, masks: list[np.ndarray]) -> list[np.ndarray]:
+def _fold_stack(D: np.ndarray, masks: list[np.ndarray], dtype) -> np.ndarray:
+    """(F·K, m) in ``dtype``: D with the other folds' columns zeroed, one copy per fold, stacked."""
+    return np.vstack([np.where(mk, D, 0.0) for mk in masks]).astype(dtype)
+
+
+def _fold_products(rows: np.ndarray, Dm: np.ndarray, K: int) -> list[np.ndarray]:
     """``rows[:, J_f] @ D[:, J_f].T`` for every fold f, as float64 (n_rows, K) arrays.
 
-    One GEMM over all folds (D with the other folds' columns zeroed, stacked). For float32 data
-    it runs in float32 over column blocks of 4,096 accumulated in float64 (relative error ~1e-7).
+    One GEMM over all folds with ``Dm = _fold_stack(D, ...)``. For float32 data it runs in float32
+    over column blocks of 4,096 accumulated in float64 (relative error ~1e-7).
     """
-    K = D.shape[0]
-    Dm = np.vstack([np.where(mk, D, 0.0) for mk in masks]).astype(rows.dtype)  # (F·K, m)
     if rows.dtype == np.float64:
         out = rows @ Dm.T
     else:
         out = np.zeros((rows.shape[0], Dm.shape[0]))
         for j in range(0, rows.shape[1], 4096):
             out += rows[:, j:j + 4096] @ Dm[:, j:j + 4096].T
-    return [out[:, f * K:(f + 1) * K] for f in range(len(masks))]
+    return [out[:, f * K:(f + 1) * K] for f in range(Dm.shape[0] // K)]
 
 
 def oob_errors(X: np.ndarray, patterns: np.ndarray, counts: np.ndarray, folds: np.ndarray,
@@ -210,10 +213,11 @@ def oob_errors(X: np.ndarray, patterns: np.ndarray, counts: np.ndarray, folds: n
             continue
         D = np.asarray(patterns[r], dtype=np.float64)
         grams = [(D[:, mk] @ D[:, mk].T) for mk in masks]  # (K, K) per fold
+        Dm = _fold_stack(D, masks, X.dtype)  # made once per replicate, used by every row chunk
         sse = tot = 0.0
         for s in range(0, oob.size, chunk_rows):
             idx = oob[s:s + chunk_rows]
-            cross = _fold_products(X[idx], D, masks)  # X[I, J_f] D[:, J_f]ᵀ per fold
+            cross = _fold_products(X[idx], Dm, K)  # X[I, J_f] D[:, J_f]ᵀ per fold
             for f in range(n_folds):
                 others = [g for g in range(n_folds) if g != f]
                 A = nnls_rows(sum(grams[g] for g in others), sum(cross[g] for g in others))
