@@ -78,7 +78,7 @@ def check_matrix(
         raise InputError(f"{name} must have at least {min_shape[0]} rows and {min_shape[1]} "
                          f"columns, got shape {arr.shape}")
     arr = np.ascontiguousarray(arr, dtype=dtype)
-    if not np.isfinite(arr).all():
+    if not _all_finite(arr):
         bad = int((~np.isfinite(arr)).sum())
         raise InputError(f"{name} has {bad} NaN or infinite values; impute missing voxels first "
                          "(osnmf.impute_knn) or drop them")
@@ -89,6 +89,15 @@ def check_matrix(
     if nonzero and not arr.any():
         raise InputError(f"{name} is all zeros; there is nothing to factorise")
     return arr
+
+
+def _all_finite(arr: np.ndarray, block_bytes: int = 2**24) -> bool:
+    """``np.isfinite(arr).all()`` over row blocks (no boolean array of arr's size: 0.27 GB at
+    paper size)."""
+    if arr.ndim < 2 or not np.issubdtype(arr.dtype, np.inexact):
+        return bool(np.isfinite(arr).all())
+    step = max(1, block_bytes // max(1, arr[:1].nbytes))
+    return all(bool(np.isfinite(arr[i:i + step]).all()) for i in range(0, arr.shape[0], step))
 
 
 def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:

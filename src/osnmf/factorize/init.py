@@ -18,7 +18,7 @@ import numpy as np
 from osnmf.errors import InputError
 from osnmf.factorize.checks import check_k, check_matrix
 from osnmf.factorize.operators import ExactOperator, Sketch
-from osnmf.factorize.sketch_svd import weighted_svd_sketch
+from osnmf.factorize.sketch_svd import weighted_svd_sketch_lazy
 
 __all__ = ["grow_factors", "nndsvda", "nndsvda_init", "random_init"]
 
@@ -67,7 +67,8 @@ def _weighted_svd(
       subspace iteration (cost n²·l per replicate and iteration, no pass over X), then
       ``V_r = U_rᵀ M_r / S_r`` in one stacked pass over X;
     * n > m: per replicate eigendecomposition of ``M_rᵀ M_r = Xᵀ diag(c_r) X`` (m × m);
-    * a sketch ``Q B``: :func:`~osnmf.factorize.sketch_svd.weighted_svd_sketch` (rank-sized).
+    * a sketch ``Q B``: :func:`~osnmf.factorize.sketch_svd.weighted_svd_sketch_lazy` (rank-sized;
+      V is then a :class:`~osnmf.factorize.sketch_svd.RightVectors`, each V_r made when indexed).
 
     Returns
     -------
@@ -80,7 +81,7 @@ def _weighted_svd(
         sketch routes: the product's own precision, without a float64 copy of all R·k rows)
     """
     if isinstance(op, Sketch):  # in the sketch's space: no n × n Gram, no n × n eigh
-        return weighted_svd_sketch(op.Q, op.B, k, sqrt_w)
+        return weighted_svd_sketch_lazy(op.Q, op.B, k, sqrt_w)
     n, m = op.shape
     R = sqrt_w.shape[0]
     full = min(n, m)
