@@ -68,7 +68,7 @@ import pandas as pd
 
 from osnmf.errors import InputError
 from osnmf.factorize.operators import ExactOperator
-from osnmf.factorize.stability import select_k
+from osnmf.factorize.stability import as_pattern_stack, select_k
 
 __all__ = [
     "PANEL_COLUMNS",
@@ -200,7 +200,7 @@ def oob_errors(X: np.ndarray, patterns: np.ndarray, counts: np.ndarray, folds: n
     X = np.asarray(X)
     if not np.issubdtype(X.dtype, np.floating):
         X = X.astype(np.float64)
-    patterns = _stack(patterns)
+    patterns = as_pattern_stack(patterns)
     R, K, m = patterns.shape
     n_folds = int(folds.max()) + 1
     masks = [folds == f for f in range(n_folds)]
@@ -226,11 +226,6 @@ def oob_errors(X: np.ndarray, patterns: np.ndarray, counts: np.ndarray, folds: n
                 tot += held
         out[r] = max(sse, 0.0) / tot if tot > 0 else np.nan
     return out
-
-
-def _stack(patterns):
-    """(R, K, m) patterns as an array; patterns on disk (``columns``) stay there, read per replicate."""
-    return patterns if hasattr(patterns, "columns") else np.asarray(patterns)
 
 
 # ---- consensus parcellation ------------------------------------------------------------------
@@ -261,7 +256,7 @@ def consensus_matrix(patterns: np.ndarray, voxels: np.ndarray | None = None) -> 
     (v, v) float64: ``C[u, w]`` = share of replicates that assign voxels u and w to the same
     pattern (argmax of the L2-normalised loadings).
     """
-    patterns = _stack(patterns)
+    patterns = as_pattern_stack(patterns)
     if len(patterns.shape) != 3 or patterns.shape[0] < 1:
         raise InputError(f"patterns must be (R, K, m) with R >= 1, got shape {patterns.shape}")
     R, K, m = patterns.shape

@@ -29,6 +29,7 @@ __all__ = [
     "hungarian_dissimilarity",
     "amari_dissimilarity",
     "pairwise_correlations",
+    "as_pattern_stack",
     "instability",
     "select_k",
 ]
@@ -199,7 +200,7 @@ def pairwise_correlations(patterns: Any, centered: bool = False) -> np.ndarray:
     -------
     ndarray, shape (R, R, K, K): ``out[p, q] = cross_correlation(patterns[p], patterns[q])``.
     """
-    patterns = _as_stack(patterns)
+    patterns = as_pattern_stack(patterns)
     R, K, m = patterns.shape
     if hasattr(patterns, "columns"):
         def read(a, b):
@@ -214,8 +215,9 @@ def pairwise_correlations(patterns: Any, centered: bool = False) -> np.ndarray:
     return G.reshape(R, K, R, K).transpose(0, 2, 1, 3)
 
 
-def _as_stack(patterns: Any):
-    """An (R, K, m) stack of patterns; one read on demand (``columns``) is left as it is."""
+def as_pattern_stack(patterns: Any):
+    """An (R, K, m) stack of patterns, checked; patterns read on demand (with a ``columns`` method,
+    e.g. :class:`osnmf.factorize.store.StoredPatterns`) are left where they are."""
     if hasattr(patterns, "columns") and not isinstance(patterns, np.ndarray):
         if len(patterns.shape) != 3 or patterns.shape[-1] == 0:
             raise InputError(f"patterns must be a 3-D array of patterns, got shape {patterns.shape}")
@@ -245,7 +247,7 @@ def instability(patterns: Any, centered: bool = False) -> dict[str, float]:
         upper bound on the standard error of the U-statistic ``gamma``;
         ``n_pairs``: R(R-1)/2.
     """
-    patterns = _as_stack(patterns)
+    patterns = as_pattern_stack(patterns)
     R = patterns.shape[0]
     if R < 2:
         raise InputError(f"instability needs at least 2 replicates, got {R}")
