@@ -145,11 +145,28 @@ def test_replicates_equal_sklearn_on_resampled(data):
 
 
 def test_batching_does_not_change_results(data):
-    counts = bootstrap_counts(data.shape[0], 4, 11)
+    """One batch (replicates retire in the working array, put back in order at the end) equals
+    one replicate at a time, also when they retire out of order."""
+    counts = bootstrap_counts(data.shape[0], 6, 11)
     a = fit_nmf_replicates(data, 5, counts, dtype=np.float64)
     b = fit_nmf_replicates(data, 5, counts, dtype=np.float64, batch_size=1)
+    assert len(set(a.n_iter.tolist())) >= 3 and not (np.diff(a.n_iter) >= 0).all()
     np.testing.assert_allclose(a.D, b.D, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(a.A, b.A, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(a.loss, b.loss, rtol=1e-12)
     np.testing.assert_array_equal(a.n_iter, b.n_iter)
+
+
+def test_rows_are_put_back_in_replicate_order():
+    from osnmf.factorize.solver import _to_replicate_order
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        R = int(rng.integers(1, 9))
+        slot = rng.permutation(R)  # row p holds replicate slot[p]
+        a = np.stack([np.full((2, 3), r, dtype=np.float32) for r in slot])
+        _to_replicate_order(a, slot)
+        np.testing.assert_array_equal(a[:, 0, 0], np.arange(R))
 
 
 def test_stop_reference_scales_the_stopping_rule_like_sklearn_tol(data):

@@ -129,16 +129,26 @@ def _weighted_svd(
 
 
 def _nndsvda_from_svd(
-    Uhat: np.ndarray, S: np.ndarray, V: np.ndarray, w: np.ndarray, avg: float, eps: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """NNDSVDa factors of one replicate from its weighted SVD (norms of left parts weighted)."""
+    Uhat: np.ndarray, S: np.ndarray, V: np.ndarray, w: np.ndarray, avg: float, eps: float, D: np.ndarray
+) -> np.ndarray:
+    """NNDSVDa factors of one replicate from its weighted SVD (norms of left parts weighted).
+
+    ``V`` (k, m) may be float32; each row is taken to float64 on its own. The rows of the
+    pattern factor are written into ``D`` (k, m; any float dtype) one at a time, thresholded and
+    filled in float64 first (no float64 (k, m) array). Returns A (n, k) float64.
+    """
     n, k = Uhat.shape
     A = np.zeros((n, k))
-    D = np.zeros((k, V.shape[1]))
+
+    def put_row(j: int, row: np.ndarray) -> None:
+        row[row < eps] = 0
+        row[row == 0] = avg
+        D[j] = row
+
     A[:, 0] = math.sqrt(S[0]) * np.abs(Uhat[:, 0])
-    D[0] = math.sqrt(S[0]) * np.abs(V[0])
+    put_row(0, math.sqrt(S[0]) * np.abs(V[0].astype(np.float64)))
     for j in range(1, k):
-        x, y = Uhat[:, j], V[j]
+        x, y = Uhat[:, j], V[j].astype(np.float64)
         xp, yp = np.maximum(x, 0), np.maximum(y, 0)
         xn, yn = np.maximum(-x, 0), np.maximum(-y, 0)
         xp_nrm, xn_nrm = math.sqrt(float(w @ xp**2)), math.sqrt(float(w @ xn**2))
@@ -150,12 +160,10 @@ def _nndsvda_from_svd(
             u, v, sigma = xn / xn_nrm, yn / yn_nrm, mn
         lbd = math.sqrt(S[j] * sigma)
         A[:, j] = lbd * u
-        D[j] = lbd * v
+        put_row(j, lbd * v)
     A[A < eps] = 0
-    D[D < eps] = 0
     A[A == 0] = avg
-    D[D == 0] = avg
-    return A, D
+    return A
 
 
 def nndsvda_init(
@@ -172,9 +180,7 @@ def nndsvda_init(
     D = np.empty((R, k, m), dtype=op.dtype)
     for r in range(R):
         avg = float(w[r] @ row_sum) / (w[r].sum() * m)
-        a, d = _nndsvda_from_svd(Uhat[r], S[r], np.asarray(V[r], dtype=np.float64), w[r], avg, eps)
-        At[r] = a.T
-        D[r] = d
+        At[r] = _nndsvda_from_svd(Uhat[r], S[r], V[r], w[r], avg, eps, D[r]).T
     return At, D
 
 

@@ -72,6 +72,8 @@ class NumpyKernels:
     op : ExactOperator or Sketch (``left``, ``left_t``, ``shape``, ``dtype``).
     """
 
+    host_in_place = True  # working arrays are host arrays; ``keep`` keeps the rows it drops
+
     def __init__(self, op):
         self.op = op
 
@@ -92,11 +94,14 @@ class NumpyKernels:
         return np.ascontiguousarray(a[idx])
 
     def keep(self, a: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        """Rows ``idx`` (increasing) of the replicate axis moved to the front of ``a`` in place;
-        the prefix view (no second copy of a factor while replicates retire)."""
+        """Rows ``idx`` (increasing) of the replicate axis swapped to the front of ``a`` in place;
+        the prefix view. The other rows move behind it, unchanged (no second copy of a factor
+        while replicates retire; the solver can return the working array itself)."""
         for j, i in enumerate(idx):
             if i != j:
+                row = a[j].copy()
                 a[j] = a[i]
+                a[i] = row
         return a[: len(idx)]
 
     def data_t(self, D: np.ndarray) -> np.ndarray:

@@ -253,8 +253,10 @@ def fit_nmf_replicates(
     else:
         kernels = NumpyKernels(op)
 
+    consume = _consume_init or not isinstance(init, tuple)
     A_out = np.empty((R, n, k), dtype=dt)
-    D_out = np.empty((R, k, m), dtype=dt)
+    # one batch of starts made here: the solver returns its working D (no second (R, k, m) array)
+    D_out = None if (consume and batch_size >= R) else np.empty((R, k, m), dtype=dt)
     it_out = np.empty(R, dtype=np.int64)
     loss_out = np.empty(R)
     v0_out = np.empty(R)
@@ -268,9 +270,11 @@ def fit_nmf_replicates(
             At, D = nndsvda_init(op, k, c, rng, 1e-6, None)
         else:
             At, D = random_init(op, k, c, rng)
-        At, _, it, loss, v0 = solve(kernels, At, D, c if _weighted else None, max_iter, tol, progress,
-                                    None if ref is None else ref[sl], out_D=D_out[sl],
-                                    consume_init=_consume_init or not isinstance(init, tuple))
+        At, D, it, loss, v0 = solve(kernels, At, D, c if _weighted else None, max_iter, tol, progress,
+                                    None if ref is None else ref[sl],
+                                    out_D=None if D_out is None else D_out[sl], consume_init=consume)
+        if D_out is None:
+            D_out = D
         A_out[sl] = At.transpose(0, 2, 1)
         it_out[sl] = it
         loss_out[sl] = loss

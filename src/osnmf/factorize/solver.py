@@ -70,8 +70,10 @@ def solve(
     viol_ref : optional (R,) float: replicate r stops when its violation is at most ``tol`` times
         ``viol_ref[r]``; NaN entries (and the default) use its own first-iteration violation
         (scikit-learn's rule).
-    out_D : optional host array (R, k, m) of the operator's dtype that receives the final ``D``
-        (no second copy of the largest factor); a new array by default.
+    out_D : optional host array (R, k, m) of the operator's dtype that receives the final ``D``.
+        By default: ``D`` itself when ``consume_init`` on a host backend (the kernels'
+        ``host_in_place``: retiring replicates stay in the working array, which is put back in
+        replicate order at the end; no second copy of the largest factor), else a new array.
     consume_init : the solver may work in ``At`` and ``D`` themselves (they are then overwritten:
         for starts made for this fit only).
 
@@ -85,7 +87,8 @@ def solve(
     row_sq = K.op.row_sq_norms()
     xnorm2 = np.full(R, row_sq.sum()) if counts is None else counts.astype(np.float64) @ row_sq
     out_At = np.empty(At.shape, dtype=K.op.dtype)
-    if out_D is None:
+    in_place = out_D is None and consume_init and getattr(K, "host_in_place", False)
+    if out_D is None and not in_place:
         out_D = np.empty(D.shape, dtype=K.op.dtype)
     n_iter = np.full(R, max_iter, dtype=np.int64)
     loss = np.zeros(R)
@@ -93,6 +96,8 @@ def solve(
     ref = viol_init
     active = np.arange(R)
     At, D = (K.adopt(At), K.adopt(D)) if consume_init else (K.put(At), K.put(D))
+    if in_place:  # D's rows are permuted as replicates retire: slot[p] = the replicate at row p
+        out_D, slot = D, np.arange(R)
     w = None if counts is None else K.put(counts)
     bar = ProgressBar("NMF iterations", max_iter, enabled=progress).start()
     try:
@@ -118,24 +123,42 @@ def solve(
                 idx = np.flatnonzero(done)
                 g = active[idx]
                 n_iter[g] = it
-                # the retiring replicates (all of them: no copies of the largest arrays)
-                every = done.all()
-                Dd, XtAd, G2d, Atd = ((D, XtA, G2, At) if every else
-                                      (K.take(a, idx) for a in (D, XtA, G2, At)))
-                cross = K.inner(Dd, XtAd)
-                quad = K.inner(G2d, K.gram(Dd))
+                # losses of every running replicate, kept for the retiring ones (no copies of
+                # the largest arrays)
+                cross = K.inner(D, XtA)[idx]
+                quad = K.inner(G2, K.gram(D))[idx]
                 loss[g] = np.sqrt(np.maximum(xnorm2[g] - 2 * cross + quad, 0))
-                out_At[g] = K.get(Atd)
-                out_D[g] = K.get(Dd)
-                del Dd, XtAd, G2d, Atd
+                for j, r in zip(idx, g):
+                    out_At[r] = K.get(At[j])
+                    if not in_place:
+                        out_D[r] = K.get(D[j])
                 keep = np.flatnonzero(~done)
                 active = active[keep]
                 if len(keep) == 0:
                     break
+                if in_place:
+                    K.keep(slot[: len(done)], keep)
                 At, D = K.keep(At, keep), K.keep(D, keep)
                 if w is not None:
                     w = K.keep(w, keep)
             bar.update(completed=it, note=f"{len(active)}/{R} replicates running")
     finally:
         bar.stop()
+    if in_place:
+        _to_replicate_order(out_D, slot)
     return out_At, out_D, n_iter, loss, viol_init
+
+
+def _to_replicate_order(a: np.ndarray, slot: np.ndarray) -> None:
+    """Permute the rows of ``a`` in place so that row r holds replicate r (row p held ``slot[p]``).
+
+    Follows the permutation's cycles: each swap puts one replicate in its final row.
+    """
+    slot = slot.copy()
+    for p in range(len(slot)):
+        while slot[p] != p:
+            q = int(slot[p])
+            row = a[q].copy()
+            a[q] = a[p]
+            a[p] = row
+            slot[p], slot[q] = slot[q], slot[p]

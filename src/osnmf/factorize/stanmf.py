@@ -305,6 +305,8 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         exact = op if isinstance(op, ExactOperator) else ExactOperator(X)
         release_free_memory()
         self._certify(exact, ks, params, R, bs, done, store)
+        if exact is not op:  # the final model starts on the sketch: its polish needs no Gram
+            exact.forget_gram()
         release_free_memory()
         self._fit_final(X, op, exact, params, store)
         return self
