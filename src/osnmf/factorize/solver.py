@@ -128,7 +128,7 @@ def solve(
                 cross = K.inner(D, XtA)[idx]
                 quad = K.inner(G2, K.gram(D))[idx]
                 loss[g] = np.sqrt(np.maximum(xnorm2[g] - 2 * cross + quad, 0))
-                for j, r in zip(idx, g):
+                for j, r in zip(idx, g, strict=True):
                     out_At[r] = K.get(At[j])
                     if not in_place:
                         out_D[r] = K.get(D[j])
