@@ -26,7 +26,7 @@ from osnmf.factorize.certify import certified_argmins, certify_sweep
 from osnmf.factorize.checks import check_matrix, check_positive_int
 from osnmf.factorize.executors import SerialExecutor, ThreadExecutor, as_executor
 from osnmf.factorize.init import nndsvda_init, random_init
-from osnmf.factorize.memory import release_free_memory
+from osnmf.factorize.memory import limit_heap_retention, release_free_memory
 from osnmf.factorize.nmf import NMFResult, fit_nmf_replicates
 from osnmf.factorize.operators import ExactOperator, sketch_matrix
 from osnmf.factorize.params import BlockResult, SweepParams, auto_block_size, plan_blocks
@@ -251,6 +251,7 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self
         """
         X, ks, params, R, bs = self._validated(X)
+        limit_heap_retention()  # freed worker-thread heap tops go back to the OS (osnmf.factorize.memory)
         executor = ThreadExecutor(self.n_jobs) if self.n_jobs > 1 else SerialExecutor()
         if self.client is not None:  # blocks run on a Dask cluster, results land in `store`
             executor = as_executor(self.client)
