@@ -64,6 +64,13 @@ def cd_sweep(F: np.ndarray, G: np.ndarray, XF: np.ndarray, w: np.ndarray | None)
     return viol
 
 
+def swap_rows(a: np.ndarray, i: int, j: int) -> None:
+    """Exchange ``a[i]`` and ``a[j]`` in place (one row of temporary memory)."""
+    row = a[i].copy()
+    a[i] = a[j]
+    a[j] = row
+
+
 class NumpyKernels:
     """Solver operations on numpy arrays, products with the data through ``op``.
 
@@ -89,19 +96,13 @@ class NumpyKernels:
         """A host (numpy) view of a working array."""
         return a
 
-    def take(self, a: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        """Rows ``idx`` of the replicate axis, contiguous."""
-        return np.ascontiguousarray(a[idx])
-
     def keep(self, a: np.ndarray, idx: np.ndarray) -> np.ndarray:
         """Rows ``idx`` (increasing) of the replicate axis swapped to the front of ``a`` in place;
         the prefix view. The other rows move behind it, unchanged (no second copy of a factor
         while replicates retire; the solver can return the working array itself)."""
         for j, i in enumerate(idx):
             if i != j:
-                row = a[j].copy()
-                a[j] = a[i]
-                a[i] = row
+                swap_rows(a, i, j)
         return a[: len(idx)]
 
     def data_t(self, D: np.ndarray) -> np.ndarray:

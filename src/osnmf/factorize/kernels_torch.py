@@ -151,12 +151,9 @@ class TorchKernels:
     def get(self, a) -> np.ndarray:
         return a.cpu().numpy()
 
-    def take(self, a, idx: np.ndarray):
-        return a[self.torch.from_numpy(np.asarray(idx)).to(a.device)].contiguous()
-
     def keep(self, a, idx: np.ndarray):
         """Rows ``idx`` of the replicate axis (a new contiguous tensor)."""
-        return self.take(a, idx)
+        return a[self.torch.from_numpy(np.asarray(idx)).to(a.device)].contiguous()
 
     def data_t(self, D):
         R, k, m = D.shape

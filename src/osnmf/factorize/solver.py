@@ -23,6 +23,7 @@ from typing import Protocol
 
 import numpy as np
 
+from osnmf.factorize.kernels_numpy import swap_rows
 from osnmf.progress import ProgressBar
 
 __all__ = ["Kernels", "solve"]
@@ -36,7 +37,6 @@ class Kernels(Protocol):
     def put(self, a: np.ndarray): ...
     def adopt(self, a: np.ndarray): ...
     def get(self, a) -> np.ndarray: ...
-    def take(self, a, idx: np.ndarray): ...
     def keep(self, a, idx: np.ndarray): ...
     def data_t(self, D): ...
     def data(self, At, out=None): ...
@@ -164,7 +164,5 @@ def _to_replicate_order(a: np.ndarray, slot: np.ndarray) -> None:
     for p in range(len(slot)):
         while slot[p] != p:
             q = int(slot[p])
-            row = a[q].copy()
-            a[q] = a[p]
-            a[p] = row
-            slot[p], slot[q] = slot[q], slot[p]
+            swap_rows(a, p, q)
+            swap_rows(slot, p, q)
