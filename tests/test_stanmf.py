@@ -236,7 +236,8 @@ def test_bad_config():
 
 def test_block_memory_stays_within_the_block_size_model():
     """tracemalloc's peak of one block (grown starts, warm K−1 factors handed in) against the
-    model ``auto_block_size`` sizes blocks by: six float32 copies of the block's factors. On the
+    model ``auto_block_size`` sizes blocks by (six float32 copies of the block's factors), with
+    room: at most four. On the
     compressed path, as at paper size (the exact path's dense NNDSVDa SVD of a small X holds
     X-sized temporaries instead)."""
     import tracemalloc
@@ -254,7 +255,8 @@ def test_block_memory_stays_within_the_block_size_model():
         fit_block(op, k, counts, params, np.arange(R), op, warm)
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-        assert peak <= 6 * 4 * R * k * (n + m), (grow, peak / (4 * R * k * (n + m)))
+        # measured 2.4 (grow="only") and 3.4 copies (4.1 before the solver returned its working D)
+        assert peak <= 4 * 4 * R * k * (n + m), (grow, peak / (4 * R * k * (n + m)))
 
 
 def test_grow_factors_is_the_residual_leading_pair():

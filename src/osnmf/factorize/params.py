@@ -170,8 +170,10 @@ def auto_block_size(n_rows: int, n_cols: int, k_max: int, n_replicates: int, n_j
     within ``budget_bytes`` (default: half the size of X in float32, at least 512 MiB), and every
     job gets a block.
 
-    A block's peak is about six float32 copies of its factors at ``k_max`` (the start, products
-    ``Aᵀ X``, the result, the K−1 warm start, transients; ``tests/test_stanmf.py`` measures 5.4).
+    A block's peak is at most six float32 copies of its factors at ``k_max`` (the start, which
+    the solver works in and returns, products ``Aᵀ X``, the best start so far, the K−1 warm
+    start, transients; ``tests/test_stanmf.py`` measures 3.4, and 4.1 before the solver
+    returned its working D; the model keeps its margin so the block layout stays as stored).
     Capped at 50 replicates so an interrupted sweep loses little work.
     """
     if budget_bytes is None:
