@@ -105,10 +105,16 @@ def _low_rank(n=60, m=80, k=3, noise=0.05, seed=3):
     return A @ D + noise * rng.standard_normal((n, m))
 
 
-@pytest.mark.parametrize("shape", [(60, 80), (90, 20)])  # Gram of rows and of columns
+# Gram of rows, of columns, of rows built from blocks of 4,096 columns of a float32 matrix, and
+# of columns summed over two blocks of rows
+# (converted block by block: it must equal the PCA of the same values in float64)
+@pytest.mark.parametrize("shape", [(60, 80), (90, 20), (300, 9000), (20000, 300)])
 def test_pca_patterns_match_sklearn(shape):
     X = _low_rank(*shape)
+    if shape[1] > 4096:
+        X = X.astype(np.float32)
     ps = pca_patterns(X, 4)
+    X = X.astype(np.float64)
     sk = PCA(4, svd_solver="full").fit(X)
     _same_up_to_sign(ps.patterns, sk.components_, atol=1e-8)
     np.testing.assert_allclose(ps.extra["explained_variance"], sk.explained_variance_, rtol=1e-8)
@@ -125,8 +131,9 @@ def test_pca_patterns_match_sklearn(shape):
     assert (ps.patterns[np.arange(4), idx] > 0).all()
 
 
-def test_weighted_pca_equals_pca_of_repeated_rows():
-    X = _low_rank(40, 30)
+@pytest.mark.parametrize("shape", [(40, 30), (40, 9000)])  # covariance; Gram in column blocks
+def test_weighted_pca_equals_pca_of_repeated_rows(shape):
+    X = _low_rank(*shape)
     counts = bootstrap_counts(40, 1, random_state=5)[0]
     assert counts.sum() == 40
     comps, mean, var = pca_fit(X, 3, weights=counts)
@@ -201,10 +208,12 @@ def _planted_voxel_clusters(n_genes=40, sizes=(50, 70, 60), seed=6):
     return X[:, perm], truth[perm]
 
 
-def test_voxel_embedding_matches_sklearn():
-    X, _ = _planted_voxel_clusters()
+@pytest.mark.parametrize("sizes", [(50, 70, 60), (3000, 4000, 2000)])  # one or three voxel blocks
+def test_voxel_embedding_matches_sklearn(sizes):
+    X, _ = _planted_voxel_clusters(sizes=sizes)
+    X = X.astype(np.float32)  # embedded block by block in float64: the PCA of the same values
     emb = voxel_pca_embedding(X, 2)
-    ref = PCA(2, svd_solver="full").fit_transform(X.T)
+    ref = PCA(2, svd_solver="full").fit_transform(X.T.astype(np.float64))
     _same_up_to_sign(emb.T, ref.T, atol=1e-8)
 
 

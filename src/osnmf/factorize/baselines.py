@@ -114,6 +114,11 @@ def pca_fit(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exact PCA of the rows of ``X`` (samples) by eigen-decomposition of the smaller Gram matrix.
 
+    The centred, weighted rows ``Z`` are made in blocks (of columns when the rows are fewer, else
+    of rows), in float64, from ``X`` as it is (float32 at paper size, or a transposed view): no
+    float64 copy of ``X`` and no ``Z`` of its size (the baselines stage held four such copies,
+    8 GiB, at 4,345 × 62,529).
+
     Parameters
     ----------
     X : ``(n, m)`` finite matrix, rows = samples.
@@ -127,7 +132,9 @@ def pca_fit(
     mean : float64 ``(m,)``, the (weighted) row mean that was subtracted.
     explained_variance : float64 ``(k,)``, variance along each component (ddof=1).
     """
-    X = np.asarray(X, dtype=np.float64)
+    X = np.asarray(X)
+    if not np.issubdtype(X.dtype, np.floating):
+        X = X.astype(np.float64)
     n, m = X.shape
     if weights is None:
         w = np.ones(n)
@@ -135,25 +142,44 @@ def pca_fit(
         w = np.asarray(weights, dtype=np.float64)
         if w.shape != (n,) or (w < 0).any() or w.sum() <= 1:
             raise InputError("weights must be n non-negative multiplicities summing to more than 1")
-    keep = w > 0
-    Xs, ws = X[keep], w[keep]
+    keep = np.flatnonzero(w > 0)
+    ws = w[keep]
     total = ws.sum()
-    mean = ws @ Xs / total
-    Z = (Xs - mean) * np.sqrt(ws)[:, None]
-    k = check_k(k, min(Z.shape))
-    if Z.shape[0] <= Z.shape[1]:
-        G = Z @ Z.T
-        vals, vecs = np.linalg.eigh(G)
-        order = np.argsort(vals)[::-1][:k]
-        vals, U = np.clip(vals[order], 0, None), vecs[:, order]
-        comps = U.T @ Z  # not (Z.T @ U).T: OpenBLAS is far slower on that layout for wide Z
-        norms = np.linalg.norm(comps, axis=1, keepdims=True)
-        comps = comps / np.where(norms > 0, norms, 1.0)
-    else:
-        C = Z.T @ Z
+    k = check_k(k, min(len(keep), m))
+    if len(keep) > m:  # more rows than columns: the m × m covariance, summed over row blocks
+        step = max(1, 2**22 // m)  # 32 MiB of float64
+        rows = [keep[i : i + step] for i in range(0, len(keep), step)]
+        weights_of = [ws[i : i + step] for i in range(0, len(keep), step)]
+        mean = sum(wb @ np.asarray(X[b], dtype=np.float64) for b, wb in zip(rows, weights_of, strict=True)) / total
+        C = np.zeros((m, m))
+        for b, wb in zip(rows, weights_of, strict=True):
+            Zb = (np.asarray(X[b], dtype=np.float64) - mean) * np.sqrt(wb)[:, None]
+            C += Zb.T @ Zb
         vals, vecs = np.linalg.eigh(C)
         order = np.argsort(vals)[::-1][:k]
         vals, comps = np.clip(vals[order], 0, None), vecs[:, order].T
+        return _flip_signs(comps), mean, vals / max(total - 1.0, 1.0)
+    step = 4096
+    cols = [slice(j, min(m, j + step)) for j in range(0, m, step)]
+    mean = np.concatenate([ws @ np.asarray(X[keep, c], dtype=np.float64) for c in cols]) / total
+    sw = np.sqrt(ws)[:, None]
+
+    def z_block(c: slice) -> np.ndarray:  # (kept rows, columns of c) of Z, float64
+        return (np.asarray(X[keep, c], dtype=np.float64) - mean[c]) * sw
+
+    G = np.zeros((len(keep), len(keep)))
+    for c in cols:
+        Zc = z_block(c)
+        G += Zc @ Zc.T
+    vals, vecs = np.linalg.eigh(G)
+    del G
+    order = np.argsort(vals)[::-1][:k]
+    vals, U = np.clip(vals[order], 0, None), vecs[:, order]
+    comps = np.empty((k, m))
+    for c in cols:
+        comps[:, c] = U.T @ z_block(c)  # not (Z.T @ U).T: OpenBLAS is far slower on that layout
+    norms = np.linalg.norm(comps, axis=1, keepdims=True)
+    comps = comps / np.where(norms > 0, norms, 1.0)
     return _flip_signs(comps), mean, vals / max(total - 1.0, 1.0)
 
 
@@ -176,8 +202,14 @@ def pca_patterns(X: np.ndarray, k: int, name: str = "PCA") -> PatternSet:
     """
     X = _check_matrix(X)
     comps, mean, var = pca_fit(X, k)
-    scores = (np.asarray(X, dtype=np.float64) - mean) @ comps.T
-    total_var = float(np.var(np.asarray(X, dtype=np.float64), axis=0, ddof=1).sum())
+    # scores and total variance over blocks of genes in float64 (no float64 copy of X)
+    scores = np.empty((X.shape[0], comps.shape[0]))
+    sq = np.zeros(X.shape[1])
+    for i in range(0, X.shape[0], 256):
+        centred = np.asarray(X[i : i + 256], dtype=np.float64) - mean
+        scores[i : i + 256] = centred @ comps.T
+        sq += np.einsum("ij,ij->j", centred, centred)
+    total_var = float(sq.sum() / max(X.shape[0] - 1, 1))
     return PatternSet(
         name=name,
         patterns=comps,
@@ -229,7 +261,7 @@ def pca_bootstrap_patterns(
     -------
     float32 ``(R, k, m)``.
     """
-    X = np.asarray(_check_matrix(X), dtype=np.float64)  # once, not once per replicate in pca_fit
+    X = _check_matrix(X)  # kept in its precision: pca_fit converts blocks of columns
     if counts is None:
         counts = bootstrap_counts(X.shape[0], n_replicates, seed)
     counts = np.asarray(counts)
@@ -274,9 +306,11 @@ def pca_instability(
 def voxel_pca_embedding(X: np.ndarray, n_components: int) -> np.ndarray:
     """Voxels embedded by PCA with voxels as samples and genes as features: ``(m, n_components)``."""
     X = _check_matrix(X)
-    Xt = np.asarray(X, dtype=np.float64).T
-    comps, mean, _ = pca_fit(Xt, n_components)
-    return (Xt - mean) @ comps.T
+    comps, mean, _ = pca_fit(X.T, n_components)  # a view: pca_fit converts blocks of voxels
+    emb = np.empty((X.shape[1], comps.shape[0]))
+    for j in range(0, X.shape[1], 4096):
+        emb[j : j + 4096] = (np.asarray(X[:, j : j + 4096].T, dtype=np.float64) - mean) @ comps.T
+    return emb
 
 
 def cluster_patterns(
@@ -298,7 +332,8 @@ def cluster_patterns(
         if X.shape[1] != labels.size:
             raise InputError(f"X has {X.shape[1]} voxels but labels {labels.size}")
         sizes = patterns.sum(axis=1)
-        coefficients = (np.asarray(X, dtype=np.float64) @ patterns.T) / np.maximum(sizes, 1)
+        coefficients = np.vstack([np.asarray(X[i : i + 256], dtype=np.float64) @ patterns.T
+                                  for i in range(0, X.shape[0], 256)]) / np.maximum(sizes, 1)
     info = {"labels": labels, "cluster_sizes": patterns.sum(axis=1).astype(np.int64)}
     info.update(extra or {})
     return PatternSet(name=name, patterns=patterns, coefficients=coefficients, kind="clusters",
