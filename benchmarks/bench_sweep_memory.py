@@ -8,9 +8,10 @@ the run's defaults. Every phase (sketch, the blocks of ``--refit-k``, γ per K, 
 certification, final model) reports its peak RSS above the RSS before ``fit`` (X already held),
 sampled every 50 ms, its RSS at start, its seconds and, with ``--traced``, the peak of the memory
 numpy and Python allocated in it (tracemalloc). tracemalloc's bookkeeping (one record per live
-allocation) is itself resident, so RSS read with ``--traced`` is an upper bound: on the paper-size
-run the phases after the blocks started up to 0.53 GiB above the pre-fit RSS with it, while the
-whole sweep stage of ``osnmf run`` (no tracemalloc) peaked 0.59 GiB above its start.
+allocation) is itself resident, so RSS read with ``--traced`` is an upper bound (fifth session:
+the phases after the blocks started up to 0.53 GiB above the pre-fit RSS with it). Measure RSS
+without it; a fresh process is stricter than ``bench_paper_size.py``'s sweep stage, which reuses
+the heap memory the earlier stages freed (sixth session: 0.68 GiB here, 0.33 there).
 This is the measurement behind the memory paragraph of docs/stanmf.md.
 
 Usage::

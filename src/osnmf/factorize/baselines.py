@@ -101,6 +101,17 @@ def _check_matrix(X: np.ndarray, name: str = "X") -> np.ndarray:
     return check_matrix(X, name=name, dtype=None, nonnegative=False, min_shape=(2, 2))
 
 
+BLOCK_COLUMNS = 4096  # columns of X converted to float64 at once (X itself is never converted)
+
+
+def _float64_rows(X: np.ndarray, step: int = 256):
+    """(rows, float64 copy of ``X[rows]``) for consecutive blocks of ``step`` rows (``X`` may be
+    a transposed view): float64 arithmetic on X without a float64 copy of it."""
+    for i in range(0, X.shape[0], step):
+        rows = slice(i, i + step)
+        yield rows, np.asarray(X[rows], dtype=np.float64)
+
+
 def _flip_signs(components: np.ndarray) -> np.ndarray:
     """Make the largest-magnitude entry of each component positive (scikit-learn's convention)."""
     idx = np.argmax(np.abs(components), axis=1)
@@ -148,19 +159,17 @@ def pca_fit(
     k = check_k(k, min(len(keep), m))
     if len(keep) > m:  # more rows than columns: the m × m covariance, summed over row blocks
         step = max(1, 2**22 // m)  # 32 MiB of float64
-        rows = [keep[i : i + step] for i in range(0, len(keep), step)]
-        weights_of = [ws[i : i + step] for i in range(0, len(keep), step)]
-        mean = sum(wb @ np.asarray(X[b], dtype=np.float64) for b, wb in zip(rows, weights_of, strict=True)) / total
+        blocks = [slice(i, i + step) for i in range(0, len(keep), step)]
+        mean = sum(ws[b] @ np.asarray(X[keep[b]], dtype=np.float64) for b in blocks) / total
         C = np.zeros((m, m))
-        for b, wb in zip(rows, weights_of, strict=True):
-            Zb = (np.asarray(X[b], dtype=np.float64) - mean) * np.sqrt(wb)[:, None]
+        for b in blocks:
+            Zb = (np.asarray(X[keep[b]], dtype=np.float64) - mean) * np.sqrt(ws[b])[:, None]
             C += Zb.T @ Zb
         vals, vecs = np.linalg.eigh(C)
         order = np.argsort(vals)[::-1][:k]
         vals, comps = np.clip(vals[order], 0, None), vecs[:, order].T
         return _flip_signs(comps), mean, vals / max(total - 1.0, 1.0)
-    step = 4096
-    cols = [slice(j, min(m, j + step)) for j in range(0, m, step)]
+    cols = [slice(j, j + BLOCK_COLUMNS) for j in range(0, m, BLOCK_COLUMNS)]
     mean = np.concatenate([ws @ np.asarray(X[keep, c], dtype=np.float64) for c in cols]) / total
     sw = np.sqrt(ws)[:, None]
 
@@ -202,12 +211,11 @@ def pca_patterns(X: np.ndarray, k: int, name: str = "PCA") -> PatternSet:
     """
     X = _check_matrix(X)
     comps, mean, var = pca_fit(X, k)
-    # scores and total variance over blocks of genes in float64 (no float64 copy of X)
     scores = np.empty((X.shape[0], comps.shape[0]))
     sq = np.zeros(X.shape[1])
-    for i in range(0, X.shape[0], 256):
-        centred = np.asarray(X[i : i + 256], dtype=np.float64) - mean
-        scores[i : i + 256] = centred @ comps.T
+    for rows, block in _float64_rows(X):
+        centred = block - mean
+        scores[rows] = centred @ comps.T
         sq += np.einsum("ij,ij->j", centred, centred)
     total_var = float(sq.sum() / max(X.shape[0] - 1, 1))
     return PatternSet(
@@ -308,8 +316,8 @@ def voxel_pca_embedding(X: np.ndarray, n_components: int) -> np.ndarray:
     X = _check_matrix(X)
     comps, mean, _ = pca_fit(X.T, n_components)  # a view: pca_fit converts blocks of voxels
     emb = np.empty((X.shape[1], comps.shape[0]))
-    for j in range(0, X.shape[1], 4096):
-        emb[j : j + 4096] = (np.asarray(X[:, j : j + 4096].T, dtype=np.float64) - mean) @ comps.T
+    for voxels, block in _float64_rows(X.T, BLOCK_COLUMNS):
+        emb[voxels] = (block - mean) @ comps.T
     return emb
 
 
@@ -332,8 +340,7 @@ def cluster_patterns(
         if X.shape[1] != labels.size:
             raise InputError(f"X has {X.shape[1]} voxels but labels {labels.size}")
         sizes = patterns.sum(axis=1)
-        coefficients = np.vstack([np.asarray(X[i : i + 256], dtype=np.float64) @ patterns.T
-                                  for i in range(0, X.shape[0], 256)]) / np.maximum(sizes, 1)
+        coefficients = np.vstack([block @ patterns.T for _, block in _float64_rows(X)]) / np.maximum(sizes, 1)
     info = {"labels": labels, "cluster_sizes": patterns.sum(axis=1).astype(np.int64)}
     info.update(extra or {})
     return PatternSet(name=name, patterns=patterns, coefficients=coefficients, kind="clusters",

@@ -71,6 +71,15 @@ def swap_rows(a: np.ndarray, i: int, j: int) -> None:
     a[j] = row
 
 
+def swap_to_front(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Rows ``idx`` (increasing) of ``a`` swapped to its front in place; returns that prefix (a
+    view). The other rows move behind it, unchanged."""
+    for j, i in enumerate(idx):
+        if i != j:
+            swap_rows(a, i, j)
+    return a[: len(idx)]
+
+
 class NumpyKernels:
     """Solver operations on numpy arrays, products with the data through ``op``.
 
@@ -97,13 +106,10 @@ class NumpyKernels:
         return a
 
     def keep(self, a: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        """Rows ``idx`` (increasing) of the replicate axis swapped to the front of ``a`` in place;
-        the prefix view. The other rows move behind it, unchanged (no second copy of a factor
-        while replicates retire; the solver can return the working array itself)."""
-        for j, i in enumerate(idx):
-            if i != j:
-                swap_rows(a, i, j)
-        return a[: len(idx)]
+        """Rows ``idx`` of the replicate axis, swapped to the front of ``a`` (:func:`swap_to_front`:
+        no second copy of a factor while replicates retire; the solver can return the working
+        array itself)."""
+        return swap_to_front(a, idx)
 
     def data_t(self, D: np.ndarray) -> np.ndarray:
         """``X Dᵀ`` per replicate, laid out (R, k, n)."""

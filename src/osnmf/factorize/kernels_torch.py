@@ -134,6 +134,8 @@ def cd_sweep(F, G, XF, w):
 class TorchKernels:
     """Solver operations on torch tensors of ``op``'s device (see ``NumpyKernels``)."""
 
+    host_in_place = False  # device tensors: ``keep`` makes new ones
+
     def __init__(self, op: TorchOperator):
         self.op = op
         self.torch = op.torch

@@ -250,7 +250,8 @@ def sketch_matrix(
     n, m = X.shape
     full = min(n, m)
     rng = np.random.default_rng(random_state)
-    row_sq = ExactOperator(X).row_sq_norms()
+    exact = ExactOperator(X)
+    row_sq = exact.row_sq_norms()
     frob2 = float(row_sq.sum())
     row_sum = X.sum(axis=1, dtype=np.float64)
     if rank is not None and not 1 <= rank <= full:
@@ -258,8 +259,9 @@ def sketch_matrix(
     if min(n, m) <= gram_limit:
         # exact truncated SVD from the small Gram matrix (its eigenvalues are σ²)
         small_left = n <= m
-        G = ExactOperator(X).left_gram() if small_left else ExactOperator(X).weighted_right_gram(np.ones(n))
-        lam, E = _top_eigh(G, rank if rank is not None else min(max(1, int(max_rank)), full))  # overwrites G
+        G = exact.left_gram() if small_left else exact.weighted_right_gram(np.ones(n))
+        exact.forget_gram()  # _top_eigh overwrites G: the operator must not keep it
+        lam, E = _top_eigh(G, rank if rank is not None else min(max(1, int(max_rank)), full))
         del G
         cum = np.cumsum(lam)
         if rank is not None:

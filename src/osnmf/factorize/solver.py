@@ -23,7 +23,7 @@ from typing import Protocol
 
 import numpy as np
 
-from osnmf.factorize.kernels_numpy import swap_rows
+from osnmf.factorize.kernels_numpy import swap_rows, swap_to_front
 from osnmf.progress import ProgressBar
 
 __all__ = ["Kernels", "solve"]
@@ -33,6 +33,7 @@ class Kernels(Protocol):
     """What a backend supplies (see :class:`osnmf.factorize.kernels_numpy.NumpyKernels`)."""
 
     op: object
+    host_in_place: bool  # working arrays are host arrays and ``keep`` keeps the rows it drops
 
     def put(self, a: np.ndarray): ...
     def adopt(self, a: np.ndarray): ...
@@ -87,7 +88,7 @@ def solve(
     row_sq = K.op.row_sq_norms()
     xnorm2 = np.full(R, row_sq.sum()) if counts is None else counts.astype(np.float64) @ row_sq
     out_At = np.empty(At.shape, dtype=K.op.dtype)
-    in_place = out_D is None and consume_init and getattr(K, "host_in_place", False)
+    in_place = out_D is None and consume_init and K.host_in_place
     if out_D is None and not in_place:
         out_D = np.empty(D.shape, dtype=K.op.dtype)
     n_iter = np.full(R, max_iter, dtype=np.int64)
@@ -95,7 +96,7 @@ def solve(
     viol_init = np.zeros(R)
     ref = viol_init
     active = np.arange(R)
-    xta = None
+    XtA = None
     At, D = (K.adopt(At), K.adopt(D)) if consume_init else (K.put(At), K.put(D))
     if in_place:  # D's rows are permuted as replicates retire: slot[p] = the replicate at row p
         out_D, slot = D, np.arange(R)
@@ -107,13 +108,11 @@ def solve(
             viol = K.cd_sweep(At, K.gram(D), K.data_t(D), w)
             # D update: needs Aᵀ diag(c) X and Aᵀ diag(c) A
             Aw = At if w is None else K.weigh(At, w)
-            # into the buffer of the first iteration's products (host backends: no new
-            # (R, k, m) array per iteration; its prefix once replicates retire)
-            if xta is None:
+            if K.host_in_place and XtA is not None:  # into the first iteration's array (its prefix
+                XtA = K.data(Aw, out=XtA[: len(active)])  # once replicates retire): no new one
+            else:
                 XtA = None  # the last iteration's products go before the new ones are made
-            XtA = K.data(Aw, out=None if xta is None else xta[: len(active)])
-            if xta is None and getattr(K, "host_in_place", False):
-                xta = XtA
+                XtA = K.data(Aw)
             G2 = K.gram(At, Aw)
             del Aw
             viol = K.get(viol + K.cd_sweep(D, G2, XtA, None))
@@ -143,7 +142,7 @@ def solve(
                 if len(keep) == 0:
                     break
                 if in_place:
-                    K.keep(slot[: len(done)], keep)
+                    swap_to_front(slot[: len(done)], keep)
                 At, D = K.keep(At, keep), K.keep(D, keep)
                 if w is not None:
                     w = K.keep(w, keep)
