@@ -7,6 +7,7 @@ import importlib
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.decomposition import NMF
 from sklearn.exceptions import ConvergenceWarning
@@ -86,3 +87,28 @@ def test_progress_goes_through_the_shared_helper(capsys):
     assert fits.D.shape == (2, 2, 12)
     err = capsys.readouterr().err
     assert "\x1b" not in err and "\r" not in err
+
+
+def test_every_phase_after_the_sweep_shows_progress(tmp_path, capsys, monkeypatch):
+    """γ, the selection panel, certification, the final model and, on resume, the check of the
+    stored blocks each have a labelled bar (minutes of silence at paper size otherwise)."""
+    from osnmf import progress
+
+    monkeypatch.setattr(progress.console(), "_force_terminal", True)
+    X = np.random.default_rng(5).random((30, 40))
+    kw = {"k_range": [2, 3, 4], "n_replicates": 8, "solver": "compressed", "certify": 2,
+          "random_state": 0, "store": tmp_path / "sweep", "progress": True}
+    first = osnmf.StaNMF(**kw).fit(X)
+    err = capsys.readouterr().err
+    for label in ("staNMF sweep", "instability per K", "K-selection panel per K",
+                  "certification: exact refits of 2 replicates", f"final model at K = {first.k_}"):
+        assert label in err, label
+    assert "checking" not in err
+    again = osnmf.StaNMF(**kw).fit(X)
+    err = capsys.readouterr().err
+    n_blocks = len(list((tmp_path / "sweep").rglob("r*.npz")))
+    assert f"staNMF sweep: checking {n_blocks} stored blocks" in err
+    assert "certification" not in err  # stored with the sweep: a resumed fit does not refit it
+    pd.testing.assert_frame_equal(again.certificate_, first.certificate_)
+    pd.testing.assert_frame_equal(again.instability_, first.instability_)
+    np.testing.assert_array_equal(again.components_, first.components_)

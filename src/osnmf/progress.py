@@ -155,14 +155,16 @@ class ProgressBar:
                             soft_wrap=True)
 
 
-def track(items: Iterable, label: str, total: float | None = None, enabled: bool = True) -> Iterator:
-    """Iterate over ``items`` while showing a :class:`ProgressBar` (``total`` defaults to ``len(items)``)."""
+def track(items: Iterable, label: str, total: float | None = None, enabled: bool = True,
+          transient: bool = True) -> Iterator:
+    """Iterate over ``items`` while showing a :class:`ProgressBar` (``total`` defaults to ``len(items)``;
+    ``transient=False`` leaves the finished bar on a terminal)."""
     if not enabled:
         yield from items
         return
     if total is None and hasattr(items, "__len__"):
         total = len(items)
-    with ProgressBar(label, total) as bar:
+    with ProgressBar(label, total, transient=transient) as bar:
         for item in items:
             yield item
             bar.advance()

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from osnmf.factorize.stability import instability
+from osnmf.progress import ProgressBar
 
 __all__ = ["certify_sweep"]
 
@@ -34,6 +35,7 @@ def certify_sweep(
     *,
     centered: bool = False,
     block_size: int | None = None,
+    progress: bool = False,
 ) -> tuple[pd.DataFrame, bool]:
     """Exact refits of the first replicates at ``k_selected`` and its neighbours in ``ks``.
 
@@ -50,6 +52,7 @@ def certify_sweep(
     n_replicates : replicates of the sweep.
     centered : correlation of the instability.
     block_size : replicates refitted at once (the sweep's block size bounds the memory); None: all.
+    progress : show a progress bar over the refitted blocks.
 
     Returns
     -------
@@ -77,21 +80,24 @@ def certify_sweep(
             warm = (prev.coefficients[:R], prev.components[:R])
     rows = []
     step = R if block_size is None else max(1, int(block_size))
-    for k in cert_ks:
-        parts = []
-        for s in range(0, R, step):
-            part_warm = None if warm is None else (warm[0][s:s + step], warm[1][s:s + step])
-            parts.append(fit_block(op, k, counts[s:s + step], exact, seeds[s:s + step], op, part_warm))
-        res = BlockResult.concat(parts, coefficients=bool(params.grow))
-        del parts
-        warm = (res.coefficients, res.components) if params.grow else None
-        comp = compressed_at(k).components[:R]
-        rows.append({
-            "k": k,
-            "hungarian_exact": instability(res.components, centered=centered)["hungarian"],
-            "hungarian_compressed_subset": instability(comp, centered=centered)["hungarian"],
-            "n_certified": R,
-        })
+    label = f"certification: exact refits of {R} replicates at K = {', '.join(map(str, cert_ks))}"
+    with ProgressBar(label, len(cert_ks) * len(range(0, R, step)), enabled=progress, transient=False) as bar:
+        for k in cert_ks:
+            parts = []
+            for s in range(0, R, step):
+                part_warm = None if warm is None else (warm[0][s:s + step], warm[1][s:s + step])
+                parts.append(fit_block(op, k, counts[s:s + step], exact, seeds[s:s + step], op, part_warm))
+                bar.advance(note=f"K={k}")
+            res = BlockResult.concat(parts, coefficients=bool(params.grow))
+            del parts
+            warm = (res.coefficients, res.components) if params.grow else None
+            comp = compressed_at(k).components[:R]
+            rows.append({
+                "k": k,
+                "hungarian_exact": instability(res.components, centered=centered)["hungarian"],
+                "hungarian_compressed_subset": instability(comp, centered=centered)["hungarian"],
+                "n_certified": R,
+            })
     table = pd.DataFrame(rows, columns=CERT_COLUMNS)
     exact_k, compressed_k = certified_argmins(table)
     return table, exact_k == compressed_k

@@ -22,7 +22,7 @@ from threadpoolctl import threadpool_limits
 
 from osnmf.errors import ConfigError, InputError, InputTypeError, OsnmfWarning
 from osnmf.factorize.autosolver import resolve_solver, sketch_options
-from osnmf.factorize.certify import certified_argmins, certify_sweep
+from osnmf.factorize.certify import CERT_COLUMNS, certified_argmins, certify_sweep
 from osnmf.factorize.checks import check_matrix, check_positive_int
 from osnmf.factorize.executors import SerialExecutor, ThreadExecutor, as_executor
 from osnmf.factorize.init import nndsvda_init, random_init
@@ -34,6 +34,7 @@ from osnmf.factorize.residual import grow_lowrank
 from osnmf.factorize.stability import instability, select_k
 from osnmf.factorize.store import ReplicatePatterns, SweepStore
 from osnmf.factorize.sweep import run_sweep
+from osnmf.progress import ProgressBar, track
 
 __all__ = ["StaNMF", "check_nonnegative_matrix"]
 
@@ -275,29 +276,11 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                              progress=self.progress, keep_results=store is None, sketch=sketch)
         release_free_memory()  # what the blocks' threads freed (osnmf.factorize.memory)
 
-        memory: dict[int, np.ndarray] = {}
-        rows, info = [], []
-        tag = {"centered": bool(self.centered), "n_replicates": R, "block_size": bs}
-        for k in ks:
-            if store is None:
-                res = BlockResult.concat([done[b] for b in blocks if b.k == k])
-                memory[k] = pats = res.components
-            else:  # every block read (CRC checked), the patterns left on disk: read in chunks
-                res = store.load_k(k, R, bs, components=False)
-                pats = store.patterns(k, R, bs)
-            vals = store.get_instability(k, tag) if store is not None else None
-            if vals is None:
-                vals = instability(pats, centered=self.centered)
-                if store is not None:
-                    store.put_instability(k, tag, vals)
-            release_free_memory()
-            rows.append({"k": k, **vals})
-            info.append(pd.DataFrame({"k": k, "replicate": res.seeds, "loss": res.loss,
-                                      "n_iter": res.n_iter, "restart": res.restart}))
-        self.instability_ = pd.DataFrame(rows, columns=INSTABILITY_COLUMNS)
-        self.replicate_info_ = pd.concat(info, ignore_index=True)
+        memory: dict[int, np.ndarray] = {}  # the patterns per K when there is no store
+        self.instability_, self.replicate_info_ = self._instability(ks, R, bs, blocks, done, store, memory)
         self.selection_, self.k_rules_ = _selection_panel(X, ks, params, R, bs, memory, store,
-                                                          self.instability_, self.replicate_info_)
+                                                          self.instability_, self.replicate_info_,
+                                                          self.progress)
         self.k_ = _chosen_k(self.k_rules_, self.instability_)
         self.replicates_ = ReplicatePatterns(memory, store, ks, R, bs)
         self.store_ = store
@@ -312,6 +295,31 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self._fit_final(X, op, exact, params, store)
         return self
 
+    def _instability(self, ks, R, bs, blocks, done, store, memory) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """γ per K (stored per K) and the per-replicate numbers of every fit; fills ``memory``
+        with the patterns per K when there is no store."""
+        rows, info = [], []
+        tag = {"centered": bool(self.centered), "n_replicates": R, "block_size": bs}
+        with ProgressBar("staNMF instability per K", len(ks), enabled=self.progress, transient=False) as bar:
+            for k in ks:
+                if store is None:
+                    res = BlockResult.concat([done[b] for b in blocks if b.k == k])
+                    memory[k] = pats = res.components
+                else:  # every block read (CRC checked), the patterns left on disk: read in chunks
+                    res = store.load_k(k, R, bs, components=False)
+                    pats = store.patterns(k, R, bs)
+                vals = store.get_instability(k, tag) if store is not None else None
+                if vals is None:
+                    vals = instability(pats, centered=self.centered)
+                    if store is not None:
+                        store.put_instability(k, tag, vals)
+                release_free_memory()
+                rows.append({"k": k, **vals})
+                info.append(pd.DataFrame({"k": k, "replicate": res.seeds, "loss": res.loss,
+                                          "n_iter": res.n_iter, "restart": res.restart}))
+                bar.advance(note=f"K={k}")
+        return pd.DataFrame(rows, columns=INSTABILITY_COLUMNS), pd.concat(info, ignore_index=True)
+
     def _certify(self, X, ks, params, R, bs, done, store) -> None:
         """Exact refits around the selected K after a compressed sweep (see ``certify``)."""
         self.certificate_, self.certified_agrees_ = None, None
@@ -325,8 +333,18 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             parts = [r for b, r in done.items() if b.k == k]
             return BlockResult.concat(parts, coefficients=all(p.coefficients is not None for p in parts))
 
-        table, agrees = certify_sweep(X, self.k_, ks, params, compressed_at, n_cert, R,
-                                      centered=self.centered, block_size=bs)
+        # stored in the sweep's store: a resumed fit does not refit it
+        tag = {"k": self.k_, "ks": [int(k) for k in ks], "n_certify": n_cert, "n_replicates": R,
+               "block_size": bs, "centered": bool(self.centered), "version": 1}
+        stored = store.get_values("certification.json", tag) if store is not None else None
+        if stored is not None:
+            table, agrees = pd.DataFrame(stored["table"], columns=CERT_COLUMNS), bool(stored["agrees"])
+        else:
+            table, agrees = certify_sweep(X, self.k_, ks, params, compressed_at, n_cert, R,
+                                          centered=self.centered, block_size=bs, progress=self.progress)
+            if store is not None:
+                store.put_values("certification.json", tag,
+                                 {"table": table.to_dict("records"), "agrees": bool(agrees)})
         self.certificate_, self.certified_agrees_ = table, agrees
         self.instability_ = self.instability_.merge(table, on="k", how="left")
         if not agrees:
@@ -370,20 +388,27 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             A0s.append(At.transpose(0, 2, 1))
             D0s.append(D)
         A0, D0 = np.concatenate(A0s), np.concatenate(D0s)
-        fits = [fit_nmf_replicates(op, k, np.ones((len(A0), n), dtype=np.int64), init=(A0, D0), **kw)]
-        reference = fits[0].viol_init[:1]  # the NNDSVDa start's first violation
-        if params.grow and k > 1:
-            prev = fit_nmf_replicates(op, k - 1, ones, init="nndsvda", random_state=params.random_state, **kw)
-            fits.append(fit_nmf_replicates(op, k, ones, init=grow_lowrank(op, prev.A, prev.D, ones),
-                                           stop_reference=reference, **kw))
-        # the lowest loss over every start (ties: the earlier start)
-        f, i = min(((f, i) for f in fits for i in range(len(f.loss))), key=lambda t: t[0].loss[t[1]])
-        best = NMFResult(f.A[i], f.D[i], int(f.n_iter[i]), float(f.loss[i]))
-        if op is not exact:
-            polished = fit_nmf_replicates(exact, k, ones, init=(best.A[None], best.D[None]),
-                                          stop_reference=reference, **kw)
-            best = NMFResult(polished.A[0], polished.D[0], best.n_iter + int(polished.n_iter[0]),
-                             float(polished.loss[0]))
+        grow, polish = bool(params.grow) and k > 1, op is not exact
+        with ProgressBar(f"final model at K = {k}", 1 + 2 * grow + polish, enabled=self.progress,
+                         transient=False) as bar:
+            fits = [fit_nmf_replicates(op, k, np.ones((len(A0), n), dtype=np.int64), init=(A0, D0), **kw)]
+            bar.advance(note="starts")
+            reference = fits[0].viol_init[:1]  # the NNDSVDa start's first violation
+            if grow:
+                prev = fit_nmf_replicates(op, k - 1, ones, init="nndsvda", random_state=params.random_state, **kw)
+                bar.advance(note=f"K = {k - 1}")
+                fits.append(fit_nmf_replicates(op, k, ones, init=grow_lowrank(op, prev.A, prev.D, ones),
+                                               stop_reference=reference, **kw))
+                bar.advance(note="grown start")
+            # the lowest loss over every start (ties: the earlier start)
+            f, i = min(((f, i) for f in fits for i in range(len(f.loss))), key=lambda t: t[0].loss[t[1]])
+            best = NMFResult(f.A[i], f.D[i], int(f.n_iter[i]), float(f.loss[i]))
+            if polish:
+                polished = fit_nmf_replicates(exact, k, ones, init=(best.A[None], best.D[None]),
+                                              stop_reference=reference, **kw)
+                best = NMFResult(polished.A[0], polished.D[0], best.n_iter + int(polished.n_iter[0]),
+                                 float(polished.loss[0]))
+                bar.advance(note="exact polish")
         self.components_ = np.asarray(best.D)
         self.coefficients_ = np.asarray(best.A)
         self.loss_, self.n_iter_ = float(best.loss), int(best.n_iter)
@@ -448,11 +473,8 @@ def _chosen_k(rules: Mapping[str, int | None], inst: pd.DataFrame) -> int:
     return int(k) if k is not None else select_k(inst)
 
 
-def _selection_panel(X, ks, params, R, bs, memory, store, inst, info):
+def _selection_panel(X, ks, params, R, bs, memory, store, inst, info, progress=False):
     """The K-selection panel (:mod:`osnmf.factorize.selection`) and the K of every rule."""
-    import json
-
-    from osnmf.atomic import write_text
     from osnmf.factorize import selection as sel
     from osnmf.factorize.sweep import replicate_counts
 
@@ -465,13 +487,8 @@ def _selection_panel(X, ks, params, R, bs, memory, store, inst, info):
     gam = inst.set_index("k")
     rows = []
     sq_norms = None  # per-fold row norms of X: one pass, shared by every K computed here
-    for k in ks:
-        path = store.path / f"k{k:03d}" / "selection.json" if store is not None else None
-        vals = None
-        if path is not None and path.exists():
-            with contextlib.suppress(OSError, ValueError):
-                got = json.loads(path.read_text(encoding="utf-8"))
-                vals = got["values"] if got.get("tag") == tag else None
+    for k in track(ks, "K-selection panel per K", enabled=progress, transient=False):
+        vals = store.get_values(f"k{k:03d}/selection.json", tag) if store is not None else None
         if vals is None:
             pats = memory[k] if k in memory else store.patterns(k, R, bs)
             loss = info.loc[info["k"] == k, "loss"].to_numpy()
@@ -479,8 +496,8 @@ def _selection_panel(X, ks, params, R, bs, memory, store, inst, info):
                 sq_norms = sel.fold_sq_norms(X, folds)
             vals = sel.panel_row(X, pats, loss, counts, folds, voxels, sq_norms)
             release_free_memory()
-            if path is not None:
-                write_text(path, json.dumps({"tag": tag, "values": vals}))
+            if store is not None:
+                store.put_values(f"k{k:03d}/selection.json", tag, vals)
         rows.append({"k": k, "gamma": float(gam.loc[k, "hungarian"]),
                      "gamma_se": float(gam.loc[k, "hungarian_se"]), **vals})
     panel = sel.panel_frame(rows)

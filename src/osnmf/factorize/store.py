@@ -194,21 +194,28 @@ class SweepStore:
         return StoredPatterns(parts, k, shape[2], dtype)
 
     # per-K summaries and the final model --------------------------------------------------
-    def _json_path(self, k: int) -> Path:
-        return self.path / f"k{k:03d}" / "instability.json"
-
-    def get_instability(self, k: int, tag: Mapping[str, Any]) -> dict[str, float] | None:
-        path = self._json_path(k)
+    def get_values(self, name: str, tag: Mapping[str, Any]) -> Any:
+        """The values stored as ``name`` (a path relative to the store, e.g. ``k010/instability.json``)
+        with this ``tag`` (the settings they were computed with), or None: absent, unreadable or
+        computed with other settings (then recomputed)."""
+        path = self.path / name
         if not path.exists():
             return None
         try:
             info = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
-        return info.get("values") if info.get("tag") == dict(tag) else None
+        return info.get("values") if isinstance(info, dict) and info.get("tag") == dict(tag) else None
+
+    def put_values(self, name: str, tag: Mapping[str, Any], values: Any) -> None:
+        """Store JSON ``values`` as ``name`` with their ``tag`` (atomically)."""
+        write_text(self.path / name, json.dumps({"tag": dict(tag), "values": values}))
+
+    def get_instability(self, k: int, tag: Mapping[str, Any]) -> dict[str, float] | None:
+        return self.get_values(f"k{k:03d}/instability.json", tag)
 
     def put_instability(self, k: int, tag: Mapping[str, Any], values: Mapping[str, float]) -> None:
-        write_text(self._json_path(k), json.dumps({"tag": dict(tag), "values": dict(values)}))
+        self.put_values(f"k{k:03d}/instability.json", tag, dict(values))
 
     def final_path(self, k: int, tag: str) -> Path:
         return self.path / f"final_k{k:03d}_{tag}.npz"

@@ -33,7 +33,7 @@ from osnmf.factorize.params import (
 )
 from osnmf.factorize.residual import grow_lowrank
 from osnmf.factorize.store import SweepStore, data_digest
-from osnmf.progress import ProgressBar
+from osnmf.progress import ProgressBar, track
 
 __all__ = [
     "PERTURBATIONS",
@@ -198,7 +198,10 @@ def run_sweep(
     loaded; read them with :meth:`SweepStore.get`).
     """
     n = X.shape[0]
-    todo = [b for b in blocks if store is None or not store.has(b)]
+    on_disk = [b for b in blocks if store is not None and store.block_path(b).exists()]
+    sound = {b for b in track(on_disk, f"staNMF sweep: checking {len(on_disk)} stored blocks",
+                              enabled=progress and bool(on_disk), transient=False) if store.has(b)}
+    todo = [b for b in blocks if b not in sound]
     counts_cache: dict[tuple[int, int], np.ndarray] = {}  # the same draws serve every K
     tasks = []
     for b in todo:
