@@ -50,3 +50,44 @@ def test_limited_heap_returns_a_worker_threads_freed_arrays():
     shrink a thread heap's top); with it, the process holds about 20 MiB less."""
     plain, limited = _retained(False), _retained(True)
     assert plain - limited > 15, (plain, limited)
+
+
+def _numpy_asks_for_huge_pages() -> bool:
+    from osnmf.factorize.memory import _numpy_huge_page_switch
+
+    switch = _numpy_huge_page_switch()
+    flag = switch(True)  # numpy's switch returns the previous flag: read it, then put it back
+    switch(flag)
+    return bool(flag)
+
+
+def test_a_fit_asks_for_no_huge_pages_and_restores_numpys_setting(monkeypatch):
+    """Inside StaNMF.fit numpy does not madvise new arrays for huge pages (khugepaged would make
+    freed heap memory resident again); numpy's own setting is back afterwards, also after an error."""
+    import numpy as np
+
+    import osnmf
+    from osnmf.factorize import memory, stanmf
+
+    assert memory._numpy_huge_page_switch() is not None  # numpy 1.24–2.x have it
+    before = _numpy_asks_for_huge_pages()
+    seen = []
+    real = stanmf.run_sweep
+
+    def spy(*args, **kwargs):
+        seen.append(_numpy_asks_for_huge_pages())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(stanmf, "run_sweep", spy)
+    X = np.random.default_rng(0).random((20, 15))
+    osnmf.StaNMF(k_range=[2, 3], n_replicates=3, random_state=0).fit(X)
+    assert seen == [False]
+    assert _numpy_asks_for_huge_pages() is before
+
+    def fail(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(stanmf, "run_sweep", fail)
+    with pytest.raises(KeyboardInterrupt):
+        osnmf.StaNMF(k_range=[2, 3], n_replicates=3, random_state=0).fit(X)
+    assert _numpy_asks_for_huge_pages() is before
