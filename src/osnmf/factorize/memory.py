@@ -15,26 +15,14 @@ blocks and γ computations land there; when they are freed the pages stay reside
   after the blocks, same time (a 1 MiB mmap threshold, by contrast, cost 40 % in page faults).
   It changes a process-wide allocator setting, once, when a sweep starts (dask.distributed does
   the like for the workers its nannies start: ``MALLOC_TRIM_THRESHOLD_=65536``).
-* :func:`no_huge_pages` stops numpy from asking for transparent huge pages on the arrays a fit
-  allocates. numpy does so for every array of 4 MiB or more, including those glibc serves from
-  its heaps; once such a heap range is marked, the kernel's khugepaged may later gather its freed
-  pages back into 2 MiB pages (it fills up to 511 absent 4 KiB pages per huge page where
-  ``khugepaged/max_ptes_none`` is 511, the default), so freed memory becomes resident again.
-  Measured at paper size in a fresh process (``benchmarks/bench_sweep_memory.py``, K 8–30, the
-  K = 30 blocks refitted): the phases after the blocks started 0.29–0.33 GiB above the RSS
-  before the fit with numpy's default and 0.09–0.13 GiB without, and certification peaked at
-  0.68 vs 0.47 GiB; blocks of K = 10–30 on two threads took the same time either way.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import importlib
 import sys
-from collections.abc import Iterator
 
-__all__ = ["limit_heap_retention", "no_huge_pages", "release_free_memory"]
+__all__ = ["limit_heap_retention", "release_free_memory"]
 
 M_TRIM_THRESHOLD = -1  # mallopt parameters (malloc.h)
 M_MMAP_THRESHOLD = -3
@@ -70,26 +58,3 @@ def limit_heap_retention() -> None:
     _MALLOPT(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
     _MALLOPT(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
     _limited = True
-
-
-def _numpy_huge_page_switch():
-    """numpy's ``_set_madvise_hugepage(flag) -> previous flag``, or None where numpy lacks it."""
-    for module in ("numpy._core.multiarray", "numpy.core.multiarray"):
-        with contextlib.suppress(ImportError, AttributeError):
-            return importlib.import_module(module)._set_madvise_hugepage
-    return None
-
-
-@contextlib.contextmanager
-def no_huge_pages() -> Iterator[None]:
-    """Within the block, numpy does not ask for transparent huge pages for new arrays; numpy's
-    own setting (default: on, Linux) is restored on exit."""
-    switch = _numpy_huge_page_switch()
-    if switch is None:
-        yield
-        return
-    previous = switch(False)
-    try:
-        yield
-    finally:
-        switch(previous)

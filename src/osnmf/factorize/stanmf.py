@@ -26,7 +26,7 @@ from osnmf.factorize.certify import CERT_COLUMNS, certified_argmins, certify_swe
 from osnmf.factorize.checks import check_matrix, check_positive_int
 from osnmf.factorize.executors import SerialExecutor, ThreadExecutor, as_executor
 from osnmf.factorize.init import nndsvda_init, random_init
-from osnmf.factorize.memory import limit_heap_retention, no_huge_pages, release_free_memory
+from osnmf.factorize.memory import limit_heap_retention, release_free_memory
 from osnmf.factorize.nmf import NMFResult, fit_nmf_replicates
 from osnmf.factorize.operators import ExactOperator, sketch_matrix
 from osnmf.factorize.params import BlockResult, SweepParams, auto_block_size, plan_blocks
@@ -253,10 +253,6 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """
         X, ks, params, R, bs = self._validated(X)
         limit_heap_retention()  # freed worker-thread heap tops go back to the OS (osnmf.factorize.memory)
-        with no_huge_pages():  # freed heap memory stays freed (osnmf.factorize.memory)
-            return self._fit(X, ks, params, R, bs)
-
-    def _fit(self, X: np.ndarray, ks: list[int], params: SweepParams, R: int, bs: int) -> StaNMF:
         executor = ThreadExecutor(self.n_jobs) if self.n_jobs > 1 else SerialExecutor()
         if self.client is not None:  # blocks run on a Dask cluster, results land in `store`
             executor = as_executor(self.client)
