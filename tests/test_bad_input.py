@@ -314,3 +314,21 @@ def test_run_refuses_bad_input_and_leaves_nothing(case, tmp_path, monkeypatch, c
         assert word in lines[0], lines[0]  # printed as written: ":X:" is not turned into an emoji
     assert not out.exists()
     assert snapshot(tmp_path) == before
+
+
+def test_ctrl_c_says_in_one_line_that_finished_work_is_kept(tmp_path, monkeypatch, capsys):
+    """Ctrl-C (KeyboardInterrupt inside a command) exits 130 with one line, no traceback; typer
+    turns it into Exit(130) before our handler sees it, which used to make the exit silent."""
+    import osnmf.io.load
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(osnmf.io.load, "load_expression", interrupted)
+    monkeypatch.setattr(sys, "argv", ["osnmf", "info", str(tmp_path)])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    err = capsys.readouterr().err
+    assert exc.value.code == 130
+    assert err.strip().splitlines()[-1] == cli.INTERRUPTED
+    assert "Traceback" not in err

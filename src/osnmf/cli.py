@@ -33,7 +33,10 @@ console = Console(stderr=True, emoji=False, highlight=False)
 def _say(label: str, message: str, style: str = "bold red") -> None:
     """One line on stderr, ``label`` styled and ``message`` verbatim (a Text: no markup, no emoji)."""
     console.print(Text.assemble((label, style), " ", message) if label else Text(message), soft_wrap=True)
+
+
 _STATE = {"debug": False}
+INTERRUPTED = "interrupted; finished work is kept, rerun the same command to resume"
 
 
 @app.callback()
@@ -229,6 +232,8 @@ def main() -> None:
     warnings.showwarning = _show_warning
     try:
         code = app(standalone_mode=False)  # typer.Exit(n) comes back as the return value here
+        if code == 130:  # Ctrl-C: recent typer turns KeyboardInterrupt into Exit(130), returned here
+            _say("", INTERRUPTED)
         if isinstance(code, int) and code:
             sys.exit(code)
     except OsnmfError as exc:
@@ -243,7 +248,7 @@ def main() -> None:
         _say("", "aborted")
         sys.exit(130)
     except KeyboardInterrupt:
-        _say("", "interrupted; finished work is kept, rerun the same command to resume")
+        _say("", INTERRUPTED)
         sys.exit(130)
     except Exception as exc:
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # Typer/Click usage errors
