@@ -308,11 +308,12 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 else:  # every block read (CRC checked), the patterns left on disk: read in chunks
                     res = store.load_k(k, R, bs, components=False)
                     pats = store.patterns(k, R, bs)
-                vals = store.get_instability(k, tag) if store is not None else None
+                name = f"k{k:03d}/instability.json"
+                vals = store.get_values(name, tag) if store is not None else None
                 if vals is None:
                     vals = instability(pats, centered=self.centered)
                     if store is not None:
-                        store.put_instability(k, tag, vals)
+                        store.put_values(name, tag, vals)
                 release_free_memory()
                 rows.append({"k": k, **vals})
                 info.append(pd.DataFrame({"k": k, "replicate": res.seeds, "loss": res.loss,

@@ -211,12 +211,6 @@ class SweepStore:
         """Store JSON ``values`` as ``name`` with their ``tag`` (atomically)."""
         write_text(self.path / name, json.dumps({"tag": dict(tag), "values": values}))
 
-    def get_instability(self, k: int, tag: Mapping[str, Any]) -> dict[str, float] | None:
-        return self.get_values(f"k{k:03d}/instability.json", tag)
-
-    def put_instability(self, k: int, tag: Mapping[str, Any], values: Mapping[str, float]) -> None:
-        self.put_values(f"k{k:03d}/instability.json", tag, dict(values))
-
     def final_path(self, k: int, tag: str) -> Path:
         return self.path / f"final_k{k:03d}_{tag}.npz"
 
