@@ -5,14 +5,18 @@ import zipfile
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import reference_file
 
 from osnmf.atlas import Atlas
 from osnmf.errors import InputError
 
+ANNOTATION = reference_file("aba/P56_Mouse_gridAnnotation.zip", "P56_Mouse_gridAnnotation.zip")
+ONTOLOGY = reference_file("aba/structure_tree.csv", "structure_tree.csv.gz")
 
-def _raw_annotation(shared_dir):
-    """The annotation read straight from the shared zip with numpy, header parsed by hand."""
-    with zipfile.ZipFile(shared_dir / "data/aba/P56_Mouse_gridAnnotation.zip") as zf:
+
+def _raw_annotation():
+    """The annotation read straight from the reference zip with numpy, header parsed by hand."""
+    with zipfile.ZipFile(ANNOTATION) as zf:
         header = zf.read("gridAnnotation.mhd").decode()
         raw = zf.read("gridAnnotation.raw")
     dims = next(line for line in header.splitlines() if line.startswith("DimSize")).split("=")[1]
@@ -21,8 +25,8 @@ def _raw_annotation(shared_dir):
     return dims, np.frombuffer(raw, "<u4").reshape(dims[::-1])
 
 
-def test_shape_and_values_match_file(atlas, shared_dir):
-    dims, zyx = _raw_annotation(shared_dir)
+def test_shape_and_values_match_file(atlas):
+    dims, zyx = _raw_annotation()
     assert dims == (67, 41, 58)
     assert atlas.shape == dims  # (AP, DV, ML) = file (x, y, z)
     np.testing.assert_array_equal(atlas.annotation, zyx.transpose(2, 1, 0))
@@ -56,14 +60,14 @@ def test_hemispheres_mirror(atlas):
     assert (shifted == atlas.annotation)[brain].mean() < 0.6
 
 
-def _brute_force_owners(shared_dir):
-    tree = pd.read_csv(shared_dir / "data/aba/structure_tree.csv")
+def _brute_force_owners():
+    tree = pd.read_csv(ONTOLOGY)
     paths = dict(zip(tree["id"], tree["structure_id_path"], strict=True))
     return tree, paths
 
 
-def test_masks_against_structure_paths(atlas, shared_dir):
-    tree, paths = _brute_force_owners(shared_dir)
+def test_masks_against_structure_paths(atlas):
+    tree, paths = _brute_force_owners()
     ann = atlas.annotation
     leaf_ids = np.unique(ann[ann > 0])
     owners = set()
@@ -82,8 +86,8 @@ def test_masks_against_structure_paths(atlas, shared_dir):
         np.testing.assert_array_equal(member, expected[atlas.brain_mask])
 
 
-def test_navigation(atlas, shared_dir):
-    tree, paths = _brute_force_owners(shared_dir)
+def test_navigation(atlas):
+    tree, paths = _brute_force_owners()
     iso = atlas.id_of("Isocortex")
     assert iso == 315 and atlas.acronym(315) == "Isocortex"
     assert atlas.parent("Isocortex") == atlas.id_of("CTXpl")

@@ -1,13 +1,13 @@
-"""The packaged Drosophila images against the raw CSV in ../shared, read independently."""
-
-from pathlib import Path
+"""The packaged Drosophila images against the raw CSV (../shared, or the identical packaged
+copy), read independently."""
 
 import numpy as np
 import pandas as pd
+from conftest import reference_file
 
 from osnmf import load_drosophila
 
-RAW = Path(__file__).resolve().parents[2] / "shared" / "data" / "drosophila" / "WuExampleExpression.csv.gz"
+RAW = reference_file("drosophila/WuExampleExpression.csv.gz", "WuExampleExpression.csv.gz")
 
 
 def test_load_drosophila_matches_the_raw_csv():

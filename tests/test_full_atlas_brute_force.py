@@ -1,14 +1,16 @@
-"""The whole packaged atlas against brute force from the shared reference files.
+"""The whole packaged atlas against brute force from the reference files (../shared, or the
+identical packaged copies).
 
-Every region's mask is built from the shared ontology (``structure_id_path``), dilated on its own
+Every region's mask is built from the reference ontology (``structure_id_path``), dilated on its own
 with ``scipy.ndimage`` (face connectivity), and intersected with every other mask; the contiguous
 pairs and triples that follow are compared, as sets, with the package's lists and counts. The
-region, medium-level and experiment counts are derived here from the shared files, not typed in.
+region, medium-level and experiment counts are derived here from the reference files, not typed in.
 """
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import reference_file
 from scipy import ndimage
 
 from osnmf.spatial.adjacency import adjacency_counts, contiguous_sets
@@ -17,8 +19,8 @@ COARSE = ("Isocortex", "OLF", "HPF", "CTXsp", "STR", "PAL", "TH", "HY", "MB", "P
 
 
 @pytest.fixture(scope="module")
-def ontology(shared_dir):
-    tree = pd.read_csv(shared_dir / "data/aba/structure_tree.csv")
+def ontology():
+    tree = pd.read_csv(reference_file("aba/structure_tree.csv", "structure_tree.csv.gz"))
     tree = tree[tree["id"] > 0].set_index("id")
     return tree
 

@@ -1,7 +1,5 @@
 """The synthetic atlas: shapes, determinism, planted truth, noise and missing-data structure."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
@@ -9,8 +7,6 @@ from sklearn.decomposition import NMF
 
 from osnmf import Atlas, ConfigError, Phantom, make_phantom
 from osnmf.io.allen_grid import read_allen_grid_zip
-
-ENERGY = Path(__file__).resolve().parents[2] / "shared" / "data" / "aba" / "energy"
 
 
 @pytest.fixture(scope="module")
@@ -205,8 +201,8 @@ def test_cropped_atlas_still_gives_k_patterns(atlas):
     assert "cerebellar cortex" not in p.pattern_names  # no cerebellum in the anterior half
 
 
-def test_real_genes_are_appended_with_unknown_truth(atlas):
-    zips = sorted(ENERGY.glob("*.zip"))
+def test_real_genes_are_appended_with_unknown_truth(atlas, shared_dir):
+    zips = sorted((shared_dir / "data" / "aba" / "energy").glob("*.zip"))
     assert len(zips) == 2
     p = make_phantom(n_genes=5, seed=0, atlas=atlas, real_genes=zips)
     assert p.data.n_experiments == 7
