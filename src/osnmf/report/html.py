@@ -36,6 +36,7 @@ class Section:
     paragraphs: list[str] = field(default_factory=list)
     figures: list[tuple[Path, str]] = field(default_factory=list)
     tables: list[tuple[pd.DataFrame, str]] = field(default_factory=list)
+    html: str = ""  # trusted markup after the figures (the atlas view), inserted as is
 
     @property
     def anchor(self) -> str:
@@ -77,6 +78,7 @@ def write_report(path: str | Path, title: str, sections: list[Section], paramete
         parts += [f"<p>{html.escape(p)}</p>" for p in section.paragraphs]
         parts += [_table(frame, caption) for frame, caption in section.tables]
         parts += [_image(png, caption) for png, caption in section.figures]
+        parts += [section.html] if section.html else []
         body.append("\n".join(parts))
     params = pd.DataFrame({"parameter": list(parameters), "value": [str(v) for v in parameters.values()]})
     body.append('<h2 id="parameters">Parameters</h2>' + _table(params, "run parameters", max_rows=200))
