@@ -53,9 +53,9 @@ class Handler(BaseHTTPRequestHandler):
         srv = self.server
         if parsed.path == "/api/v2/data/query.json":
             criteria = urllib.parse.parse_qs(parsed.query)["criteria"][0]
-            documented = ("model::SectionDataSet", "rma::criteria", "[failed$eq'false']",
-                          "products[abbreviation$eq'Mouse']", "plane_of_section[name$eq'sagittal']",
-                          "rma::include,genes")
+            documented = ("model::SectionDataSet", "rma::criteria", "[failed$eqFalse]",
+                          "products[name$eq'Mouse Brain']", "plane_of_section[name$eqsagittal]",
+                          "treatments[name$eqISH]", "rma::include,genes")
             if not all(part in criteria for part in documented):
                 return self._reply(400, b"bad query", "text/plain")
             start = int(criteria.split("[start_row$eq")[1].split("]")[0])
@@ -122,14 +122,15 @@ def test_both_planes_list_is_the_packaged_coronal_plus_the_sagittal(allen, tmp_p
     assert (table["plane"].iloc[: len(coronal)] == "coronal").all() and (table["plane"].iloc[-3:] == "sagittal").all()
 
 
-def test_failed_query_is_one_line_and_writes_nothing(allen, tmp_path, monkeypatch, capsys):
+def test_failed_refresh_query_is_one_line_and_writes_nothing(allen, tmp_path, monkeypatch, capsys):
+    # --refresh-list asks the API explicitly: its failure is an error, not the packaged list
     srv, _ = allen
     srv.fail = True
     out = tmp_path / "aba"
     with pytest.raises(DownloadError):
-        download_aba(out, plane="sagittal", base_url=srv.url, progress=False, retries=0)
+        download_aba(out, plane="sagittal", base_url=srv.url, progress=False, retries=0, refresh_list=True)
     assert not out.exists()
-    monkeypatch.setattr(sys, "argv", ["osnmf", "download-aba", str(out), "--plane", "sagittal",
+    monkeypatch.setattr(sys, "argv", ["osnmf", "download-aba", str(out), "--plane", "sagittal", "--refresh-list",
                                       "--base-url", srv.url, "--retries", "0", "--no-progress"])
     with pytest.raises(SystemExit) as exc:
         cli.main()

@@ -1,7 +1,8 @@
 """Download the Allen Mouse Brain Atlas expression grids into an ABA grid folder.
 
 ``download_aba(out)`` fetches ``{base_url}/grid_data/download/{id}?include=energy`` for each
-experiment (by default the packaged 4,345 coronal P56 experiments of the seed paper) and writes::
+experiment (by default the packaged 4,345 coronal P56 experiments of the seed paper; a packaged
+sagittal list stands in when the live sagittal listing fails) and writes::
 
     OUT/experiments.csv          section_data_set_id, gene_symbol[, plane, entrez_id]
     OUT/energy/<id>.zip          the Allen API zip (energy.mhd + energy.raw), one per experiment
@@ -12,7 +13,10 @@ the network (``urllib`` + a thread pool).
 Safety: each body is streamed into a temporary ``energy/.<id>.zip.<random>.part`` file, checked
 (size equals the ``Content-Length``, the zip opens, no member with ``..`` or an absolute path,
 ``energy.raw`` has the byte count its ``.mhd`` header declares, the grid has the expected shape
-and valid values) and only then renamed to ``<id>.zip``; anything else is deleted. A rerun
+and valid values) and only then renamed to ``<id>.zip``; anything else is deleted. A grid of
+another shape (the Allen API reports some experiments in other boxes, e.g. 68 × 40 × 50) is a
+permanent failure of that experiment, not retried. An ``https`` root that cannot be reached is
+used over ``http`` for the rest of the run. A rerun
 re-validates the zips already there, skips the valid ones and fetches the rest, so an interrupted
 or partly failed run is finished by running the same command again. ``experiments.csv`` is
 rewritten atomically at the end and lists exactly the experiments whose zips are present (earlier
@@ -38,7 +42,7 @@ from pathlib import Path
 import pandas as pd
 
 from osnmf.atomic import atomic_path
-from osnmf.datasets.allen_query import backoff_delay
+from osnmf.datasets.allen_query import ApiRoot, backoff_delay, is_unreachable
 from osnmf.errors import ConfigError, DownloadError, InputError
 from osnmf.io.aba_folder import (
     EXPERIMENTS_CSV,
@@ -53,7 +57,7 @@ from osnmf.progress import ProgressBar
 
 DEFAULT_BASE_URL = "https://api.brain-map.org"
 ALLEN_GRID_SHAPE = (67, 41, 58)
-PACKAGED_EXPERIMENTS = "coronal_experiments.csv.gz"
+PACKAGED_LISTS = {"coronal": "coronal_experiments.csv.gz", "sagittal": "sagittal_experiments.csv.gz"}
 CHUNK_BYTES = 1 << 16
 PERMANENT_HTTP_CODES = frozenset({400, 401, 403, 404, 410})
 
@@ -64,6 +68,10 @@ class _Permanent(Exception):
 
 class _Transient(Exception):
     """A failure worth retrying (server error, timeout, short body, invalid zip)."""
+
+
+class _Unreachable(_Transient):
+    """No HTTP answer at all (TLS failure, refused connection): worth an http try if it was https."""
 
 
 @dataclass
@@ -101,9 +109,15 @@ class DownloadReport:
         return "\n".join(lines)
 
 
-def packaged_experiments() -> pd.DataFrame:
-    """The packaged list of the seed paper's 4,345 coronal experiments (string columns)."""
-    with resources.as_file(resources.files("osnmf.resources").joinpath(PACKAGED_EXPERIMENTS)) as path:
+def packaged_experiments(plane: str = "coronal") -> pd.DataFrame:
+    """A packaged experiment list (string columns; see ``osnmf/resources/PROVENANCE.md``).
+
+    ``"coronal"``: the seed paper's 4,345 coronal experiments; ``"sagittal"``: the 21,716 sagittal
+    P56 experiments listed beside them by the same source.
+    """
+    if plane not in PACKAGED_LISTS:
+        raise ConfigError(f"plane {plane!r}: choose one of {', '.join(PACKAGED_LISTS)}")
+    with resources.as_file(resources.files("osnmf.resources").joinpath(PACKAGED_LISTS[plane])) as path:
         return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
@@ -125,15 +139,15 @@ def _experiment_table(experiments) -> pd.DataFrame:
         return table.reset_index(drop=True)
     if isinstance(experiments, str | os.PathLike):
         return read_experiments_csv(experiments)
-    # a sequence of ids: take their symbols from the packaged list
+    # a sequence of ids: take their symbols from the packaged lists
     ids = [str(i).strip() for i in experiments]
     if not ids:
         raise InputError("no experiment ids given")
-    packaged = packaged_experiments().set_index(ID_COLUMN, drop=False)
+    packaged = pd.concat([packaged_experiments(p) for p in PACKAGED_LISTS]).set_index(ID_COLUMN, drop=False)
     unknown = [i for i in ids if i not in packaged.index]
     if unknown:
         raise InputError(
-            f"experiment id(s) {', '.join(unknown[:5])} are not in the packaged coronal list; "
+            f"experiment id(s) {', '.join(unknown[:5])} are not in the packaged coronal or sagittal lists; "
             f"pass a CSV with columns {ID_COLUMN}, {GENE_COLUMN} instead"
         )
     if len(set(ids)) != len(ids):
@@ -144,15 +158,17 @@ def _experiment_table(experiments) -> pd.DataFrame:
 PLANE_CHOICES = ("coronal", "sagittal", "both")
 
 
-def _plane_table(out: Path, plane: str, base_url: str, timeout: float, retries: int, backoff: float,
+def _plane_table(out: Path, plane: str, base_url: str | ApiRoot, timeout: float, retries: int, backoff: float,
                  refresh: bool) -> pd.DataFrame:
-    """The experiment list of ``plane``: coronal packaged, sagittal queried (cached in ``out``), or both."""
+    """The experiment list of ``plane``: coronal packaged, sagittal queried (cached in ``out``; the
+    packaged sagittal list if the query fails), or both."""
     from osnmf.datasets.allen_query import cached_experiment_list
 
     if plane not in PLANE_CHOICES:
         raise ConfigError(f"plane {plane!r}: choose one of {', '.join(PLANE_CHOICES)}")
     sagittal, _ = cached_experiment_list(out, "sagittal", base_url, refresh=refresh, timeout=timeout,
-                                         retries=retries, backoff=backoff)
+                                         retries=retries, backoff=backoff,
+                                         packaged=lambda: packaged_experiments("sagittal"))
     if plane == "sagittal":
         return sagittal
     coronal = packaged_experiments()
@@ -173,6 +189,17 @@ def validate_grid_zip(path: str | os.PathLike, expected_shape: tuple[int, int, i
     finite, ≥ 0 or the −1 sentinel.
     """
     read_allen_grid_zip(path, kinds=("energy",), expected_shape=expected_shape)
+
+
+def _check_download(tmp: Path, expected_shape: tuple[int, int, int] | None) -> None:
+    """Validate a received zip: _Permanent for a complete grid of another shape, _Transient if broken."""
+    try:
+        shape = read_allen_grid_zip(tmp, kinds=("energy",))["energy"].shape
+    except InputError as exc:
+        raise _Transient(f"invalid grid zip: {str(exc).replace(str(tmp), 'download')}") from None
+    if expected_shape is not None and shape != tuple(expected_shape):
+        raise _Permanent(f"grid is {' × '.join(map(str, shape))} (AP × DV × ML), not "
+                         f"{' × '.join(map(str, expected_shape))}; left out (not retried)")
 
 
 def _fetch_once(url: str, tmp: Path, timeout: float, max_bytes: int, user_agent: str, max_seconds: float) -> int:
@@ -214,9 +241,22 @@ def _fetch_once(url: str, tmp: Path, timeout: float, max_bytes: int, user_agent:
     except urllib.error.URLError as exc:
         if isinstance(exc.reason, TimeoutError):
             raise _Transient(f"timed out after {timeout:g} s without data") from None
+        if is_unreachable(exc):
+            raise _Unreachable(f"connection failed ({exc.reason})") from None
         raise _Transient(f"connection failed ({exc.reason})") from None
     except (http.client.HTTPException, OSError) as exc:  # dropped connection, reset, ...
         raise _Transient(f"connection error ({type(exc).__name__}: {exc})") from None
+
+
+def _fetch(root: ApiRoot, exp_id: str, tmp: Path, *limits) -> int:
+    """:func:`_fetch_once` from ``root``; an unreachable https root is retried at once over http."""
+    url = grid_url(root.url, exp_id)
+    try:
+        return _fetch_once(url, tmp, *limits)
+    except _Unreachable as exc:
+        if not root.fall_back_to_http(url, str(exc)):
+            raise
+    return _fetch_once(grid_url(root.url, exp_id), tmp, *limits)
 
 
 def _stale_parts(grid_dir: Path, exp_id: str) -> list[Path]:
@@ -226,7 +266,7 @@ def _stale_parts(grid_dir: Path, exp_id: str) -> list[Path]:
 def _download_one(
     exp_id: str,
     grid_dir: Path,
-    base_url: str,
+    root: ApiRoot,
     timeout: float,
     retries: int,
     backoff: float,
@@ -248,7 +288,6 @@ def _download_one(
             return "present", None, 0
         except InputError:
             final.unlink(missing_ok=True)  # corrupt leftover: fetch it again
-    url = grid_url(base_url, exp_id)
     reason = "not attempted"
     attempts = 0
     for attempt in range(retries + 1):
@@ -261,11 +300,8 @@ def _download_one(
         tmp = Path(tmp_name)
         attempts += 1
         try:
-            _fetch_once(url, tmp, timeout, max_bytes, user_agent, max_seconds)
-            try:
-                validate_grid_zip(tmp, expected_shape)
-            except InputError as exc:
-                raise _Transient(f"invalid grid zip: {str(exc).replace(str(tmp), 'download')}") from None
+            _fetch(root, exp_id, tmp, timeout, max_bytes, user_agent, max_seconds)
+            _check_download(tmp, expected_shape)
             os.replace(tmp, final)
             return "downloaded", None, attempts
         except _Permanent as exc:
@@ -319,12 +355,15 @@ def download_aba(
     out : target folder (created); gets ``experiments.csv`` and ``energy/<id>.zip``.
     experiments : ``None`` for the packaged 4,345 coronal experiments; a CSV path or DataFrame
         with columns ``section_data_set_id``, ``gene_symbol`` (others kept); or a list of ids
-        from the packaged list.
+        from the packaged coronal or sagittal list.
     base_url : API root; the grid of experiment ``id`` is ``{base_url}/grid_data/download/{id}?include=energy``.
+        An ``https`` root that cannot be reached (TLS or connection failure) is used over
+        ``http`` for the rest of the run, with a warning.
     jobs : concurrent downloads (threads).
     timeout : seconds a connection may stay silent (connect or read) before the attempt fails.
     retries : extra attempts after a transient failure (HTTP 5xx/429, timeout, dropped
-        connection, short body, invalid zip); HTTP 400/401/403/404/410 are not retried.
+        connection, short body, invalid zip); HTTP 400/401/403/404/410 and a complete grid of
+        another shape than ``expected_shape`` are not retried.
     backoff, max_backoff : wait ``min(max_backoff, backoff × 2^(attempt−1))`` seconds before a retry.
     max_bytes : refuse bodies larger than this (a grid zip is < 1 MB).
     max_seconds : give up an attempt that has not finished receiving after this many seconds
@@ -335,7 +374,7 @@ def download_aba(
         instead of only reporting failures.
     plane : with ``experiments=None``: ``"coronal"`` (default, the packaged list), ``"sagittal"``
         (the list queried from the Allen API, see :mod:`osnmf.datasets.allen_query`, cached in
-        ``out`` with its date) or ``"both"``.
+        ``out`` with its date; the packaged sagittal list if the query fails) or ``"both"``.
     refresh_list : query the sagittal list again even if ``out`` holds a cached one.
 
     Returns
@@ -360,7 +399,8 @@ def download_aba(
         raise InputError(f"{out}: exists and is not a folder")
     if experiments is not None and plane is not None:
         raise ConfigError("give either an experiment list or --plane, not both (--plane picks the list)")
-    table = _plane_table(out, plane, str(base_url), float(timeout), int(retries), float(backoff), refresh_list) \
+    root = ApiRoot(str(base_url))
+    table = _plane_table(out, plane, root, float(timeout), int(retries), float(backoff), refresh_list) \
         if experiments is None and plane not in (None, "coronal") else _experiment_table(experiments)
     grid_dir = out / GRID_DIR
     grid_dir.mkdir(parents=True, exist_ok=True)
@@ -375,7 +415,7 @@ def download_aba(
 
     def work(exp_id: str) -> tuple[str, str, str | None, int]:
         state, reason, attempts = _download_one(
-            exp_id, grid_dir, str(base_url), float(timeout), int(retries), float(backoff),
+            exp_id, grid_dir, root, float(timeout), int(retries), float(backoff),
             float(max_backoff), int(max_bytes), float(max_seconds), expected_shape, user_agent, stop, sleep,
         )
         return exp_id, state, reason, attempts

@@ -78,11 +78,19 @@ def read_allen_grid_zip(
         return out
 
 
+# ReferenceSpace of a P56 ISH data set (data_set.xml ``<reference-space-id>``): the Allen API
+# registers coronal P56 series to space 9 and sagittal ones to space 10.
+REFERENCE_SPACE_PLANES = {"9": "coronal", "10": "sagittal"}
+PLANE_OF_SECTION_IDS = {"1": "coronal", "2": "sagittal"}
+
+
 def read_plane_of_section(path: str | os.PathLike) -> str | None:
     """``"coronal"``/``"sagittal"`` from the zip's ``data_set.xml`` (Allen API), or None if it does not say.
 
-    Reads ``<plane_of_section>`` (its text or ``<name>`` child) or ``<plane-of-section-id>``
-    (Allen ids: 1 coronal, 2 sagittal). A zip without ``data_set.xml`` gives None.
+    The zips the Allen API serves carry an empty ``<plane_of_section/>``; what they do hold is the
+    data set's ``<reference-space-id>`` (9 for coronal, 10 for sagittal P56 series), which is read
+    here. A non-empty ``<plane_of_section>`` (its text or ``<name>``) or ``<plane-of-section-id>``
+    (1 coronal, 2 sagittal) wins when present. A zip without ``data_set.xml`` gives None.
     """
     import xml.etree.ElementTree as ET
 
@@ -95,15 +103,23 @@ def read_plane_of_section(path: str | os.PathLike) -> str | None:
             root = ET.fromstring(zf.read(names["data_set.xml"]))
         except (ET.ParseError, zipfile.BadZipFile, OSError, zlib.error):
             raise InputError(f"{source}: data_set.xml is not readable XML") from None
-    for node in root.iter():
-        tag = node.tag.replace("_", "-")
-        if tag == "plane-of-section":
-            text = " ".join(t.strip().lower() for t in node.itertext() if t.strip())
-            for plane in ("coronal", "sagittal"):
-                if plane in text:
-                    return plane
-        if tag == "plane-of-section-id" and (node.text or "").strip() in ("1", "2"):
-            return {"1": "coronal", "2": "sagittal"}[node.text.strip()]
+    return _plane_from_xml(root)
+
+
+def _plane_from_xml(root) -> str | None:
+    """The plane named by the data set's own fields (children of the root), else by its reference space."""
+    fields = {child.tag.replace("_", "-"): child for child in root}
+    node = fields.get("plane-of-section")
+    if node is not None:
+        text = " ".join(t.strip().lower() for t in node.itertext() if t.strip())
+        for plane in ("coronal", "sagittal"):
+            if plane in text:
+                return plane
+    for tag, planes in (("plane-of-section-id", PLANE_OF_SECTION_IDS), ("reference-space-id", REFERENCE_SPACE_PLANES)):
+        node = fields.get(tag)
+        value = (node.text or "").strip() if node is not None else ""
+        if value in planes:
+            return planes[value]
     return None
 
 
