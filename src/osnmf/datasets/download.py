@@ -84,7 +84,8 @@ class DownloadReport:
     downloaded : ids fetched and validated in this run.
     present : ids whose zip was already there and valid (skipped).
     failed : id → reason (after all retries), for ids that have no valid zip now.
-    attempts : id → number of HTTP requests made for it in this run.
+    attempts : id → number of attempts made for it in this run (an https attempt repeated over
+        http counts once).
     """
 
     out: Path
