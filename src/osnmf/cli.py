@@ -75,8 +75,10 @@ def download_aba_command(
     backoff: float = typer.Option(1.0, "--backoff", help="First retry wait in seconds (doubles each retry)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     plane: str = typer.Option(None, "--plane", help="coronal (packaged list, default), sagittal or both "
-                              "(sagittal list queried from the Allen API, cached in OUT)."),
-    refresh_list: bool = typer.Option(False, "--refresh-list", help="Query the sagittal list again."),
+                              "(sagittal list queried from the Allen API, cached in OUT; the packaged "
+                              "sagittal list if the query fails)."),
+    refresh_list: bool = typer.Option(False, "--refresh-list", help="Query the sagittal list again "
+                                      "(a failed query is then an error)."),
 ) -> None:
     """Download Allen expression-energy grids; exit 1 if any experiment failed (rerun to resume)."""
     from osnmf.datasets.download import download_aba
