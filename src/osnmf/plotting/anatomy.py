@@ -19,14 +19,16 @@ def plot_bubble(r: np.ndarray, pattern_names: list[str], region_names: list[str]
     size = 220 * np.clip(r, 0, None) ** 1.5
     sc = ax.scatter(xx.ravel(), yy.ravel(), s=size.ravel(), c=r.ravel(), cmap="RdBu_r", vmin=-1, vmax=1)
     ax.set_xticks(range(n))
-    ax.set_xticklabels(region_names, rotation=90, fontsize=6)
-    if colors:
-        for tick, color in zip(ax.get_xticklabels(), colors, strict=False):
-            tick.set_color(f"#{color}" if not str(color).startswith("#") else color)
+    ax.set_xticklabels(region_names, rotation=90, fontsize=6)  # dark text: readable on white
     ax.set_yticks(range(k))
     ax.set_yticklabels(pattern_names, fontsize=8)
     ax.set_xlim(-0.7, n - 0.3)
     ax.set_ylim(k - 0.5, -0.5)
+    if colors:  # the Allen colour of each region as a marker strip under the bubbles
+        hexes = [f"#{c}" if not str(c).startswith("#") else str(c) for c in colors]
+        ax.set_ylim(k + 0.1, -0.5)
+        ax.scatter(range(n), [k - 0.05] * n, marker="s", s=30, c=hexes, edgecolors="0.2", linewidths=0.4,
+                   gid="allen-colours")
     fig.colorbar(sc, ax=ax, label="Pearson r", shrink=0.8)
     return fig
 

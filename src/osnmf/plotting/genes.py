@@ -7,7 +7,7 @@ import numpy as np
 from scipy.cluster import hierarchy
 
 from osnmf.plotting.common import PATTERN_CMAP, new_figure
-from osnmf.plotting.patterns import mean_projection
+from osnmf.plotting.patterns import label_orientation, mean_projection, mm_extent, view_image
 
 
 def plot_marker_heatmap(importance: np.ndarray, gene_labels: list[str], pattern_names: list[str]):
@@ -23,20 +23,38 @@ def plot_marker_heatmap(importance: np.ndarray, gene_labels: list[str], pattern_
     return fig
 
 
-def plot_marker_images(volumes: np.ndarray, brain: np.ndarray, titles: list[list[str]], pattern_names: list[str]):
-    """Sagittal mean projections of the top markers: ``volumes`` ``(K, n_top, AP, DV, ML)``."""
-    k, n_top = volumes.shape[:2]
-    fig = new_figure(2.6 * (n_top + 1), 1.4 * k + 0.5)
+def plot_marker_images(volumes, brain: np.ndarray, titles: list[list[str]], pattern_names: list[str],
+                       spacing_um=(200.0, 200.0, 200.0)):
+    """Sagittal mean projections of the top markers: ``volumes[i]`` holds pattern i's marker volumes
+    ``(n_i, AP, DV, ML)`` (up to ``n_top``; fewer markers leave blank tiles, none repeated).
+
+    Each image is scaled to its own maximum (one shared colour bar, 0…1).
+    """
+    k = len(volumes)
+    n_top = max([len(v) for v in volumes] + [1])
+    fig = new_figure(2.8 * n_top + 1.2, 1.5 * k + 0.7)
     axes = fig.subplots(k, n_top, squeeze=False)
+    im = None
     for i in range(k):
         for j in range(n_top):
             ax = axes[i, j]
-            ax.imshow(mean_projection(volumes[i, j], brain, 2).T, cmap=PATTERN_CMAP, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.set_title(titles[i][j], fontsize=7)
             if j == 0:
                 ax.set_ylabel(pattern_names[i], fontsize=8)
+            if j >= len(volumes[i]):
+                ax.set_frame_on(False)
+                continue
+            image = view_image(mean_projection(volumes[i][j], brain, 2), 2)
+            top = float(np.nanmax(image)) if np.isfinite(image).any() else 0.0
+            im = ax.imshow(image / top if top > 0 else image, cmap=PATTERN_CMAP, vmin=0, vmax=1,
+                           interpolation="nearest", extent=mm_extent(image.shape, 2, spacing_um))
+            ax.set_title(titles[i][j], fontsize=7)
+            if i == 0 and j == 0:
+                label_orientation(ax, 2, fontsize=6)
+    if im is not None:
+        fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.6, pad=0.01).set_label(
+            "mean expression / its maximum", fontsize=7)
     return fig
 
 

@@ -1,12 +1,23 @@
-"""Pattern volumes: three orthogonal projections per pattern, and a coronal montage."""
+"""Pattern volumes: three orthogonal projections per pattern, and a coronal montage.
+
+Every panel is drawn in millimetres from the grid's first voxel (as the napari viewer shows them),
+with its orientation (A/P, D/V, L/R) at the edges and a colour bar; volumes are ``(AP, DV, ML)``,
+index 0 anterior, dorsal and left.
+"""
 
 from __future__ import annotations
 
 import numpy as np
+from matplotlib import patheffects
 
 from osnmf.plotting.common import PATTERN_CMAP, new_figure
 
 VIEWS = (("coronal (AP mean)", 0), ("horizontal (DV mean)", 1), ("sagittal (ML mean)", 2))
+# per averaged axis: (image axis names down, across), (left, right, top, bottom) edge letters
+LAYOUT = {0: (("DV", "ML"), ("L", "R", "D", "V")),
+          1: (("AP", "ML"), ("L", "R", "A", "P")),
+          2: (("DV", "AP"), ("A", "P", "D", "V"))}
+AXIS_INDEX = {"AP": 0, "DV": 1, "ML": 2}
 
 
 def mean_projection(volume: np.ndarray, brain: np.ndarray, axis: int) -> np.ndarray:
@@ -17,46 +28,104 @@ def mean_projection(volume: np.ndarray, brain: np.ndarray, axis: int) -> np.ndar
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
-def plot_pattern_projections(volumes: np.ndarray, brain: np.ndarray, names: list[str]):
-    """Grid of K rows × 3 orthogonal mean projections.
+def view_image(image: np.ndarray, axis: int) -> np.ndarray:
+    """A projection/section along ``axis`` oriented for display (rows and columns of LAYOUT)."""
+    return image.T if axis == 2 else image
+
+
+def mm_extent(shape: tuple[int, int], axis: int, spacing_um) -> tuple[float, float, float, float]:
+    """imshow ``extent`` (left, right, bottom, top) in mm of a displayed view along ``axis``."""
+    down, across = (AXIS_INDEX[a] for a in LAYOUT[axis][0])
+    width, height = shape[1] * spacing_um[across] / 1000, shape[0] * spacing_um[down] / 1000
+    return (0.0, width, height, 0.0)
+
+
+def label_orientation(ax, axis: int, fontsize: float = 7) -> None:
+    """Write the anatomical direction at each edge of a view along ``axis`` (white, dark outline)."""
+    left, right, top, bottom = LAYOUT[axis][1]
+    outline = [patheffects.withStroke(linewidth=2, foreground="black")]
+    for text, (x, y), ha, va in ((left, (0.02, 0.5), "left", "center"), (right, (0.98, 0.5), "right", "center"),
+                                 (top, (0.5, 0.98), "center", "top"), (bottom, (0.5, 0.02), "center", "bottom")):
+        ax.text(x, y, text, transform=ax.transAxes, ha=ha, va=va, fontsize=fontsize, color="white",
+                fontweight="bold", path_effects=outline, gid="orientation")
+
+
+def _mm_axes(ax, axis: int, with_labels: bool) -> None:
+    ax.tick_params(labelsize=6, length=2)
+    if with_labels:
+        down, across = LAYOUT[axis][0]
+        ax.set_xlabel(f"{across} (mm)", fontsize=7)
+
+
+def plot_pattern_projections(volumes: np.ndarray, brain: np.ndarray, names: list[str],
+                             spacing_um=(200.0, 200.0, 200.0)):
+    """Grid of K rows × 3 orthogonal mean projections, one colour bar per pattern.
 
     volumes: ``(K, AP, DV, ML)``; brain: bool ``(AP, DV, ML)``; names: K labels.
     """
     k = volumes.shape[0]
-    fig = new_figure(9, 1.9 * k + 0.5)
+    fig = new_figure(10, 2.1 * k + 0.6)
     axes = fig.subplots(k, 3, squeeze=False)
     for row in range(k):
-        for col, (title, axis) in enumerate(VIEWS):
-            image = mean_projection(volumes[row], brain, axis)
-            # coronal: DV down, ML across; horizontal: AP down, ML across; sagittal: DV down, AP across
-            shown = image.T if axis == 2 else image
+        images = [view_image(mean_projection(volumes[row], brain, axis), axis) for _, axis in VIEWS]
+        vmax = max(float(np.nanmax(im)) if np.isfinite(im).any() else 0.0 for im in images) or 1.0
+        for col, ((title, axis), image) in enumerate(zip(VIEWS, images, strict=True)):
             ax = axes[row, col]
-            ax.imshow(shown, cmap=PATTERN_CMAP, interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
+            im = ax.imshow(image, cmap=PATTERN_CMAP, vmin=0, vmax=vmax, interpolation="nearest",
+                           extent=mm_extent(image.shape, axis, spacing_um))
+            label_orientation(ax, axis)
+            _mm_axes(ax, axis, with_labels=row == k - 1)
             if row == 0:
                 ax.set_title(title, fontsize=9)
             if col == 0:
                 ax.set_ylabel(names[row], fontsize=9)
+        fig.colorbar(im, ax=axes[row, :].tolist(), shrink=0.9, pad=0.01).set_label("mean value", fontsize=7)
     return fig
 
 
-def plot_coronal_montage(volume: np.ndarray, brain: np.ndarray, title: str, n_sections: int = 12):
-    """Evenly spaced coronal sections through one pattern volume ``(AP, DV, ML)``."""
-    ap_with_brain = np.flatnonzero(brain.any(axis=(1, 2)))
-    sections = np.linspace(ap_with_brain[0], ap_with_brain[-1], n_sections).round().astype(int)
+def mass_sections(volume: np.ndarray, brain: np.ndarray, n: int) -> np.ndarray:
+    """Up to ``n`` coronal (AP) indices, evenly spaced through the pattern's mass.
+
+    The range runs from the section holding 2% to the one holding 98% of the pattern's positive
+    mass inside the brain, widened (within the brain) to ``n`` sections when narrower; a
+    pattern without mass spans the brain.
+    """
+    in_brain = np.flatnonzero(brain.any(axis=(1, 2)))
+    mass = np.where(brain, np.clip(volume, 0, None), 0).sum(axis=(1, 2))
+    lo, hi = int(in_brain[0]), int(in_brain[-1])
+    if mass.sum() > 0:
+        cum = np.cumsum(mass) / mass.sum()
+        lo, hi = int(np.searchsorted(cum, 0.02)), int(np.searchsorted(cum, 0.98))
+        while hi - lo + 1 < n and (lo > in_brain[0] or hi < in_brain[-1]):
+            lo, hi = max(int(in_brain[0]), lo - 1), min(int(in_brain[-1]), hi + 1)
+    return np.unique(np.linspace(lo, hi, n).round().astype(int))
+
+
+def plot_coronal_montage(volume: np.ndarray, brain: np.ndarray, title: str, n_sections: int = 12,
+                         spacing_um=(200.0, 200.0, 200.0)):
+    """Coronal sections through one pattern volume ``(AP, DV, ML)``, evenly spaced through its mass.
+
+    Each tile is titled by its AP position in mm from the grid's first section.
+    """
+    sections = mass_sections(volume, brain, n_sections)
     cols = 6
-    rows = int(np.ceil(n_sections / cols))
-    fig = new_figure(11, 1.9 * rows + 0.4)
+    rows = int(np.ceil(len(sections) / cols))
+    fig = new_figure(11.5, 1.9 * rows + 0.5)
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     vmax = float(np.nanmax(volume[brain])) if brain.any() else 1.0
-    for ax, ap in zip(axes, sections, strict=False):
+    im = None
+    for i, (ax, ap) in enumerate(zip(axes, sections, strict=False)):
         image = np.where(brain[ap], volume[ap], np.nan)
-        ax.imshow(image, cmap=PATTERN_CMAP, vmin=0, vmax=vmax or 1.0, interpolation="nearest")
-        ax.set_title(f"AP {ap}", fontsize=8)
+        im = ax.imshow(image, cmap=PATTERN_CMAP, vmin=0, vmax=vmax or 1.0, interpolation="nearest",
+                       extent=mm_extent(image.shape, 0, spacing_um))
+        ax.set_title(f"AP {ap * spacing_um[0] / 1000:.1f} mm", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
+        if i == 0:
+            label_orientation(ax, 0)
     for ax in axes[len(sections):]:
         ax.axis("off")
+    if im is not None:
+        fig.colorbar(im, ax=axes.tolist(), shrink=0.8, pad=0.01).set_label("pattern value", fontsize=8)
     fig.suptitle(title, fontsize=10)
     return fig

@@ -29,6 +29,9 @@ def plot_instability(table: pd.DataFrame, k_selected: int, pca: pd.DataFrame | N
     return fig
 
 
+PANEL_TITLES = ("Instability of the patterns", "Reconstruction error", "Consensus clustering")
+
+
 def plot_selection_panel(panel: pd.DataFrame, k_selected: int):
     """The K-selection panel: γ ± SE; out-of-bag and in-sample error ± SE; consensus criteria.
 
@@ -49,7 +52,8 @@ def plot_selection_panel(panel: pd.DataFrame, k_selected: int):
     axes[2].plot(k, panel["dispersion"], marker="s", ms=3, label="dispersion")
     axes[2].set_ylabel("consensus parcellation")
     axes[2].legend(fontsize=8)
-    for ax in axes:
+    for ax, title in zip(axes, PANEL_TITLES, strict=True):
+        ax.set_title(title, fontsize=10)
         ax.axvline(k_selected, color="0.4", lw=1, ls=":")
         ax.set_xlabel("number of patterns K")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -68,6 +68,27 @@ class LinkResult:
     matrix: pd.DataFrame
     summary: dict
     pattern_stats: pd.DataFrame
+def readable_regions(atlas: Atlas) -> list[int]:
+    """Regions a pattern's name may use: the 12 coarse regions and their children (the medium level).
+
+    All are grey matter (parenchyma): the Allen ontology keeps fibre tracts and the ventricular
+    systems in top-level branches of their own, and finer levels (layers, subnuclei such as
+    ``NLOT3``) are left out as hard to read.
+    """
+    owners = set(atlas.region_ids.tolist())
+    return [s for s in (*atlas.coarse_ids, *atlas.medium_ids) if s in owners]
+
+
+def _region_index(atlas: Atlas, regions) -> np.ndarray:
+    """Indices into ``atlas.region_ids`` of ``regions`` (all of them when None), ascending."""
+    if regions is None:
+        return np.arange(atlas.region_ids.size)
+    index = np.flatnonzero(np.isin(atlas.region_ids, np.asarray(list(regions), dtype=np.int64)))
+    if index.size == 0:
+        raise ConfigError("none of the given regions owns a voxel of the atlas")
+    return index
+
+
     top: dict = field(repr=False)
     pattern_names: list[str] = field(default_factory=list)
 
@@ -119,6 +140,7 @@ def _scan(stats: RegionStats, combos: np.ndarray, anc: np.ndarray, keep: int, ch
             order = np.argsort(-cand_r, kind="stable")[:kk]
             best_r[p], best_i[p] = cand_r[order], cand_i[order]
         if advance is not None:
+    regions=None,
             advance(len(block))
     return np.stack(best_i), np.stack(best_r), total, total_sq, n_valid
 
@@ -144,6 +166,8 @@ def best_combinations(
     Parameters
     ----------
     patterns : ``(K, n_brain_voxels)`` in ``atlas.brain_coords`` order.
+    regions : structure ids the combinations are drawn from (default: every voxel-owning
+        region), e.g. :func:`readable_regions` for names a reader knows.
     atlas : the reference atlas.
     sizes : combination sizes to search, a subset of (1, 2, 3).
     include_nested : count ancestor/descendant pairs as neighbours (their union is the ancestor).
@@ -175,8 +199,9 @@ def best_combinations(
     total, total_sq, n_valid = np.zeros(k), np.zeros(k), np.zeros(k, dtype=np.int64)
     top: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     n_comb: dict[int, int] = {}
-    combos_by_size = {s: contiguous_index_sets(adj, s) if s > 1 else np.arange(anc.shape[0])[:, None]
-                      for s in sizes}
+    allowed = _region_index(atlas, regions)
+    sub_adj = adj[allowed][:, allowed] if adj is not None else None
+    combos_by_size = {s: allowed[contiguous_index_sets(sub_adj, s)] if s > 1 else allowed[:, None] for s in sizes}
     if distinct_unions:
         related = anc | anc.T
         for s_, c in combos_by_size.items():

@@ -160,6 +160,31 @@ def morans_i_matrix(maps: np.ndarray, w: sparse.spmatrix) -> np.ndarray:
     return out
 
 
+def morans_i_max(w: sparse.spmatrix, tol: float = 1e-4) -> float:
+    """The largest Moran's I any map can reach under the weights ``w`` (used as given).
+
+    I is a Rayleigh quotient of the centred weights ``M W M`` (``M = I − 11'/n``), so its maximum is
+    ``n / S0 · λ_max(M W M)`` (de Jong, Sprenger & van Veen 1984). With binary weights this exceeds
+    1 on an irregular graph: voxels at the brain's surface have fewer neighbours than inner ones,
+    so a smooth map concentrated inside the brain scores above 1.
+    """
+    from scipy.sparse import linalg
+
+    w = sparse.csr_matrix(w, dtype=np.float64)
+    n, s0 = w.shape[0], float(w.sum())
+    if n < 3 or s0 == 0:
+        raise InputError("Moran's I needs at least 3 voxels and one adjacent pair")
+
+    def centred(x):
+        x = np.ravel(x) - np.mean(x)
+        y = w @ x
+        return y - y.mean()
+
+    op = linalg.LinearOperator((n, n), matvec=centred, dtype=np.float64)
+    top = linalg.eigsh(op, k=1, which="LA", tol=tol, return_eigenvectors=False)[0]
+    return float(n / s0 * top)
+
+
 def morans_i(
     values: np.ndarray,
     mask: np.ndarray,
