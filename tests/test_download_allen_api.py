@@ -266,6 +266,7 @@ def test_other_grid_shapes_fail_once_with_one_line_and_the_rest_download(api, tm
     for exp_id, shape in ODD_SHAPES.items():
         lines = [line for line in stdout.splitlines() if exp_id in line]
         assert len(lines) == 1 and " × ".join(map(str, shape)) in lines[0]
+    assert "rerun" not in stdout  # a rerun cannot change a grid's shape
     assert sorted(p.name for p in (out / "energy").iterdir()) == ["74272479.zip"]
     assert pd.read_csv(out / "experiments.csv", dtype=str)["section_data_set_id"].tolist() == ["74272479"]
 
@@ -290,8 +291,9 @@ def test_https_that_cannot_connect_falls_back_to_http(api, real, tmp_path):
 def test_refused_sort_is_asked_again_without_it(api, real, tmp_path, refusal):
     _, table = real
     api.refuse_order = refusal
-    with pytest.warns(OsnmfWarning, match="listed without it"):
+    with pytest.warns(OsnmfWarning, match="listed without it") as caught:
         got = _plane_table(tmp_path, "sagittal", api.url, 5.0, 0, 0.0, False)
+    assert "experiment list query failed" not in str(caught[0].message)  # the reason alone, one short line
     assert got["section_data_set_id"].tolist() == sagittal_ids(table)
     unsorted = [c for c in api.criteria if "[order$eq" not in c]
     assert len(unsorted) == 2  # 3 records, pages of 2, served in a different order than by id

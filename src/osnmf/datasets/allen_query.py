@@ -132,8 +132,10 @@ def _get_json(root: ApiRoot, make_url: Callable[[str], str], timeout: float, ret
             if is_unreachable(exc) and root.fall_back_to_http(url, reason):
                 return _get_json(root, make_url, timeout, retries - attempt, backoff, user_agent)
             error = Unreachable(reason) if is_unreachable(exc) else DownloadError(reason)
-    raise type(error)(f"{make_url(root.url)}: experiment list query failed ({error}); check the network or "
-                      "--base-url and rerun")
+    failure = type(error)(f"{make_url(root.url)}: experiment list query failed ({error}); check the network or "
+                          "--base-url and rerun")
+    failure.reason = str(error)
+    raise failure
 
 
 def _record_row(record: dict, plane: str) -> dict | None:
@@ -189,7 +191,8 @@ def query_experiments(base_url: str | ApiRoot, plane: str, timeout: float = 60.0
         rows, seen, total = _page_all(root, plane, True, *args)
     except QueryRefused as exc:  # ask without the sort; said only if that works
         rows, seen, total = _page_all(root, plane, False, *args)
-        warnings.warn(f"the list query sorted by {SORT_OPTION} was refused ({exc}); listed without it",
+        warnings.warn(f"the list query sorted by {SORT_OPTION} was refused ({getattr(exc, 'reason', exc)}); "
+                      "listed without it",
                       OsnmfWarning, stacklevel=2)
     if len(seen) < total:
         warnings.warn(f"the {plane} list query reported {total} experiments but {len(seen)} distinct ones came "

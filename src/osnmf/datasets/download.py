@@ -60,6 +60,7 @@ ALLEN_GRID_SHAPE = (67, 41, 58)
 PACKAGED_LISTS = {"coronal": "coronal_experiments.csv.gz", "sagittal": "sagittal_experiments.csv.gz"}
 CHUNK_BYTES = 1 << 16
 PERMANENT_HTTP_CODES = frozenset({400, 401, 403, 404, 410})
+NOT_RETRIED = "left out (not retried)"
 
 
 class _Permanent(Exception):
@@ -105,7 +106,7 @@ class DownloadReport:
             f"{len(self.failed)} failed"
         ]
         lines += [f"  failed {exp_id}: {reason}" for exp_id, reason in self.failed.items()]
-        if self.failed:
+        if any(not reason.endswith(NOT_RETRIED) for reason in self.failed.values()):
             lines.append("  rerun the same command to retry the failed experiments")
         return "\n".join(lines)
 
@@ -200,7 +201,7 @@ def _check_download(tmp: Path, expected_shape: tuple[int, int, int] | None) -> N
         raise _Transient(f"invalid grid zip: {str(exc).replace(str(tmp), 'download')}") from None
     if expected_shape is not None and shape != tuple(expected_shape):
         raise _Permanent(f"grid is {' × '.join(map(str, shape))} (AP × DV × ML), not "
-                         f"{' × '.join(map(str, expected_shape))}; left out (not retried)")
+                         f"{' × '.join(map(str, expected_shape))}; {NOT_RETRIED}")
 
 
 def _fetch_once(url: str, tmp: Path, timeout: float, max_bytes: int, user_agent: str, max_seconds: float) -> int:
