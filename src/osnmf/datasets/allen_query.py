@@ -144,8 +144,8 @@ def _record_row(record: dict, plane: str) -> dict | None:
         return None
     if record.get("plane_of_section_id", PLANE_OF_SECTION_IDS[plane]) != PLANE_OF_SECTION_IDS[plane]:
         return None
-    genes = record.get("genes") or []
-    gene = genes[0] if isinstance(genes[0] if genes else None, dict) else {}
+    genes = record.get("genes") or [{}]
+    gene = genes[0] if isinstance(genes[0], dict) else {}
     symbol = str(gene.get("acronym") or "").strip()
     if not symbol:
         return None
