@@ -14,15 +14,8 @@ import pytest
 from osnmf import cli
 from osnmf.atomic import save_npz
 from osnmf.errors import ConfigError, InputError
-from osnmf.viewer import (
-    INSTALL,
-    best_section,
-    load_patterns,
-    pattern_colors,
-    pattern_layers,
-    region_features,
-    view_run,
-)
+from osnmf.runlayout import read_patterns
+from osnmf.viewer import INSTALL, best_section, pattern_colors, pattern_layers, region_features, view_run
 
 
 def _run_dir(tmp_path, shape=(6, 5, 4), k=3, spacing=(200.0, 100.0, 50.0), **extra):
@@ -31,18 +24,21 @@ def _run_dir(tmp_path, shape=(6, 5, 4), k=3, spacing=(200.0, 100.0, 50.0), **ext
     patterns[:, 0] = 0.0  # zero outside the "brain"
     genes = np.array([f"g{i}" for i in range(10)])
     arrays = {"patterns": patterns, "coefficients": rng.random((10, k)), "genes": genes,
-              "pattern_names": np.array([f"PP{i + 1}" for i in range(k)]), "spacing_um": np.array(spacing)}
+              "pattern_names": np.array([f"PP{i + 1}" for i in range(k)]), "spacing_um": np.array(spacing),
+              "support": patterns.max(axis=0) > 0}
     arrays.update(extra)
     save_npz(tmp_path / "patterns.npz", **{k: v for k, v in arrays.items() if v is not None})
     return tmp_path, patterns
 
 
-def test_load_patterns_roundtrip(tmp_path):
+def test_read_patterns_roundtrip(tmp_path):
     run, patterns = _run_dir(tmp_path)
-    got = load_patterns(run)
-    np.testing.assert_array_equal(got["patterns"], patterns)
-    assert got["pattern_names"] == ["PP1", "PP2", "PP3"]
-    assert got["spacing_um"] == (200.0, 100.0, 50.0)
+    got = read_patterns(run)
+    np.testing.assert_array_equal(got.patterns, patterns)
+    np.testing.assert_array_equal(got.support, patterns.max(axis=0) > 0)
+    assert got.pattern_names == ["PP1", "PP2", "PP3"]
+    assert got.spacing_um == (200.0, 100.0, 50.0)
+    assert got.path == tmp_path / "patterns.npz"
 
 
 @pytest.mark.parametrize(
@@ -53,6 +49,8 @@ def test_load_patterns_roundtrip(tmp_path):
         ("garbage", ["cannot read"]),
         ("pickled", ["cannot read"]),
         ("no_names", ["pattern_names"]),
+        ("no_support", ["lacks", "support"]),
+        ("bad_support", ["'support' must be a bool"]),
         ("names_mismatch", ["2 pattern names for 3 patterns"]),
         ("three_d", ["K × AP × DV × ML"]),
         ("bad_spacing", ["spacing_um"]),
@@ -67,9 +65,13 @@ def test_bad_run_dir_is_input_error(tmp_path, case, words):
         (run / "patterns.npz").write_bytes(b"PK\x03\x04 not really a zip")
     elif case == "pickled":
         np.savez(run / "patterns.npz", patterns=np.array([{"a": 1}], dtype=object),
-                 pattern_names=np.array(["PP1"]), spacing_um=np.ones(3))
+                 pattern_names=np.array(["PP1"]), spacing_um=np.ones(3), support=np.ones((1, 1, 1), bool))
     elif case == "no_names":
         _run_dir(run, pattern_names=None)
+    elif case == "no_support":
+        _run_dir(run, support=None)
+    elif case == "bad_support":
+        _run_dir(run, support=np.ones((6, 5), bool))
     elif case == "names_mismatch":
         _run_dir(run, pattern_names=np.array(["a", "b"]))
     elif case == "three_d":
@@ -77,7 +79,7 @@ def test_bad_run_dir_is_input_error(tmp_path, case, words):
     elif case == "bad_spacing":
         _run_dir(run, spacing=(200.0, -1.0, 200.0))
     with pytest.raises(InputError) as exc:
-        load_patterns(run)
+        read_patterns(run)
     message = str(exc.value)
     assert "\n" not in message
     for word in words:
@@ -298,3 +300,67 @@ def test_pattern_colors_distinct(k):
     if k > 1:
         gaps = np.linalg.norm(colors[:, None] - colors[None], axis=-1)[~np.eye(k, dtype=bool)]
         assert gaps.min() > 0.1
+
+
+class _FakeWindow:
+    def __init__(self):
+        self.size = None
+
+    def resize(self, width, height):
+        self.size = (width, height)
+
+
+class _FakeViewerFull(_FakeViewerWithUnits):
+    """napari >= 0.9 as the window opens: a layer selection, a window, reset_view, a scale bar corner."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.scale_bar.position = "bottom_right"
+        self.text_overlay.position = "top_left"
+        self.layers = types.SimpleNamespace(selection=types.SimpleNamespace(active=None), items=[])
+        self.window, self.margins = _FakeWindow(), []
+
+    def _layer(self):
+        layer = types.SimpleNamespace(units=None, name_overlay=types.SimpleNamespace(visible=False))
+        self.layers.items.append(layer)
+        self.layers.selection.active = layer  # napari selects each layer it adds
+        return layer
+
+    def reset_view(self, margin=0.05):
+        self.margins.append(margin)
+
+
+def test_view_run_opens_ready_to_read(tmp_path, monkeypatch, atlas):
+    """Each pattern bright at the opening section, a short overlay clear of the scale bar, the first
+    pattern selected (not the labels, so nothing is painted by a stray click), the window sized to the
+    screen before the view is fitted."""
+    import osnmf.viewer as viewer_module
+
+    patterns = np.random.default_rng(4).random((3, *atlas.shape)).astype(np.float32)
+    patterns[1] *= 0.05  # a weak pattern: its own contrast, not dimmed by the others
+    run, _ = _run_dir(tmp_path, shape=atlas.shape, k=3, spacing=atlas.spacing_um, patterns=patterns)
+    monkeypatch.setitem(sys.modules, "napari", types.SimpleNamespace(Viewer=_FakeViewerFull, run=lambda: None))
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    monkeypatch.setattr(viewer_module, "_screen_size", lambda: (2000, 1000))
+    viewer = view_run(run)
+    section = viewer.dims.current_step[0]
+    for i, (_, _, kw) in enumerate(viewer.added[:3]):  # contrast 0 … the pattern's own max at that section
+        assert kw["contrast_limits"] == (0.0, pytest.approx(float(patterns[i, section].max())))
+    assert viewer.layers.selection.active is viewer.layers.items[0]
+    text = viewer.text_overlay
+    assert text.visible and len(text.text) <= 40 and text.position != viewer.scale_bar.position
+    assert f"AP {section * atlas.spacing_um[0] / 1000:.1f} mm" in text.text
+    assert viewer.window.size == (1700, 850) and viewer.margins and viewer.margins[-1] >= 0.05
+
+
+def test_pattern_layers_contrast_per_section():
+    """Contrast top = the pattern's max in the opening section; its global max where that section is
+    empty; 1 for a pattern that is zero everywhere (brute-force references)."""
+    rng = np.random.default_rng(3)
+    patterns = rng.random((3, 6, 4, 5)).astype(np.float32)
+    patterns[0] *= 10.0
+    patterns[1, 2] = 0.0  # nothing in section 2: falls back to its maximum anywhere
+    patterns[2] = 0.0
+    layers = pattern_layers(patterns, ["a", "b", "c"], section=2)
+    tops = [kw["contrast_limits"][1] for _, kw, _ in layers]
+    assert tops == [pytest.approx(float(patterns[0, 2].max())), pytest.approx(float(patterns[1].max())), 1.0]

@@ -1,8 +1,9 @@
 """``osnmf view DIR``: the principal patterns of a run in napari (the optional ``viewer`` extra).
 
-The run directory's ``patterns.npz`` (``patterns`` K × AP × DV × ML float32, ``pattern_names``,
-``spacing_um``) becomes one image layer per pattern, scaled in micrometres, plus the atlas
-annotation as a labels layer whose features name each region (shown on hover).
+The run directory's ``patterns.npz`` (read by :func:`osnmf.runlayout.read_patterns`: ``patterns``
+K × AP × DV × ML float32, ``pattern_names``, ``spacing_um``) becomes one image layer per pattern,
+scaled in micrometres, plus the atlas annotation as a labels layer whose features name each region
+(shown on hover).
 
 The layer list is built by :func:`pattern_layers`, a pure function that needs no napari, as napari
 "layer data tuples" ``(data, kwargs, layer_type)``; :func:`view_run` hands them to
@@ -18,56 +19,16 @@ from __future__ import annotations
 
 import os
 import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from osnmf.errors import ConfigError, InputError
+from osnmf.runlayout import read_patterns
 
 INSTALL = "pip install 'osnmf[viewer]'"
 AXES = ("AP", "DV", "ML")
-
-
-def load_patterns(run_dir: str | os.PathLike) -> dict:
-    """Read and check ``<run_dir>/patterns.npz``.
-
-    Returns
-    -------
-    dict with ``patterns`` (float32, ``(K, AP, DV, ML)``), ``pattern_names`` (list of K str),
-    ``spacing_um`` (3 floats, voxel size along AP, DV, ML in µm) and ``path`` (the file).
-
-    Raises
-    ------
-    InputError : the folder or file is missing, unreadable, or its arrays are inconsistent.
-    """
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise InputError(f"run directory {run_dir} not found; pass the --out folder of 'osnmf run' or 'osnmf demo'")
-    path = run_dir / "patterns.npz"
-    if not path.is_file():
-        raise InputError(f"{run_dir} has no patterns.npz; is it a finished run? (rerun 'osnmf run --out {run_dir}')")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in ("patterns", "pattern_names", "spacing_um") if k not in npz.files]
-            if missing:
-                raise InputError(f"{path} lacks array(s) {', '.join(missing)}; rerun the pipeline to rewrite it")
-            patterns = np.asarray(npz["patterns"])
-            names = [str(n) for n in np.asarray(npz["pattern_names"]).ravel()]
-            spacing = np.asarray(npz["spacing_um"], dtype=float).ravel()
-    except InputError:
-        raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise InputError(f"cannot read {path}: {exc}") from None
-    if patterns.ndim != 4 or not np.issubdtype(patterns.dtype, np.number):
-        raise InputError(f"{path}: 'patterns' must be numeric K × AP × DV × ML, got {patterns.dtype} {patterns.shape}")
-    if len(names) != patterns.shape[0]:
-        raise InputError(f"{path}: {len(names)} pattern names for {patterns.shape[0]} patterns")
-    if spacing.shape != (3,) or not np.all(np.isfinite(spacing) & (spacing > 0)):
-        raise InputError(f"{path}: 'spacing_um' must be 3 positive numbers (AP, DV, ML), got {spacing.tolist()}")
-    return {"patterns": patterns.astype(np.float32, copy=False), "pattern_names": names,
-            "spacing_um": tuple(float(s) for s in spacing), "path": path}
 
 
 def region_features(annotation: np.ndarray, ontology: pd.DataFrame) -> pd.DataFrame:
@@ -116,6 +77,7 @@ def pattern_layers(
     annotation: np.ndarray | None = None,
     ontology: pd.DataFrame | None = None,
     n_visible: int | None = None,
+    section: int | None = None,
 ) -> list[tuple[np.ndarray, dict, str]]:
     """napari layer data tuples for a run's patterns (and the atlas annotation).
 
@@ -128,11 +90,13 @@ def pattern_layers(
     annotation : optional integer structure ids ``(AP, DV, ML)``; 0 outside the brain.
     ontology : optional ontology table (index = id, ``acronym``, ``name``) for the labels' features.
     n_visible : how many pattern layers start visible (default all; the rest are one click away).
+    section : the coronal (AP) index the viewer opens on; each pattern's contrast then runs from 0 to
+        its own maximum in that section (bright there, none dim), else to its maximum anywhere.
 
     Returns
     -------
     list of ``(data, kwargs, layer_type)``: K ``"image"`` layers (additive blending, one colour
-    each from :func:`pattern_colors`, contrast 0..max) then, with ``annotation``, one visible
+    each from :func:`pattern_colors`, contrast 0..its own max) then, with ``annotation``, one visible
     ``"labels"`` layer named ``"annotation"``.
     """
     patterns = np.asarray(patterns)
@@ -147,10 +111,10 @@ def pattern_layers(
     colors = pattern_colors(len(pattern_names))
     n_visible = len(pattern_names) if n_visible is None else n_visible
     for i, (name, volume) in enumerate(zip(pattern_names, patterns, strict=True)):
-        top = float(np.nanmax(volume)) if volume.size else 0.0
+        top = _contrast_top(volume, section)
         layers.append((volume, {
             "name": str(name), "scale": scale, "colormap": colors[i], "blending": "additive",
-            "contrast_limits": (0.0, top if np.isfinite(top) and top > 0 else 1.0),
+            "contrast_limits": (0.0, top),
             "visible": i < n_visible, "metadata": {"kind": "osnmf pattern", "axes": AXES},
         }, "image"))
     if annotation is not None:
@@ -168,6 +132,15 @@ def pattern_layers(
         small = annotation.size == 0 or (annotation.min() >= 0 and annotation.max() < 2**31)
         layers.append((annotation.astype(np.int32 if small else np.int64, copy=False), kwargs, "labels"))
     return layers
+
+
+def _contrast_top(volume: np.ndarray, section: int | None) -> float:
+    """Upper contrast limit of one pattern: its maximum in ``section`` (or anywhere), 1 when not positive."""
+    values = volume if section is None else volume[section]
+    top = float(np.nanmax(values)) if values.size and np.isfinite(values).any() else 0.0
+    if not top > 0 and section is not None:
+        return _contrast_top(volume, None)
+    return top if np.isfinite(top) and top > 0 else 1.0
 
 
 def _import_napari():
@@ -217,13 +190,46 @@ def _open_on_patterns(viewer, added: list, section: int, spacing_um, n_sections:
     viewer.dims.set_current_step(0, section)
     overlays = getattr(canvas, "overlays", None)
     text = getattr(overlays, "text", None) or getattr(viewer, "text_overlay", None)
-    if text is not None:
-        text.text = (f"coronal section {section + 1} of {n_sections} (AP {section * spacing_um[0] / 1000:.1f} mm), "
-                     "where all patterns show best; move the AP slider for others")
+    if text is not None:  # short, bottom left: clear of the scale bar (bottom right)
+        text.text = f"AP {section * spacing_um[0] / 1000:.1f} mm: section {section + 1} of {n_sections}"
         text.position = "bottom_left"
+        text.font_size = 10
         text.visible = True
+    _select_first_pattern(viewer, added)
+    _fit_window(viewer)
+
+
+def _select_first_pattern(viewer, added: list) -> None:
+    """Make the first pattern the active layer, so the atlas labels are not open for painting."""
+    selection = getattr(getattr(viewer, "layers", None), "selection", None)
+    if selection is not None and added:
+        selection.active = added[0]
+
+
+def _screen_size() -> tuple[int, int] | None:
+    """Width and height (pixels) of the screen's available area; None without a Qt application."""
+    try:
+        from qtpy.QtWidgets import QApplication
+
+        screen = QApplication.primaryScreen().availableGeometry()
+    except (ImportError, AttributeError):
+        return None
+    return screen.width(), screen.height()
+
+
+def _fit_window(viewer, fraction: float = 0.85) -> None:
+    """Size the window to ``fraction`` of the screen, then fit every grid cell inside the canvas."""
+    size, window = _screen_size(), getattr(viewer, "window", None)
+    if size is not None and hasattr(window, "resize"):
+        window.resize(int(size[0] * fraction), int(size[1] * fraction))
+        from qtpy.QtWidgets import QApplication
+
+        QApplication.processEvents()  # let the canvas take its new size before fitting the view
     if hasattr(viewer, "reset_view"):
-        viewer.reset_view()  # fit every grid cell in the window
+        try:
+            viewer.reset_view(margin=0.08)  # room for the overlays at the canvas edges
+        except TypeError:  # napari < 0.6 has no margin
+            viewer.reset_view()
 
 
 def view_run(run_dir: str | os.PathLike, annotation: bool = True, show: bool = True):
@@ -236,7 +242,7 @@ def view_run(run_dir: str | os.PathLike, annotation: bool = True, show: bool = T
     Raises :class:`InputError` for a missing or invalid run directory and :class:`ConfigError`
     when napari (``pip install 'osnmf[viewer]'``) or a display is missing.
     """
-    run = load_patterns(run_dir)
+    run = read_patterns(run_dir)
     napari = _import_napari()
     _check_display()
     labels = ontology = None
@@ -244,17 +250,19 @@ def view_run(run_dir: str | os.PathLike, annotation: bool = True, show: bool = T
         from osnmf.atlas import Atlas
 
         atlas = Atlas.default()
-        if atlas.shape == run["patterns"].shape[1:]:
+        if atlas.shape == run.patterns.shape[1:]:
             labels, ontology = atlas.annotation, atlas.ontology
-    layers = pattern_layers(run["patterns"], run["pattern_names"], run["spacing_um"], labels, ontology)
+    section = best_section(run.patterns)
+    layers = pattern_layers(run.patterns, run.pattern_names, run.spacing_um, labels, ontology, section=section)
     try:
-        viewer = napari.Viewer(title=f"osnmf: {Path(run_dir).resolve().name}", ndisplay=2)
+        viewer = napari.Viewer(title=f"osnmf: {Path(run_dir).resolve().name} (opens on the coronal section where "
+                                     "all patterns show best; move the AP slider for others)", ndisplay=2)
     except ImportError as exc:  # napari without a Qt backend
         raise ConfigError(f"napari cannot open a window ({exc}); run: {INSTALL}") from None
     added = [getattr(viewer, f"add_{layer_type}")(data, **kwargs) for data, kwargs, layer_type in layers]
     viewer.dims.axis_labels = AXES
     _show_micrometres(viewer, added)
-    _open_on_patterns(viewer, added, best_section(run["patterns"]), run["spacing_um"], run["patterns"].shape[1])
+    _open_on_patterns(viewer, added, section, run.spacing_um, run.patterns.shape[1])
     if show:
         napari.run()
     return viewer
