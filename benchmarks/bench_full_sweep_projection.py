@@ -31,8 +31,11 @@ from sklearn.decomposition._nmf import _initialize_nmf
 from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
+from osnmf.factorize.bootstrap import bootstrap_counts
+from osnmf.factorize.checks import check_matrix
 from osnmf.factorize.init import nndsvda_init
-from osnmf.factorize.nmf import bootstrap_counts, fit_nmf_replicates, prepare_data
+from osnmf.factorize.nmf import fit_nmf_replicates
+from osnmf.factorize.operators import make_operator
 
 
 def main() -> None:
@@ -63,11 +66,12 @@ def main() -> None:
     rows = []
     with threadpool_limits(a.threads):
         t = time.perf_counter()
-        exact = prepare_data(X, solver="exact")
+        X = check_matrix(X, dtype=np.float32)
+        exact = make_operator(X, "exact")
         exact.left_gram()
         t_gram = time.perf_counter() - t
         t = time.perf_counter()
-        comp = prepare_data(X, solver="compressed", sketch={"max_rank": a.max_rank}, random_state=0)
+        comp = make_operator(X, "compressed", {"max_rank": a.max_rank}, np.random.default_rng(0))
         t_sketch = time.perf_counter() - t
         print(f"one-off: Gram {t_gram:.0f} s; sketch {t_sketch:.0f} s (rank {comp.rank}, "
               f"energy {comp.energy:.5f})", flush=True)
@@ -127,7 +131,7 @@ def full_run(a) -> None:
     with threadpool_limits(a.threads):
         for solver in ("compressed", "exact"):
             t0 = time.perf_counter()
-            op = prepare_data(X, solver=solver, random_state=0)
+            op = make_operator(check_matrix(X, dtype=np.float32), solver, None, np.random.default_rng(0))
             t_prep = time.perf_counter() - t0
             iters = []
             for k in range(8, 31):

@@ -182,7 +182,8 @@ def speed_and_qc(args) -> dict:
 
 
 def nmf_comparison(args) -> dict:
-    from osnmf.factorize.nmf import fit_nmf, nndsvda
+    from osnmf.factorize.init import nndsvda
+    from osnmf.factorize.nmf import fit_nmf
 
     ph = osnmf.make_phantom(
         n_genes=args.nmf_genes, n_patterns=11, noise=args.noise, missing=0.1, seed=args.seed + 1

@@ -23,11 +23,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from osnmf.factorize.kernels_numba import cd_sweep_fused
-
-try:  # after the factorize split the numpy sweep lives in kernels_numpy
-    from osnmf.factorize.kernels_numpy import cd_sweep as numpy_sweep
-except ImportError:  # pragma: no cover - before the split
-    from osnmf.factorize.nmf import _cd_sweep as numpy_sweep
+from osnmf.factorize.kernels_numpy import cd_sweep as numpy_sweep
 
 
 def best_of(fn, F, *args, reps=3):
@@ -87,13 +83,7 @@ def main() -> None:
     try:
         import torch
 
-        try:
-            from osnmf.factorize.kernels_torch import cd_sweep as torch_sweep
-        except ImportError:  # before the factorize split
-            from osnmf.factorize.torch_backend import _cd_sweep
-
-            def torch_sweep(F, G, XF, w):
-                return _cd_sweep(torch, F, G, XF, w)
+        from osnmf.factorize.kernels_torch import cd_sweep as torch_sweep
     except ImportError:
         torch = None
     print(f"load average {os.getloadavg()}; threads {a.threads}")

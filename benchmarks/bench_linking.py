@@ -20,7 +20,8 @@ import numpy as np
 
 import osnmf
 from osnmf.spatial.adjacency import adjacency_counts, contiguous_sets
-from osnmf.spatial.linking import beam_search, best_combinations, combination_r
+from osnmf.spatial.linking import beam_search, best_combinations
+from osnmf.spatial.region_correlation import combination_r
 
 
 def brute_force(patterns: np.ndarray, atlas, sets: np.ndarray) -> np.ndarray:

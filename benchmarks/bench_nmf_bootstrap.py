@@ -29,7 +29,8 @@ from sklearn.decomposition import NMF
 from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
-from osnmf.factorize.nmf import bootstrap_counts, fit_nmf_replicates
+from osnmf.factorize.bootstrap import bootstrap_counts
+from osnmf.factorize.nmf import fit_nmf_replicates
 from osnmf.factorize.operators import sketch_matrix
 
 

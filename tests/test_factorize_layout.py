@@ -1,9 +1,8 @@
-"""The factorize layer's single sources of truth: one bootstrap draw, one rule per parameter,
-old import paths still working (the layer order itself: tests/test_layers.py)."""
+"""The factorize layer's single sources of truth: one bootstrap draw, one rule per parameter, one
+progress helper (the layer order and the ban on re-exports: tests/test_layers.py)."""
 
 from __future__ import annotations
 
-import importlib
 import warnings
 
 import numpy as np
@@ -21,13 +20,14 @@ from osnmf.factorize.sweep import replicate_counts
 
 
 def test_one_bootstrap_draw_everywhere():
-    from osnmf.factorize.baselines import bootstrap_counts as pca_counts
-    from osnmf.factorize.nmf import bootstrap_counts as nmf_counts
+    from osnmf.factorize.baselines import pca_bootstrap_patterns
 
     sweep = replicate_counts(40, range(6), SweepParams(random_state=3))
-    for other in (osnmf.bootstrap_counts(40, 6, 3), nmf_counts(40, 6, 3), pca_counts(40, 6, 3),
-                  bootstrap_counts(40, range(6), 3)):
+    for other in (osnmf.bootstrap_counts(40, 6, 3), bootstrap_counts(40, range(6), 3)):
         np.testing.assert_array_equal(other, sweep)
+    X = np.random.default_rng(1).random((40, 9))  # the PCA baselines draw the same rows
+    np.testing.assert_array_equal(pca_bootstrap_patterns(X, 2, n_replicates=6, seed=3),
+                                  pca_bootstrap_patterns(X, 2, counts=sweep))
     # replicate r does not depend on the block layout: a later block draws the same rows
     np.testing.assert_array_equal(bootstrap_counts(40, range(2, 5), 3), sweep[2:5])
     # independent reference: replicate r is n draws with replacement from default_rng([seed, r])
@@ -57,24 +57,6 @@ def test_tol_zero_is_one_rule_everywhere():
             RunConfig(tol=bad)
         with pytest.raises(ConfigError, match="tol"):
             osnmf.StaNMF(k_range=[2], n_replicates=2, tol=bad).fit(X)
-
-
-@pytest.mark.parametrize("old, new, name", [
-    ("osnmf.factorize.sketch", "osnmf.factorize.operators", "sketch_matrix"),
-    ("osnmf.factorize.distributed", "osnmf.factorize.executors", "DaskExecutor"),
-    ("osnmf.factorize.torch_backend", "osnmf.factorize.kernels_torch", "resolve_device"),
-    ("osnmf.factorize.sweep", "osnmf.factorize.store", "SweepStore"),
-    ("osnmf.factorize.sweep", "osnmf.factorize.init", "grow_factors"),
-    ("osnmf.baselines", "osnmf.factorize.baselines", "pca_patterns"),
-    ("osnmf", "osnmf.factorize.masked", "masked_nmf"),
-    ("osnmf", "osnmf.factorize.bootstrap", "bootstrap_counts"),
-])
-def test_old_import_paths_still_work(old, new, name):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        assert getattr(importlib.import_module(old), name) is \
-            getattr(importlib.import_module(new), name)
-
 
 
 def test_progress_goes_through_the_shared_helper(capsys):

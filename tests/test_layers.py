@@ -16,13 +16,13 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "osnmf"
 # low → high; a module may import from its own layer and the layers before it.
 LAYERS = [
     ("base", ["osnmf.errors", "osnmf.atomic", "osnmf._version", "osnmf.progress", "osnmf.runlog", "osnmf.runlock",
-              "osnmf.stagecache"]),
+              "osnmf.stagecache", "osnmf.runfolder"]),
     ("formats", ["osnmf.io.metaimage", "osnmf.io.allen_grid", "osnmf.io.nrrd_io"]),
     ("data types", ["osnmf.atlas", "osnmf.expression"]),
     ("readers", ["osnmf.io"]),
     ("datasets", ["osnmf.datasets"]),
     ("preprocess", ["osnmf.preprocess"]),
-    ("factorize", ["osnmf.factorize", "osnmf.baselines"]),
+    ("factorize", ["osnmf.factorize"]),
     ("analyses", ["osnmf.spatial", "osnmf.interpret", "osnmf.evaluate"]),
     ("results", ["osnmf.results"]),
     ("presentation", ["osnmf.plotting", "osnmf.report", "osnmf.viewer"]),
@@ -96,7 +96,7 @@ def test_layers_cover_every_module_and_name_real_packages():
             layer_of(name)
     for _, prefixes in LAYERS:
         for p in prefixes:
-            assert any(m == p or m.startswith(p + ".") for m in modules) or p in {"osnmf.results", "osnmf.baselines"}, \
+            assert any(m == p or m.startswith(p + ".") for m in modules) or p in {"osnmf.results"}, \
                 f"LAYERS names {p}, which does not exist"
 
 
@@ -163,3 +163,31 @@ def test_the_checker_sees_lazy_and_relative_imports(tmp_path):
     assert found == {"osnmf.report.files", "osnmf.pipeline", "osnmf.spatial.moran"}
     assert imports_of(f, "osnmf.spatial.demo", known, import_time_only=True) == set()
     assert layer_of("osnmf.report.files") > layer_of("osnmf.spatial.demo")  # would be reported
+
+
+def test_modules_export_only_what_they_define():
+    """No re-exports kept for old import paths: every name in a module's ``__all__`` is defined
+    there (a package's ``__init__`` is its public face and may gather its modules' names)."""
+    bad = []
+    for name, path in _modules().items():
+        if path.name == "__init__.py":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        defined, exported = set(), []
+        todo = list(tree.body)
+        while todo:  # module level, into if/try blocks (not into functions or classes)
+            node = todo.pop()
+            if isinstance(node, (ast.If, ast.Try, ast.With)):
+                todo += node.body + getattr(node, "orelse", []) + getattr(node, "finalbody", []) + [
+                    stmt for handler in getattr(node, "handlers", []) for stmt in handler.body]
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                defined.add(node.name)
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+                node, ast.AnnAssign) else []
+            for target in targets:
+                if isinstance(target, ast.Name):
+                    defined.add(target.id)
+                    if target.id == "__all__":
+                        exported = list(ast.literal_eval(node.value))
+        bad += [f"{name}: {n}" for n in exported if n not in defined]
+    assert not bad, "re-exported names (import them from their defining module):\n" + "\n".join(bad)

@@ -10,14 +10,8 @@ import osnmf
 from osnmf import Atlas
 from osnmf.errors import ConfigError, InputError
 from osnmf.spatial.adjacency import ancestor_matrix, contiguous_sets, region_adjacency
-from osnmf.spatial.linking import (
-    beam_search,
-    best_combinations,
-    bubble_data,
-    combination_r,
-    region_correlations,
-    union_mask,
-)
+from osnmf.spatial.linking import beam_search, best_combinations
+from osnmf.spatial.region_correlation import bubble_data, combination_r, region_correlations, union_mask
 
 
 def _pearson_rows(patterns, masks):

@@ -13,14 +13,9 @@ from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
 from osnmf.errors import ConfigError, InputError
-from osnmf.factorize.nmf import (
-    NMFResult,
-    ReplicateFits,
-    bootstrap_counts,
-    fit_nmf,
-    fit_nmf_replicates,
-    nndsvda,
-)
+from osnmf.factorize.bootstrap import bootstrap_counts
+from osnmf.factorize.init import nndsvda
+from osnmf.factorize.nmf import NMFResult, ReplicateFits, fit_nmf, fit_nmf_replicates
 from osnmf.factorize.operators import sketch_matrix
 
 
@@ -299,15 +294,17 @@ def test_torch_missing_is_a_config_error(data, monkeypatch):
         fit_nmf(data, 3, backend="torch")
 
 
-def test_prepared_data_gives_the_same_fits(data):
-    from osnmf.factorize.nmf import prepare_data
+def test_an_operator_made_once_gives_the_same_fits(data):
+    from osnmf.factorize.checks import check_matrix
+    from osnmf.factorize.operators import make_operator
 
     counts = bootstrap_counts(data.shape[0], 2, 9)
+    X = check_matrix(data, dtype=np.float32)
     direct = fit_nmf_replicates(data, 4, counts, solver="compressed", random_state=1)
-    op = prepare_data(data, solver="compressed", random_state=1)
+    op = make_operator(X, "compressed", random_state=np.random.default_rng(1))
     again = fit_nmf_replicates(op, 4, counts, random_state=1)
     np.testing.assert_allclose(again.D, direct.D, rtol=1e-5, atol=1e-7)
-    ex = prepare_data(data)
+    ex = make_operator(X)
     np.testing.assert_allclose(
         fit_nmf_replicates(ex, 4, counts).D, fit_nmf_replicates(data, 4, counts).D, rtol=1e-5,
         atol=1e-7,

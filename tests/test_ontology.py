@@ -8,7 +8,8 @@ from sklearn.cluster import AgglomerativeClustering
 
 from osnmf.errors import ConfigError, InputError
 from osnmf.interpret.ontology import newick_quote, pattern_ontology
-from osnmf.spatial.linking import best_combinations, union_mask
+from osnmf.spatial.linking import best_combinations
+from osnmf.spatial.region_correlation import union_mask
 
 
 def parse_newick(text):

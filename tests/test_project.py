@@ -19,7 +19,7 @@ from osnmf.preprocess import impute_knn
 from osnmf.preprocess.hemispheres import mirror_stage
 from osnmf.project import project_run
 
-PARAMS = {"hemispheres": "auto", "impute": "knn", "n_neighbors": 6, "seed": 0}
+PARAMS = {"hemispheres": "auto", "impute": "knn", "n_neighbors": 6, "random_state": 0}
 
 
 def _fake_run(folder, patterns_vox, support, spacing=(200.0, 200.0, 200.0)):
@@ -105,4 +105,20 @@ def test_bad_inputs_write_nothing(shared_dir, tmp_path):
     run2 = _fake_run(tmp_path / "run2", np.ones((2, int(small.sum()))), small)
     with pytest.raises(InputError, match=r"\(60, 41, 58\)"):
         project_run(run2, shared_dir / "data" / "aba_real", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_runs_settings_are_read_not_assumed(tmp_path):
+    """Project prepares the data with the run's own settings: a summary.json without one of them is
+    one line naming it (no default stands in for it), as is patterns.npz without the support."""
+    brain = np.zeros((4, 3, 5), bool)
+    brain[1:3, 1:, 1:4] = True
+    run = _fake_run(tmp_path / "run", np.ones((2, int(brain.sum()))), brain)
+    (run / "summary.json").write_text(json.dumps({"parameters": {"hemispheres": "auto", "impute": "knn"}}))
+    with pytest.raises(InputError, match="lacks the run's setting.s. n_neighbors, random_state"):
+        project_run(run, tmp_path / "unused", tmp_path / "out")
+    with np.load(run / "patterns.npz") as z:
+        np.savez(run / "patterns.npz", **{k: z[k] for k in z.files if k != "support"})
+    with pytest.raises(InputError, match="lacks array.s. support"):
+        project_run(run, tmp_path / "unused", tmp_path / "out")
     assert not (tmp_path / "out").exists()

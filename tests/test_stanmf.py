@@ -5,12 +5,12 @@ from itertools import combinations, permutations
 import numpy as np
 import pytest
 from bootstrap_reference import documented_counts
+from reference_grow import grow_factors
 from sklearn.decomposition import NMF
 from threadpoolctl import threadpool_limits
 
 import osnmf
 from osnmf.errors import ConfigError, InputError
-from osnmf.factorize.init import grow_factors
 from osnmf.factorize.operators import sketch_matrix
 from osnmf.factorize.params import SweepParams, plan_blocks
 from osnmf.factorize.stability import cross_correlation, hungarian_dissimilarity

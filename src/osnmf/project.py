@@ -22,48 +22,15 @@ import pandas as pd
 
 from osnmf.atomic import atomic_path, write_text
 from osnmf.errors import InputError
+from osnmf.runlayout import RunPatterns, read_parameters, read_patterns
 
-__all__ = ["load_run_patterns", "project_run"]
+__all__ = ["project_run"]
 
-
-def load_run_patterns(run_dir: str | os.PathLike) -> dict:
-    """The patterns of a run: ``patterns`` (K, AP, DV, ML), ``support`` (AP, DV, ML) bool,
-    ``pattern_names``, ``spacing_um`` and the run's ``parameters`` (from summary.json)."""
-    run = Path(run_dir)
-    path, summary_path = run / "patterns.npz", run / "summary.json"
-    for needed in (path, summary_path):
-        if not needed.is_file():
-            raise InputError(f"{needed}: not found; RUN_DIR must be the --out folder of a finished 'osnmf run'")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            out = {"patterns": np.asarray(z["patterns"], dtype=np.float64),
-                   "pattern_names": [str(n) for n in z["pattern_names"]],
-                   "spacing_um": tuple(float(v) for v in z["spacing_um"]),
-                   "support": np.asarray(z["support"], dtype=bool) if "support" in z.files else None}
-        parameters = json.loads(summary_path.read_text())["parameters"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise InputError(f"{run}: unreadable run outputs ({type(exc).__name__}: {exc}); rerun 'osnmf run'") from None
-    if out["support"] is None:  # runs written before the support was stored: read it from results.h5ad
-        out["support"] = _support_from_h5ad(run / "results.h5ad", out["patterns"].shape[1:])
-    out["parameters"] = parameters
-    return out
+_SETTINGS = ("hemispheres", "impute", "n_neighbors", "random_state")  # of the run, prepared alike
 
 
-def _support_from_h5ad(path: Path, shape: tuple[int, ...]) -> np.ndarray:
-    import anndata
-
-    if not path.is_file():
-        raise InputError(f"{path}: not found; the run's support voxels are needed to project onto its patterns")
-    adata = anndata.read_h5ad(path, backed="r")
-    coords = np.asarray(adata.obsm["spatial"], dtype=np.int64)
-    adata.file.close()
-    support = np.zeros(shape, dtype=bool)
-    support[tuple(coords.T)] = True
-    return support
-
-
-def _check_grid(expr, run: dict, data: str) -> None:
-    shape, spacing = tuple(run["patterns"].shape[1:]), run["spacing_um"]
+def _check_grid(expr, run: RunPatterns, data: str) -> None:
+    shape, spacing = tuple(run.patterns.shape[1:]), run.spacing_um
     if tuple(expr.atlas.shape) != shape:
         raise InputError(f"{data}: grid is {tuple(expr.atlas.shape)} (AP, DV, ML) but the run's patterns are {shape}; "
                          "project data on the run's grid")
@@ -95,9 +62,12 @@ def project_run(run_dir: str | os.PathLike, data: str | os.PathLike, out: str | 
     from osnmf.preprocess import impute_knn
     from osnmf.preprocess.hemispheres import check_planes, drop_one_sided, hemisphere_summary, mirror_stage
 
-    run = load_run_patterns(run_dir)
-    params = run["parameters"]
-    mode = hemispheres or params.get("hemispheres", "auto")
+    run = read_patterns(run_dir)
+    params = read_parameters(run_dir)
+    missing = [k for k in _SETTINGS if k not in params]
+    if missing:
+        raise InputError(f"{run_dir}: summary.json lacks the run's setting(s) {', '.join(missing)}; rerun 'osnmf run'")
+    mode = hemispheres or params["hemispheres"]
     expr = load_expression(data, progress=progress)
     _check_grid(expr, run, str(data))
     check_planes(expr, mode)
@@ -110,21 +80,21 @@ def project_run(run_dir: str | os.PathLike, data: str | os.PathLike, out: str | 
             from rich.console import Console
 
             Console(stderr=True).print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
-    support = run["support"]
-    volumes, _, hemi = mirror_stage(expr, mode, seed=int(params.get("seed", 0)))
+    support = run.support
+    volumes, _, hemi = mirror_stage(expr, mode, seed=int(params["random_state"]))
     filled = volumes
-    if params.get("impute", "knn") == "knn":
-        filled = impute_knn(volumes, support, int(params.get("n_neighbors", 6)), spacing_um=expr.atlas.spacing_um,
+    if params["impute"] == "knn":
+        filled = impute_knn(volumes, support, int(params["n_neighbors"]), spacing_um=expr.atlas.spacing_um,
                             n_jobs=jobs, progress=progress)
     X = np.nan_to_num(to_matrix(filled, support), nan=0.0)
     measured = to_matrix(expr.volumes, support)
     kept = ~np.isnan(measured).all(axis=1)  # experiments without any measured support voxel are left out
-    D = run["patterns"][:, support]
+    D = run.patterns[:, support].astype(np.float64)
     A = nnls_project(X[kept], D)
     recon = reconstruction_accuracy(measured[kept], A, D, constant_value=np.nan)
     total = A.sum(axis=1, keepdims=True)
     importance = np.divide(A, total, out=np.zeros_like(A), where=total > 0)
-    names = run["pattern_names"]
+    names = run.pattern_names
     labels = np.asarray(["bilateral", "left", "right", "none"])[hemi["hemi_label"]]
     table = pd.DataFrame({
         "experiment_id": expr.experiment_ids[kept], "gene_symbol": expr.genes[kept],
@@ -155,8 +125,7 @@ def project_run(run_dir: str | os.PathLike, data: str | os.PathLike, out: str | 
         "reconstruction_r_median": float(np.nanmedian(recon)) if np.isfinite(recon).any() else None,
         "assigned_counts": {n: int((table["assigned_pattern"] == n).sum()) for n in names},
         "hemispheres": hemisphere_summary(hemi, mode),
-        "settings": {"hemispheres": mode, "impute": params.get("impute", "knn"),
-                     "n_neighbors": int(params.get("n_neighbors", 6))},
+        "settings": {"hemispheres": mode, "impute": params["impute"], "n_neighbors": int(params["n_neighbors"])},
     }
     write_text(out / "summary.json", json.dumps(summary, indent=2))
     _write_report(out / "report.html", summary, table)

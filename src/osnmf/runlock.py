@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 from osnmf.errors import OsnmfError
+from osnmf.runlayout import LOCK
 
-LOCK_NAME = ".lock"
 UNREADABLE_GRACE_S = 10.0  # an empty/unreadable lock younger than this may still be being written
 
 
@@ -49,7 +49,7 @@ class RunLock:
     """The lock of run folder ``folder`` (the folder must exist when :meth:`acquire` is called)."""
 
     def __init__(self, folder: str | os.PathLike):
-        self.path = Path(folder) / LOCK_NAME
+        self.path = Path(folder) / LOCK
         self.held = False
 
     def _me(self) -> dict:

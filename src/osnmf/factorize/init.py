@@ -1,12 +1,13 @@
-"""Initial factors of the NMF solver: NNDSVDa, scikit-learn's random scheme, grow from K-1.
+"""Initial factors of the NMF solver: NNDSVDa and scikit-learn's random scheme.
 
-All three work on stacked replicates with bootstrap row counts ``c`` (R, n) and return the
+Both work on stacked replicates with bootstrap row counts ``c`` (R, n) and return the
 solver's layout: ``At`` (R, k, n) = Aᵀ and ``D`` (R, k, m), in the operator's dtype.
 
 * NNDSVDa (Boutsidis & Gallopoulos 2008, zeros filled with the mean) of the resampled matrix
   ``X[repeat(arange(n), c)]``, from the SVD of ``diag(sqrt(c)) X``;
-* random: ``|N(0, 1)| · sqrt(mean(X_resampled) / k)``, scikit-learn's scheme;
-* grow: the K-1 solution plus the leading non-negative component of its residual.
+* random: ``|N(0, 1)| · sqrt(mean(X_resampled) / k)``, scikit-learn's scheme.
+
+Starts grown from a K-1 solution are made by :mod:`osnmf.factorize.residual`.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ import numpy as np
 from osnmf.errors import InputError
 from osnmf.factorize.checks import check_k, check_matrix
 from osnmf.factorize.operators import ExactOperator, Sketch
-from osnmf.factorize.sketch_svd import weighted_svd_sketch_lazy
+from osnmf.factorize.sketch_svd import weighted_svd_sketch
 
-__all__ = ["grow_factors", "nndsvda", "nndsvda_init", "random_init"]
+__all__ = ["nndsvda", "nndsvda_init", "random_init"]
 
 
 def _top_eig_batch(
@@ -67,7 +68,7 @@ def _weighted_svd(
       subspace iteration (cost n²·l per replicate and iteration, no pass over X), then
       ``V_r = U_rᵀ M_r / S_r`` in one stacked pass over X;
     * n > m: per replicate eigendecomposition of ``M_rᵀ M_r = Xᵀ diag(c_r) X`` (m × m);
-    * a sketch ``Q B``: :func:`~osnmf.factorize.sketch_svd.weighted_svd_sketch_lazy` (rank-sized;
+    * a sketch ``Q B``: :func:`~osnmf.factorize.sketch_svd.weighted_svd_sketch` (rank-sized;
       V is then a :class:`~osnmf.factorize.sketch_svd.RightVectors`, each V_r made when indexed).
 
     Returns
@@ -81,7 +82,7 @@ def _weighted_svd(
         sketch routes: the product's own precision, without a float64 copy of all R·k rows)
     """
     if isinstance(op, Sketch):  # in the sketch's space: no n × n Gram, no n × n eigh
-        return weighted_svd_sketch_lazy(op.Q, op.B, k, sqrt_w)
+        return weighted_svd_sketch(op.Q, op.B, k, sqrt_w)
     n, m = op.shape
     R = sqrt_w.shape[0]
     full = min(n, m)
@@ -251,56 +252,3 @@ def random_init(
         At[r] = avg * np.abs(rng.standard_normal((k, n)))
     return At, D
 
-
-def grow_factors(
-    X: np.ndarray, A: np.ndarray, D: np.ndarray, counts: np.ndarray, n_power: int = 12
-) -> tuple[np.ndarray, np.ndarray]:
-    """Add one component to each replicate's factors: the leading part of its positive residual.
-
-    For replicate r with counts ``c``, ``E = max(X - A_r D_r, 0)`` is what the K-1 model leaves
-    unexplained; the leading singular pair (u, s, v) of ``diag(sqrt(c)) E`` (power iteration,
-    non-negative by Perron–Frobenius) gives the new pattern ``sqrt(s) v`` and coefficients
-    ``E v / sqrt(s)`` (for every row, drawn or not).
-
-    Parameters
-    ----------
-    X : (n, m) data.
-    A : (R, n, k) coefficients, D : (R, k, m) patterns of the K-1 = k solutions.
-    counts : (R, n) row multiplicities.
-    n_power : power iterations.
-
-    Returns
-    -------
-    A0 : (R, n, k+1), D0 : (R, k+1, m), float32, non-negative: an initialisation at k+1.
-    """
-    R, n, k = A.shape
-    m = X.shape[1]
-    A0 = np.empty((R, n, k + 1), dtype=np.float32)
-    D0 = np.empty((R, k + 1, m), dtype=np.float32)
-    for r in range(R):
-        E = np.asarray(X, dtype=np.float32) - A[r].astype(np.float32) @ D[r].astype(np.float32)
-        np.maximum(E, 0, out=E)
-        w = np.sqrt(counts[r].astype(np.float32))
-        v = (w @ E).astype(np.float64)  # positive start vector
-        s = 0.0
-        for _ in range(n_power):
-            nv = np.linalg.norm(v)
-            if nv == 0:
-                break
-            v /= nv
-            u = w * (E @ v.astype(np.float32))
-            v = ((w * u) @ E).astype(np.float64)
-            s = float(np.sqrt(np.linalg.norm(v)))  # sqrt of the top eigenvalue of E'WE
-        nv = np.linalg.norm(v)
-        if s <= 0 or nv == 0:  # nothing left to explain: a tiny flat component
-            eps = float(X.mean()) * 1e-3 + 1e-12
-            a_new, d_new = np.full(n, eps), np.full(m, eps)
-        else:
-            v = v / nv
-            a_new = (E @ v.astype(np.float32)) / np.sqrt(s)
-            d_new = np.sqrt(s) * v
-        A0[r, :, :k] = A[r]
-        A0[r, :, k] = a_new
-        D0[r, :k] = D[r]
-        D0[r, k] = d_new
-    return A0, D0

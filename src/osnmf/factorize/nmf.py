@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from osnmf.errors import ConfigError, InputError
-from osnmf.factorize.bootstrap import bootstrap_counts
 from osnmf.factorize.checks import (
     check_backend,
     check_counts,
@@ -25,19 +24,16 @@ from osnmf.factorize.checks import (
     check_tol,
     resolve_dtype,
 )
-from osnmf.factorize.init import nndsvda, nndsvda_init, random_init
+from osnmf.factorize.init import nndsvda_init, random_init
 from osnmf.factorize.kernels_numpy import NumpyKernels
-from osnmf.factorize.operators import ExactOperator, Sketch, make_operator, prepare_data
+from osnmf.factorize.operators import ExactOperator, Sketch, make_operator
 from osnmf.factorize.solver import solve
 
 __all__ = [
     "NMFResult",
     "ReplicateFits",
-    "bootstrap_counts",
     "fit_nmf",
     "fit_nmf_replicates",
-    "nndsvda",
-    "prepare_data",
 ]
 
 
@@ -184,9 +180,9 @@ def fit_nmf_replicates(
 
     Parameters
     ----------
-    X : ndarray, shape (n, m), or the result of :func:`prepare_data`
-        Non-negative data, held once (float32 by default). A prepared operator fixes the
-        solver (``solver``/``sketch``/``dtype`` are then ignored) and keeps its caches.
+    X : ndarray, shape (n, m), or an operator of :func:`~osnmf.factorize.operators.make_operator`
+        Non-negative data, held once (float32 by default). An operator fixes the solver
+        (``solver``/``sketch``/``dtype`` are then ignored) and keeps its caches.
     k : int
         Number of patterns.
     row_counts : ndarray of int, shape (R, n)
@@ -222,7 +218,7 @@ def fit_nmf_replicates(
     rng = random_state if isinstance(random_state, np.random.Generator) else (
         np.random.default_rng(random_state)
     )
-    if isinstance(X, ExactOperator | Sketch):  # prepared by prepare_data: reuse as it is
+    if isinstance(X, ExactOperator | Sketch):  # an operator made once for many calls: reuse it
         op = X
     else:
         X = check_matrix(X, dtype=resolve_dtype(dtype))

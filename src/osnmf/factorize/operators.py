@@ -9,14 +9,13 @@ orthonormal, genes × rank; ``B`` rank × voxels) computes them in ``(n + m)·ra
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
 
 import numpy as np
 
 from osnmf.errors import ConfigError
-from osnmf.factorize.checks import SOLVERS, check_choice, check_matrix, resolve_dtype
+from osnmf.factorize.checks import SOLVERS, check_choice
 
-__all__ = ["ExactOperator", "Sketch", "make_operator", "prepare_data", "sketch_matrix"]
+__all__ = ["ExactOperator", "Sketch", "make_operator", "sketch_matrix"]
 
 
 class ExactOperator:
@@ -339,30 +338,3 @@ def make_operator(
         return sketch_matrix(X, **{"random_state": random_state, **sketch})
     raise ConfigError("sketch must be None, an osnmf Sketch, or a dict of sketch_matrix options")
 
-
-def prepare_data(
-    X: Any,
-    *,
-    solver: str = "exact",
-    sketch: Sketch | dict | None = None,
-    dtype: Any = np.float32,
-    random_state: int | np.random.Generator | None = None,
-) -> ExactOperator | Sketch:
-    """Check and convert ``X`` once, for many calls of ``fit_nmf_replicates`` (a K sweep).
-
-    The returned object can be passed as ``X``: the exact operator caches the n × n Gram matrix
-    its NNDSVDa uses after the first call; the compressed one is the sketch (computed once).
-
-    Parameters
-    ----------
-    X : ndarray, shape (n, m)
-        Non-negative data.
-    solver : {"exact", "compressed"}
-    sketch : Sketch or dict, optional
-        Options for :func:`sketch_matrix` (compressed only).
-    dtype : float32 or float64
-    random_state : int or Generator, optional
-        Seed of the sketch.
-    """
-    X = check_matrix(X, dtype=resolve_dtype(dtype))
-    return make_operator(X, solver, sketch, np.random.default_rng(random_state))

@@ -15,7 +15,6 @@ import numpy as np
 
 from osnmf.errors import ConfigError
 from osnmf.factorize.checks import (
-    GROW_ONLY,
     PERTURBATIONS,
     SOLVERS,
     check_backend,
@@ -25,8 +24,7 @@ from osnmf.factorize.checks import (
     check_tol,
 )
 
-__all__ = ["GROW_ONLY", "PERTURBATIONS", "BlockResult", "BlockSpec", "SweepParams", "auto_block_size",
-           "plan_blocks"]
+__all__ = ["BlockResult", "BlockSpec", "SweepParams", "auto_block_size", "plan_blocks"]
 
 
 @dataclass(frozen=True)
@@ -44,7 +42,7 @@ class SweepParams:
         the fit with the lowest loss is kept.
     grow : bool or "only"
         True: also start each replicate from its own solution at K-1 (same bootstrap sample) plus
-        the leading non-negative component of that solution's residual (:func:`grow_factors`),
+        the leading non-negative component of that solution's residual (:func:`~osnmf.factorize.residual.grow_lowrank`),
         and keep it when its loss is lower. "only": the grown start replaces the cold starts
         wherever a K-1 solution exists (the cold starts then run at the first K only). Blocks
         of K then wait for K-1.

@@ -11,38 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["RightVectors", "weighted_svd_sketch", "weighted_svd_sketch_lazy"]
-
-
-def weighted_svd_sketch(
-    Q: np.ndarray, B: np.ndarray, k: int, sqrt_w: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Top-k SVD of ``diag(sqrt_w[r]) Q B`` for every replicate r.
-
-    Parameters
-    ----------
-    Q : ndarray, shape (n, rank)
-        Orthonormal left factor of the sketch.
-    B : ndarray, shape (rank, m)
-        Right factor of the sketch.
-    k : int
-        Number of singular triplets, ``k <= rank``.
-    sqrt_w : ndarray, shape (R, n)
-        Square roots of the row weights (bootstrap counts).
-
-    Returns
-    -------
-    Uhat : ndarray, shape (R, n, k), float64
-        Left singular vectors divided by ``sqrt_w`` (0 where the weight is 0).
-    S : ndarray, shape (R, k), float64
-        Singular values, descending.
-    V : ndarray, shape (R, k, m), in B's dtype
-        Right singular vectors (one GEMM in B's precision: no float64 copy of B or of V, which
-        are 64 and 75 MB at paper size, K = 30, 5 replicates). :class:`RightVectors` gives them
-        one replicate at a time instead.
-    """
-    Uhat, S, V = weighted_svd_sketch_lazy(Q, B, k, sqrt_w)
-    return Uhat, S, np.stack([V[r] for r in range(len(V))])
+__all__ = ["RightVectors", "weighted_svd_sketch"]
 
 
 class RightVectors:
@@ -62,10 +31,32 @@ class RightVectors:
         return self.C[r].astype(self.B.dtype) @ self.B
 
 
-def weighted_svd_sketch_lazy(
+def weighted_svd_sketch(
     Q: np.ndarray, B: np.ndarray, k: int, sqrt_w: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, RightVectors]:
-    """:func:`weighted_svd_sketch` with the right vectors as a :class:`RightVectors`."""
+    """Top-k SVD of ``diag(sqrt_w[r]) Q B`` for every replicate r.
+
+    Parameters
+    ----------
+    Q : ndarray, shape (n, rank)
+        Orthonormal left factor of the sketch.
+    B : ndarray, shape (rank, m)
+        Right factor of the sketch.
+    k : int
+        Number of singular triplets, ``k <= rank``.
+    sqrt_w : ndarray, shape (R, n)
+        Square roots of the row weights (bootstrap counts).
+
+    Returns
+    -------
+    Uhat : ndarray, shape (R, n, k), float64
+        Left singular vectors divided by ``sqrt_w`` (0 where the weight is 0).
+    S : ndarray, shape (R, k), float64
+        Singular values, descending.
+    V : RightVectors
+        Right singular vectors, ``V[r]`` (k, m) made when indexed, in B's dtype (no float64
+        copy of B or of V, which are 64 and 75 MB at paper size, K = 30, 5 replicates).
+    """
     n, rank = Q.shape
     m = B.shape[1]
     R = sqrt_w.shape[0]

@@ -18,39 +18,16 @@ from typing import Any
 import numpy as np
 
 from osnmf.factorize.bootstrap import bootstrap_counts
-from osnmf.factorize.executors import Executor, SerialExecutor, ThreadExecutor
-from osnmf.factorize.init import grow_factors
+from osnmf.factorize.checks import GROW_ONLY
+from osnmf.factorize.executors import Executor, SerialExecutor
 from osnmf.factorize.nmf import fit_nmf_replicates
 from osnmf.factorize.operators import ExactOperator, Sketch, make_operator
-from osnmf.factorize.params import (
-    GROW_ONLY,
-    PERTURBATIONS,
-    BlockResult,
-    BlockSpec,
-    SweepParams,
-    auto_block_size,
-    plan_blocks,
-)
+from osnmf.factorize.params import BlockResult, BlockSpec, SweepParams
 from osnmf.factorize.residual import grow_lowrank
-from osnmf.factorize.store import SweepStore, data_digest
+from osnmf.factorize.store import SweepStore
 from osnmf.progress import ProgressBar, track
 
-__all__ = [
-    "PERTURBATIONS",
-    "BlockResult",
-    "BlockSpec",
-    "SerialExecutor",
-    "SweepParams",
-    "SweepStore",
-    "ThreadExecutor",
-    "auto_block_size",
-    "data_digest",
-    "fit_block",
-    "grow_factors",
-    "plan_blocks",
-    "replicate_counts",
-    "run_sweep",
-]
+__all__ = ["fit_block", "replicate_counts", "run_sweep"]
 
 
 def replicate_counts(n_rows: int, replicates: Sequence[int], params: SweepParams) -> np.ndarray:

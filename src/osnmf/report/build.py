@@ -17,6 +17,7 @@ from osnmf.plotting.genes import plot_marker_heatmap, plot_marker_images, plot_n
 from osnmf.plotting.metrics import plot_moran_box, plot_patterns_per_gene, plot_reconstruction_scatter
 from osnmf.plotting.patterns import plot_coronal_montage, plot_pattern_projections
 from osnmf.plotting.stability import plot_instability, plot_selection_panel
+from osnmf.report.atlas_view import atlas_view_section
 from osnmf.report.files import pattern_ids, run_pattern_names
 from osnmf.report.html import Section, write_report
 from osnmf.results import planted_truth, stability_table
@@ -238,6 +239,7 @@ def build_report(state, summary: dict) -> Path:
     ))
     sections.append(Section("Spatial gene coexpression networks", tables=[(hubs, "Hub genes per network")],
                             figures=net_figs))
+    sections.append(atlas_view_section(state, names))
     params = {**state.config.to_dict(), "timings (s)": state.timings}
     return write_report(state.out / "report.html", "osnmf report", sections, params)
 

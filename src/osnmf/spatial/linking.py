@@ -20,29 +20,14 @@ from osnmf.progress import ProgressBar
 from osnmf.spatial.adjacency import ancestor_matrix, contiguous_index_sets, region_adjacency
 from osnmf.spatial.region_correlation import (
     RegionStats,
-    bubble_data,
     check_patterns,
-    combination_r,
     mask_pearson,
     pattern_labels,
-    region_correlations,
     region_stats,
-    union_mask,
     union_r,
 )
 
-__all__ = [
-    "LinkResult",
-    "beam_search",
-    "best_combinations",
-    "bubble_data",
-    "check_patterns",
-    "combination_r",
-    "compare_pattern_sets",
-    "mask_pearson",
-    "region_correlations",
-    "union_mask",
-]
+__all__ = ["LinkResult", "beam_search", "best_combinations", "compare_pattern_sets"]
 
 
 # ---- exhaustive best combinations ---------------------------------------------------------
@@ -68,6 +53,21 @@ class LinkResult:
     matrix: pd.DataFrame
     summary: dict
     pattern_stats: pd.DataFrame
+    top: dict = field(repr=False)
+    pattern_names: list[str] = field(default_factory=list)
+
+
+def _describe(atlas: Atlas, idx) -> dict:
+    ids = tuple(int(atlas.region_ids[i]) for i in idx)
+    onto = atlas.ontology
+    return {
+        "region_ids": ids,
+        "acronyms": "+".join(str(onto.at[s, "acronym"]) for s in ids),
+        "names": " + ".join(str(onto.at[s, "name"]) for s in ids),
+        "levels": "+".join(atlas.level(s) for s in ids),
+    }
+
+
 def readable_regions(atlas: Atlas) -> list[int]:
     """Regions a pattern's name may use: the 12 coarse regions and their children (the medium level).
 
@@ -87,21 +87,6 @@ def _region_index(atlas: Atlas, regions) -> np.ndarray:
     if index.size == 0:
         raise ConfigError("none of the given regions owns a voxel of the atlas")
     return index
-
-
-    top: dict = field(repr=False)
-    pattern_names: list[str] = field(default_factory=list)
-
-
-def _describe(atlas: Atlas, idx) -> dict:
-    ids = tuple(int(atlas.region_ids[i]) for i in idx)
-    onto = atlas.ontology
-    return {
-        "region_ids": ids,
-        "acronyms": "+".join(str(onto.at[s, "acronym"]) for s in ids),
-        "names": " + ".join(str(onto.at[s, "name"]) for s in ids),
-        "levels": "+".join(atlas.level(s) for s in ids),
-    }
 
 
 def _scan(stats: RegionStats, combos: np.ndarray, anc: np.ndarray, keep: int, chunk: int, advance=None):
@@ -140,7 +125,6 @@ def _scan(stats: RegionStats, combos: np.ndarray, anc: np.ndarray, keep: int, ch
             order = np.argsort(-cand_r, kind="stable")[:kk]
             best_r[p], best_i[p] = cand_r[order], cand_i[order]
         if advance is not None:
-    regions=None,
             advance(len(block))
     return np.stack(best_i), np.stack(best_r), total, total_sq, n_valid
 
@@ -156,6 +140,7 @@ def best_combinations(
     chunk: int = 200_000,
     pattern_names=None,
     progress: bool = False,
+    regions=None,
 ) -> LinkResult:
     """Exhaustive search for the contiguous region union that best correlates with each pattern.
 
@@ -166,8 +151,6 @@ def best_combinations(
     Parameters
     ----------
     patterns : ``(K, n_brain_voxels)`` in ``atlas.brain_coords`` order.
-    regions : structure ids the combinations are drawn from (default: every voxel-owning
-        region), e.g. :func:`readable_regions` for names a reader knows.
     atlas : the reference atlas.
     sizes : combination sizes to search, a subset of (1, 2, 3).
     include_nested : count ancestor/descendant pairs as neighbours (their union is the ancestor).
@@ -183,6 +166,8 @@ def best_combinations(
     chunk : combinations scored at once (memory ≈ chunk × K × 8 bytes × a few).
     pattern_names : K labels, default ``PP1`` … ``PPK``.
     progress : show a progress bar.
+    regions : structure ids the combinations are drawn from (default: every voxel-owning
+        region), e.g. :func:`readable_regions` for names a reader knows.
     """
     pats = check_patterns(patterns, atlas)
     sizes = tuple(sorted({int(s) for s in sizes}))
