@@ -383,6 +383,40 @@ def test_changed_parameter_recomputes_downstream_only(run_dir):
     assert cached["impute"] and cached["sweep"] and cached["baselines"] and not cached["linking"]
 
 
+def _result_files(folder) -> set[str]:
+    """The files of a run folder outside its stage cache and sweep store."""
+    rels = (p.relative_to(folder) for p in folder.rglob("*") if p.is_file())
+    return {r.as_posix() for r in rels if r.parts[0] not in (".cache", "sweep")}
+
+
+def test_rerun_with_fewer_patterns_leaves_only_its_own_files(run_dir, tmp_path):
+    """A smaller run into a used folder (a quick demo over a full one): afterwards the folder holds
+    the files a fresh run of the same command writes, plus the user's own; no pattern of the old run."""
+    import shutil
+
+    out, summary = run_dir
+    used, fresh = tmp_path / "used", tmp_path / "fresh"
+    shutil.copytree(out, used)
+    (used / "notes.txt").write_text("the user's, never removed")
+    (used / "figures" / "my_plot.png").write_bytes(b"the user's too")
+    fewer = {**TINY, "k_min": 2, "k_max": 3}
+    config = tmp_path / "fewer.toml"
+    config.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in fewer.items() if k != "quiet"))
+    proc = subprocess.run([sys.executable, "-m", "osnmf.cli", "run", "--config", str(config), "--out", str(used)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    k = json.loads((used / "summary.json").read_text())["k_selected"]
+    assert k < summary["k_selected"]
+    Pipeline(RunConfig(out=str(fresh), **fewer)).run()
+    assert _result_files(used) == _result_files(fresh) | {"notes.txt", "figures/my_plot.png"}
+    assert sorted(p.name for p in (used / "patterns").iterdir()) == [f"PP{i}.nrrd" for i in range(1, k + 1)]
+    assert not list(used.rglob(f"*PP{k + 1}*")) and not list(used.rglob(f"pattern_{k}.*"))
+    listed = json.loads((used / "manifest.json").read_text())["files"]
+    assert set(listed) == _result_files(fresh) - {"manifest.json"}
+    gone = len(_result_files(out)) - len(_result_files(fresh))
+    assert f"removed {gone} files of the previous run in {used} that this run no longer writes (" in proc.stderr
+
+
 def test_report_opens_in_browser(chromium, run_dir):
     from browser_check import check_report
 

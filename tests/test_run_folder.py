@@ -1,5 +1,7 @@
-"""A run folder that cannot be spoiled: the run lock (live, stale, other host, reused pid) and
-damaged stage-cache entries / sweep blocks detected on reuse with one warning each.
+"""A run folder that cannot be spoiled: the run lock (live, stale, other host, reused pid),
+damaged stage-cache entries / sweep blocks detected on reuse with one warning each, and the
+manifest (a rerun removes the files the previous run wrote and this one does not; ``--out`` into
+someone else's folder is refused).
 
 The end-to-end checks (two concurrent runs into one folder; a truncated sweep block and a zeroed
 cache file give the undamaged run's patterns and γ) are in tests/test_pipeline.py, on its run.
@@ -124,3 +126,104 @@ def test_damaged_sweep_block_is_recomputed(tmp_path, how):
         _damage(path, how)
     with pytest.warns(OsnmfWarning, match=f"{path}: damaged sweep block"):
         assert not store.has(spec)
+
+
+# ---- the manifest: a rerun removes the previous run's leftovers, never anything else ---------------
+
+def _files(folder) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+
+
+def _fake_run(folder, names, complete=True):
+    """What a run does to the folder: write ``names`` atomically while recording, then finish."""
+    from osnmf.atomic import recording, write_text
+    from osnmf.runfolder import finish
+
+    with recording(folder) as written:
+        for name in names:
+            write_text(folder / name, f"{name} of this run")
+        return finish(folder, written, complete)
+
+
+def test_rerun_removes_only_listed_leftovers(tmp_path):
+    from osnmf.runfolder import MANIFEST, read_manifest
+
+    _fake_run(tmp_path, ["summary.json", "patterns/PP1.nrrd", "patterns/PP2.nrrd", "networks/pattern_1.json",
+                         ".cache/sweep.npz", "sweep/k2/r0.npz"])
+    assert set(read_manifest(tmp_path)) == {"summary.json", "patterns/PP1.nrrd", "patterns/PP2.nrrd",
+                                            "networks/pattern_1.json"}  # the cache and sweep store are not listed
+    (tmp_path / "notes.txt").write_text("mine")  # the user's files, in the folder and beside the results
+    (tmp_path / "patterns" / "PP9.nrrd").write_text("mine")
+    removed = _fake_run(tmp_path, ["summary.json", "patterns/PP1.nrrd"])
+    assert removed == ["networks/pattern_1.json", "patterns/PP2.nrrd"]
+    assert _files(tmp_path) == {MANIFEST, "summary.json", "patterns/PP1.nrrd", "patterns/PP9.nrrd", "notes.txt",
+                                ".cache/sweep.npz", "sweep/k2/r0.npz"}
+    assert not (tmp_path / "networks").exists()  # emptied by the cleanup: removed; patterns/ holds a user file
+    assert set(read_manifest(tmp_path)) == {"summary.json", "patterns/PP1.nrrd"}
+
+
+def test_changed_leftover_is_kept_with_a_warning(tmp_path):
+    _fake_run(tmp_path, ["a.csv", "b.csv"])
+    (tmp_path / "b.csv").write_text("edited by the user after the run")
+    with pytest.warns(OsnmfWarning, match=r"b\.csv: kept, a file of the previous run changed since"):
+        assert _fake_run(tmp_path, ["a.csv"]) == []
+    assert (tmp_path / "b.csv").read_text() == "edited by the user after the run"
+
+
+def test_run_that_stops_early_lists_both_runs(tmp_path):
+    from osnmf.runfolder import read_manifest
+
+    _fake_run(tmp_path, ["a.csv", "old.csv"])
+    assert _fake_run(tmp_path, ["a.csv", "new.csv"], complete=False) == []  # interrupted: nothing removed
+    assert set(read_manifest(tmp_path)) == {"a.csv", "old.csv", "new.csv"}
+    assert _fake_run(tmp_path, ["a.csv"]) == ["new.csv", "old.csv"]  # the next complete run cleans up both
+
+
+def test_manifest_never_names_files_outside_the_run(tmp_path):
+    from osnmf.runfolder import MANIFEST, remove_stale
+
+    out = tmp_path / "run"
+    out.mkdir()
+    for name in ("outside.txt", "run/.cache/stage.npz", "run/.lock"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    info = {"size": 1, "mtime_ns": 0}
+    listed = {"../outside.txt": info, str(tmp_path / "outside.txt"): info, ".cache/stage.npz": info, ".lock": info,
+              MANIFEST: info, "missing.csv": info}
+    assert remove_stale(out, listed, {}) == []
+    assert (tmp_path / "outside.txt").exists() and (out / ".cache/stage.npz").exists() and (out / ".lock").exists()
+
+
+@pytest.mark.parametrize("case", ["empty", "absent", "run", "old_run", "locked"])
+def test_out_accepted(tmp_path, case):
+    from osnmf.runfolder import check_out
+
+    out = tmp_path / "out"
+    if case != "absent":
+        out.mkdir()
+    marker = {"run": "manifest.json", "old_run": ".cache", "locked": ".lock"}.get(case)
+    if marker:  # an osnmf run folder (an osnmf before manifests had .cache; a killed first run leaves .lock)
+        (out / "report.html").write_text("<html>")
+        if marker == ".cache":
+            (out / marker).mkdir()
+        else:
+            (out / marker).write_text("{}")
+    check_out(out)
+
+
+def test_out_not_a_run_folder_is_refused_before_anything_is_written(tmp_path):
+    """``--out`` naming someone's non-empty folder, or a file: one line, exit 2, nothing written."""
+    folder = tmp_path / "thesis"
+    folder.mkdir()
+    (folder / "chapter1.tex").write_text("mine")
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    expected = {folder: f"error: --out {folder} is a non-empty folder that is not an osnmf run (no manifest.json); "
+                        "choose a new or empty folder, or the --out of an earlier run\n",
+                afile: f"error: --out {afile} is a file, not a folder: choose a folder for the run\n"}
+    for out, message in expected.items():
+        for command in (["run", "--k-min", "2", "--k-max", "3"], ["demo", "--quick"]):
+            proc = subprocess.run([sys.executable, "-c", "from osnmf.cli import main; main()", *command,
+                                   "--out", str(out)], capture_output=True, text=True, timeout=300)
+            assert (proc.returncode, proc.stdout, proc.stderr) == (2, "", message)
+    assert _files(folder) == {"chapter1.tex"} and afile.read_text() == "mine"

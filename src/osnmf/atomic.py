@@ -1,7 +1,8 @@
 """Atomic file writes: write to a temporary file in the target folder, then rename.
 
 A reader never sees a half-written file, and an interrupted write leaves only a ``.part`` file
-that is removed on the way out.
+that is removed on the way out. :func:`recording` collects the paths written under a folder (a
+run's manifest, :mod:`osnmf.runfolder`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,28 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+
+_RECORDERS: list[tuple[Path, set[Path]]] = []  # (folder, paths written under it) of open recordings
+
+
+@contextlib.contextmanager
+def recording(folder: str | os.PathLike) -> Iterator[set[Path]]:
+    """Yield a set that collects the resolved paths written (by this module) under ``folder``
+    while the block runs."""
+    entry = (Path(folder).resolve(), set())
+    _RECORDERS.append(entry)
+    try:
+        yield entry[1]
+    finally:
+        _RECORDERS.remove(entry)
+
+
+def _record(path: Path) -> None:
+    if _RECORDERS:
+        resolved = path.resolve()
+        for folder, written in list(_RECORDERS):
+            if resolved.is_relative_to(folder):
+                written.add(resolved)
 
 
 @contextlib.contextmanager
@@ -29,6 +52,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".part") -> Iterator[Path
     try:
         yield Path(tmp)
         os.replace(tmp, path)
+        _record(path)
     finally:
         Path(tmp).unlink(missing_ok=True)
 

@@ -23,6 +23,7 @@ from typing import TypeVar
 import numpy as np
 import pandas as pd
 
+from osnmf.atomic import recording
 from osnmf.config import RunConfig
 from osnmf.errors import ConfigError, InputError
 from osnmf.expression import SpatialExpression, to_matrix, to_volumes
@@ -35,6 +36,7 @@ from osnmf.results import (
     SweepResult,
     pattern_sets,
 )
+from osnmf.runfolder import check_out, finish
 from osnmf.runlock import RunLock
 from osnmf.runlog import RunLog
 from osnmf.stagecache import StageCache, digest, from_arrays, to_arrays
@@ -365,7 +367,9 @@ class Pipeline:
         from osnmf.report.files import write_outputs
 
         lock = RunLock(self.out)
-        with self.log.capture_warnings():
+        check_out(self.out)  # a file, or a non-empty folder of something else: stop before writing anything
+        complete = False
+        with self.log.capture_warnings(), recording(self.out) as written:
             existed = self.out.is_dir()
             if existed:  # a folder in use by another run: stop at once, before reading any data
                 lock.acquire()
@@ -384,10 +388,18 @@ class Pipeline:
                     build_report(self.state, summary)
                     line["note"] = str(self.out / "report.html")
                 summary = write_outputs(self.state, summary_only=True)
+                complete = True
             finally:
+                if lock.held:  # manifest.json: this run's files; a complete run removes the last run's leftovers
+                    self._removed_note(finish(self.out, written, complete))
                 lock.release()
         self.log.info(f"done in {self.log.elapsed():.1f} s")
         return summary
+
+    def _removed_note(self, removed: list[str]) -> None:
+        if removed:
+            self.log.info(f"removed {len(removed)} files of the previous run in {self.out} that this run no longer "
+                          f"writes ({', '.join(removed[:3])}{', …' if len(removed) > 3 else ''})")
 
 
 def _accept(expr: SpatialExpression, cfg: RunConfig) -> None:
