@@ -56,7 +56,7 @@ def test_certification_equals_sklearn_refits():
     X = _data()
     ks, R, n_cert = [2, 3, 4, 5, 6], 8, 3
     # blocks of 2 replicates: the certification refits its 3 in two blocks, as the sweep's blocks
-    model = StaNMF(k_range=ks, n_replicates=R, solver="compressed", sketch={"rank": 6}, grow=False,
+    model = StaNMF(k_range=ks, n_replicates=R, recipe="fast", solver="compressed", sketch={"rank": 6}, grow=False,
                    certify=n_cert, random_state=2, block_size=2).fit(X)
     cert = model.certificate_
     assert model.solver_ == "compressed" and cert is not None
@@ -104,7 +104,7 @@ def test_certification_in_blocks_equals_one_batch_with_grow():
 
 def test_certification_skipped_when_it_would_redo_the_sweep():
     X = _data()
-    model = StaNMF(k_range=[2, 3, 4], n_replicates=4, solver="compressed", sketch={"rank": 6},
+    model = StaNMF(k_range=[2, 3, 4], n_replicates=4, recipe="fast", solver="compressed", sketch={"rank": 6},
                    certify=10, random_state=0).fit(X)
     assert model.solver_ == "compressed" and model.certificate_ is None
     assert "hungarian_exact" not in model.instability_
@@ -125,5 +125,5 @@ def test_certification_disagreement_is_an_osnmf_warning(monkeypatch):
     monkeypatch.setattr(stanmf_module, "certify_sweep", disagreeing)
     expected = r"certification: on 3 replicates the exact refits .* \(selected from all 8: K = \d+\)"
     with pytest.warns(OsnmfWarning, match=expected):
-        StaNMF(k_range=[2, 3, 4, 5, 6], n_replicates=8, solver="compressed", sketch={"rank": 6},
+        StaNMF(k_range=[2, 3, 4, 5, 6], n_replicates=8, recipe="fast", solver="compressed", sketch={"rank": 6},
                grow=False, certify=3, random_state=2).fit(_data())

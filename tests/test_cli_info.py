@@ -107,24 +107,28 @@ def test_help_lists_info():
     assert result.exit_code == 0 and "info" in result.stdout
 
 
-@pytest.mark.parametrize(("flag", "toml", "expected"), [
-    (None, None, "only"), ("false", None, False), ("true", None, True), (None, "grow = false", False),
-    (None, 'grow = "only"', "only"), ("only", "grow = true", "only"),
+@pytest.mark.parametrize(("recipe", "flag", "toml", "expected"), [
+    (None, None, None, False), (None, "false", None, False), ("fast", None, None, "only"),
+    ("fast", "true", None, True), ("fast", None, "grow = false", False), ("fast", None, 'grow = "only"', "only"),
+    ("fast", "only", "grow = true", "only"),
 ])
-def test_grow_reaches_the_sweep(flag, toml, expected, tmp_path, monkeypatch):
-    """``--grow`` / TOML ``grow`` arrive in StaNMF as the API's value (flags override the file)."""
+def test_grow_reaches_the_sweep(recipe, flag, toml, expected, tmp_path, monkeypatch):
+    """``--grow`` / TOML ``grow`` arrive in StaNMF as the API's value (flags override the file; the
+    default recipe, the paper's, fits every replicate cold)."""
     from osnmf.factorize import stanmf
 
     seen = {}
 
     def stop(self, X, y=None):
-        seen["grow"] = self.grow
+        seen["grow"] = self._recipe()["grow"]
         raise KeyboardInterrupt  # nothing after the sweep is needed here
 
     monkeypatch.setattr(stanmf.StaNMF, "fit", stop)
     args = ["run", "--out", str(tmp_path / "out"), "--quiet", "--k-min", "3", "--k-max", "4", "--n-replicates", "2"]
     if flag is not None:
         args += ["--grow", flag]
+    if recipe is not None:
+        args += ["--recipe", recipe]
     if toml is not None:
         (tmp_path / "run.toml").write_text(toml + "\nphantom_genes = 40\nphantom_patterns = 3\n")
         args += ["--config", str(tmp_path / "run.toml")]

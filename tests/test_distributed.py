@@ -82,7 +82,7 @@ def test_curve_and_replicates_equal_single_machine(client, tmp_path):
 def test_grow_mode_runs_in_waves_and_equals_single_machine(client, tmp_path, monkeypatch):
     # grow: the blocks of K start from those of K-1, so the sweep calls the executor once per K
     X = _data(n=60, m=400, seed=7)  # large enough to be scattered once and reused per wave
-    ref = StaNMF(**KW, grow=True).fit(X)
+    ref = StaNMF(**KW, recipe="fast", grow=True).fit(X)
     ex = DaskExecutor(client)
     calls = {"map": 0, "scatter": 0}
     scatter, map_unordered = client.scatter, ex.map_unordered
@@ -97,7 +97,7 @@ def test_grow_mode_runs_in_waves_and_equals_single_machine(client, tmp_path, mon
 
     monkeypatch.setattr(client, "scatter", counting_scatter)
     monkeypatch.setattr(ex, "map_unordered", counting_map)
-    dist = StaNMF(**KW, grow=True, client=ex, store=tmp_path).fit(X)
+    dist = StaNMF(**KW, recipe="fast", grow=True, client=ex, store=tmp_path).fit(X)
     assert calls == {"map": len(KW["k_range"]), "scatter": 1}  # X sent once for all waves
     np.testing.assert_array_equal(dist.instability_.to_numpy(), ref.instability_.to_numpy())
     for k in KW["k_range"]:

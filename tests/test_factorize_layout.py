@@ -78,7 +78,7 @@ def test_every_phase_after_the_sweep_shows_progress(tmp_path, capsys, monkeypatc
 
     monkeypatch.setattr(progress.console(), "_force_terminal", True)
     X = np.random.default_rng(5).random((30, 40))
-    kw = {"k_range": [2, 3, 4], "n_replicates": 8, "solver": "compressed", "certify": 2,
+    kw = {"k_range": [2, 3, 4], "n_replicates": 8, "recipe": "fast", "solver": "compressed", "certify": 2,
           "random_state": 0, "store": tmp_path / "sweep", "progress": True}
     first = osnmf.StaNMF(**kw).fit(X)
     err = capsys.readouterr().err

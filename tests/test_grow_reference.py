@@ -103,7 +103,7 @@ def _sklearn_replicate_fits(Xr, K):
 def test_grown_replicates_equal_sklearn_custom_fit(case):
     X, _, _ = case
     K, R, seed = 12, 2, 0
-    model = osnmf.StaNMF(k_range=[K - 1, K], n_replicates=R, grow=True, random_state=seed).fit(X)
+    model = osnmf.StaNMF(k_range=[K - 1, K], n_replicates=R, recipe="fast", grow=True, random_state=seed).fit(X)
     info = model.replicate_info_.query("k == @K").set_index("replicate")
     counts = documented_counts(X.shape[0], R, seed)
     kept_grown = 0
@@ -122,7 +122,7 @@ def test_grow_only_replicates_are_the_grown_sklearn_fits(case):
     """``grow="only"``: NNDSVDa at the first K, then the grown start alone (same stopping scale)."""
     X, _, _ = case
     K, R, seed = 12, 2, 0
-    model = osnmf.StaNMF(k_range=[K - 1, K], n_replicates=R, grow="only", random_state=seed).fit(X)
+    model = osnmf.StaNMF(k_range=[K - 1, K], n_replicates=R, recipe="fast", grow="only", random_state=seed).fit(X)
     info = model.replicate_info_.set_index(["k", "replicate"])
     counts = documented_counts(X.shape[0], R, seed)
     for r in range(R):
@@ -143,7 +143,7 @@ def test_grow_reaches_the_truth_started_optimum(case):
     truth = NMF(K, init="custom", **SK)
     truth.fit_transform(X, W=A.copy(), H=P.copy())
     plain = osnmf.StaNMF(k_range=[K], n_replicates=2, grow=False, random_state=0).fit(X)
-    grown = osnmf.StaNMF(k_range=[K], n_replicates=2, grow=True, random_state=0).fit(X)
+    grown = osnmf.StaNMF(k_range=[K], n_replicates=2, recipe="fast", grow=True, random_state=0).fit(X)
     assert grown.loss_ == pytest.approx(truth.reconstruction_err_, rel=1e-4)
     assert plain.loss_ > 1.02 * truth.reconstruction_err_  # 135.2 vs 131.6
     assert worst_matched_r(grown.components_, P) >= 0.95
@@ -159,7 +159,7 @@ def test_compressed_equals_exact_at_stanmf_level():
     ph = osnmf.make_phantom(n_genes=60, n_patterns=4, noise=0.2, missing=0.0, seed=2)
     X, _ = ph.data.to_matrix()
     X = X[:, ::40]
-    kw = dict(k_range=range(2, 7), n_replicates=6, random_state=0)
+    kw = dict(k_range=range(2, 7), n_replicates=6, random_state=0, recipe="fast")  # both solvers, the same recipe
     exact = osnmf.StaNMF(solver="exact", **kw).fit(X)
     assert exact.k_ == 4
     # the default sketch (99.9% of the energy: rank 50 of 60 here): the whole curve agrees

@@ -16,7 +16,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "osnmf"
 # low → high; a module may import from its own layer and the layers before it.
 LAYERS = [
     ("base", ["osnmf.errors", "osnmf.atomic", "osnmf._version", "osnmf.progress", "osnmf.runlog", "osnmf.runlock",
-              "osnmf.stagecache", "osnmf.runlayout", "osnmf.runfolder"]),
+              "osnmf.stagecache", "osnmf.runlayout", "osnmf.runfolder", "osnmf.recipes",
+              "osnmf.stageinputs"]),
     ("formats", ["osnmf.io.metaimage", "osnmf.io.allen_grid", "osnmf.io.nrrd_io"]),
     ("data types", ["osnmf.atlas", "osnmf.expression"]),
     ("readers", ["osnmf.io"]),
@@ -24,9 +25,9 @@ LAYERS = [
     ("preprocess", ["osnmf.preprocess"]),
     ("factorize", ["osnmf.factorize"]),
     ("analyses", ["osnmf.spatial", "osnmf.interpret", "osnmf.evaluate"]),
-    ("results", ["osnmf.results"]),
+    ("results", ["osnmf.config", "osnmf.results"]),  # the settings of a run and what its stages made
     ("presentation", ["osnmf.plotting", "osnmf.report", "osnmf.viewer"]),
-    ("pipeline", ["osnmf.config", "osnmf.pipeline", "osnmf.project"]),
+    ("pipeline", ["osnmf.pipeline", "osnmf.project"]),
     ("cli", ["osnmf.cli"]),
 ]
 TOP = "osnmf"  # the package __init__: lazy re-exports only, imports nothing but base

@@ -19,7 +19,7 @@ from osnmf.pipeline import Pipeline
 from osnmf.runlog import RunLog
 
 TINY = dict(k_min=3, k_max=5, n_replicates=4, phantom_genes=60, phantom_patterns=4, phantom_noise=0.1,
-            pca_replicates=3, moran_replicates=3, n_random_models=20, link_sizes=[1, 2], quiet=True)
+            moran_replicates=3, n_random_models=20, link_sizes=[1, 2], quiet=True)  # PCA: the sweep's 4 replicates
 
 
 STAGES = ("load", "impute", "sweep", "baselines", "metrics", "linking", "markers", "outputs", "report")
@@ -39,7 +39,7 @@ def run_dir(tmp_path_factory):
 
 
 def _median3(stab):
-    """The default K rule recomputed from stability.csv (indexed by k): the median of the γ argmin and
+    """The fast recipe's K rule recomputed from stability.csv (indexed by k): the median of the γ argmin and
     the cophenetic and dispersion argmax among the Ks whose γ is at most max(min + SE, 2 min)."""
     g = stab["hungarian"]
     near = stab[g <= max(g.min() + stab["hungarian_se"][g.idxmin()], 2 * g.min())]
@@ -267,13 +267,14 @@ def test_k_selection_panel_in_csv_summary_and_report(run_dir):
     assert ((stab["dispersion"] >= 0) & (stab["dispersion"] <= 1)).all()
     assert (stab["oob_error"] > 0).all() and (stab["recon_error"] > 0).all()
     ksel = json.loads((out / "summary.json").read_text())["k_selection"]
-    assert ksel["rule"] == "median3_near" and ksel["k_by_rule"]["median3_near"] == k == _median3(stab)
-    assert ksel["k_by_rule"]["gamma_argmin"] == stab["hungarian"].idxmin()
+    # the default recipe (the paper's) selects the γ argmin; median3_near is still in the panel
+    assert ksel["rule"] == "gamma_argmin" and ksel["k_by_rule"]["gamma_argmin"] == k == stab["hungarian"].idxmin()
+    assert ksel["k_by_rule"]["median3_near"] == _median3(stab)
     # each argmin/argmax rule equals the extreme of its column in stability.csv
     assert ksel["k_by_rule"]["oob_argmin"] == stab["oob_error"].idxmin()
     assert ksel["k_by_rule"]["dispersion_argmax"] == stab["dispersion"].idxmax()
     html = (out / "report.html").read_text(encoding="utf-8")
-    assert "Chosen rule: median3_near" in html and "K-selection panel" in html
+    assert "Chosen rule: gamma_argmin" in html and "K-selection panel" in html
     assert (out / "figures" / "k_selection_panel.png").is_file()
 
 

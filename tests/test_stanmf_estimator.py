@@ -23,7 +23,7 @@ EXPECTED_FAILED = {
     "check_fit2d_predict1d": "transform accepts one sample given as a 1-D vector",
 }
 
-PARAMS = ["k_range", "n_replicates", "perturbation", "n_restarts", "grow", "solver", "backend",
+PARAMS = ["k_range", "n_replicates", "recipe", "perturbation", "n_restarts", "grow", "solver", "k_rule", "backend",
           "device", "centered", "max_iter", "tol", "random_state", "n_jobs", "store", "progress",
           "block_size", "sketch", "keep_coefficients", "client", "certify"]
 

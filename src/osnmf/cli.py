@@ -18,6 +18,7 @@ from rich.text import Text
 
 from osnmf.config import RunConfig
 from osnmf.errors import ConfigError, OsnmfError, OsnmfWarning
+from osnmf.factorize.selection import RULES
 
 app = typer.Typer(
     name="osnmf",
@@ -39,9 +40,32 @@ _STATE = {"debug": False}
 INTERRUPTED = "interrupted; finished work is kept, rerun the same command to resume"
 
 
+def _version(value: bool) -> None:
+    if value:
+        from osnmf._version import __version__
+
+        typer.echo(f"osnmf {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors.")) -> None:
+def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+          version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Show the version and exit.")) -> None:
     _STATE["debug"] = debug
+
+
+# the values of each choice flag, shown in --help as [a|b|c]; tests/test_cli_flags.py checks them
+# against the lists the settings are validated with
+CHOICES = {"--recipe": ("paper", "fast"), "--grow": ("only", "true", "false"),
+           "--solver": ("auto", "exact", "compressed"), "--k-rule": RULES, "--backend": ("numpy", "torch"),
+           "--hemispheres": ("auto", "off", "drop"), "--plane": ("coronal", "sagittal", "both")}
+
+
+def _choices(flag: str) -> str:
+    """The metavar of a choice flag: its values, as click shows a choice (--k-rule lists its many in
+    its help text)."""
+    return "[" + "|".join(CHOICES[flag]) + "]"
 
 
 @app.command()
@@ -74,7 +98,8 @@ def download_aba_command(
     retries: int = typer.Option(4, "--retries", help="Retries after a transient failure."),
     backoff: float = typer.Option(1.0, "--backoff", help="First retry wait in seconds (doubles each retry)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
-    plane: str = typer.Option(None, "--plane", help="coronal (packaged list, default), sagittal or both "
+    plane: str = typer.Option(None, "--plane", metavar=_choices("--plane"),
+                              help="coronal (packaged list, default), sagittal or both "
                               "(sagittal list queried from the Allen API, cached in OUT; the packaged "
                               "sagittal list if the query fails)."),
     refresh_list: bool = typer.Option(False, "--refresh-list", help="Query the sagittal list again "
@@ -94,8 +119,8 @@ def download_aba_command(
 def _run_config(config: Path | None, **flags) -> RunConfig:
     from osnmf.config import RunConfig, load_config
 
-    base = load_config(config) if config is not None else RunConfig()
-    return base.replace(**{k: v for k, v in flags.items() if v is not None and v is not False})
+    flags = {k: v for k, v in flags.items() if v is not None and v is not False}
+    return load_config(config, overrides=flags) if config is not None else RunConfig().replace(**flags)
 
 
 # old flag → (new flag, RunConfig name); they still work with a one-line deprecation warning
@@ -140,15 +165,26 @@ def run(
     k_max: int = typer.Option(None, "--k-max", help="Largest K of the sweep (default 30)."),
     n_replicates: int = typer.Option(None, "--n-replicates", help="Bootstrap replicates per K (default 100)."),
     n_restarts: int = typer.Option(None, "--n-restarts", help="NMF fits per replicate, best kept (default 1)."),
-    grow: str = typer.Option(None, "--grow", help="only (default: grown starts after the first K), true (also the "
-                             "NNDSVDa start at every K) or false (the paper's recipe)."),
-    solver: str = typer.Option(None, "--solver", help="auto (default; compressed when large), exact or compressed."),
-    backend: str = typer.Option(None, "--backend", help="numpy or torch."),
+    recipe: str = typer.Option(None, "--recipe", metavar=_choices("--recipe"),
+                               help="paper (default: the seed paper's method: cold NNDSVDa fits, "
+                               "exact solver, K = γ argmin, PCA on the same replicates, strongest-pattern Moran's I, "
+                               "reconstruction on measured voxels) or fast (grown starts, sketch on large data, "
+                               "K by median3_near; see docs/stanmf.md)."),
+    grow: str = typer.Option(None, "--grow", metavar=_choices("--grow"),
+                             help="only, true or false (default: the recipe's; paper = false, "
+                             "fast = only)."),
+    solver: str = typer.Option(None, "--solver", metavar=_choices("--solver"),
+                               help="auto, exact or compressed (default: the recipe's; paper = "
+                               "exact, fast = auto)."),
+    k_rule: str = typer.Option(None, "--k-rule", metavar="<rule>", help="Rule that selects K from the panel "
+                               "(default: the recipe's; paper = gamma_argmin, fast = median3_near; definitions in "
+                               f"docs/stanmf.md): {', '.join(CHOICES['--k-rule'])}."),
+    backend: str = typer.Option(None, "--backend", metavar=_choices("--backend"), help="numpy or torch."),
     device: str = typer.Option(None, "--device", help="torch device, e.g. cuda or cpu."),
     scheduler: str = typer.Option(None, "--scheduler", help="Dask scheduler address, or 'local'."),
     random_state: int = typer.Option(None, "--random-state", help="Random seed (default 0)."),
     n_jobs: int = typer.Option(None, "--n-jobs", help="Parallel threads for the sweep (default 2)."),
-    hemispheres: str = typer.Option(None, "--hemispheres",
+    hemispheres: str = typer.Option(None, "--hemispheres", metavar=_choices("--hemispheres"),
                                     help="One-hemisphere (sagittal) experiments: auto (mirror, default), off, drop."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
     verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
@@ -162,7 +198,8 @@ def run(
 
     if quiet and verbose:
         raise ConfigError("--quiet and --verbose together: choose one")
-    flags = dict(k_min=k_min, k_max=k_max, n_replicates=n_replicates, n_restarts=n_restarts, grow=grow, solver=solver,
+    flags = dict(k_min=k_min, k_max=k_max, n_replicates=n_replicates, n_restarts=n_restarts, recipe=recipe, grow=grow,
+                 solver=solver, k_rule=k_rule,
                  backend=backend, device=device, scheduler=scheduler, random_state=random_state, n_jobs=n_jobs,
                  hemispheres=hemispheres, quiet=quiet, verbose=verbose)
     flags = _deprecated(flags, {"--replicates": replicates, "--seed": seed, "--jobs": jobs, "--restarts": restarts})
@@ -198,15 +235,25 @@ def project(
     run_dir: Path = typer.Argument(..., help="Run directory (the --out of 'osnmf run') whose patterns are used."),
     data: Path = typer.Option(..., "--data", help="New experiments: ABA grid folder, Allen zip, .npz or .h5ad."),
     out: Path = typer.Option(..., "--out", help="Folder for coefficients, assignments and the report."),
-    hemispheres: str = typer.Option(None, "--hemispheres", help="auto, off or drop (default: the run's)."),
-    jobs: int = typer.Option(1, "--jobs", help="Imputation threads."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
+    hemispheres: str = typer.Option(None, "--hemispheres", metavar=_choices("--hemispheres"),
+                                    help="auto, off or drop (default: the run's)."),
+    n_jobs: int = typer.Option(None, "--n-jobs", help="Parallel threads for the imputation (default 2)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
+    jobs: int = typer.Option(None, "--jobs", hidden=True),
 ) -> None:
     """Project new experiments onto a run's patterns: coefficients, assigned pattern, reconstruction r."""
     from osnmf.project import project_run
+    from osnmf.runlog import RunLog
 
-    summary = project_run(run_dir, data, out, hemispheres=hemispheres, jobs=jobs,
-                          progress=not quiet and sys.stderr.isatty())
+    if quiet and verbose:
+        raise ConfigError("--quiet and --verbose together: choose one")
+    n_jobs = _deprecated({"n_jobs": n_jobs}, {"--jobs": jobs})["n_jobs"]
+    if n_jobs is not None and n_jobs < 1:
+        raise ConfigError(f"--n-jobs {n_jobs}: must be >= 1")
+    log = RunLog(quiet=quiet, verbose=verbose)
+    with log.capture_warnings():
+        summary = project_run(run_dir, data, out, hemispheres=hemispheres, n_jobs=n_jobs or 2, log=log)
     r = summary["reconstruction_r_mean"]
     typer.echo(f"{summary['n_projected']} experiments projected onto {summary['n_patterns']} patterns"
                + (f"; mean reconstruction r = {r:.3f}" if r is not None else "") + f"; report: {out / 'report.html'}")

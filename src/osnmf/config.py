@@ -11,6 +11,8 @@ from typing import get_args, get_origin, get_type_hints
 
 from osnmf.errors import ConfigError, OsnmfDeprecationWarning
 from osnmf.factorize.checks import check_grow, check_tol
+from osnmf.factorize.selection import RULES
+from osnmf.recipes import DEFAULT_RECIPE, RECIPE_SETTINGS, expand_recipe, run_settings
 
 DEPRECATED = {"replicates": "n_replicates", "seed": "random_state", "jobs": "n_jobs"}  # old TOML key → name
 
@@ -24,6 +26,11 @@ class RunConfig:
     ``seed`` and ``jobs`` (``--replicates``, ``--seed``, ``--jobs``, ``--restarts``) still work
     with a one-line deprecation warning (:data:`DEPRECATED`).
 
+    ``recipe`` (default ``"paper"``, :mod:`osnmf.recipes`) sets ``grow``, ``solver``, ``k_rule``,
+    ``pca_replicates``, ``moran_headline`` and ``recon_headline``; those fields are None unless set
+    explicitly, and :meth:`settings` gives the values the run uses. Under ``"paper"`` an explicit
+    value that contradicts the recipe is a :class:`ConfigError`.
+
     ``data`` is an ABA grid folder, Allen zip, ``.npz`` or ``.h5ad``; ``None`` means the synthetic
     atlas (``phantom_*`` settings; ``phantom_preset = "calibrated"``: the atlas calibrated to the
     real one's instability, which sets its own noise model so ``phantom_noise`` is not used).
@@ -35,8 +42,10 @@ class RunConfig:
     k_max: int = 30
     n_replicates: int = 100
     n_restarts: int = 1
-    grow: bool | str = "only"
-    solver: str = "auto"
+    recipe: str = "paper"
+    grow: bool | str | None = None
+    solver: str | None = None
+    k_rule: str | None = None
     backend: str = "numpy"
     device: str | None = None
     scheduler: str | None = None
@@ -48,8 +57,10 @@ class RunConfig:
     hemispheres: str = "auto"
     n_neighbors: int = 6
     support_max_missing: float = 0.95
-    pca_replicates: int = 20
+    pca_replicates: int | None = None
     moran_replicates: int = 20
+    moran_headline: str | None = None
+    recon_headline: str | None = None
     link_sizes: list[int] = field(default_factory=lambda: [1, 2, 3])
     n_random_models: int = 1000
     network_top_fraction: float = 0.0025
@@ -75,12 +86,16 @@ class RunConfig:
             raise ConfigError(f"n_jobs={self.n_jobs}: must be >= 1")
         if self.n_restarts < 1:
             raise ConfigError(f"n_restarts={self.n_restarts}: must be >= 1")
-        self.grow = check_grow(self.grow)
-        choices = {"solver": ("auto", "exact", "compressed"), "backend": ("numpy", "torch"), "impute": ("knn", "none"),
-                   "hemispheres": ("auto", "off", "drop"), "phantom_preset": (None, "calibrated")}
+        if self.grow is not None:
+            self.grow = check_grow(self.grow)
+        choices = {"solver": (None, "auto", "exact", "compressed"), "backend": ("numpy", "torch"),
+                   "impute": ("knn", "none"), "hemispheres": ("auto", "off", "drop"),
+                   "phantom_preset": (None, "calibrated"), "k_rule": (None, *RULES),
+                   "moran_headline": (None, "strongest", "continuous"), "recon_headline": (None, "measured", "imputed")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ConfigError(f"{name}={getattr(self, name)!r}: choose one of {', '.join(map(str, allowed))}")
+                raise ConfigError(f"{name}={getattr(self, name)!r}: choose one of "
+                                  f"{', '.join(str(a) for a in allowed if a is not None)}")
         if not 0 < self.support_max_missing <= 1:
             raise ConfigError("support_max_missing must be in (0, 1]")
         if self.n_neighbors < 1 or self.max_iter < 1:
@@ -88,6 +103,22 @@ class RunConfig:
         check_tol(self.tol)  # the solver's rule: finite and >= 0 (0 runs max_iter iterations)
         if any(s not in (1, 2, 3, 4, 5) for s in self.link_sizes):
             raise ConfigError(f"link_sizes={self.link_sizes}: sizes must be among 1..5")
+        if self.pca_replicates is not None and self.pca_replicates < 2:
+            raise ConfigError(f"pca_replicates={self.pca_replicates}: PCA instability needs at least 2 replicates")
+        self.settings()  # the recipe and the explicit settings agree
+
+    def _expanded(self) -> tuple[dict, dict]:
+        explicit = {name: getattr(self, name) for name in RECIPE_SETTINGS[DEFAULT_RECIPE]}
+        return expand_recipe(self.recipe, explicit, run_settings(self.n_replicates))
+
+    def settings(self) -> dict:
+        """The settings the recipe expanded to (explicit ones applied): grow, solver, k_rule,
+        pca_replicates, moran_headline, recon_headline."""
+        return self._expanded()[0]
+
+    def recipe_overrides(self) -> dict:
+        """The explicit settings that differ from the recipe's (allowed under ``"fast"`` only)."""
+        return self._expanded()[1]
 
     @property
     def k_range(self) -> range:
@@ -115,8 +146,13 @@ def _toml_types(key: str) -> tuple[type, ...]:
     return tuple(get_origin(t) or t for t in parts if t is not type(None))
 
 
-def load_config(path: str | Path, base: RunConfig | None = None) -> RunConfig:
-    """Read a TOML config; unknown keys and wrong types are :class:`ConfigError`."""
+def load_config(path: str | Path, base: RunConfig | None = None, overrides: dict | None = None) -> RunConfig:
+    """Read a TOML config; unknown keys and wrong types are :class:`ConfigError`.
+
+    ``overrides`` (e.g. command-line flags; None values ignored) win over the file's values, and
+    the whole is checked once, so a flag may resolve what the file alone would contradict (a
+    ``--recipe fast`` beside a file's ``grow = "only"``).
+    """
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text())
@@ -138,6 +174,7 @@ def load_config(path: str | Path, base: RunConfig | None = None) -> RunConfig:
         valid = ", ".join(sorted(config_keys()))
         raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; valid keys: {valid}")
     defaults = base or RunConfig()
+    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
     for key, value in raw.items():
         allowed = _toml_types(key)
         if float in allowed and isinstance(value, int) and not isinstance(value, bool):

@@ -40,31 +40,23 @@ from osnmf.runfolder import check_out, finish
 from osnmf.runlock import RunLock
 from osnmf.runlog import RunLog
 from osnmf.stagecache import StageCache, digest, from_arrays, to_arrays
+from osnmf.stageinputs import ConfigView, StageInputs
 
-PIPELINE_VERSION = "2"  # 2: typed stage results (osnmf.results)
+PIPELINE_VERSION = "3"  # 2: typed stage results (osnmf.results); 3: keys from the declared inputs
 R = TypeVar("R")
-
-
-@dataclass
-class RunState:
-    """Everything the stages produce (typed, :mod:`osnmf.results`); the files and the report read it
-    and compute nothing."""
-
-    config: RunConfig
-    out: Path
-    expr: SpatialExpression | None = None
-    truth: object | None = None  # a Phantom when the data are synthetic
-    data_key: str = ""
-    keys: dict[str, str] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)
-    cached: dict[str, bool] = field(default_factory=dict)
-    impute: ImputeResult | None = None
-    sweep: SweepResult | None = None
-    baselines: BaselinesResult | None = None
-    metrics: MetricsResult | None = None
-    linking: LinkingResult | None = None
-    markers: MarkersResult | None = None
-    dropped_one_hemisphere: int = 0  # experiments left out by --hemispheres drop
+#: What each cached stage reads from the configuration: ``key`` fields make its cache key, ``runtime``
+#: fields only say how to compute; its body sees nothing else (:mod:`osnmf.stageinputs`).
+STAGE_INPUTS: dict[str, StageInputs] = {
+    "impute": StageInputs(key=("impute", "n_neighbors", "support_max_missing", "random_state", "hemispheres"),
+                          runtime=("n_jobs",)),
+    "sweep": StageInputs(key=("k_min", "k_max", "k_range", "n_replicates", "n_restarts", "recipe", "grow", "solver",
+                              "k_rule", "max_iter", "tol", "random_state", "moran_replicates"),
+                         runtime=("backend", "device", "n_jobs", "scheduler")),
+    "baselines": StageInputs(key=("k_range", "pca_replicates", "random_state", "moran_replicates")),
+    "metrics": StageInputs(),
+    "linking": StageInputs(key=("link_sizes", "n_random_models", "random_state")),
+    "markers": StageInputs(key=("network_top_fraction",)),
+}
 
 
 class Pipeline:
@@ -95,14 +87,19 @@ class Pipeline:
         self.state.timings[name] = round(seconds, 3)
         self.log.stage(name, seconds, reused=self.state.cached.get(name, False), note=line["note"])
 
-    def stage(self, name: str, params: dict, upstream: tuple[str, ...], compute, kind: type[R], note=None) -> R:
-        """Run ``compute()`` (→ a ``kind`` result) unless a result for the same inputs is cached;
-        ``note(result)`` → a few words for the stage's log line.
+    def inputs(self, stage: str) -> ConfigView:
+        """The configuration as ``stage`` may read it: its declared fields (:data:`STAGE_INPUTS`), the
+        recipe's settings resolved."""
+        return STAGE_INPUTS[stage].view(stage, self.config, self.config.settings())
+
+    def stage(self, name: str, cfg: ConfigView, upstream: tuple[str, ...], compute, kind: type[R], note=None) -> R:
+        """Run ``compute()`` (→ a ``kind`` result) unless a result for the same inputs is cached: the
+        keyed fields of ``cfg`` and the upstream keys; ``note(result)`` → a few words for the stage's log line.
 
         The result always comes back through the cache's encoding, so a fresh and a reused result
         are the same object type with the same column types.
         """
-        key = digest(PIPELINE_VERSION, name, params, [self.state.keys[u] for u in upstream])
+        key = digest(PIPELINE_VERSION, name, cfg.key_values(), [self.state.keys[u] for u in upstream])
         self.state.keys[name] = key
         with self._timed(name, start=self._step_start) as line:  # from the step's start: imports count
             arrays = self.cache.get(name, key)
@@ -164,9 +161,7 @@ class Pipeline:
         from osnmf.preprocess import default_support, holdout_check, impute_knn, prepare_matrix
         from osnmf.preprocess.hemispheres import mirror_stage
 
-        cfg, expr = self.config, self.state.expr
-        params = {k: getattr(cfg, k)
-                  for k in ("impute", "n_neighbors", "support_max_missing", "random_state", "hemispheres")}
+        cfg, expr = self.inputs("impute"), self.state.expr
 
         def compute() -> ImputeResult:
             brain = expr.atlas.brain_mask
@@ -192,27 +187,27 @@ class Pipeline:
                 X=prepared.X, support=prepared.support, kept=prepared.kept, dropped=prepared.dropped,
                 missing_fraction=float(np.isnan(to_matrix(expr.volumes, support)).mean()),
                 holdout_points=holdout.n_points, holdout_mae=holdout.mae, holdout_r=holdout.pearson_r,
+                holdout_mean_error=holdout.mean_error,
                 holdout_mae_truth=holdout.mae_truth, holdout_r_truth=holdout.r_truth,
             )
 
-        return self.stage("impute", params, ("load",), compute, ImputeResult,
+        return self.stage("impute", cfg, ("load",), compute, ImputeResult,
                           note=lambda r: f"{r.X.shape[0]} experiments × {r.X.shape[1]} voxels, "
                                          f"{100 * float(r.missing_fraction):.1f}% missing filled")
 
     def sweep(self) -> SweepResult:
         from osnmf.factorize.stanmf import StaNMF
 
-        cfg = self.config
-        names = ("k_min", "k_max", "n_replicates", "n_restarts", "grow", "solver", "max_iter", "tol", "random_state")
-        params = {k: getattr(cfg, k) for k in names}
+        cfg = self.inputs("sweep")
 
         def compute() -> SweepResult:
             X = self.state.impute.X
             _refuse_too_few(X.shape[0], cfg.k_max, "usable experiments")
             client = _dask_client(cfg.scheduler) if cfg.scheduler else None
             model = StaNMF(
-                k_range=cfg.k_range, n_replicates=cfg.n_replicates, n_restarts=cfg.n_restarts, grow=cfg.grow,
-                solver=cfg.solver, backend=cfg.backend, device=cfg.device, max_iter=cfg.max_iter, tol=cfg.tol,
+                k_range=cfg.k_range, n_replicates=cfg.n_replicates, n_restarts=cfg.n_restarts, recipe=cfg.recipe,
+                grow=cfg.grow, solver=cfg.solver, k_rule=cfg.k_rule, backend=cfg.backend,
+                device=cfg.device, max_iter=cfg.max_iter, tol=cfg.tol,
                 random_state=cfg.random_state, store=self.out / "sweep", progress=self.progress, client=client,
                 # blocks of replicates run in parallel threads (BLAS pinned to one thread each),
                 # their size bounded by memory (osnmf.factorize.params.auto_block_size)
@@ -233,7 +228,7 @@ class Pipeline:
                                replicates_at_k=reps.astype(np.float32),
                                selection=model.selection_)
 
-        return self.stage("sweep", params, ("impute",), compute, SweepResult,
+        return self.stage("sweep", cfg, ("impute",), compute, SweepResult,
                           note=lambda r: f"K {cfg.k_min}…{cfg.k_max} × {cfg.n_replicates} replicates, "
                                          f"K = {int(r.k)} selected")
 
@@ -241,9 +236,8 @@ class Pipeline:
         from osnmf.evaluate.compare import pca_instability_curve
         from osnmf.factorize import baselines as bl
 
-        cfg = self.config
-        params = {"pca_replicates": cfg.pca_replicates, "random_state": cfg.random_state, "k_min": cfg.k_min,
-                  "k_max": cfg.k_max}
+        cfg = self.inputs("baselines")
+        pca_replicates = cfg.pca_replicates
 
         def compute() -> BaselinesResult:
             X, sw = self.state.impute.X, self.state.sweep
@@ -251,13 +245,13 @@ class Pipeline:
             ks = [kk for kk in cfg.k_range if kk <= min(X.shape) - 1]
             # one set of bootstrap PCA fits at the largest K serves the whole curve (components are nested);
             # the same gene bootstraps as the staNMF replicates; the first ones also serve Moran's I
-            n_reps = max(cfg.pca_replicates, cfg.moran_replicates)
+            n_reps = max(pca_replicates, cfg.moran_replicates)
             reps_all = bl.pca_bootstrap_patterns(X, max(*ks, k), n_replicates=n_reps, seed=cfg.random_state,
                                                  progress=self.progress)
             pca = bl.pca_patterns(X, k)
             offset = pca.offset if pca.offset is not None else np.zeros(X.shape[1])
             return BaselinesResult(
-                pca_instability=pca_instability_curve(reps_all[: cfg.pca_replicates], ks),
+                pca_instability=pca_instability_curve(reps_all[:pca_replicates], ks),
                 pca_patterns=pca.patterns.astype(np.float32),
                 pca_coefficients=pca.coefficients.astype(np.float32),
                 pca_offset=np.asarray(offset, np.float32),
@@ -268,7 +262,7 @@ class Pipeline:
                     np.float32),
             )
 
-        return self.stage("baselines", params, ("sweep",), compute, BaselinesResult)
+        return self.stage("baselines", cfg, ("sweep",), compute, BaselinesResult)
 
     def metrics(self) -> MetricsResult:
         from osnmf.evaluate.compare import moran_comparison
@@ -285,6 +279,9 @@ class Pipeline:
             w = spatial_weights(support, "face")
             boot_nmf, boot_pca, test = moran_comparison(sw.replicates_at_k, bl.pca_replicates, support, "continuous",
                                                         "face", w=w)
+            top_nmf, top_pca, top_test = moran_comparison(sw.replicates_at_k, bl.pca_replicates, support, "strongest",
+                                                          "face", w=w)
+            measured = self.measured_matrix()
             planted = {"planted_k": 0, "matched_r": []}
             if self.state.truth is not None:
                 planted = planted_truth_check(self.state.truth.patterns, self.brain_patterns(sw.components))
@@ -294,15 +291,33 @@ class Pipeline:
                 moran_boot_nmf=boot_nmf, moran_boot_pca=boot_pca,
                 moran_cliffs_delta=test["cliffs_delta"], moran_p_mannwhitney=test["p_mannwhitney"],
                 moran_cohens_d=test["cohens_d"], moran_p_welch=test["p_welch"],
+                moran_strongest_boot_nmf=top_nmf, moran_strongest_boot_pca=top_pca,
+                moran_strongest_cliffs_delta=top_test["cliffs_delta"],
+                moran_strongest_p_mannwhitney=top_test["p_mannwhitney"],
                 recon_nmf=reconstruction_accuracy(imp.X, sw.coefficients, sw.components),
                 recon_pca=reconstruction_accuracy(imp.X, bl.pca_coefficients, bl.pca_patterns, offset=bl.pca_offset),
+                recon_nmf_measured=reconstruction_accuracy(measured, sw.coefficients, sw.components),
+                recon_pca_measured=reconstruction_accuracy(measured, bl.pca_coefficients, bl.pca_patterns,
+                                                           offset=bl.pca_offset),
+                recon_pca_measured_no_mean=reconstruction_accuracy(measured, bl.pca_coefficients, bl.pca_patterns),
                 patterns_per_gene=patterns_per_gene(sw.coefficients),
                 planted_k=planted["planted_k"], planted_matched_r=np.asarray(planted["matched_r"], dtype=np.float64),
                 symmetry_nmf=symmetry_r(to_volumes(sw.components, support), support, imp.hemi_midline),
             )
 
-        return self.stage("metrics", {"moran_replicates": cfg.moran_replicates}, ("baselines",), compute,
+        return self.stage("metrics", cfg, ("baselines",), compute,
                           MetricsResult)
+
+    def measured_matrix(self) -> np.ndarray:
+        """The measured values of the factorised experiments over the support voxels, float32
+        ``(n, m)``: negatives clipped to 0 as in X, NaN where the voxel was not measured (imputed)."""
+        imp, volumes = self.state.impute, self.state.expr.volumes
+        measured = np.empty((len(imp.kept), int(imp.support.sum())), dtype=np.float32)
+        for start in range(0, len(imp.kept), 256):  # no copy of all the volumes at once
+            rows = imp.kept[start:start + 256]
+            measured[start:start + len(rows)] = to_matrix(volumes[rows], imp.support)
+        np.maximum(measured, 0, out=measured)  # NaN stays NaN
+        return measured
 
     def brain_patterns(self, patterns: np.ndarray) -> np.ndarray:
         """Patterns over the support voxels → over all brain voxels (0 where outside the support)."""
@@ -339,8 +354,7 @@ class Pipeline:
                 region_n_linked=len(pred.linked),
             )
 
-        params = {"sizes": cfg.link_sizes, "n_random": cfg.n_random_models, "random_state": cfg.random_state}
-        return self.stage("linking", params, ("baselines",), compute, LinkingResult)
+        return self.stage("linking", cfg, ("baselines",), compute, LinkingResult)
 
     def markers(self) -> MarkersResult:
         from osnmf.interpret.markers import marker_genes
@@ -359,7 +373,7 @@ class Pipeline:
                 networks_json=np.array([json.dumps(network_to_json(n)) for n in networks], dtype=str),
             )
 
-        return self.stage("markers", {"top_fraction": cfg.network_top_fraction}, ("sweep",), compute, MarkersResult)
+        return self.stage("markers", cfg, ("sweep",), compute, MarkersResult)
 
     # ---- the whole run --------------------------------------------------------------------
     def run(self) -> dict:

@@ -8,10 +8,14 @@ support voxels, ``K`` patterns, ``R`` bootstrap replicates kept for Moran's I.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from osnmf.config import RunConfig
+from osnmf.expression import SpatialExpression
 
 
 @dataclass
@@ -25,6 +29,7 @@ class ImputeResult:
     missing_fraction: float  # share of missing values in the support before imputation
     holdout_points: int  # observed voxels hidden and imputed
     holdout_mae: float  # mean absolute error imputed vs measured
+    holdout_mean_error: float  # mean of (measured - imputed): the paper's "mean error" (< 0.01)
     holdout_r: float  # Pearson r imputed vs measured
     holdout_mae_truth: float  # against the noiseless truth (NaN on real data)
     holdout_r_truth: float
@@ -76,8 +81,15 @@ class MetricsResult:
     moran_p_mannwhitney: float
     moran_cohens_d: float
     moran_p_welch: float
-    recon_nmf: np.ndarray  # (n,) per-gene Pearson r, measured vs reconstructed
-    recon_pca: np.ndarray  # (n,)
+    moran_strongest_boot_nmf: np.ndarray  # (R, K) the same on each replicate's strongest-pattern maps (the paper's)
+    moran_strongest_boot_pca: np.ndarray  # (R, K)
+    moran_strongest_cliffs_delta: float
+    moran_strongest_p_mannwhitney: float
+    recon_nmf: np.ndarray  # (n,) per-gene Pearson r, imputed matrix vs reconstructed
+    recon_pca: np.ndarray  # (n,) PCA with the voxel means it subtracts added back
+    recon_nmf_measured: np.ndarray  # (n,) the same over each gene's measured voxels only (the paper's)
+    recon_pca_measured: np.ndarray  # (n,)
+    recon_pca_measured_no_mean: np.ndarray  # (n,) PCA scores × components alone (the reference code's)
     patterns_per_gene: np.ndarray  # (n,) int
     planted_k: int  # patterns planted in the synthetic atlas (0 on real data)
     planted_matched_r: np.ndarray  # (min(planted_k, K),) Pearson r of the matched patterns
@@ -118,6 +130,27 @@ class MarkersResult:
         return [network_from_json(json.loads(str(text))) for text in self.networks_json]
 
 
+@dataclass
+class RunState:
+    """Everything a run's stages produce, typed; the files and the report read it and compute nothing."""
+
+    config: RunConfig
+    out: Path
+    expr: SpatialExpression | None = None
+    truth: object | None = None  # a Phantom when the data are synthetic
+    data_key: str = ""
+    keys: dict[str, str] = field(default_factory=dict)  # stage -> cache key
+    timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
+    cached: dict[str, bool] = field(default_factory=dict)  # stage -> reused from the cache
+    impute: ImputeResult | None = None
+    sweep: SweepResult | None = None
+    baselines: BaselinesResult | None = None
+    metrics: MetricsResult | None = None
+    linking: LinkingResult | None = None
+    markers: MarkersResult | None = None
+    dropped_one_hemisphere: int = 0  # experiments left out by --hemispheres drop
+
+
 def stability_table(sweep: SweepResult, baselines: BaselinesResult) -> pd.DataFrame:
     """staNMF instability per K with the PCA curve beside it (columns ``pca_*``)."""
     pca = baselines.pca_instability.rename(columns={c: f"pca_{c}" for c in baselines.pca_instability if c != "k"})
@@ -126,11 +159,36 @@ def stability_table(sweep: SweepResult, baselines: BaselinesResult) -> pd.DataFr
     return table.merge(sweep.selection.drop(columns=["gamma", "gamma_se"]), on="k", how="left")
 
 
-def k_selection(sweep: SweepResult) -> dict:
+def k_selection(sweep: SweepResult, rule: str) -> dict:
     """The rule that chose K and the K every rule of the panel selects (``summary.json``)."""
-    from osnmf.factorize.selection import DEFAULT_RULE, k_rules
+    from osnmf.factorize.selection import k_rules
 
-    return {"rule": DEFAULT_RULE, "k_by_rule": k_rules(sweep.selection)}
+    return {"rule": rule, "k_by_rule": k_rules(sweep.selection)}
+
+
+#: What each headline setting of a recipe reports (osnmf.recipes): label and MetricsResult fields.
+MORAN_HEADLINES = {
+    "strongest": ("Moran's I of each pattern's strongest-pattern binary map (the paper's Fig. 1D)",
+                  "moran_strongest_boot_nmf", "moran_strongest_boot_pca", "moran_strongest_cliffs_delta",
+                  "moran_strongest_p_mannwhitney"),
+    "continuous": ("Moran's I of the pattern values", "moran_boot_nmf", "moran_boot_pca", "moran_cliffs_delta",
+                   "moran_p_mannwhitney"),
+}
+RECON_HEADLINES = {
+    "measured": ("per-gene Pearson r over the measured voxels (imputed ones left out)", "recon_nmf_measured",
+                 "recon_pca_measured"),
+    "imputed": ("per-gene Pearson r over the imputed matrix that was factorised", "recon_nmf", "recon_pca"),
+}
+
+
+def headline_metrics(metrics: MetricsResult, settings: dict) -> dict:
+    """The headline Moran's I and reconstruction values of a run's recipe (``settings``:
+    :meth:`osnmf.config.RunConfig.settings`): labels, (R, K) Moran values, (n,) reconstruction r."""
+    m_label, m_nmf, m_pca, m_delta, m_p = MORAN_HEADLINES[settings["moran_headline"]]
+    r_label, r_nmf, r_pca = RECON_HEADLINES[settings["recon_headline"]]
+    return {"moran_label": m_label, "moran_nmf": getattr(metrics, m_nmf), "moran_pca": getattr(metrics, m_pca),
+            "moran_cliffs_delta": float(getattr(metrics, m_delta)), "moran_p_mannwhitney": float(getattr(metrics, m_p)),
+            "recon_label": r_label, "recon_nmf": getattr(metrics, r_nmf), "recon_pca": getattr(metrics, r_pca)}
 
 
 def planted_truth(metrics: MetricsResult, k: int) -> dict | None:

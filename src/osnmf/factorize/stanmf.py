@@ -23,7 +23,7 @@ from threadpoolctl import threadpool_limits
 from osnmf.errors import ConfigError, InputError, InputTypeError, OsnmfWarning
 from osnmf.factorize.autosolver import resolve_solver, sketch_options
 from osnmf.factorize.certify import CERT_COLUMNS, certified_argmins, certify_sweep
-from osnmf.factorize.checks import check_matrix, check_positive_int
+from osnmf.factorize.checks import check_grow, check_matrix, check_positive_int
 from osnmf.factorize.executors import SerialExecutor, ThreadExecutor, as_executor
 from osnmf.factorize.init import nndsvda_init, random_init
 from osnmf.factorize.memory import limit_heap_retention, release_free_memory
@@ -35,6 +35,7 @@ from osnmf.factorize.stability import instability, select_k
 from osnmf.factorize.store import ReplicatePatterns, SweepStore
 from osnmf.factorize.sweep import run_sweep
 from osnmf.progress import ProgressBar, track
+from osnmf.recipes import SWEEP_SETTINGS, expand_recipe
 
 __all__ = ["StaNMF", "check_nonnegative_matrix"]
 
@@ -62,6 +63,12 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         The numbers of patterns to try; None: 8..30 (the paper's range).
     n_replicates : int, default 100
         Perturbed fits per K (R); the instability averages over R(R-1)/2 pairs.
+    recipe : {"paper", "fast"}, default "paper"
+        Sets ``grow``, ``solver`` and ``k_rule`` (:mod:`osnmf.recipes`): "paper" is the seed
+        paper's method (cold NNDSVDa fits of every bootstrap sample, exact products, K = γ argmin;
+        γ(K) does not depend on the K range); "fast" grows each replicate from its K-1 fit, uses
+        the compressed solver on large data and K by ``median3_near``. Explicit ``grow`` /
+        ``solver`` / ``k_rule`` override "fast" and must agree with "paper".
     perturbation : {"bootstrap", "init", "both"}, default "bootstrap"
         "bootstrap" resamples the rows (genes) with replacement and keeps the deterministic
         NNDSVDa initialisation (the paper); "init" fits the full data from random
@@ -69,7 +76,7 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     n_restarts : int, default 1
         Fits per replicate (restart 0: the perturbation's init; then random inits); the lowest
         loss is kept. The final model uses NNDSVDa plus ``n_restarts - 1`` random restarts.
-    grow : {"only", True, False}, default "only"
+    grow : {"only", True, False} or None, default None (the recipe's)
         How a replicate at K starts. Grown: from its own K-1 solution plus the leading component
         of that solution's positive residual (deterministic), which finds small patterns that
         NNDSVDa misses (see docs/stanmf.md). "only": the grown start alone at every K after the
@@ -77,9 +84,12 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         ``max_iter``; True: both starts at every K, the lower loss kept; False: the paper's
         recipe exactly (each replicate = scikit-learn's NMF of the resampled rows). The final
         model tries NNDSVDa and the grown full-data K-1 fit unless ``grow=False``.
-    solver : {"auto", "exact", "compressed"}, default "auto"
+    solver : {"auto", "exact", "compressed"} or None, default None (the recipe's)
         "compressed" fits a randomised low-rank sketch of X (computed once per sweep); "auto"
         picks it for large matrices, "exact" otherwise (:mod:`osnmf.factorize.autosolver`).
+    k_rule : str or None, default None (the recipe's)
+        The rule that selects ``k_`` from the K-selection panel
+        (:data:`osnmf.factorize.selection.RULES`; "gamma_argmin" is the paper's).
     backend : {"numpy", "torch"}, default "numpy"
     device : str or None
         Torch device (e.g. "cuda"), ignored by numpy.
@@ -124,8 +134,11 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     instability_ : DataFrame, one row per K
         Columns k, hungarian, hungarian_sd, amari, amari_sd, hungarian_se, amari_se, n_pairs.
     k_ : int
-        Selected K: the K of the default rule ``osnmf.factorize.selection.DEFAULT_RULE``
-        (``median3_near``; the paper's γ argmin is ``k_rules_["gamma_argmin"]``).
+        Selected K: the K of ``k_rule_`` (γ argmin under the paper's recipe); a one-line warning
+        says so when it differs from the γ argmin.
+    recipe_settings_ : dict, the settings the recipe expanded to (``grow``, ``solver``,
+        ``k_rule``) with explicit ones applied; ``recipe_overrides_`` the explicit ones that differ.
+    k_rule_ : str, the rule that chose ``k_``.
     components_ : (k_, m) float ndarray, patterns of the final model.
     coefficients_ : (n, k_) float ndarray, coefficients of the final model.
     loss_, n_iter_ : loss and iterations of the final model.
@@ -147,10 +160,12 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self,
         k_range=None,
         n_replicates: int = 100,
+        recipe: str = "paper",
         perturbation: str = "bootstrap",
         n_restarts: int = 1,
-        grow: bool | str = "only",
-        solver: str = "auto",
+        grow: bool | str | None = None,
+        solver: str | None = None,
+        k_rule: str | None = None,
         backend: str = "numpy",
         device: str | None = None,
         centered: bool = False,
@@ -168,10 +183,12 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     ):  # scikit-learn convention: store the parameters, check nothing here
         self.k_range = k_range
         self.n_replicates = n_replicates
+        self.recipe = recipe
         self.perturbation = perturbation
         self.n_restarts = n_restarts
         self.grow = grow
         self.solver = solver
+        self.k_rule = k_rule
         self.backend = backend
         self.device = device
         self.centered = centered
@@ -198,18 +215,31 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def _n_features_out(self) -> int:  # get_feature_names_out: stanmf0 .. stanmf{k_-1}
         return int(self.k_)
 
+    def _recipe(self) -> dict[str, Any]:
+        """The recipe's settings with the explicit ``grow`` / ``solver`` / ``k_rule`` applied (checked)."""
+        from osnmf.factorize.selection import RULES
+
+        explicit = {"grow": None if self.grow is None else check_grow(self.grow), "solver": self.solver,
+                    "k_rule": self.k_rule}
+        settings, overrides = expand_recipe(self.recipe, explicit, SWEEP_SETTINGS)
+        if settings["k_rule"] not in RULES:
+            raise ConfigError(f"k_rule={settings['k_rule']!r}: choose one of {', '.join(RULES)}")
+        self.recipe_settings_, self.recipe_overrides_ = settings, overrides
+        return settings
+
     def _params(self, solver: str | None = None, sketch: Mapping[str, Any] | None = None) -> SweepParams:
         """The sweep parameters (checked, each by its one rule, in :class:`SweepParams`).
 
-        ``solver=None``: ``self.solver``, with "auto" the solver of the last fit (or exact).
+        ``solver=None``: the recipe's solver, with "auto" the solver of the last fit (or exact).
         """
+        recipe = self._recipe()
         if solver is None:  # "auto" is resolved by fit (it needs the data's shape)
-            resolve_solver(self.solver, (1, 1), 1)  # refuses an unknown name
-            solver = getattr(self, "solver_", "exact") if self.solver == "auto" else self.solver
+            resolve_solver(recipe["solver"], (1, 1), 1)  # refuses an unknown name
+            solver = getattr(self, "solver_", "exact") if recipe["solver"] == "auto" else recipe["solver"]
             if solver == "compressed" and sketch is None:
                 sketch = sketch_options(self.sketch)
         return SweepParams(
-            perturbation=self.perturbation, n_restarts=self.n_restarts, grow=self.grow,
+            perturbation=self.perturbation, n_restarts=self.n_restarts, grow=recipe["grow"],
             solver=solver, backend=self.backend, device=self.device,
             max_iter=self.max_iter, tol=self.tol, random_state=self.random_state,
             keep_coefficients=self.keep_coefficients, sketch=self.sketch if sketch is None else sketch,
@@ -228,7 +258,7 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         X = check_nonnegative_matrix(X)
         n, m = X.shape
         ks = _k_values(self.k_range, n, m)
-        solver = resolve_solver(self.solver, (n, m), ks[-1], self.sketch)
+        solver = resolve_solver(self._recipe()["solver"], (n, m), ks[-1], self.sketch)
         params = self._params(solver, sketch_options(self.sketch) if solver == "compressed" else None)
         self.solver_ = solver
         R = check_positive_int(self.n_replicates, "n_replicates (stability needs pairs)", 2)
@@ -281,7 +311,8 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.selection_, self.k_rules_ = _selection_panel(X, ks, params, R, bs, memory, store,
                                                           self.instability_, self.replicate_info_,
                                                           self.progress)
-        self.k_ = _chosen_k(self.k_rules_, self.instability_)
+        self.k_rule_ = self.recipe_settings_["k_rule"]
+        self.k_ = _chosen_k(self.k_rules_, self.instability_, self.k_rule_)
         self.replicates_ = ReplicatePatterns(memory, store, ks, R, bs)
         self.store_ = store
         # certification and the final model share one exact operator (its n × n Gram, formed for
@@ -466,12 +497,15 @@ def _k_values(k_range: Any, n: int, m: int) -> list[int]:
     return ks
 
 
-def _chosen_k(rules: Mapping[str, int | None], inst: pd.DataFrame) -> int:
-    """K of the default rule (:data:`osnmf.factorize.selection.DEFAULT_RULE`); γ argmin if it has none."""
-    from osnmf.factorize.selection import DEFAULT_RULE
-
-    k = rules.get(DEFAULT_RULE)
-    return int(k) if k is not None else select_k(inst)
+def _chosen_k(rules: Mapping[str, int | None], inst: pd.DataFrame, rule: str) -> int:
+    """K of ``rule`` (γ argmin if it has none); one warning line when it is not the γ argmin."""
+    k = rules.get(rule)
+    argmin = select_k(inst)
+    k = int(k) if k is not None else argmin
+    if k != argmin:
+        warnings.warn(f"K = {k} chosen by the rule {rule}; the smallest instability γ is at K = {argmin} "
+                      "(the paper's choice: recipe='paper' or k_rule='gamma_argmin')", OsnmfWarning, stacklevel=3)
+    return k
 
 
 def _selection_panel(X, ks, params, R, bs, memory, store, inst, info, progress=False):

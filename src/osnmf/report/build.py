@@ -18,9 +18,9 @@ from osnmf.plotting.metrics import plot_moran_box, plot_patterns_per_gene, plot_
 from osnmf.plotting.patterns import plot_coronal_montage, plot_pattern_projections
 from osnmf.plotting.stability import plot_instability, plot_selection_panel
 from osnmf.report.atlas_view import atlas_view_section
-from osnmf.report.files import pattern_ids, run_pattern_names
+from osnmf.report.files import name_links, pattern_ids, pattern_names
 from osnmf.report.html import Section, write_report
-from osnmf.results import planted_truth, stability_table
+from osnmf.results import headline_metrics, planted_truth, stability_table
 
 
 def _selection_panel(state, summary: dict, k: int, section: Section, save) -> None:
@@ -51,8 +51,28 @@ class _Figures:
         return save_figure(fig, self.folder / name)[0]
 
 
+def _recipe_text(summary: dict) -> str:
+    """One paragraph: the recipe, what it expanded to, overrides, and a K rule other than the γ argmin."""
+    recipe = summary["recipe"]
+    settings = ", ".join(f"{k} = {v}" for k, v in recipe["settings"].items())
+    text = (f"Recipe: {recipe['name']} "
+            + ("(the seed paper's method)" if recipe["name"] == "paper" and not recipe["overrides"]
+               else "(osnmf's fast recipe, not the paper's method)" if recipe["name"] == "fast" else "")
+            + f" — {settings}.")
+    if recipe["overrides"]:
+        text += " Set explicitly: " + ", ".join(f"{k} = {v}" for k, v in recipe["overrides"].items()) + "."
+    if summary["k_selected"] != summary["k_gamma_argmin"]:
+        text += (f" Warning: K = {summary['k_selected']} was chosen by the rule {summary['k_selection']['rule']}; "
+                 f"the smallest instability γ is at K = {summary['k_gamma_argmin']}.")
+    return text
+
+
 def _fmt(mean: float, sd: float) -> str:
-    return f"{mean:.2f} ± {sd:.2f}"
+    """``mean ± sd`` with two significant digits of the SD (at least two decimals): 0.998 ± 0.008."""
+    digits = 2
+    if np.isfinite(sd) and sd > 0:
+        digits = max(2, 1 - int(np.floor(np.log10(sd))))
+    return f"{mean:.{digits}f} ± {sd:.{digits}f}"
 
 
 def build_report(state, summary: dict) -> Path:
@@ -63,7 +83,8 @@ def build_report(state, summary: dict) -> Path:
     imp, sw, mt, lk, mk = state.impute, state.sweep, state.metrics, state.linking, state.markers
     atlas, support = expr.atlas, imp.support
     k = sw.k
-    names = run_pattern_names(state)  # "PP3 · Isocortex": id + best anatomical link, everywhere below
+    named_by = name_links(state)  # each pattern's best union of readable (coarse/medium grey-matter) regions
+    names = pattern_names(k, named_by)  # "PP3 · Isocortex": id + that link, everywhere below
     ids = pattern_ids(k)
     brain = atlas.brain_mask
     volumes = to_volumes(sw.components, support)
@@ -72,17 +93,19 @@ def build_report(state, summary: dict) -> Path:
     # ---- overview -------------------------------------------------------------------------
     data = summary["data"]
     overview = Section("Overview", paragraphs=[
+        _recipe_text(summary),
         f"Data: {data['source']} — {data['n_experiments']} experiments of {data['n_genes']} genes on a "
         f"{' × '.join(map(str, data['grid_shape']))} grid ({data['n_brain_voxels']} brain voxels, "
         f"{100 * data['missing_fraction']:.1f}% of in-brain values missing).",
         f"staNMF selected K = {k} principal patterns (instability γ = {summary['instability_hungarian']:.4f} "
         f"± {summary['instability_hungarian_sd']:.4f}, Hungarian). PCA patterns at the same K: "
         f"γ = {summary['pca_instability_hungarian']:.4f}.",
-        f"Spatial coherence (Moran's I over {mt.moran_boot_nmf.shape[0]} bootstrap replicates): staNMF "
+        f"Spatial coherence ({summary['moran_i_headline']}, over {mt.moran_boot_nmf.shape[0]} bootstrap "
+        f"replicates): staNMF "
         f"{_fmt(summary['moran_i_stanmf_mean'], summary['moran_i_stanmf_sd'])} vs PCA "
         f"{_fmt(summary['moran_i_pca_mean'], summary['moran_i_pca_sd'])} (Cliff's δ = "
         f"{summary['moran_cliffs_delta']:.2f}, Mann–Whitney p = {summary['moran_p_mannwhitney']:.2g}).",
-        f"Reconstruction accuracy per gene: staNMF "
+        f"Reconstruction accuracy ({summary['reconstruction_headline']}): staNMF "
         f"{_fmt(summary['reconstruction_stanmf_mean'], summary['reconstruction_stanmf_sd'])}, PCA "
         f"{_fmt(summary['reconstruction_pca_mean'], summary['reconstruction_pca_sd'])}.",
         f"Best anatomical links (single regions, contiguous pairs and triples): mean best r = "
@@ -106,7 +129,8 @@ def build_report(state, summary: dict) -> Path:
         f"{imp.X.shape[1]} voxels (brain voxels observed in more than "
         f"{100 * (1 - state.config.support_max_missing):.0f}% of experiments); "
         f"{imp.dropped.size} experiment(s) without any observed voxel were dropped.",
-        f"Hold-out check: {imp.holdout_points} observed voxels hidden and imputed; mean absolute error "
+        f"Hold-out check: {imp.holdout_points} observed voxels hidden and imputed; mean error (measured − "
+        f"imputed, the paper's statistic) {imp.holdout_mean_error:+.4f}, mean absolute error "
         f"{imp.holdout_mae:.4f}, Pearson r {imp.holdout_r:.3f} between measured and imputed"
         + (f"; against the noiseless truth MAE {imp.holdout_mae_truth:.4f}, r {imp.holdout_r_truth:.3f}."
            if np.isfinite(imp.holdout_mae_truth) else "."),
@@ -131,18 +155,24 @@ def build_report(state, summary: dict) -> Path:
     sections.append(stability)
 
     # ---- patterns -------------------------------------------------------------------------
-    figs = [(save(plot_pattern_projections(volumes, brain, names), "patterns_projections"),
+    figs = [(save(plot_pattern_projections(volumes, brain, names, atlas.spacing_um), "patterns_projections"),
              "Principal patterns: mean projections along each axis")]
     for i, name in enumerate(names):
-        figs.append((save(plot_coronal_montage(volumes[i], brain, f"{name}: coronal sections"), f"montage_{ids[i]}"),
+        figs.append((save(plot_coronal_montage(volumes[i], brain, f"{name}: coronal sections",
+                                               spacing_um=atlas.spacing_um), f"montage_{ids[i]}"),
                      f"{name}: coronal sections"))
     sections.append(Section("Principal patterns", paragraphs=[
         "Each pattern is saved as NRRD (patterns/PPk.nrrd, 200 µm spacing, RAS-consistent metadata) and in "
         "patterns.npz; coefficients per experiment are in coefficients.csv."], figures=figs))
 
     # ---- coherence and reconstruction ---------------------------------------------------------
-    compare_note = ("PCA reconstructions include the voxel means PCA subtracts (the reference code left them out, "
-                    "which lowers PCA's accuracy).")
+    variants = summary["reconstruction_by_variant"]
+    head = headline_metrics(mt, state.config.settings())
+    compare_note = (f"Moran's I: {summary['moran_i_headline']}; reconstruction: {summary['reconstruction_headline']}. "
+                    "PCA reconstructions include the voxel means PCA subtracts; without them (the reference code's "
+                    f"choice) PCA's r over the measured voxels is {_fmt(**variants['measured_pca_without_mean'])}. "
+                    "Every variant is in summary.json (moran_i_by_variant, reconstruction_by_variant). Patterns per "
+                    "gene count the patterns holding more than 1% of a gene's total coefficient.")
     compare = pd.DataFrame([
         {"pattern set": "staNMF", "instability": summary["instability_hungarian"],
          "Moran's I": _fmt(summary["moran_i_stanmf_mean"], summary["moran_i_stanmf_sd"]),
@@ -158,12 +188,13 @@ def build_report(state, summary: dict) -> Path:
     sections.append(Section(
         "Spatial coherence and reconstruction",
         paragraphs=[compare_note],
-        tables=[(compare, "staNMF vs PCA (as in the paper's comparison)"), (moran, "Moran's I per pattern")],
+        tables=[(compare, f"staNMF vs PCA at K = {k} (headline statistics of the {summary['recipe']['name']} recipe)"),
+                (moran, "Moran's I per pattern")],
         figures=[
-            (save(plot_moran_box({"staNMF": mt.moran_boot_nmf, "PCA": mt.moran_boot_pca}), "moran_box"),
-             "Moran's I of every pattern in every bootstrap replicate"),
-            (save(plot_reconstruction_scatter(mt.recon_nmf, mt.recon_pca), "reconstruction_scatter"),
-             "Per-gene Pearson r between measured and reconstructed images"),
+            (save(plot_moran_box({"staNMF": head["moran_nmf"], "PCA": head["moran_pca"]}), "moran_box"),
+             f"{summary['moran_i_headline']}: every pattern in every bootstrap replicate"),
+            (save(plot_reconstruction_scatter(head["recon_nmf"], head["recon_pca"]), "reconstruction_scatter"),
+             f"Reconstruction accuracy, {summary['reconstruction_headline']}"),
             (save(plot_patterns_per_gene(mt.patterns_per_gene, k), "patterns_per_gene"),
              "Number of patterns each gene uses (coefficient above 1% of the gene's total)"),
         ],
@@ -187,16 +218,19 @@ def build_report(state, summary: dict) -> Path:
             f"subsets of the same size: median AUC {lk.region_random_median_auc:.3f} (empirical p = "
             f"{lk.region_p:.3g}, {lk.region_n_linked} pattern(s)).",
         ],
-        tables=[(best.assign(pattern=[names[int(i)] for i in best["pattern_index"]]),
-                 "Best region combination per pattern (links.csv)"),
-                (link_summary, "Mean best r per pattern set (all pattern sets searched the same way)")],
+        tables=[(_links_table(best, names),
+                 "Best region combination per pattern over every region of the ontology (links.csv); the "
+                 "pattern names use the best union of coarse- and medium-level grey-matter regions instead"),
+                (link_summary.drop(columns="n_combinations", errors="ignore"),
+                 "Mean best r per pattern set (all pattern sets searched the same way; the number of combinations "
+                 "of each size is in link_summary.csv)")],
         figures=[
             (save(plot_bubble(pivot, names, [atlas.acronym(s) for s in medium], colors), "bubble"),
              "Pattern × medium-region Pearson r (bubble size ∝ r), regions in ontology order"),
             (save(plot_matrix(lk.link_matrix, names, [f"{names[j]} best" for j in range(k)],
                               "pattern × best combination"), "best_combination_matrix"),
              "Correlation of each pattern (rows) with every pattern's best region union (columns)"),
-            (save(plot_tree(lk.ontology_linkage, _tree_labels(best, names)), "ontology_tree"),
+            (save(plot_tree(lk.ontology_linkage, _tree_labels(named_by, names)), "ontology_tree"),
              "Gene-expression-defined ontology: patterns grouped by spatial similarity, labelled with their links"),
         ],
     ))
@@ -214,10 +248,8 @@ def build_report(state, summary: dict) -> Path:
     images, titles = [], []
     for p in range(k):
         rows = top[top["pattern"].astype(int) == p]["experiment"].astype(int).tolist()[:3]
-        rows = rows + [rows[-1]] * (3 - len(rows)) if rows else [0, 0, 0]
-        images.append(to_volumes(X_vol[rows], support))
-        titles.append([str(top.set_index("experiment").loc[r, "gene"]) if r in set(top["experiment"].astype(int))
-                       else "—" for r in rows])
+        images.append(to_volumes(X_vol[rows], support))  # fewer than 3 markers: blank tiles, no repeats
+        titles.append(_marker_titles(top, rows, expr.experiment_ids[imp.kept]))
     graphs = mk.graphs()
     graph_names = [names[int(g.graph["pattern"])] for g in graphs]
     net_figs = [(save(plot_networks(graphs, graph_names), "networks"),
@@ -233,14 +265,14 @@ def build_report(state, summary: dict) -> Path:
         figures=[
             (save(plot_marker_heatmap(imp_matrix, heat_rows["gene"].astype(str).tolist(), names), "marker_heatmap"),
              "Importance of the top markers on every pattern"),
-            (save(plot_marker_images(np.stack(images), brain, titles, names), "marker_images"),
+            (save(plot_marker_images(images, brain, titles, names, atlas.spacing_um), "marker_images"),
              "Top 3 marker genes per pattern (sagittal mean projections of the preprocessed data)"),
         ],
     ))
     sections.append(Section("Spatial gene coexpression networks", tables=[(hubs, "Hub genes per network")],
                             figures=net_figs))
     sections.append(atlas_view_section(state, names))
-    params = {**state.config.to_dict(), "timings (s)": state.timings}
+    params = _parameters(state)
     return write_report(state.out / "report.html", "osnmf report", sections, params)
 
 
@@ -273,6 +305,28 @@ def _named_patterns(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     frame = frame.copy()
     frame["pattern"] = [names[int(p)] for p in frame["pattern"]]
     return frame
+
+
+def _links_table(best: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """links.csv as a reader wants it: pattern name, size, regions (acronyms, names, levels), r."""
+    table = best.assign(pattern=[names[int(i)] for i in best["pattern_index"]])
+    return table[["pattern", "size", "acronyms", "names", "levels", "r"]]
+
+
+def _marker_titles(top: pd.DataFrame, rows: list[int], experiment_ids) -> list[str]:
+    """Tile titles of one pattern's marker images: the gene, and its experiment id when the gene repeats."""
+    genes = [str(top.set_index("experiment").loc[r, "gene"]) for r in rows]
+    return [f"{g} (experiment {experiment_ids[r]})" if genes.count(g) > 1 else g
+            for g, r in zip(genes, rows, strict=True)]
+
+
+def _parameters(state) -> dict:
+    """The run's settings for the report: no synthetic-atlas (phantom_*) settings for real data, one row
+    per stage timing."""
+    settings = state.config.to_dict()
+    if settings.get("data"):
+        settings = {key: value for key, value in settings.items() if not key.startswith("phantom_")}
+    return {**settings, **{f"time: {stage} (s)": seconds for stage, seconds in state.timings.items()}}
 
 
 def _tree_labels(best: pd.DataFrame, names: list[str]) -> list[str]:

@@ -15,7 +15,14 @@ import pandas as pd
 
 from osnmf.atomic import atomic_path, save_npz, write_text
 from osnmf.expression import to_volumes
-from osnmf.results import k_selection, planted_truth, stability_table
+from osnmf.results import (
+    MORAN_HEADLINES,
+    RECON_HEADLINES,
+    headline_metrics,
+    k_selection,
+    planted_truth,
+    stability_table,
+)
 
 SEPARATOR = " · "
 
@@ -49,9 +56,22 @@ def ascii_name(name: str) -> str:
     return name.replace(SEPARATOR, " - ").encode("ascii", "replace").decode()
 
 
+def name_links(state) -> pd.DataFrame:
+    """Each pattern's best union of readable regions (coarse and medium grey-matter regions, no
+    fibre tracts or ventricles; :func:`~osnmf.spatial.linking.readable_regions`): the links its
+    name is made of, one row per pattern (``pattern_index``, ``acronyms``, ``names``, ``r``)."""
+    from osnmf.expression import to_matrix
+    from osnmf.spatial.linking import best_combinations, readable_regions
+
+    atlas = state.expr.atlas
+    brain = to_matrix(to_volumes(state.sweep.components, state.impute.support), atlas.brain_mask)
+    sizes = [s for s in state.config.link_sizes if s <= 3] or [1]  # names from at most three regions
+    return best_combinations(brain, atlas, sizes=sizes, regions=readable_regions(atlas), top_n=1, keep=1).best
+
+
 def run_pattern_names(state) -> list[str]:
-    """:func:`pattern_names` of a finished run (its K and its links)."""
-    return pattern_names(int(state.sweep.k), state.linking.links)
+    """:func:`pattern_names` of a finished run from its readable links (:func:`name_links`)."""
+    return pattern_names(int(state.sweep.k), name_links(state))
 
 
 def _with_names(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
@@ -71,6 +91,9 @@ def headline(state) -> dict:
     """The numbers a reader wants first (also shown at the top of the report)."""
     sw, mt, imp, lk = state.sweep, state.metrics, state.impute, state.linking
     k = sw.k
+    settings = state.config.settings()
+    head = headline_metrics(mt, settings)
+    argmin = int(table_argmin(sw))
     table = stability_table(sw, state.baselines).set_index("k")
     link = lk.link_summary.set_index("pattern_set")
     return {
@@ -83,17 +106,26 @@ def headline(state) -> dict:
                                         if "hungarian_exact" in table and np.isfinite(table.loc[k, "hungarian_exact"])
                                         else None),
         "pca_instability_hungarian": float(table.loc[k, "pca_hungarian"]) if "pca_hungarian" in table else None,
-        "k_selection": k_selection(sw),
-        "moran_i_stanmf_mean": float(np.mean(mt.moran_boot_nmf)),
-        "moran_i_stanmf_sd": float(np.std(mt.moran_boot_nmf, ddof=1)),
-        "moran_i_pca_mean": float(np.mean(mt.moran_boot_pca)),
-        "moran_i_pca_sd": float(np.std(mt.moran_boot_pca, ddof=1)),
-        "moran_cliffs_delta": mt.moran_cliffs_delta,
-        "moran_p_mannwhitney": mt.moran_p_mannwhitney,
-        "reconstruction_stanmf_mean": float(np.nanmean(mt.recon_nmf)),
-        "reconstruction_stanmf_sd": float(np.nanstd(mt.recon_nmf, ddof=1)),
-        "reconstruction_pca_mean": float(np.nanmean(mt.recon_pca)),
-        "reconstruction_pca_sd": float(np.nanstd(mt.recon_pca, ddof=1)),
+        "k_selection": k_selection(sw, settings["k_rule"]),
+        "k_gamma_argmin": argmin,
+        # the headline numbers follow the recipe (summary["recipe"]); both variants are kept below
+        "moran_i_headline": head["moran_label"],
+        "moran_i_stanmf_mean": float(np.mean(head["moran_nmf"])),
+        "moran_i_stanmf_sd": float(np.std(head["moran_nmf"], ddof=1)),
+        "moran_i_pca_mean": float(np.mean(head["moran_pca"])),
+        "moran_i_pca_sd": float(np.std(head["moran_pca"], ddof=1)),
+        "moran_cliffs_delta": head["moran_cliffs_delta"],
+        "moran_p_mannwhitney": head["moran_p_mannwhitney"],
+        "moran_i_by_variant": {name: _mean_sd_pair(getattr(mt, f[1]), getattr(mt, f[2]))
+                               for name, f in MORAN_HEADLINES.items()},
+        "reconstruction_headline": head["recon_label"],
+        "reconstruction_stanmf_mean": float(np.nanmean(head["recon_nmf"])),
+        "reconstruction_stanmf_sd": float(np.nanstd(head["recon_nmf"], ddof=1)),
+        "reconstruction_pca_mean": float(np.nanmean(head["recon_pca"])),
+        "reconstruction_pca_sd": float(np.nanstd(head["recon_pca"], ddof=1)),
+        "reconstruction_by_variant": {
+            **{name: _mean_sd_pair(getattr(mt, f[1]), getattr(mt, f[2])) for name, f in RECON_HEADLINES.items()},
+            "measured_pca_without_mean": _mean_sd(mt.recon_pca_measured_no_mean)},
         "patterns_per_gene_mean": float(np.mean(mt.patterns_per_gene)),
         "link_best_r_mean": {name: float(row["mean_best"]) for name, row in link.iterrows()},
         "link_best_r_sd": {name: float(row["sd_best"]) for name, row in link.iterrows()},
@@ -104,6 +136,7 @@ def headline(state) -> dict:
         "isocortex_random_median_auc": lk.region_random_median_auc,
         "isocortex_p": lk.region_p,
         "holdout_points": imp.holdout_points,
+        "holdout_mean_error": imp.holdout_mean_error,  # mean of measured − imputed, the paper's "mean error"
         "holdout_mae": imp.holdout_mae,
         "holdout_r": imp.holdout_r,
         "holdout_mae_truth": None if np.isnan(imp.holdout_mae_truth) else imp.holdout_mae_truth,
@@ -113,6 +146,27 @@ def headline(state) -> dict:
         "n_support_voxels": int(imp.X.shape[1]),
         "missing_fraction_support_before_imputation": imp.missing_fraction,
     }
+
+
+def table_argmin(sweep) -> int:
+    """The K with the smallest γ (Hungarian; ties to the smaller K)."""
+    from osnmf.factorize.stability import select_k
+
+    return select_k(sweep.instability)
+
+
+def _mean_sd(values) -> dict:
+    v = np.asarray(values, dtype=np.float64)
+    return {"mean": float(np.nanmean(v)), "sd": float(np.nanstd(v, ddof=1))}
+
+
+def _mean_sd_pair(nmf, pca) -> dict:
+    return {"staNMF": _mean_sd(nmf), "PCA": _mean_sd(pca)}
+
+
+def recipe_block(cfg) -> dict:
+    """The recipe, every setting it expanded to, and the explicit settings that override it."""
+    return {"name": cfg.recipe, "settings": cfg.settings(), "overrides": cfg.recipe_overrides()}
 
 
 def hemispheres_block(state) -> dict:
@@ -137,6 +191,7 @@ def write_outputs(state, summary_only: bool = False) -> dict:
         "osnmf_version": __version__,
         "python": platform.python_version(),
         "numpy": np.__version__,
+        "recipe": recipe_block(cfg),
         "parameters": cfg.to_dict(),
         "data": {"source": cfg.data or "synthetic atlas (make_phantom)", "hash": state.data_key,
                  **state.expr.summary()},
