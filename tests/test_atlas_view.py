@@ -216,3 +216,25 @@ def test_region_lookup_lists_best_patterns_and_highlights_it(page, run):
     page.type_text("Hippocampal")
     assert "regions match" in page.text("#av-region-info")
     assert page.errors() == []
+
+
+def test_gene_names_stay_text_in_the_page(chromium, run, tmp_path):
+    """A symbol that looks like markup is shown as typed and runs nothing."""
+    from osnmf.report.atlas_view import TITLE, render
+    from osnmf.report.html import Section, write_report
+
+    state, _ = run
+    evil = "<img src=x onerror=alert(1)></script><script>alert(2)</script>"
+    data = view_data(state, pattern_names(state.sweep.k))
+    row = data["markers"][0][0][1]
+    data["genes"]["symbol"][row] = evil
+    data["markers"][0][0][0] = evil
+    path = write_report(tmp_path / "evil.html", "evil", [Section(TITLE, html=render(data))], {})
+    with open_page(path) as page:
+        page.wait_for(READY)
+        page.click("#av-gene")
+        page.type_text(evil)
+        assert page.text("#av-gene-info").startswith(evil)
+        assert page.evaluate("document.scripts.length") == 2 and page.evaluate("document.images.length") == 0
+        assert evil in page.text("#av-pattern-info")
+        assert page.errors() == []

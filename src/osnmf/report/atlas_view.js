@@ -356,7 +356,7 @@
     const caption = document.createElement("div");
     caption.className = "av-caption";
     caption.textContent = `${D.patterns.names[net.pattern]} network: ${net.nodes.length} genes, ` +
-      `${net.edges.length} edges (r ≥ ${net.threshold}). ${symbol}${net.nodes[me][2] ? " is a hub;" : ""} ` +
+      `${net.edges.length} edges (r ≥ ${net.threshold === null ? "?" : net.threshold.toFixed(4)}). ${symbol}${net.nodes[me][2] ? " is a hub;" : ""} ` +
       (around.length ? `linked to ${around.join(", ")}.` : "has no edge.");
     figure.append(canvas, caption);
     return figure;

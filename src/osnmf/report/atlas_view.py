@@ -254,7 +254,7 @@ def _network(graph: dict) -> dict:
     index = {nd["id"]: i for i, nd in enumerate(nodes)}
     edges = graph.get("links", graph.get("edges", []))
     return {"pattern": int(graph["graph"].get("pattern", 0)),
-            "threshold": _round([graph["graph"].get("threshold", np.nan)], 4)[0],
+            "threshold": _round([graph["graph"].get("threshold", np.nan)], 6)[0],
             "nodes": [[str(nd["gene"]), round(float(nd.get("importance", 0)), 3), bool(nd.get("is_hub", False))]
                       for nd in nodes],
             "edges": [[index[e["source"]], index[e["target"]], round(float(e["r"]), 4)] for e in edges]}
