@@ -23,6 +23,7 @@ import pandas as pd
 from osnmf.atomic import atomic_path, write_text
 from osnmf.errors import InputError
 from osnmf.runlayout import RunPatterns, read_parameters, read_patterns
+from osnmf.runlog import RunLog
 
 __all__ = ["project_run"]
 
@@ -40,7 +41,8 @@ def _check_grid(expr, run: RunPatterns, data: str) -> None:
 
 
 def project_run(run_dir: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike,
-                hemispheres: str | None = None, jobs: int = 1, progress: bool = False) -> dict:
+                hemispheres: str | None = None, n_jobs: int = 2, progress: bool = False,
+                log: RunLog | None = None) -> dict:
     """Project the experiments of ``data`` onto the patterns of ``run_dir``; write ``out``.
 
     Parameters
@@ -49,7 +51,9 @@ def project_run(run_dir: str | os.PathLike, data: str | os.PathLike, out: str | 
     data : any input ``osnmf run`` reads (ABA grid folder, Allen zip, .npz, .h5ad) on the same grid.
     out : folder for the results (created).
     hemispheres : ``auto``/``off``/``drop``; default: the run's setting.
-    jobs, progress : imputation threads and progress display.
+    n_jobs : imputation threads (as ``osnmf run --n-jobs``).
+    progress : stage lines and progress bars (ignored when ``log`` is given).
+    log : where the stage lines go, as in a run (:class:`osnmf.runlog.RunLog`).
 
     Returns
     -------
@@ -62,36 +66,42 @@ def project_run(run_dir: str | os.PathLike, data: str | os.PathLike, out: str | 
     from osnmf.preprocess import impute_knn
     from osnmf.preprocess.hemispheres import check_planes, drop_one_sided, hemisphere_summary, mirror_stage
 
-    run = read_patterns(run_dir)
-    params = read_parameters(run_dir)
-    missing = [k for k in _SETTINGS if k not in params]
-    if missing:
-        raise InputError(f"{run_dir}: summary.json lacks the run's setting(s) {', '.join(missing)}; rerun 'osnmf run'")
-    mode = hemispheres or params["hemispheres"]
-    expr = load_expression(data, progress=progress)
-    _check_grid(expr, run, str(data))
-    check_planes(expr, mode)
-    dropped = 0
-    if mode == "drop":
-        before = len(expr)
-        expr, message = drop_one_sided(expr)
-        dropped = before - len(expr)
-        if message:
-            from rich.console import Console
-
-            Console(stderr=True).print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    log = log or RunLog(quiet=not progress)
+    with log.timed("load") as line:
+        run = read_patterns(run_dir)
+        params = read_parameters(run_dir)
+        missing = [k for k in _SETTINGS if k not in params]
+        if missing:
+            raise InputError(f"{run_dir}: summary.json lacks the run's setting(s) {', '.join(missing)}; "
+                             "rerun 'osnmf run'")
+        mode = hemispheres or params["hemispheres"]
+        expr = load_expression(data, progress=log.progress)
+        _check_grid(expr, run, str(data))
+        check_planes(expr, mode)
+        dropped = 0
+        if mode == "drop":
+            before = len(expr)
+            expr, message = drop_one_sided(expr)
+            dropped = before - len(expr)
+            if message:
+                log.warn(message)
+        line["note"] = f"{len(expr)} experiments from {data}; {len(run.pattern_names)} patterns of {run_dir}"
     support = run.support
-    volumes, _, hemi = mirror_stage(expr, mode, seed=int(params["random_state"]))
-    filled = volumes
-    if params["impute"] == "knn":
-        filled = impute_knn(volumes, support, int(params["n_neighbors"]), spacing_um=expr.atlas.spacing_um,
-                            n_jobs=jobs, progress=progress)
-    X = np.nan_to_num(to_matrix(filled, support), nan=0.0)
-    measured = to_matrix(expr.volumes, support)
-    kept = ~np.isnan(measured).all(axis=1)  # experiments without any measured support voxel are left out
-    D = run.patterns[:, support].astype(np.float64)
-    A = nnls_project(X[kept], D)
-    recon = reconstruction_accuracy(measured[kept], A, D, constant_value=np.nan)
+    with log.timed("impute") as line:
+        volumes, _, hemi = mirror_stage(expr, mode, seed=int(params["random_state"]))
+        filled = volumes
+        if params["impute"] == "knn":
+            filled = impute_knn(volumes, support, int(params["n_neighbors"]), spacing_um=expr.atlas.spacing_um,
+                                n_jobs=n_jobs, progress=log.progress)
+        X = np.nan_to_num(to_matrix(filled, support), nan=0.0)
+        line["note"] = f"{len(expr)} experiments × {int(support.sum())} support voxels ({params['impute']})"
+    with log.timed("project") as line:
+        measured = to_matrix(expr.volumes, support)
+        kept = ~np.isnan(measured).all(axis=1)  # experiments without any measured support voxel are left out
+        D = run.patterns[:, support].astype(np.float64)
+        A = nnls_project(X[kept], D)
+        recon = reconstruction_accuracy(measured[kept], A, D, constant_value=np.nan)
+        line["note"] = f"{int(kept.sum())} experiments onto {D.shape[0]} patterns (non-negative least squares)"
     total = A.sum(axis=1, keepdims=True)
     importance = np.divide(A, total, out=np.zeros_like(A), where=total > 0)
     names = run.pattern_names
@@ -105,18 +115,6 @@ def project_run(run_dir: str | os.PathLike, data: str | os.PathLike, out: str | 
     })
     table.loc[total[:, 0] == 0, "assigned_pattern"] = ""
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    coef = pd.DataFrame(A, columns=names)
-    coef.insert(0, "gene_symbol", table["gene_symbol"].to_numpy())
-    coef.insert(0, "experiment_id", table["experiment_id"].to_numpy())
-    imp_frame = pd.DataFrame(importance, columns=names)
-    imp_frame.insert(0, "gene_symbol", table["gene_symbol"].to_numpy())
-    imp_frame.insert(0, "experiment_id", table["experiment_id"].to_numpy())
-    for frame, name in ((coef, "coefficients.csv"), (table, "projection.csv"), (imp_frame, "importance.csv")):
-        with atomic_path(out / name) as tmp:
-            frame.to_csv(tmp, index=False)
-    _write_h5ad(out / "results.h5ad", X[kept], support, D, A, table, names, expr.atlas.spacing_um)
     summary = {
         "run": str(run_dir), "data": str(data), "n_experiments": int(len(expr)), "n_projected": int(kept.sum()),
         "n_without_data_in_support": int((~kept).sum()), "n_dropped_one_hemisphere": int(dropped),
@@ -127,9 +125,29 @@ def project_run(run_dir: str | os.PathLike, data: str | os.PathLike, out: str | 
         "hemispheres": hemisphere_summary(hemi, mode),
         "settings": {"hemispheres": mode, "impute": params["impute"], "n_neighbors": int(params["n_neighbors"])},
     }
-    write_text(out / "summary.json", json.dumps(summary, indent=2))
-    _write_report(out / "report.html", summary, table)
+    out = Path(out)
+    with log.timed("outputs") as line:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_tables(out, A, importance, table, names)
+        _write_h5ad(out / "results.h5ad", X[kept], support, D, A, table, names, expr.atlas.spacing_um)
+        write_text(out / "summary.json", json.dumps(summary, indent=2))
+        _write_report(out / "report.html", summary, table)
+        line["note"] = f"result files in {out}"
+    log.info(f"done in {log.elapsed():.1f} s")
     return summary
+
+
+def _write_tables(out: Path, A: np.ndarray, importance: np.ndarray, table: pd.DataFrame, names: list[str]) -> None:
+    """coefficients.csv, projection.csv and importance.csv."""
+    frames = {"coefficients.csv": pd.DataFrame(A, columns=names),
+              "importance.csv": pd.DataFrame(importance, columns=names)}
+    for frame in frames.values():
+        frame.insert(0, "gene_symbol", table["gene_symbol"].to_numpy())
+        frame.insert(0, "experiment_id", table["experiment_id"].to_numpy())
+    frames["projection.csv"] = table
+    for name, frame in frames.items():
+        with atomic_path(out / name) as tmp:
+            frame.to_csv(tmp, index=False)
 
 
 def _write_h5ad(path: Path, X, support, D, A, table: pd.DataFrame, names: list[str], spacing) -> None:

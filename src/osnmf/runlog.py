@@ -70,6 +70,14 @@ class RunLog:
         return time.perf_counter() - self.start
 
     @contextmanager
+    def timed(self, name: str):
+        """Time the block as stage ``name`` and print its :meth:`stage` line when it ends; the block
+        may set ``line["note"]`` on the yielded dict."""
+        start, line = time.perf_counter(), {"note": ""}
+        yield line
+        self.stage(name, time.perf_counter() - start, note=line["note"])
+
+    @contextmanager
     def capture_warnings(self):
         """Show :class:`OsnmfWarning` as ``warning:`` lines; other warnings only when verbose."""
 
