@@ -16,7 +16,6 @@ import json
 import time
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -33,6 +32,7 @@ from osnmf.results import (
     LinkingResult,
     MarkersResult,
     MetricsResult,
+    RunState,
     SweepResult,
     pattern_sets,
 )
@@ -271,7 +271,7 @@ class Pipeline:
         from osnmf.preprocess.hemispheres import symmetry_r
         from osnmf.spatial.moran import morans_i, spatial_weights, strongest_pattern_morans_i
 
-        cfg = self.config
+        cfg = self.inputs("metrics")
 
         def compute() -> MetricsResult:
             imp, sw, bl = self.state.impute, self.state.sweep, self.state.baselines
@@ -329,7 +329,7 @@ class Pipeline:
         from osnmf.spatial.linking import best_combinations
         from osnmf.spatial.region_correlation import region_correlations
 
-        cfg = self.config
+        cfg = self.inputs("linking")
         atlas = self.state.expr.atlas
 
         def compute() -> LinkingResult:
@@ -360,7 +360,7 @@ class Pipeline:
         from osnmf.interpret.markers import marker_genes
         from osnmf.interpret.networks import coexpression_networks, edges_table, hub_table, network_to_json
 
-        cfg = self.config
+        cfg = self.inputs("markers")
 
         def compute() -> MarkersResult:
             sw = self.state.sweep
