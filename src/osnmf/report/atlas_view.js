@@ -238,7 +238,10 @@
     const b = document.createElement("button");
     b.type = "button";
     b.className = "av-link";
-    b.textContent = importance === undefined ? symbol : `${symbol} (${importance})`;
+    const rows = rowsOf.get(symbol.toLowerCase()) || [];  // a gene measured more than once: which experiment
+    const which = rows.length > 1 ? ` #${rows.indexOf(row) + 1}` : "";
+    b.title = `experiment ${D.genes.experiment[row]}`;
+    b.textContent = importance === undefined ? symbol + which : `${symbol}${which} (${importance})`;
     b.addEventListener("click", () => { $("av-gene").value = symbol; showGene(row); });
     return b;
   }
@@ -309,6 +312,7 @@
       const name = document.createElement("span"), bar = document.createElement("span"),
             value = document.createElement("span");
       name.textContent = D.patterns.names[k];
+      name.title = D.patterns.names[k];
       bar.className = "av-bar";
       bar.style.width = `${Math.round(120 * c / top)}px`;
       value.textContent = fmt(c);
