@@ -167,3 +167,21 @@ def test_summary_states_the_recipe_and_paper_headlines(small_run):
     assert abs(on_disk["holdout_mean_error"]) <= on_disk["holdout_mae"]
     html = (pipe.out / "report.html").read_text()
     assert "Recipe: paper (the seed paper&#x27;s method)" in html or "Recipe: paper (the seed paper's method)" in html
+
+
+def test_fast_recipe_reports_gamma_from_a_later_chain_start():
+    """The k_min check's later chain equals an independent fast sweep that starts there."""
+    X = _data(seed=2, n=50, m=150, k=4)
+    model = osnmf.StaNMF(recipe="fast", k_range=range(2, 7), n_replicates=6, certify=4, random_state=3).fit(X)
+    check = model.k_min_check_
+    start = int(check["k_min_alt"].iloc[0])
+    assert start == max(3, model.k_ - 1) and check["n_replicates"].eq(4).all()
+    later = osnmf.StaNMF(recipe="fast", k_range=range(start, 7), n_replicates=4, random_state=3).fit(X)
+    ref = later.instability_.set_index("k")["hungarian"]
+    for row in check.itertuples():
+        assert row.hungarian_subset_alt_start == pytest.approx(ref.loc[row.k], abs=1e-6)
+        sub = osnmf.factorize.stability.instability(np.asarray(model.replicates_[row.k])[:4])["hungarian"]
+        assert row.hungarian_subset == pytest.approx(sub, abs=1e-9)
+        assert row.abs_diff == pytest.approx(abs(row.hungarian_subset - row.hungarian_subset_alt_start))
+    # the paper's recipe has no chain, hence no check
+    assert osnmf.StaNMF(k_range=[2, 3], n_replicates=3).fit(X).k_min_check_ is None

@@ -196,6 +196,7 @@ class Pipeline:
                                          f"{100 * float(r.missing_fraction):.1f}% missing filled")
 
     def sweep(self) -> SweepResult:
+        from osnmf.factorize.kmin_check import CHECK_COLUMNS
         from osnmf.factorize.stanmf import StaNMF
 
         cfg = self.inputs("sweep")
@@ -226,7 +227,8 @@ class Pipeline:
             return SweepResult(instability=model.instability_, k=k, components=model.components_.astype(np.float32),
                                coefficients=model.coefficients_.astype(np.float32),
                                replicates_at_k=reps.astype(np.float32),
-                               selection=model.selection_)
+                               selection=model.selection_,
+                               k_min_check=_or_empty(model.k_min_check_, CHECK_COLUMNS))
 
         return self.stage("sweep", cfg, ("impute",), compute, SweepResult,
                           note=lambda r: f"K {cfg.k_min}…{cfg.k_max} × {cfg.n_replicates} replicates, "
@@ -426,6 +428,11 @@ def _accept(expr: SpatialExpression, cfg: RunConfig) -> None:
         raise InputError(f"{source}: no measured value inside the brain (every voxel is missing); "
                          "check the file's values and grid coordinates")
     _refuse_too_few(int(measured.sum()), cfg.k_max, "experiments with data", f"{source}: ")
+
+
+def _or_empty(table: pd.DataFrame | None, columns: list[str]) -> pd.DataFrame:
+    """``table``, or an empty one with ``columns`` (a stage result holds a frame, never None)."""
+    return table if table is not None else pd.DataFrame(columns=columns)
 
 
 def _refuse_too_few(n: int, k_max: int, what: str, where: str = "") -> None:

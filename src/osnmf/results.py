@@ -52,6 +52,7 @@ class SweepResult:
     coefficients: np.ndarray  # (n, K) float32 coefficients A
     replicates_at_k: np.ndarray  # (R, K, m) float32 replicate patterns at K (for Moran's I)
     selection: pd.DataFrame  # one row per K: the K-selection panel (osnmf.factorize.selection)
+    k_min_check: pd.DataFrame  # chained sweeps: γ from a later chain start (osnmf.factorize.kmin_check); else empty
 
 
 @dataclass

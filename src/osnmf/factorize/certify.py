@@ -1,8 +1,9 @@
 """Certify a compressed sweep: refit a few replicates exactly around the selected K.
 
 After a sweep with the compressed solver, the first ``n_certify`` replicates at the selected K
-and its two neighbours are fitted again with the exact solver (same bootstrap draws, same
-recipe; with ``grow`` the first certified K starts from the compressed fits at K−1). γ of those
+and its two neighbours (``StaNMF``: every K near the γ minimum) are fitted again with the exact
+solver (same bootstrap draws, same recipe; with ``grow`` the first certified K starts from the
+compressed fits at K−1). γ of those
 exact fits is reported beside γ of the *same* replicates' compressed fits, and the two argmins
 over the certified K's are compared.
 """
@@ -36,8 +37,10 @@ def certify_sweep(
     centered: bool = False,
     block_size: int | None = None,
     progress: bool = False,
+    k_values: Sequence[int] | None = None,
 ) -> tuple[pd.DataFrame, bool]:
-    """Exact refits of the first replicates at ``k_selected`` and its neighbours in ``ks``.
+    """Exact refits of the first replicates at ``k_selected`` and its neighbours in ``ks`` (or at
+    the contiguous ``k_values``).
 
     Parameters
     ----------
@@ -53,6 +56,7 @@ def certify_sweep(
     centered : correlation of the instability.
     block_size : replicates refitted at once (the sweep's block size bounds the memory); None: all.
     progress : show a progress bar over the refitted blocks.
+    k_values : the K's to certify (contiguous, within ``ks``); None: ``k_selected`` ± 1.
 
     Returns
     -------
@@ -66,7 +70,8 @@ def certify_sweep(
     from osnmf.factorize.sweep import fit_block, replicate_counts
 
     kset = set(int(k) for k in ks)
-    cert_ks = [k for k in (k_selected - 1, k_selected, k_selected + 1) if k in kset]
+    wanted = (k_selected - 1, k_selected, k_selected + 1) if k_values is None else k_values
+    cert_ks = sorted(int(k) for k in wanted if int(k) in kset)
     R = int(min(n_certify, n_replicates))
     seeds = np.arange(R)
     n = X.shape[0]

@@ -117,12 +117,15 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         Run the sweep blocks on a Dask cluster (``n_jobs`` is then ignored); X is sent to each
         worker once and results stream into ``store`` (see :mod:`osnmf.factorize.executors`).
         Not part of the run key: a local and a distributed fit give the same model.
-    certify : int, default 10
-        After a compressed sweep, refit this many replicates at the selected K and its two
-        neighbours with the exact solver (:mod:`osnmf.factorize.certify`) and report their γ in
-        ``instability_`` (columns ``hungarian_exact``, ``hungarian_compressed_subset``,
-        ``n_certified``); skipped (``certificate_`` None) when 0 or when those refits would be
-        more than a quarter of the sweep's fits (a subset of a small sweep is no check).
+    certify : int, default 30
+        After a compressed sweep, refit this many replicates with the exact solver over every K
+        near the γ minimum (γ ≤ max(min + SE, 2 min), and the selected K ± 1; a contiguous range)
+        (:mod:`osnmf.factorize.certify`) and report their γ in ``instability_`` (columns
+        ``hungarian_exact``, ``hungarian_compressed_subset``, ``n_certified``) beside the full
+        sweep's ``hungarian``; skipped (``certificate_`` None) when 0 or when those refits would
+        be more than a quarter of the sweep's fits (a subset of a small sweep is no check). After
+        a chained sweep (``grow``) the same number of replicates is also refitted from a later
+        chain start (:mod:`osnmf.factorize.kmin_check`, ``k_min_check_``).
 
     ``__init__`` only stores the parameters (scikit-learn convention); every check happens in
     :meth:`fit`, in one place (:meth:`_validated`), with one-line :class:`ConfigError` /
@@ -153,6 +156,9 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     solver_ : "exact" or "compressed", the solver the sweep ran ("auto" resolved).
     certificate_ : DataFrame k, hungarian_exact, hungarian_compressed_subset, n_certified, or None.
     certified_agrees_ : bool or None, whether the exact refits' argmin equals the compressed one.
+    k_min_check_ : DataFrame or None, after a chained sweep (``grow``): γ of the first replicates
+        from the sweep's chain and from a chain started at the selected K − 1, and |Δγ|
+        (:data:`osnmf.factorize.kmin_check.CHECK_COLUMNS`); None under ``grow=False``.
     n_features_in_ : int, m; feature_names_in_ : column names when X was a DataFrame.
     """
 
@@ -179,7 +185,7 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         sketch: Mapping[str, Any] | None = None,
         keep_coefficients: bool = False,
         client: Any = None,
-        certify: int = 10,
+        certify: int = 30,
     ):  # scikit-learn convention: store the parameters, check nothing here
         self.k_range = k_range
         self.n_replicates = n_replicates
@@ -320,6 +326,7 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         exact = op if isinstance(op, ExactOperator) else ExactOperator(X)
         release_free_memory()
         self._certify(exact, ks, params, R, bs, done, store)
+        self._check_k_min(op, ks, params, R, bs, store)
         if exact is not op:  # the final model starts on the sketch: its polish needs no Gram
             exact.forget_gram()
         release_free_memory()
@@ -352,11 +359,32 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 bar.advance(note=f"K={k}")
         return pd.DataFrame(rows, columns=INSTABILITY_COLUMNS), pd.concat(info, ignore_index=True)
 
+    def _check_k_min(self, op, ks, params, R, bs, store) -> None:
+        """After a chained sweep, γ of a replicate subset from a later chain start (see ``certify``)."""
+        from osnmf.factorize.kmin_check import CHECK_COLUMNS, k_min_check
+
+        self.k_min_check_ = None
+        n_check = min(int(self.certify or 0), R)
+        if not params.grow or n_check < 2:
+            return
+        tag = {"k": self.k_, "ks": [int(k) for k in ks], "n_check": n_check, "n_replicates": R,
+               "block_size": bs, "centered": bool(self.centered), "version": 1}
+        stored = store.get_values("k_min_check.json", tag) if store is not None else None
+        if stored is not None:
+            self.k_min_check_ = pd.DataFrame(stored, columns=CHECK_COLUMNS)
+            return
+        table = k_min_check(op, ks, self.k_, params, lambda k: self.replicates_[k], n_check,
+                            centered=self.centered, block_size=bs, progress=self.progress)
+        if table is not None and store is not None:
+            store.put_values("k_min_check.json", tag, table.to_dict("records"))
+        self.k_min_check_ = table
+
     def _certify(self, X, ks, params, R, bs, done, store) -> None:
-        """Exact refits around the selected K after a compressed sweep (see ``certify``)."""
+        """Exact refits near the γ minimum after a compressed sweep (see ``certify``)."""
         self.certificate_, self.certified_agrees_ = None, None
         n_cert = min(int(self.certify or 0), R)
-        if params.solver != "compressed" or n_cert < 2 or 3 * n_cert > CERTIFY_MAX_SHARE * len(ks) * R:
+        cert_ks = _certified_ks(self.instability_, ks, self.k_)
+        if params.solver != "compressed" or n_cert < 2 or len(cert_ks) * n_cert > CERTIFY_MAX_SHARE * len(ks) * R:
             return
 
         def compressed_at(k):  # the first n_cert replicates of the compressed sweep at k
@@ -367,13 +395,13 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
         # stored in the sweep's store: a resumed fit does not refit it
         tag = {"k": self.k_, "ks": [int(k) for k in ks], "n_certify": n_cert, "n_replicates": R,
-               "block_size": bs, "centered": bool(self.centered), "version": 1}
+               "block_size": bs, "centered": bool(self.centered), "certified_ks": cert_ks, "version": 2}
         stored = store.get_values("certification.json", tag) if store is not None else None
         if stored is not None:
             table, agrees = pd.DataFrame(stored["table"], columns=CERT_COLUMNS), bool(stored["agrees"])
         else:
-            table, agrees = certify_sweep(X, self.k_, ks, params, compressed_at, n_cert, R,
-                                          centered=self.centered, block_size=bs, progress=self.progress)
+            table, agrees = certify_sweep(X, self.k_, ks, params, compressed_at, n_cert, R, centered=self.centered,
+                                          block_size=bs, progress=self.progress, k_values=cert_ks)
             if store is not None:
                 store.put_values("certification.json", tag,
                                  {"table": table.to_dict("records"), "agrees": bool(agrees)})
@@ -495,6 +523,19 @@ def _k_values(k_range: Any, n: int, m: int) -> list[int]:
         raise ConfigError(f"k_range must lie in 1..{min(n, m)} (X has {n} sample(s) and {m} "
                           f"feature(s); K <= min of both), got {ks[0]}..{ks[-1]}")
     return ks
+
+
+def _certified_ks(inst: pd.DataFrame, ks: list[int], k_selected: int) -> list[int]:
+    """The K's certified after a compressed sweep: the contiguous range over the Ks near the γ
+    minimum (γ ≤ max(min + SE, 2 min), :func:`osnmf.factorize.selection.near_minimum`) and the
+    selected K ± 1, within the sweep's K's."""
+    from osnmf.factorize.selection import NEAR_FACTOR, near_minimum
+
+    near = near_minimum(inst["k"].to_numpy(), inst["hungarian"].to_numpy(), inst["hungarian_se"].to_numpy(),
+                        NEAR_FACTOR)
+    wanted = {k_selected - 1, k_selected, k_selected + 1} | {int(k) for k in (near if near is not None else [])}
+    lo, hi = min(wanted), max(wanted)
+    return [int(k) for k in ks if lo <= k <= hi]
 
 
 def _chosen_k(rules: Mapping[str, int | None], inst: pd.DataFrame, rule: str) -> int:

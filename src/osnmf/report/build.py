@@ -21,6 +21,7 @@ from osnmf.report.atlas_view import atlas_view_section
 from osnmf.report.files import name_links, pattern_ids, pattern_names
 from osnmf.report.html import Section, write_report
 from osnmf.results import headline_metrics, planted_truth, stability_table
+from osnmf.spatial.moran import morans_i_max, spatial_weights
 
 
 def _selection_panel(state, summary: dict, k: int, section: Section, save) -> None:
@@ -68,10 +69,10 @@ def _recipe_text(summary: dict) -> str:
 
 
 def _fmt(mean: float, sd: float) -> str:
-    """``mean ± sd`` with two significant digits of the SD (at least two decimals): 0.998 ± 0.008."""
+    """``mean ± sd`` to the SD's first significant digit (at least two decimals): 0.998 ± 0.008."""
     digits = 2
     if np.isfinite(sd) and sd > 0:
-        digits = max(2, 1 - int(np.floor(np.log10(sd))))
+        digits = max(2, -int(np.floor(np.log10(sd))))
     return f"{mean:.{digits}f} ± {sd:.{digits}f}"
 
 
@@ -145,7 +146,8 @@ def build_report(state, summary: dict) -> Path:
     stability = Section(
         "Stability and the choice of K",
         paragraphs=["γ(K) is the mean dissimilarity between the pattern sets of all pairs of bootstrap replicates; "
-                    "the selected K follows the chosen rule named below."] + _certified_note(stab),
+                    "the selected K follows the chosen rule named below."] + _certified_note(stab)
+        + _k_min_note(summary.get("k_min_check")),
         figures=[(save(plot_instability(stab, k, pca_curve.dropna()), "instability"),
                   "Instability of staNMF (solid) and PCA (dashed) patterns, mean ± SD over replicate pairs")],
         tables=[(stab[[c for c in stab.columns if not c.endswith(("_se", "n_pairs"))]],
@@ -183,15 +185,18 @@ def build_report(state, summary: dict) -> Path:
          "reconstruction r": _fmt(summary["reconstruction_pca_mean"], summary["reconstruction_pca_sd"]),
          "patterns per gene": "—"},
     ])
-    moran = pd.DataFrame({"pattern": names, "Moran's I": mt.moran_nmf,
-                          "Moran's I (strongest-pattern map)": mt.moran_strongest_nmf})
+    moran_max = morans_i_max(spatial_weights(support))  # the largest I possible: above 1 (see morans_i_max)
+    moran = pd.DataFrame({"pattern": names, "Moran's I": [f"{v:.3f}" for v in mt.moran_nmf],
+                          "Moran's I (strongest-pattern map)": [f"{v:.3f}" for v in mt.moran_strongest_nmf]})
     sections.append(Section(
         "Spatial coherence and reconstruction",
         paragraphs=[compare_note],
         tables=[(compare, f"staNMF vs PCA at K = {k} (headline statistics of the {summary['recipe']['name']} recipe)"),
-                (moran, "Moran's I per pattern")],
+                (moran, f"Moran's I per pattern (binary face-neighbour weights: on this brain graph I can reach "
+                        f"{moran_max:.3f}, above 1, because voxels at the surface have fewer neighbours)")],
         figures=[
-            (save(plot_moran_box({"staNMF": head["moran_nmf"], "PCA": head["moran_pca"]}), "moran_box"),
+            (save(plot_moran_box({"staNMF": head["moran_nmf"], "PCA": head["moran_pca"]}, upper=moran_max),
+                  "moran_box"),
              f"{summary['moran_i_headline']}: every pattern in every bootstrap replicate"),
             (save(plot_reconstruction_scatter(head["recon_nmf"], head["recon_pca"]), "reconstruction_scatter"),
              f"Reconstruction accuracy, {summary['reconstruction_headline']}"),
@@ -336,6 +341,17 @@ def _tree_labels(best: pd.DataFrame, names: list[str]) -> list[str]:
         row = best[best["pattern_index"].astype(int) == i]
         labels.append(f"{name} (r={float(row['r'].iloc[0]):.2f})" if len(row) else name)
     return labels
+
+
+def _k_min_note(check: dict | None) -> list[str]:
+    """One sentence on how much γ depends on the chain's start (chained sweeps only)."""
+    if not check:
+        return []
+    cells = "; ".join(f"K = {int(row['k'])}: {row['hungarian_subset']:.4f} vs {row['hungarian_subset_alt_start']:.4f}"
+                      for row in check["by_k"])
+    return [f"Replicates at K were grown from their own K−1 fits, so γ depends on where the chain starts. "
+            f"γ of the first {check['n_replicates']} replicates chained from K = {check['k_min']} vs from "
+            f"K = {check['k_min_alt']}: {cells} (largest |Δγ| {check['max_abs_diff']:.4f})."]
 
 
 def _certified_note(stab: pd.DataFrame) -> list[str]:

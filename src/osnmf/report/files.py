@@ -108,6 +108,7 @@ def headline(state) -> dict:
         "pca_instability_hungarian": float(table.loc[k, "pca_hungarian"]) if "pca_hungarian" in table else None,
         "k_selection": k_selection(sw, settings["k_rule"]),
         "k_gamma_argmin": argmin,
+        "k_min_check": k_min_check_block(sw),
         # the headline numbers follow the recipe (summary["recipe"]); both variants are kept below
         "moran_i_headline": head["moran_label"],
         "moran_i_stanmf_mean": float(np.mean(head["moran_nmf"])),
@@ -162,6 +163,17 @@ def _mean_sd(values) -> dict:
 
 def _mean_sd_pair(nmf, pca) -> dict:
     return {"staNMF": _mean_sd(nmf), "PCA": _mean_sd(pca)}
+
+
+def k_min_check_block(sweep) -> dict | None:
+    """After a chained (fast) sweep: γ of a replicate subset from the sweep's k_min and from a later
+    start, per K, and the largest |Δγ| (None after an unchained sweep, whose γ has no k_min)."""
+    table = sweep.k_min_check
+    if table is None or len(table) == 0:
+        return None
+    return {"k_min": int(table["k_min"].iloc[0]), "k_min_alt": int(table["k_min_alt"].iloc[0]),
+            "n_replicates": int(table["n_replicates"].iloc[0]), "max_abs_diff": float(table["abs_diff"].max()),
+            "by_k": table[["k", "hungarian_subset", "hungarian_subset_alt_start", "abs_diff"]].to_dict("records")}
 
 
 def recipe_block(cfg) -> dict:
