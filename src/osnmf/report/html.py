@@ -63,7 +63,7 @@ def cell_text(value) -> str:
     if isinstance(value, (bool, np.bool_)):
         return "yes" if value else "no"
     if isinstance(value, (float, np.floating)):
-        return f"{float(value):.3g}"
+        return f"{float(value):#.3g}".rstrip(".")  # 1.00, not 1: the digits shown are the digits known
     if isinstance(value, dict):
         return "; ".join(f"{cell_text(k)}: {cell_text(v)}" for k, v in value.items())
     if isinstance(value, (tuple, list, np.ndarray)):
