@@ -163,6 +163,10 @@ def test_summary_states_the_recipe_and_paper_headlines(small_run):
         r.append(np.corrcoef(np.maximum(measured[ok], 0), recon[row, ok])[0, 1])
     np.testing.assert_allclose(mt.recon_nmf_measured, r, atol=1e-5)
     assert on_disk["reconstruction_stanmf_mean"] == pytest.approx(float(np.mean(r)), abs=1e-5)
+    # the paper's Fig. 1E count: patterns with a non-zero coefficient, per gene (brute force)
+    nonzero = (sw.coefficients != 0).sum(axis=1)
+    assert on_disk["patterns_per_gene_nonzero"]["mean"] == pytest.approx(float(nonzero.mean()))
+    assert on_disk["patterns_per_gene_nonzero"]["share_all"] == pytest.approx(float((nonzero == sw.k).mean()))
     # the paper's hold-out "mean error" is the signed mean of measured − imputed
     assert abs(on_disk["holdout_mean_error"]) <= on_disk["holdout_mae"]
     html = (pipe.out / "report.html").read_text()
