@@ -235,7 +235,7 @@ class Pipeline:
                                          f"K = {int(r.k)} selected")
 
     def baselines(self) -> BaselinesResult:
-        from osnmf.evaluate.compare import pca_instability_curve
+        from osnmf.evaluate.compare import instability_curve
         from osnmf.factorize import baselines as bl
 
         cfg = self.inputs("baselines")
@@ -245,21 +245,25 @@ class Pipeline:
             X, sw = self.state.impute.X, self.state.sweep
             k = sw.k
             ks = [kk for kk in cfg.k_range if kk <= min(X.shape) - 1]
-            # one set of bootstrap PCA fits at the largest K serves the whole curve (components are nested);
-            # the same gene bootstraps as the staNMF replicates; the first ones also serve Moran's I
+            # one Gram of X serves every PCA here (baselines.pca_bootstrap); the bootstrap fits at the largest K
+            # serve the whole curve (components are nested), with the same gene bootstraps as the staNMF
+            # replicates; the first ones also serve Moran's I
             n_reps = max(pca_replicates, cfg.moran_replicates)
-            reps_all = bl.pca_bootstrap_patterns(X, max(*ks, k), n_replicates=n_reps, seed=cfg.random_state,
-                                                 progress=self.progress)
-            pca = bl.pca_patterns(X, k)
-            offset = pca.offset if pca.offset is not None else np.zeros(X.shape[1])
+            gram = bl.CentredGram(X, progress=self.progress)
+            boot = bl.pca_bootstrap(X, max(*ks, k), n_replicates=n_reps, seed=cfg.random_state, gram=gram,
+                                    progress=self.progress)
+            pca = boot.full_pca(k)
+            emb = bl.voxel_pca_embedding(X, k, gram=gram)
             return BaselinesResult(
-                pca_instability=pca_instability_curve(reps_all[:pca_replicates], ks),
+                pca_instability=instability_curve(boot.correlations(pca_replicates), ks),
                 pca_patterns=pca.patterns.astype(np.float32),
                 pca_coefficients=pca.coefficients.astype(np.float32),
-                pca_offset=np.asarray(offset, np.float32),
-                pca_replicates=reps_all[: cfg.moran_replicates, :k].astype(np.float32),
-                kmeans_patterns=bl.pca_kmeans_patterns(X, k, seed=cfg.random_state).patterns.astype(np.float32),
-                ward_patterns=bl.pca_agglomerative_patterns(X, k, seed=cfg.random_state).patterns.astype(np.float32),
+                pca_offset=np.asarray(pca.offset, np.float32),
+                pca_replicates=boot.patterns(cfg.moran_replicates, k),
+                kmeans_patterns=bl.pca_kmeans_patterns(X, k, seed=cfg.random_state, embedding=emb).patterns.astype(
+                    np.float32),
+                ward_patterns=bl.pca_agglomerative_patterns(X, k, seed=cfg.random_state, embedding=emb).patterns.astype(
+                    np.float32),
                 nmf_hier_patterns=bl.nmf_hierarchical_patterns(sw.components, k, seed=cfg.random_state).patterns.astype(
                     np.float32),
             )

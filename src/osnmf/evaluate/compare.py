@@ -31,7 +31,7 @@ from osnmf.errors import InputError
 from osnmf.evaluate.metrics import patterns_per_gene, reconstruction_accuracy, summarize
 from osnmf.factorize.baselines import PatternSet, nmf_patterns, pca_bootstrap_patterns, pca_patterns
 from osnmf.factorize.bootstrap import bootstrap_counts
-from osnmf.factorize.stability import instability
+from osnmf.factorize.stability import instability_from_correlations, pairwise_correlations
 from osnmf.spatial.moran import morans_i_distribution, spatial_weights
 
 
@@ -69,14 +69,25 @@ def pca_instability_curve(replicates: np.ndarray, ks: Iterable[int], centered: b
     """PCA instability at every K from one stack of bootstrap PCA fits at the largest K.
 
     Principal components are nested (the first k of a replicate's top-K are its top k), so
-    ``replicates`` ``(R, K_max, m)`` serves the whole curve. Returns one row per K: ``k`` and the
-    columns of :func:`osnmf.factorize.stability.instability`.
+    ``replicates`` ``(R, K_max, m)`` serves the whole curve, and so do its cross-correlations,
+    computed once. Returns one row per K: ``k`` and the columns of
+    :func:`osnmf.factorize.stability.instability`.
     """
     replicates = np.asarray(replicates)
     ks = [int(k) for k in ks]
     if replicates.ndim != 3 or max(ks) > replicates.shape[1]:
         raise InputError(f"need (R, K_max, m) replicates with K_max >= {max(ks)}, got {replicates.shape}")
-    return pd.DataFrame([{"k": k, **instability(replicates[:, :k], centered=centered)} for k in ks])
+    return instability_curve(pairwise_correlations(replicates[:, : max(ks)], centered=centered), ks)
+
+
+def instability_curve(correlations: np.ndarray, ks: Iterable[int]) -> pd.DataFrame:
+    """Instability at every K from the cross-correlations ``(R, R, K_max, K_max)`` of nested
+    replicate pattern sets (e.g. :meth:`osnmf.factorize.baselines.PCABootstrap.correlations`)."""
+    C = np.asarray(correlations)
+    ks = [int(k) for k in ks]
+    if C.ndim != 4 or max(ks) > C.shape[2]:
+        raise InputError(f"need (R, R, K_max, K_max) correlations with K_max >= {max(ks)}, got {C.shape}")
+    return pd.DataFrame([{"k": k, **instability_from_correlations(C[:, :, :k, :k])} for k in ks])
 
 
 def moran_comparison(nmf_replicates, pca_replicates, mask: np.ndarray, variant: str = "continuous",

@@ -26,6 +26,7 @@ from scipy import sparse
 from osnmf.errors import InputError
 from osnmf.factorize.bootstrap import bootstrap_counts
 from osnmf.factorize.checks import check_k, check_matrix
+from osnmf.factorize.gram_pca import CentredGram, top_eigh, weighted_pca
 from osnmf.progress import track
 
 Kind = Literal["nmf", "pca", "clusters", "other"]
@@ -244,6 +245,139 @@ def align_signs(replicate: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return replicate * signs[:, None]
 
 
+def _largest_entry_signs(patterns: np.ndarray) -> np.ndarray:
+    """Sign ``(N,)`` of each row's largest-magnitude entry (+1 for a zero row)."""
+    idx = np.argmax(np.abs(patterns), axis=1)
+    signs = np.sign(patterns[np.arange(patterns.shape[0]), idx])
+    signs[signs == 0] = 1.0
+    return signs
+
+
+@dataclass
+class PCABootstrap:
+    """PCA of ``X`` and of its gene-bootstrap replicates, kept as coefficients over the genes.
+
+    Component j of replicate r is the pattern ``coef[r, :, j] @ X'`` (``X'`` = X centred by its
+    voxel means, unit norm); its sign already follows :func:`pca_bootstrap_patterns` (the full-data
+    component it correlates with most, :func:`align_signs`). Correlations between components come
+    from the Gram matrix (:meth:`correlations`, no pass over the voxels); the patterns themselves
+    from one product with ``X`` (:meth:`patterns`).
+
+    Attributes
+    ----------
+    gram : the :class:`osnmf.factorize.gram_pca.CentredGram` of ``X``.
+    coef : float64 ``(R, n, K)``; values : float64 ``(R, K)`` eigenvalues (sums of squares).
+    reference : float64 ``(n, K)`` the full-data components (largest-|entry| positive);
+    reference_values : float64 ``(K,)``.
+    """
+
+    gram: CentredGram
+    coef: np.ndarray
+    values: np.ndarray
+    reference: np.ndarray
+    reference_values: np.ndarray
+
+    @property
+    def n_replicates(self) -> int:
+        return int(self.coef.shape[0])
+
+    def _flat(self, replicates: int | None, k: int | None) -> np.ndarray:
+        R = self.n_replicates if replicates is None else int(replicates)
+        k = self.coef.shape[2] if k is None else int(k)
+        return self.coef[:R, :, :k].transpose(1, 0, 2).reshape(self.coef.shape[1], R * k)
+
+    def correlations(self, replicates: int | None = None, centered: bool = False) -> np.ndarray:
+        """``(R, R, K, K)``: ``out[p, q]`` = cross-correlation of replicates p and q (as
+        :func:`osnmf.factorize.stability.pairwise_correlations`) of the first ``replicates``."""
+        R = self.n_replicates if replicates is None else int(replicates)
+        K = self.coef.shape[2]
+        G = self.gram.inner(self._flat(R, None), centered=centered)
+        sq = np.sqrt(np.clip(np.diag(G), 0, None))
+        inv = np.divide(1.0, sq, out=np.zeros_like(sq), where=sq > 0)
+        G *= inv[:, None]
+        G *= inv[None, :]
+        np.clip(G, -1.0, 1.0, out=G)
+        return G.reshape(R, K, R, K).transpose(0, 2, 1, 3)
+
+    def patterns(self, replicates: int | None = None, k: int | None = None) -> np.ndarray:
+        """float32 ``(R, k, m)``: the first ``k`` components of the first ``replicates``."""
+        R = self.n_replicates if replicates is None else int(replicates)
+        k = self.coef.shape[2] if k is None else int(k)
+        out = np.empty((R, k, self.gram.shape[1]), dtype=np.float32)
+        self.gram.project(self._flat(R, k), out=out.reshape(R * k, -1))
+        return out
+
+    def full_pca(self, k: int, name: str = "PCA") -> PatternSet:
+        """The full-data PCA at ``k`` (the first k reference components), as :func:`pca_patterns`."""
+        return _gram_pattern_set(self.gram, self.reference[:, :k], self.reference_values[:k], name)
+
+
+def _gram_pattern_set(gram: CentredGram, coef: np.ndarray, values: np.ndarray, name: str) -> PatternSet:
+    """PatternSet of full-data components ``coef`` ``(n, k)`` (signs already fixed)."""
+    n = gram.shape[0]
+    patterns = gram.project(coef)
+    scores = gram.gram @ coef  # (X - mean) @ patterns.T = X' X'ᵀ coef
+    var = values / max(n - 1, 1)
+    total_var = float(np.trace(gram.gram) / max(n - 1, 1))
+    return PatternSet(
+        name=name, patterns=patterns, coefficients=scores, kind="pca",
+        extra={"offset": gram.mean.copy(), "explained_variance": var,
+               "explained_variance_ratio": var / total_var if total_var > 0 else var * np.nan},
+    )
+
+
+def _full_data_pca(gram: CentredGram, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Full-data components ``(n, k)`` with their largest-|entry| positive, and eigenvalues."""
+    values, coef = weighted_pca(gram, np.ones((1, gram.shape[0])), k)
+    coef = coef[0] * _largest_entry_signs(gram.project(coef[0]))[None, :]
+    return values[0], coef
+
+
+def pca_bootstrap(
+    X: np.ndarray,
+    k: int,
+    n_replicates: int = 20,
+    seed: int = 0,
+    counts: np.ndarray | None = None,
+    gram: CentredGram | None = None,
+    progress: bool = False,
+) -> PCABootstrap:
+    """PCA of ``X`` and of its gene-bootstrap replicates from one Gram matrix (see
+    :mod:`osnmf.factorize.gram_pca`): the same components and signs as
+    :func:`pca_bootstrap_patterns`, without a pass over ``X`` per replicate.
+
+    Parameters
+    ----------
+    X : ``(n_genes, m)`` finite matrix (the Gram is ``n_genes × n_genes``: meant for fewer genes
+        than voxels).
+    k : components per replicate (K_max of a curve: components are nested).
+    n_replicates, seed, counts : the bootstrap, as in :func:`pca_bootstrap_patterns`.
+    gram : the Gram of ``X`` if already computed (:class:`CentredGram`).
+    """
+    X = _check_matrix(X)
+    n, m = X.shape
+    k = check_k(k, min(n - 1, m))
+    if counts is None:
+        counts = bootstrap_counts(n, n_replicates, seed)
+    counts = np.asarray(counts)
+    if counts.ndim != 2 or counts.shape[1] != n or (counts < 0).any() or (counts.sum(axis=1) <= 1).any():
+        raise InputError(f"counts must be (R, {n}) non-negative multiplicities summing to more than 1")
+    gram = CentredGram(X, progress=progress) if gram is None else gram
+    ref_values, ref = _full_data_pca(gram, k)
+    values, coef = weighted_pca(gram, counts, k, progress=progress)
+    R = counts.shape[0]
+    flat = coef.transpose(1, 0, 2).reshape(n, R * k)
+    C = flat.T @ (gram.gram @ ref)  # replicate components × reference components
+    ref_norms = np.sqrt(np.clip(np.einsum("ij,ij->j", ref, gram.gram @ ref), 0, None))
+    best = np.argmax(np.abs(C) / np.where(ref_norms > 0, ref_norms, 1.0)[None, :], axis=1)
+    signs = np.sign(C[np.arange(R * k), best])
+    if (signs == 0).any():  # no correlation with the reference: the largest entry decides
+        zero = np.flatnonzero(signs == 0)
+        signs[zero] = _largest_entry_signs(gram.project(flat[:, zero]))
+    coef *= signs.reshape(R, 1, k)
+    return PCABootstrap(gram=gram, coef=coef, values=values, reference=ref, reference_values=ref_values)
+
+
 def pca_bootstrap_patterns(
     X: np.ndarray,
     k: int,
@@ -269,12 +403,14 @@ def pca_bootstrap_patterns(
     -------
     float32 ``(R, k, m)``.
     """
-    X = _check_matrix(X)  # kept in its precision: pca_fit converts blocks of columns
+    X = _check_matrix(X)  # kept in its precision: blocks of columns are converted
     if counts is None:
         counts = bootstrap_counts(X.shape[0], n_replicates, seed)
     counts = np.asarray(counts)
     if counts.ndim != 2 or counts.shape[1] != X.shape[0]:
         raise InputError(f"counts must be (R, {X.shape[0]}), got {counts.shape}")
+    if align and X.shape[0] < X.shape[1]:  # genes × voxels: all replicates from one Gram
+        return pca_bootstrap(X, k, counts=counts, progress=progress).patterns()
     reference = pca_fit(X, k)[0] if align else None
     out = np.empty((counts.shape[0], int(k), X.shape[1]), dtype=np.float32)
     for r in track(range(counts.shape[0]), "PCA bootstrap", enabled=progress):
@@ -311,13 +447,31 @@ def pca_instability(
 # --------------------------------------------------------------------------- clustering baselines
 
 
-def voxel_pca_embedding(X: np.ndarray, n_components: int) -> np.ndarray:
-    """Voxels embedded by PCA with voxels as samples and genes as features: ``(m, n_components)``."""
+def voxel_pca_embedding(X: np.ndarray, n_components: int, gram: CentredGram | None = None) -> np.ndarray:
+    """Voxels embedded by PCA with voxels as samples and genes as features: ``(m, n_components)``.
+
+    ``gram``: the :class:`CentredGram` of ``X`` (genes × voxels, fewer genes than voxels): the
+    genes' covariance over the voxels then follows from it (no pass over X for it).
+    """
     X = _check_matrix(X)
-    comps, mean, _ = pca_fit(X.T, n_components)  # a view: pca_fit converts blocks of voxels
-    emb = np.empty((X.shape[1], comps.shape[0]))
-    for voxels, block in _float64_rows(X.T, BLOCK_COLUMNS):
-        emb[voxels] = (block - mean) @ comps.T
+    if gram is None:
+        comps, mean, _ = pca_fit(X.T, n_components)  # a view: pca_fit converts blocks of voxels
+        emb = np.empty((X.shape[1], comps.shape[0]))
+        for voxels, block in _float64_rows(X.T, BLOCK_COLUMNS):
+            emb[voxels] = (block - mean) @ comps.T
+        return emb
+    n, m = X.shape
+    k = check_k(n_components, min(n, m))
+    s, t, mu = gram.row_means, gram.row_dot_mean, gram.mean
+    nu = mu - mu.mean()
+    # X_c = X − (gene means) 1ᵀ = X' − s 1ᵀ + 1 νᵀ, so X_c X_cᵀ = G − m s sᵀ + t 1ᵀ + 1 tᵀ + |ν|² 11ᵀ
+    C = gram.gram - m * np.outer(s, s) + t[:, None] + t[None, :] + float(nu @ nu)
+    _, E = top_eigh((C + C.T) / 2, k)
+    E = E * _largest_entry_signs(E.T)[None, :]
+    # emb = X_cᵀ E = X'ᵀ E + μ (1ᵀE) − 1 (rᵀ E), r = s + mean(μ) the gene means
+    emb = gram.project(E).T
+    emb += np.outer(mu, E.sum(axis=0))
+    emb -= (s + mu.mean()) @ E
     return emb
 
 
@@ -349,7 +503,7 @@ def cluster_patterns(
 
 def pca_kmeans_patterns(
     X: np.ndarray, k: int, n_components: int | None = None, seed: int = 0, n_init: int = 10,
-    name: str = "PCA + k-means",
+    name: str = "PCA + k-means", embedding: np.ndarray | None = None,
 ) -> PatternSet:
     """Voxels clustered by k-means in PC space (stLearn-like); each cluster a binary pattern.
 
@@ -359,12 +513,13 @@ def pca_kmeans_patterns(
     k : number of clusters (patterns).
     n_components : PCs of the voxel embedding (default ``k``).
     seed : k-means ``random_state``.
+    embedding : the voxels' ``(m, n_components)`` :func:`voxel_pca_embedding`, if already computed.
     """
     from sklearn.cluster import KMeans
 
     X = _check_matrix(X)
     k = check_k(k, X.shape[1])
-    emb = voxel_pca_embedding(X, n_components or k)
+    emb = voxel_pca_embedding(X, n_components or k) if embedding is None else embedding
     labels = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit_predict(emb)
     return cluster_patterns(labels, k, X, name=name, extra={"embedding": "pca"})
 
@@ -407,15 +562,16 @@ def ward_labels(
 def pca_agglomerative_patterns(
     X: np.ndarray, k: int, n_components: int | None = None,
     connectivity: sparse.spmatrix | None = None, max_voxels: int = 8000, seed: int = 0,
-    name: str = "PCA + agglomerative",
+    name: str = "PCA + agglomerative", embedding: np.ndarray | None = None,
 ) -> PatternSet:
     """Voxels clustered by Ward agglomerative clustering in PC space (AGEA-like).
 
-    See :func:`ward_labels` for ``connectivity``, ``max_voxels`` and ``seed``.
+    See :func:`ward_labels` for ``connectivity``, ``max_voxels`` and ``seed``; ``embedding`` as
+    in :func:`pca_kmeans_patterns`.
     """
     X = _check_matrix(X)
     k = check_k(k, X.shape[1])
-    emb = voxel_pca_embedding(X, n_components or k)
+    emb = voxel_pca_embedding(X, n_components or k) if embedding is None else embedding
     labels = ward_labels(emb, k, connectivity, max_voxels, seed)
     return cluster_patterns(labels, k, X, name=name, extra={"embedding": "pca"})
 

@@ -31,6 +31,7 @@ __all__ = [
     "pairwise_correlations",
     "as_pattern_stack",
     "instability",
+    "instability_from_correlations",
     "select_k",
 ]
 
@@ -251,7 +252,16 @@ def instability(patterns: Any, centered: bool = False) -> dict[str, float]:
     R = patterns.shape[0]
     if R < 2:
         raise InputError(f"instability needs at least 2 replicates, got {R}")
-    C = pairwise_correlations(patterns, centered)
+    return instability_from_correlations(pairwise_correlations(patterns, centered))
+
+
+def instability_from_correlations(C: Any) -> dict[str, float]:
+    """:func:`instability` from the replicates' cross-correlations ``C`` ``(R, R, K, K)``
+    (:func:`pairwise_correlations`), e.g. the leading ``[:, :, :k, :k]`` block of nested sets."""
+    C = np.asarray(C)
+    R = C.shape[0]
+    if C.ndim != 4 or C.shape[1] != R or R < 2:
+        raise InputError(f"need (R, R, K, K) correlations with R >= 2, got shape {C.shape}")
     iu, ju = np.triu_indices(R, k=1)
     pairs = C[iu, ju]  # (n_pairs, K, K)
     hung = np.atleast_1d(hungarian_dissimilarity(pairs))
