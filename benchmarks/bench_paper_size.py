@@ -1,5 +1,15 @@
 """The paper-size run, end to end: ``osnmf run`` with default settings on a synthetic atlas.
 
+``--recipe`` (written into the TOML the run reads and into the JSON's ``settings``) picks the
+run's recipe; its default is the CLI's, ``paper``: cold NNDSVDa fits of every bootstrap sample
+with the exact solver, K = γ argmin, PCA under the sweep's replicates. At paper size that sweep
+is flop-bound — each CD iteration multiplies the 4,345 × 62,529 matrix by its factors twice, so
+K 8–30 × 100 takes hours on 2 cores (benchmarks/bench_paper_recipe.py times it against
+scikit-learn on sampled K rather than in full). ``--recipe fast`` (grown starts, the rank-128
+sketch of ``solver="auto"``, ``median3_near``, 20 PCA replicates: the defaults before ``paper``
+became the default) is the 32-minute run recorded in benchmarks/results/paper_size.json (whose
+``settings`` say ``"recipe": "fast"``).
+
 Runs the CLI's ``run`` command in this process (4,345 synthetic experiments with 11 planted
 patterns on the 200 µm atlas — by default the phantom calibrated to the real atlas's instability,
 ``--phantom-preset calibrated``; ``none`` for the plain one —, K 8–30 × 100 replicates by default)
@@ -20,7 +30,7 @@ per-fit times and their ratio, size(X), the load average before and after, and t
 
 Usage::
 
-    python benchmarks/bench_paper_size.py [--out /tmp/osnmf_paper] [--k-min 8 --k-max 30]
+    python benchmarks/bench_paper_size.py [--out /tmp/osnmf_paper] [--recipe paper|fast] [--k-min 8 --k-max 30]
         [--replicates 100] [--genes 4345] [--sklearn-fits 3] [--sklearn-ks 8 15 20 30]
         [--sklearn-k-fits 1] [--backend numpy --device cpu]
         [--json benchmarks/results/paper_size.json]
@@ -137,7 +147,8 @@ def sklearn_per_fit(X: np.ndarray, k: int, n_fits: int, seed: int) -> dict:
 
 def sweep_seconds_per_k(store: Path) -> dict[int, float]:
     """Seconds each K of the sweep took, from its block files' modification times: the time from the
-    previous K's last block to this K's last block (blocks run K by K; the first K is left out)."""
+    previous K's last block to this K's last block (blocks run K by K: in waves under grow, drawn in
+    K order otherwise, where parallel jobs overlap at a K's boundaries; the first K is left out)."""
     last = {}
     for f in store.glob("*/k*/r*.npz"):
         k = int(f.parent.name[1:])
@@ -180,9 +191,22 @@ def loop_projection(sk_by_k: dict, k_sel: int, sk: dict, k_min: int, k_max: int,
             "ratio": round(total / ours_sweep_s, 1) if ours_sweep_s else None}
 
 
+def previous_recipe(cfg: Path) -> str | None:
+    """The recipe of the TOML an earlier run in ``--out`` wrote (None: no earlier run; ``fast``: one
+    written before this option, when the defaults were the fast recipe's)."""
+    if not cfg.exists():
+        return None
+    import tomllib
+
+    return tomllib.loads(cfg.read_text(encoding="utf-8")).get("recipe", "fast")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="/tmp/osnmf_paper_size")
+    ap.add_argument("--recipe", choices=["paper", "fast"], default="paper",
+                    help="the run's recipe (default: paper, the CLI's default; fast: the 32-minute run of "
+                         "benchmarks/results/paper_size.json)")
     ap.add_argument("--k-min", type=int, default=8)
     ap.add_argument("--k-max", type=int, default=30)
     ap.add_argument("--replicates", type=int, default=100)
@@ -201,7 +225,11 @@ def main() -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = out / "bench_config.toml"
-    lines = [f'out = "{out / "run"}"', f"k_min = {a.k_min}", f"k_max = {a.k_max}",
+    record = out / "stages.json"
+    before = previous_recipe(cfg)
+    if record.exists() and before not in (None, a.recipe):  # the stage records would be another recipe's
+        raise SystemExit(f"{out} holds a run of recipe {before!r}; use another --out for --recipe {a.recipe}")
+    lines = [f'out = "{out / "run"}"', f'recipe = "{a.recipe}"', f"k_min = {a.k_min}", f"k_max = {a.k_max}",
              f"n_replicates = {a.replicates}", f"phantom_genes = {a.genes}",
              f"phantom_patterns = {a.patterns}", "quiet = true"]
     if a.phantom_preset != "none":
@@ -212,7 +240,6 @@ def main() -> None:
         lines.append(f'device = "{a.device}"')
     cfg.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
-    record = out / "stages.json"
     stages: dict = json.loads(record.read_text(encoding="utf-8")) if record.exists() else {}
     resumed = bool(stages)
     holder: dict = {}
@@ -249,14 +276,15 @@ def main() -> None:
     summary = json.loads((out / "run" / "summary.json").read_text(encoding="utf-8"))
     result = {
         "resumed": resumed,
-        "settings": {"genes": a.genes, "patterns": a.patterns, "phantom_preset": a.phantom_preset,
-                     "k_min": a.k_min, "k_max": a.k_max,
+        "settings": {"recipe": a.recipe, "genes": a.genes, "patterns": a.patterns,
+                     "phantom_preset": a.phantom_preset, "k_min": a.k_min, "k_max": a.k_max,
                      "replicates": a.replicates, "backend": a.backend or "numpy",
                      "device": a.device, "cpus": os.cpu_count(), "machine": platform.platform()},
         "X_shape": list(X.shape),
         "X_gib_float32": round(x_gib, 3),
         "selected_k": k,
         "k_rule": summary.get("k_selection", {}).get("rule"),
+        "recipe": summary.get("recipe"),
         "planted_k": a.patterns,
         "instability": stab[["k", "hungarian", "hungarian_se"]].to_dict(orient="list"),
         "certification": certified.to_dict(orient="records"),
@@ -280,7 +308,7 @@ def main() -> None:
     path = Path(a.json) if a.json else out / "bench_paper_size.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2, default=float), encoding="utf-8")
-    print(f"RESULT selected K {k}; total {total:.0f} s; sweep {sweep.get('wall_s')} s "
+    print(f"RESULT recipe {a.recipe}: selected K {k}; total {total:.0f} s; sweep {sweep.get('wall_s')} s "
           f"({ours_per_fit:.2f} s per replicate fit, sklearn {sk['per_fit_s']:.2f} s per fit, "
           f"ratio {result['per_fit_ratio']:.1f}x); sweep peak above its start "
           f"{sweep.get('peak_above_start_gib')} GiB = {result['sweep_peak_above_start_over_X']:.2f} x size(X) "

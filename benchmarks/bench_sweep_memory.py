@@ -4,7 +4,10 @@ Takes an ``osnmf run`` folder (e.g. the paper-size run of ``bench_paper_size.py`
 stored sweep blocks into a fresh store (the per-K γ, panel and final-model files are left out, so
 they are recomputed, and so are the blocks of ``--refit-k``), reloads the imputed matrix from the
 run's stage cache (C order, as the pipeline hands it to ``StaNMF``) and runs ``StaNMF.fit`` with
-the run's defaults. Every phase (sketch, the blocks of ``--refit-k``, γ per K, selection panel,
+the run's recipe (``--recipe``; default: ``recipe.name`` of the run's summary.json, or ``fast`` for
+a run made before recipes existed — the defaults of that time, grown starts and the auto solver,
+so the stored blocks are reused as before; a recipe other than the run's refits every block).
+Every phase (sketch, the blocks of ``--refit-k``, γ per K, selection panel,
 certification, final model) reports its peak RSS above the RSS before ``fit`` (X already held),
 sampled every 50 ms, its RSS at start, its seconds and, with ``--traced``, the peak of the memory
 numpy and Python allocated in it (tracemalloc). tracemalloc's bookkeeping (one record per live
@@ -17,11 +20,13 @@ This is the measurement behind the memory paragraph of docs/stanmf.md.
 Usage::
 
     python benchmarks/bench_sweep_memory.py --run /tmp/osnmf_paper_size/run [--k-min 8 --k-max 30 --replicates 100]
+        [--recipe fast|paper]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import tempfile
@@ -34,6 +39,16 @@ import numpy as np
 GiB = 2**30
 
 
+def run_recipe(run: Path) -> str:
+    """The recipe of an ``osnmf run`` folder: its summary.json's, else ``fast`` (made before recipes)."""
+    try:
+        summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "fast"
+    recipe = summary.get("recipe")
+    return recipe.get("name", "fast") if isinstance(recipe, dict) else "fast"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", required=True, help="an osnmf run folder with sweep/ and .cache/impute.npz")
@@ -43,8 +58,12 @@ def main() -> None:
     ap.add_argument("--n-jobs", type=int, default=2)
     ap.add_argument("--refit-k", type=int, default=30, help="K whose blocks are fitted again (0: none)")
     ap.add_argument("--traced", action="store_true", help="also the tracemalloc peak of each phase")
+    ap.add_argument("--recipe", choices=["fast", "paper"], default=None,
+                    help="default: the run's (summary.json), else fast (a run made before recipes existed)")
     a = ap.parse_args()
     run = Path(a.run)
+    if a.recipe is None:
+        a.recipe = run_recipe(run)
     from bench_paper_size import PeakSampler, rss_bytes
 
     from osnmf.factorize import stanmf
@@ -103,10 +122,11 @@ def main() -> None:
                 os.link(src, dst) if src.stat().st_dev == Path(tmp).stat().st_dev else shutil.copy2(src, dst)
         base = rss_bytes()
         model = stanmf.StaNMF(k_range=range(a.k_min, a.k_max + 1), n_replicates=a.replicates,
-                              n_jobs=a.n_jobs, store=tmp)
+                              recipe=a.recipe, n_jobs=a.n_jobs, store=tmp)
         model.fit(X)
     sampler.stop()
-    print(f"X {X.shape} {X.nbytes / GiB:.2f} GiB; RSS before fit {base / GiB:.2f} GiB; K = {model.k_}")
+    print(f"X {X.shape} {X.nbytes / GiB:.2f} GiB; RSS before fit {base / GiB:.2f} GiB; recipe {a.recipe}; "
+          f"K = {model.k_}")
     print("(a phase nested in another, e.g. load_k in certification, reports its caller's running peak)")
     for label, (peak, secs, calls, traced, start) in totals.items():
         print(f"RESULT {label:16s} calls {calls:3d}  {secs:7.1f} s  peak RSS above the pre-fit RSS {peak:.2f} GiB "

@@ -9,10 +9,15 @@ Drosophila: the 1,640 × 405 BDGP images of the original staNMF paper. The pixel
 recovered from the original code's 16 × 32 embryo template (column-major), checked by the
 Moran's I of the raw images under candidate layouts, and then used for Moran's I of the patterns.
 
+staNMF runs StaNMF's ``--recipe`` (default ``paper``, the estimator's default and the paper's
+method: cold NNDSVDa fits of every bootstrap sample, exact solver, K = γ argmin; ``fast``: grown
+starts and K by ``median3_near``). ``--solver`` (default: the recipe's) overrides the solver under
+``fast`` only: ``--solver compressed`` needs ``--recipe fast``.
+
 Usage::
 
     python benchmarks/compare_stanmf_pca.py --dataset phantom --genes 150 --patterns 8 \
-        --kmin 6 --kmax 10 --replicates 10
+        --kmin 6 --kmax 10 --replicates 10 [--recipe paper|fast] [--solver exact|compressed]
     python benchmarks/compare_stanmf_pca.py --dataset drosophila --kmin 14 --kmax 24
 """
 
@@ -67,7 +72,7 @@ def run_phantom(args) -> None:
     t0 = time.perf_counter()
     cmp = compare_stanmf_pca(X, range(args.kmin, args.kmax + 1), X_measured=measured, mask=mask,
                              n_replicates=args.replicates, random_state=args.seed,
-                             solver=args.solver, progress=args.progress)
+                             recipe=args.recipe, solver=args.solver, progress=args.progress)
     print(f"staNMF sweep K={args.kmin}…{args.kmax} × R={args.replicates} + PCA + metrics: "
           f"{time.perf_counter() - t0:.0f} s; selected K = {cmp.k}\n")
     print(cmp.table.to_string())
@@ -91,7 +96,7 @@ def run_drosophila(args) -> None:
     t0 = time.perf_counter()
     cmp = compare_stanmf_pca(X, range(args.kmin, args.kmax + 1), mask=drosophila_mask("column"),
                              n_replicates=args.replicates, random_state=args.seed,
-                             solver=args.solver, progress=args.progress)
+                             recipe=args.recipe, solver=args.solver, progress=args.progress)
     print(f"\nstaNMF sweep K={args.kmin}…{args.kmax} × R={args.replicates} + PCA + metrics: "
           f"{time.perf_counter() - t0:.0f} s; selected K = {cmp.k}\n")
     print(cmp.table.to_string())
@@ -109,10 +114,14 @@ def main() -> None:
     ap.add_argument("--kmax", type=int, default=None)
     ap.add_argument("--replicates", type=int, default=None,
                     help="bootstrap replicates (default 10 phantom, 20 Drosophila)")
-    ap.add_argument("--solver", default="exact", choices=["exact", "compressed"])
+    ap.add_argument("--recipe", default="paper", choices=["paper", "fast"], help="StaNMF's recipe")
+    ap.add_argument("--solver", default=None, choices=["exact", "compressed"],
+                    help="default: the recipe's (paper: exact); compressed needs --recipe fast")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--progress", action="store_true")
     args = ap.parse_args()
+    if args.recipe == "paper" and args.solver not in (None, "exact"):
+        ap.error(f"--solver {args.solver} contradicts --recipe paper (exact solver); add --recipe fast")
     for name in (["phantom", "drosophila"] if args.dataset == "both" else [args.dataset]):
         a = argparse.Namespace(**vars(args))
         if name == "phantom":

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # One prepared GPU check (issue 13, item 7) for the first CUDA machine; under 10 minutes.
 #   1. the torch tests on CUDA (OSNMF_REQUIRE_CUDA=1: the CUDA cases run or fail, never skip);
-#   2. one block of the default recipe at paper size on CUDA beside the numpy backend and
-#      scikit-learn (per-fit ratios printed);
-#   3. a reduced paper-size `osnmf run` with --backend torch --device cuda
-#      (bench_paper_size.py; K and replicates below, raise them when time allows).
+#   2. one block of the default (paper) recipe's fits at paper size (grow=False, exact solver:
+#      SweepParams' defaults) on CUDA beside the numpy backend and scikit-learn (per-fit ratios printed);
+#   3. a reduced paper-size `osnmf run` with --backend torch --device cuda and --recipe fast
+#      (bench_paper_size.py; grown starts and the auto solver's sketch, the run this check always
+#      made — the paper recipe's exact sweep is section 2's fits; K and replicates below, raise
+#      them when time allows).
 # Usage: bash benchmarks/gpu_check.sh [python]   (default: .venv/bin/python, else python3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,6 +48,6 @@ sk = time.perf_counter() - t
 print(f"RESULT per fit: sklearn {sk:.2f} s; " + "; ".join(f"{n} {v:.3f} s ({sk / v:.1f}x)" for n, v in times.items()))
 PY
 echo "== 3. reduced paper-size osnmf run on CUDA"
-timeout 420 "$PY" benchmarks/bench_paper_size.py --out "$OUT/run" --k-min 10 --k-max 12 --replicates 20 \
-    --backend torch --device cuda --sklearn-fits 1 --json "$OUT/paper_size_cuda.json"
+timeout 420 "$PY" benchmarks/bench_paper_size.py --out "$OUT/run" --recipe fast --k-min 10 --k-max 12 \
+    --replicates 20 --backend torch --device cuda --sklearn-fits 1 --json "$OUT/paper_size_cuda.json"
 echo "gpu_check done: $OUT/paper_size_cuda.json"

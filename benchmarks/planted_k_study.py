@@ -4,7 +4,8 @@ On synthetic atlases (``osnmf.make_phantom``: K region-shaped patterns on the Al
 non-negative gene mixtures, multiplicative ISH noise) we run StaNMF over ``K_planted ± span``
 with several recipes and report, per phantom and recipe:
 
-* ``k_sel``: the selected K (argmin Hungarian instability) — hit when it equals the planted K;
+* ``k_sel``: the selected K (argmin Hungarian instability: ``k_rule="gamma_argmin"`` in every
+  recipe but ``fast``, which selects by its own ``median3_near``) — hit when it equals the planted K;
 * ``g_true`` / ``g_best_other``: gamma at the planted K and the smallest gamma at any other K;
 * ``r_final``: Hungarian-matched correlation of the final model's patterns with the planted ones
   (rectangular matching when K is wrong: mean over the min(K, K_planted) matched pairs);
@@ -14,15 +15,22 @@ with several recipes and report, per phantom and recipe:
 * ``dloss_bad``: mean relative loss excess of the "bad" replicates over the best restart of the
   same bootstrap sample found by the ``restarts`` recipe (> 0 = a worse local optimum).
 
-Recipes (``--recipes``):
-  paper       bootstrap + fixed NNDSVDa init, max_iter 200, tol 1e-4 (the seed paper)
+Recipes (``--recipes``; the first five run under StaNMF's ``recipe="paper"`` — grow=False, exact
+solver, γ argmin —, the grown ones under ``recipe="fast"`` with ``k_rule="gamma_argmin"``, so all
+of them select K alike; on these small matrices the former default ``solver="auto"`` was the exact
+solver too, so every arm fits what it fitted before ``"paper"`` became the default — ``k_sel`` is
+the γ argmin this docstring always named, where from ``median3_near``'s adoption until then it had
+been that rule's K):
+  paper       bootstrap + fixed NNDSVDa init, max_iter 200, tol 1e-4 (the seed paper; StaNMF's
+              recipe="paper")
   converged   same, max_iter 2000, tol 1e-6
   restarts    bootstrap, 3 fits per replicate (NNDSVDa + 2 random), lowest loss kept
   both        restarts + converged
   init        no bootstrap, random inits only (original Drosophila staNMF)
   grow        bootstrap, NNDSVDa and the replicate's K-1 solution grown by its residual's
-              leading component; lowest loss kept (StaNMF(grow=True))
+              leading component; lowest loss kept (StaNMF(recipe="fast", grow=True))
   grow+restarts  grow plus 2 random restarts
+  fast        StaNMF(recipe="fast") as it is: grow="only", auto solver, K by median3_near
 
 Usage::
 
@@ -30,7 +38,7 @@ Usage::
     .venv/bin/python benchmarks/planted_k_study.py --planted 5 --seeds 0 --recipes paper
 
 K-selection criteria (``--criteria``): for every difficulty level × noise level × seed, one
-default StaNMF sweep (``grow=True``) over K = planted ± span, and the K that every rule of
+StaNMF sweep over K = planted ± span, and the K that every rule of
 :mod:`osnmf.factorize.selection` picks from its panel (γ argmin / one-SE rules, out-of-bag
 bi-cross-validation error, consensus cophenetic correlation and dispersion, γ + OOB). Levels,
 each with 8 planted patterns from ``PATTERN_LIBRARY`` (same noise model as ``make_phantom``:
@@ -43,11 +51,27 @@ log-normal multiplicative noise with CV ``noise`` and 2 % additive background, n
   calibrated  ``make_phantom(preset="calibrated")`` with its default 11 patterns (K = 11 ± span;
             the preset sets its own noise model, so ``--noise-levels`` does not apply)
 
-The summary prints, per level and noise, how many seeds each rule finds the planted K exactly
-and within ±1::
+The sweep's recipe (``--sweep-recipe``):
+
+  fast      (default) ``StaNMF(recipe="fast", grow=--grow)``, ``--grow`` true by default: the sweep
+            this study always ran (``grow=True``, the default until the fourth session; the
+            committed results/planted_k_study_panels.csv, and ``--grow only`` for
+            results/planted_k_study_panels_grow_only.csv);
+  paper     ``StaNMF(recipe="paper")``: cold NNDSVDa fits of every bootstrap sample
+            (``grow=False``), exact solver — the arm without grown starts; ``--grow`` true or
+            only contradicts it (refused).
+
+The recipe only changes the replicates (and the final model's K, hence ``r_final``); every rule's
+K is computed from the panel either way. The panel CSV records ``recipe`` and ``grow``, and the
+summary keeps sweeps of different recipes apart (CSVs written before these columns show them
+empty).
+
+The summary prints, per recipe, level and noise, how many seeds each rule finds the planted K
+exactly and within ±1::
 
     .venv/bin/python benchmarks/planted_k_study.py --criteria --seeds 0 1 2 3 4 5 6 7 8 9 \
         --levels large small overlap --noise-levels 0.3 0.6 --replicates 10 --span 3 --csv out.csv
+    .venv/bin/python benchmarks/planted_k_study.py --criteria --sweep-recipe paper ... --csv paper.csv
 
 BLAS is limited to one thread (the benchmark machine is shared; threaded BLAS on small batched
 products only spins). Everything is seeded: the same arguments print the same table.
@@ -67,15 +91,31 @@ import osnmf
 from osnmf.factorize.stability import cross_correlation
 from osnmf.factorize.stanmf import StaNMF
 
+_PAPER = dict(recipe="paper")  # grow=False, exact solver, K = γ argmin
+_GROWN = dict(recipe="fast", grow=True, k_rule="gamma_argmin")
 RECIPES = {
-    "paper": dict(n_restarts=1, max_iter=200, tol=1e-4, grow=False),
-    "converged": dict(n_restarts=1, max_iter=2000, tol=1e-6, grow=False),
-    "restarts": dict(n_restarts=3, max_iter=200, tol=1e-4, grow=False),
-    "both": dict(n_restarts=3, max_iter=2000, tol=1e-6, grow=False),
-    "init": dict(n_restarts=1, max_iter=200, tol=1e-4, perturbation="init", grow=False),
-    "grow": dict(n_restarts=1, max_iter=200, tol=1e-4, grow=True),
-    "grow+restarts": dict(n_restarts=3, max_iter=200, tol=1e-4, grow=True),
+    "paper": dict(n_restarts=1, max_iter=200, tol=1e-4, **_PAPER),
+    "converged": dict(n_restarts=1, max_iter=2000, tol=1e-6, **_PAPER),
+    "restarts": dict(n_restarts=3, max_iter=200, tol=1e-4, **_PAPER),
+    "both": dict(n_restarts=3, max_iter=2000, tol=1e-6, **_PAPER),
+    "init": dict(n_restarts=1, max_iter=200, tol=1e-4, perturbation="init", **_PAPER),
+    "grow": dict(n_restarts=1, max_iter=200, tol=1e-4, **_GROWN),
+    "grow+restarts": dict(n_restarts=3, max_iter=200, tol=1e-4, **_GROWN),
+    "fast": dict(n_restarts=1, max_iter=200, tol=1e-4, recipe="fast"),
 }
+#: --sweep-recipe of --criteria -> StaNMF's recipe; the grow of each (None: --grow's default)
+SWEEP_RECIPES = ("fast", "paper")
+
+
+def sweep_settings(recipe: str, grow) -> dict:
+    """StaNMF keywords of one --criteria sweep: ``fast`` grows (``grow`` true by default, the study's
+    sweep since it began), ``paper`` refuses a grown start (``grow`` must be None or False)."""
+    if recipe == "paper":
+        if grow not in (None, False):
+            raise SystemExit(f"--grow {grow} contradicts --sweep-recipe paper (grow=False); drop it, "
+                             "or use --sweep-recipe fast")
+        return {"recipe": "paper"}
+    return {"recipe": "fast", "grow": True if grow is None else grow}
 
 
 def matched_r(P: np.ndarray, Q: np.ndarray) -> float:
@@ -178,13 +218,14 @@ def level_data(level: str, seed: int, n_genes: int, stride: int, noise: float,
 
 
 def run_criteria(args) -> pd.DataFrame:
-    """One default sweep per (level, noise, replicates, seed); its K-selection panel, one row per K.
+    """One sweep (``--sweep-recipe``) per (level, noise, replicates, seed); its K-selection panel, one row per K.
 
     The panel (γ ± SE, OOB error, cophenetic, dispersion, ...) is kept rather than the rules'
     picks, so any rule of :mod:`osnmf.factorize.selection` can be evaluated from the CSV later.
     """
     rows = []
     out = None
+    settings = sweep_settings(args.sweep_recipe, args.grow)
     if args.csv:
         out = open(args.csv, "w", encoding="utf-8")  # noqa: SIM115 - appended sweep by sweep
     try:
@@ -196,9 +237,9 @@ def run_criteria(args) -> pd.DataFrame:
                     X, P = level_data(level, seed, args.genes, args.stride, noise)
                     for n_rep in args.replicates:
                         t0 = time.perf_counter()
-                        model = StaNMF(k_range=ks, n_replicates=n_rep, random_state=seed,
-                                       grow=args.grow).fit(X)
+                        model = StaNMF(k_range=ks, n_replicates=n_rep, random_state=seed, **settings).fit(X)
                         sweep = {"level": level, "noise": noise, "replicates": n_rep, "seed": seed,
+                                 "recipe": args.sweep_recipe, "grow": str(model.recipe_settings_["grow"]),
                                  "K_planted": kp, "r_final": matched_r(model.components_, P),
                                  "seconds": time.perf_counter() - t0}
                         panel = model.selection_.assign(**sweep)
@@ -215,6 +256,11 @@ def run_criteria(args) -> pd.DataFrame:
 
 
 SWEEP_KEYS = ["level", "noise", "replicates", "seed"]
+RECIPE_KEYS = ["recipe", "grow"]  # in panels written since the --sweep-recipe option
+
+
+def _recipe_keys(df: pd.DataFrame) -> list[str]:
+    return [c for c in RECIPE_KEYS if c in df]
 
 
 def sweep_picks(panels: pd.DataFrame) -> pd.DataFrame:
@@ -222,14 +268,16 @@ def sweep_picks(panels: pd.DataFrame) -> pd.DataFrame:
     from osnmf.factorize.selection import k_rules
 
     recs = []
-    for key, g in panels.groupby(SWEEP_KEYS, sort=True, dropna=False):
-        recs.append({**dict(zip(SWEEP_KEYS, key, strict=True)), "K_planted": int(g["K_planted"].iloc[0]),
+    keys = _recipe_keys(panels) + SWEEP_KEYS
+    for key, g in panels.groupby(keys, sort=True, dropna=False):
+        recs.append({**dict(zip(keys, key, strict=True)), "K_planted": int(g["K_planted"].iloc[0]),
                      **k_rules(g)})
     return pd.DataFrame(recs)
 
 
 def criteria_summary(df: pd.DataFrame) -> pd.DataFrame:
-    """Per (level, noise, replicates) and rule: seeds with the planted K exactly, and within ±1 (``a/b``).
+    """Per (recipe, grow, level, noise, replicates) and rule: seeds with the planted K exactly, and within ±1
+    (``a/b``); recipe and grow only where the CSVs record them.
 
     ``df``: panel rows (``--criteria`` CSVs), or one row of picks per sweep (older CSVs, 10 replicates).
     """
@@ -244,8 +292,10 @@ def criteria_summary(df: pd.DataFrame) -> pd.DataFrame:
             df["gamma_argmin"], df["cophenetic_argmax"], df["dispersion_argmax"], strict=True)])
     rules = [r for r in RULES if r in df]
     recs = []
-    for (level, noise, n_rep), g in df.groupby(["level", "noise", "replicates"], sort=True, dropna=False):
-        rec = {"level": level, "noise": noise, "R": n_rep, "seeds": len(g)}
+    keys = _recipe_keys(df)
+    for key, g in df.groupby([*keys, "level", "noise", "replicates"], sort=True, dropna=False):
+        *rk, level, noise, n_rep = key
+        rec = {**dict(zip(keys, rk, strict=True)), "level": level, "noise": noise, "R": n_rep, "seeds": len(g)}
         for r in rules:
             d = (g[r] - g["K_planted"]).abs()
             rec[r] = f"{int((d == 0).sum())}/{int((d <= 1).sum())}"
@@ -268,8 +318,12 @@ def main() -> None:
     ap.add_argument("--csv", default=None, help="also write the table here")
     ap.add_argument("--criteria", action="store_true",
                     help="K-selection study: every rule of osnmf.factorize.selection per level")
+    ap.add_argument("--sweep-recipe", choices=SWEEP_RECIPES, default="fast",
+                    help="StaNMF's recipe of the --criteria sweeps: fast (grown starts, the study's sweep so far) "
+                         "or paper (grow=False, exact solver)")
     ap.add_argument("--grow", type=lambda v: {"true": True, "false": False}.get(v.lower(), v),
-                    default=True, help="StaNMF's grow of the --criteria sweeps: true, false or only")
+                    default=None, help="StaNMF's grow of the --criteria sweeps: true, false or only "
+                                       "(default: true under --sweep-recipe fast, false under paper)")
     ap.add_argument("--levels", nargs="+", default=["large", "small", "overlap"],
                     choices=[*LEVELS, "calibrated"])
     ap.add_argument("--noise-levels", type=float, nargs="+", default=[0.3, 0.6])
@@ -289,9 +343,10 @@ def main() -> None:
         print(criteria_summary(df).to_string(index=False))
         return
     if args.criteria:
+        settings = sweep_settings(args.sweep_recipe, args.grow)  # a contradiction stops here, before any data
         print(f"K-selection study: {args.genes} genes, every {args.stride}th voxel, "
-              f"{args.replicates} replicates, K = 8 ± {args.span}, levels {args.levels}, "
-              f"noise {args.noise_levels}, seeds {args.seeds}")
+              f"{args.replicates} replicates, K = planted ± {args.span}, levels {args.levels}, "
+              f"noise {args.noise_levels}, seeds {args.seeds}, sweep {settings}")
         with threadpool_limits(1):
             df = run_criteria(args)
         print("\nseeds finding the planted K exactly / within ±1, per rule")
