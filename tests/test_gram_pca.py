@@ -25,7 +25,7 @@ from osnmf.factorize.baselines import (
 from osnmf.factorize.stability import instability, pairwise_correlations
 
 
-def _matrix(n=150, m=9000, k=5, noise=0.3, seed=0):
+def _matrix(n=80, m=9000, k=5, noise=0.3, seed=0):
     """Non-negative low rank + noise, float32, over three blocks of 4,096 columns."""
     rng = np.random.default_rng(seed)
     A = rng.random((n, k)) ** 2 * 3

@@ -326,13 +326,6 @@ def _gram_pattern_set(gram: CentredGram, coef: np.ndarray, values: np.ndarray, n
     )
 
 
-def _full_data_pca(gram: CentredGram, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Full-data components ``(n, k)`` with their largest-|entry| positive, and eigenvalues."""
-    values, coef = weighted_pca(gram, np.ones((1, gram.shape[0])), k)
-    coef = coef[0] * _largest_entry_signs(gram.project(coef[0]))[None, :]
-    return values[0], coef
-
-
 def pca_bootstrap(
     X: np.ndarray,
     k: int,
@@ -363,8 +356,10 @@ def pca_bootstrap(
     if counts.ndim != 2 or counts.shape[1] != n or (counts < 0).any() or (counts.sum(axis=1) <= 1).any():
         raise InputError(f"counts must be (R, {n}) non-negative multiplicities summing to more than 1")
     gram = CentredGram(X, progress=progress) if gram is None else gram
-    ref_values, ref = _full_data_pca(gram, k)
-    values, coef = weighted_pca(gram, counts, k, progress=progress)
+    # the full data (all weights 1) iterated together with the replicates
+    values, coef = weighted_pca(gram, np.vstack([np.ones((1, n)), counts]), k, progress=progress)
+    ref_values, ref = values[0], coef[0] * _largest_entry_signs(gram.project(coef[0]))[None, :]
+    values, coef = values[1:], coef[1:]
     R = counts.shape[0]
     flat = coef.transpose(1, 0, 2).reshape(n, R * k)
     C = flat.T @ (gram.gram @ ref)  # replicate components × reference components
