@@ -174,7 +174,6 @@ def load_config(path: str | Path, base: RunConfig | None = None, overrides: dict
         valid = ", ".join(sorted(config_keys()))
         raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; valid keys: {valid}")
     defaults = base or RunConfig()
-    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
     for key, value in raw.items():
         allowed = _toml_types(key)
         if float in allowed and isinstance(value, int) and not isinstance(value, bool):
@@ -182,6 +181,7 @@ def load_config(path: str | Path, base: RunConfig | None = None, overrides: dict
         if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
             names = " or ".join(t.__name__ for t in allowed)
             raise ConfigError(f"{path}: {key} = {value!r} should be of type {names}")
+    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})  # after the file's own checks
     try:
         return defaults.replace(**raw)
     except ConfigError as exc:  # a value the settings refuse: say which file holds it

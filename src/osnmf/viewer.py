@@ -217,14 +217,21 @@ def _screen_size() -> tuple[int, int] | None:
     return screen.width(), screen.height()
 
 
+def _process_events() -> None:
+    """Let Qt handle pending events (a resize); nothing without Qt (napari not installed with it)."""
+    try:
+        from qtpy.QtWidgets import QApplication
+    except ImportError:
+        return
+    QApplication.processEvents()
+
+
 def _fit_window(viewer, fraction: float = 0.85) -> None:
     """Size the window to ``fraction`` of the screen, then fit every grid cell inside the canvas."""
     size, window = _screen_size(), getattr(viewer, "window", None)
     if size is not None and hasattr(window, "resize"):
         window.resize(int(size[0] * fraction), int(size[1] * fraction))
-        from qtpy.QtWidgets import QApplication
-
-        QApplication.processEvents()  # let the canvas take its new size before fitting the view
+        _process_events()  # let the canvas take its new size before fitting the view
     if hasattr(viewer, "reset_view"):
         try:
             viewer.reset_view(margin=0.08)  # room for the overlays at the canvas edges
