@@ -114,15 +114,15 @@ def test_certification_disagreement_is_an_osnmf_warning(monkeypatch):
     """`osnmf run` shows OsnmfWarning lines (other warnings only with --verbose): the certification
     warning must be one, or a user never sees it (the paper-size run's log had none)."""
     from osnmf.errors import OsnmfWarning
-    from osnmf.factorize import stanmf as stanmf_module
+    from osnmf.factorize import certify as certify_module
 
-    real = stanmf_module.certify_sweep
+    real = certify_module.certify_sweep
 
     def disagreeing(*args, **kwargs):
         table, _ = real(*args, **kwargs)
         return table, False
 
-    monkeypatch.setattr(stanmf_module, "certify_sweep", disagreeing)
+    monkeypatch.setattr(certify_module, "certify_sweep", disagreeing)
     expected = r"certification: on 3 replicates the exact refits .* \(selected from all 8: K = \d+\)"
     with pytest.warns(OsnmfWarning, match=expected):
         StaNMF(k_range=[2, 3, 4, 5, 6], n_replicates=8, recipe="fast", solver="compressed", sketch={"rank": 6},

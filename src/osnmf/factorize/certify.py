@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -20,9 +20,55 @@ import pandas as pd
 from osnmf.factorize.stability import instability
 from osnmf.progress import ProgressBar
 
-__all__ = ["certify_sweep"]
+if TYPE_CHECKING:
+    from osnmf.factorize.plan import SweepPlan
+
+__all__ = ["certified_ks", "certify_in_store", "certify_sweep"]
 
 CERT_COLUMNS = ["k", "hungarian_exact", "hungarian_compressed_subset", "n_certified"]
+CERTIFY_MAX_SHARE = 0.25  # certification skipped when its exact refits exceed this share of the sweep
+
+
+def certified_ks(inst: pd.DataFrame, ks: Sequence[int], k_selected: int) -> list[int]:
+    """The K's certified after a compressed sweep: the contiguous range over the Ks near the γ
+    minimum (γ ≤ max(min + SE, 2 min), :func:`osnmf.factorize.selection.near_minimum`) and the
+    selected K ± 1, within the sweep's K's."""
+    from osnmf.factorize.selection import NEAR_FACTOR, near_minimum
+
+    near = near_minimum(inst["k"].to_numpy(), inst["hungarian"].to_numpy(), inst["hungarian_se"].to_numpy(),
+                        NEAR_FACTOR)
+    wanted = {k_selected - 1, k_selected, k_selected + 1} | {int(k) for k in (near if near is not None else [])}
+    lo, hi = min(wanted), max(wanted)
+    return [int(k) for k in ks if lo <= k <= hi]
+
+
+def certify_in_store(exact: Any, plan: SweepPlan, store: Any, k_selected: int, inst: pd.DataFrame,
+                     n_certify: int, *, centered: bool = False,
+                     progress: bool = False) -> tuple[pd.DataFrame, bool] | None:
+    """:func:`certify_sweep` of a finished sweep over the K's near its γ minimum (:func:`certified_ks`),
+    kept in the sweep's ``store`` (a resumed fit does not refit it).
+
+    None (skipped) unless the sweep was compressed, at least 2 replicates are certified
+    (``n_certify``, at most R) and the refits stay within :data:`CERTIFY_MAX_SHARE` of the sweep's fits.
+    """
+    R, bs, params = plan.n_replicates, plan.block_size, plan.params
+    n_cert = min(int(n_certify or 0), R)
+    cert_ks = certified_ks(inst, plan.ks, k_selected)
+    if params.solver != "compressed" or n_cert < 2 or len(cert_ks) * n_cert > CERTIFY_MAX_SHARE * len(plan.ks) * R:
+        return None
+    tag = {"k": k_selected, "ks": [int(k) for k in plan.ks], "n_certify": n_cert, "n_replicates": R,
+           "block_size": bs, "centered": bool(centered), "certified_ks": cert_ks, "version": 2}
+    stored = store.get_values("certification.json", tag)
+    if stored is not None:
+        return pd.DataFrame(stored["table"], columns=CERT_COLUMNS), bool(stored["agrees"])
+
+    def compressed_at(k):  # the first n_cert replicates of the compressed sweep at k
+        return store.load_k(k, R, bs, coefficients=bool(params.grow), first=n_cert)
+
+    table, agrees = certify_sweep(exact, k_selected, plan.ks, params, compressed_at, n_cert, R, centered=centered,
+                                  block_size=bs, progress=progress, k_values=cert_ks)
+    store.put_values("certification.json", tag, {"table": table.to_dict("records"), "agrees": bool(agrees)})
+    return table, agrees
 
 
 def certify_sweep(

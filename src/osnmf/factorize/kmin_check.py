@@ -11,7 +11,7 @@ another and the check is not needed.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -20,7 +20,10 @@ from osnmf.factorize.params import BlockResult, SweepParams
 from osnmf.factorize.stability import instability
 from osnmf.progress import ProgressBar
 
-__all__ = ["CHECK_COLUMNS", "alternative_start", "k_min_check"]
+if TYPE_CHECKING:
+    from osnmf.factorize.plan import SweepPlan
+
+__all__ = ["CHECK_COLUMNS", "alternative_start", "k_min_check", "k_min_check_in_store"]
 
 CHECK_COLUMNS = ["k", "hungarian_subset", "hungarian_subset_alt_start", "abs_diff", "n_replicates",
                  "k_min", "k_min_alt"]
@@ -84,3 +87,25 @@ def k_min_check(
                          "abs_diff": abs(main - alt), "n_replicates": n_check, "k_min": int(min(ks)),
                          "k_min_alt": start})
     return pd.DataFrame(rows, columns=CHECK_COLUMNS)
+
+
+def k_min_check_in_store(op: Any, plan: SweepPlan, store: Any, k_selected: int,
+                         patterns_at: Callable[[int], np.ndarray], n_check: int, *, centered: bool = False,
+                         progress: bool = False) -> pd.DataFrame | None:
+    """:func:`k_min_check` of a finished sweep with the first ``n_check`` replicates (at most R),
+    kept in the sweep's ``store``; None under ``grow=False``, with fewer than 2 replicates, or when
+    there is nothing to compare."""
+    R, bs = plan.n_replicates, plan.block_size
+    n_check = min(int(n_check or 0), R)
+    if not plan.params.grow or n_check < 2:
+        return None
+    tag = {"k": k_selected, "ks": [int(k) for k in plan.ks], "n_check": n_check, "n_replicates": R,
+           "block_size": bs, "centered": bool(centered), "version": 1}
+    stored = store.get_values("k_min_check.json", tag)
+    if stored is not None:
+        return pd.DataFrame(stored, columns=CHECK_COLUMNS)
+    table = k_min_check(op, plan.ks, k_selected, plan.params, patterns_at, n_check,
+                        centered=centered, block_size=bs, progress=progress)
+    if table is not None:
+        store.put_values("k_min_check.json", tag, table.to_dict("records"))
+    return table

@@ -184,7 +184,7 @@ def oob_errors(X: np.ndarray, patterns: np.ndarray, counts: np.ndarray, folds: n
     ----------
     X : (n, m) the data the sweep fitted.
     patterns : (R, K, m) replicate patterns (an array, or patterns on disk read one replicate at
-        a time, :class:`osnmf.factorize.store.StoredPatterns`); counts : (R, n) their bootstrap
+        a time, :class:`osnmf.factorize.stored_patterns.StoredPatterns`); counts : (R, n) their bootstrap
         row counts.
     folds : (m,) int voxel folds (:func:`voxel_folds`).
     chunk_rows : OOB rows multiplied at once (bounds the temporaries: 64 MB of float32 rows at

@@ -8,7 +8,6 @@ the rows, random initialisations, or both), measures how much their patterns dis
 
 from __future__ import annotations
 
-import contextlib
 import os
 import warnings
 from collections.abc import Mapping
@@ -18,28 +17,25 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
-from threadpoolctl import threadpool_limits
 
 from osnmf.errors import ConfigError, InputError, InputTypeError, OsnmfWarning
 from osnmf.factorize.autosolver import resolve_solver, sketch_options
-from osnmf.factorize.certify import CERT_COLUMNS, certified_argmins, certify_sweep
+from osnmf.factorize.certify import certified_argmins, certify_in_store
 from osnmf.factorize.checks import check_grow, check_matrix, check_positive_int
-from osnmf.factorize.executors import SerialExecutor, ThreadExecutor, as_executor
-from osnmf.factorize.init import nndsvda_init, random_init
+from osnmf.factorize.final_model import final_model
+from osnmf.factorize.kmin_check import k_min_check_in_store
 from osnmf.factorize.memory import limit_heap_retention, release_free_memory
-from osnmf.factorize.nmf import NMFResult, fit_nmf_replicates
 from osnmf.factorize.operators import ExactOperator, sketch_matrix
-from osnmf.factorize.params import BlockResult, SweepParams, auto_block_size, plan_blocks
-from osnmf.factorize.residual import grow_lowrank
+from osnmf.factorize.params import SweepParams
+from osnmf.factorize.plan import SweepPlan, k_values
+from osnmf.factorize.selection_panel import selection_panel
 from osnmf.factorize.stability import instability, select_k
-from osnmf.factorize.store import ReplicatePatterns, SweepStore
+from osnmf.factorize.store import MemoryStore, ReplicatePatterns, SweepStore, open_store
 from osnmf.factorize.sweep import run_sweep
-from osnmf.progress import ProgressBar, track
+from osnmf.progress import ProgressBar
 from osnmf.recipes import SWEEP_SETTINGS, expand_recipe
 
 __all__ = ["StaNMF", "check_nonnegative_matrix"]
-
-CERTIFY_MAX_SHARE = 0.25  # certification skipped when its exact refits exceed this share of the sweep
 
 INSTABILITY_COLUMNS = ["k", "hungarian", "hungarian_sd", "amari", "amari_sd",
                        "hungarian_se", "amari_se", "n_pairs"]
@@ -251,10 +247,10 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             keep_coefficients=self.keep_coefficients, sketch=self.sketch if sketch is None else sketch,
         )
 
-    def _validated(self, X: Any) -> tuple[np.ndarray, list[int], SweepParams, int, int]:
+    def _validated(self, X: Any) -> tuple[np.ndarray, SweepPlan]:
         """Every check of ``fit``: the data and all parameters, each by one rule.
 
-        Returns X (float32, C order), the K values, the sweep parameters, R and the block size.
+        Returns X (float32, C order) and the sweep's plan (K values, R, block size, parameters).
         """
         try:  # shape, sparse/DataFrame input, n_features_in_ / feature_names_in_
             X = validate_data(self, X, accept_sparse=("csr", "csc", "coo"), dtype=np.float32,
@@ -262,17 +258,13 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         except (ValueError, TypeError) as exc:
             raise _input_error(exc) from None
         X = check_nonnegative_matrix(X)
-        n, m = X.shape
-        ks = _k_values(self.k_range, n, m)
-        solver = resolve_solver(self._recipe()["solver"], (n, m), ks[-1], self.sketch)
+        ks = k_values(self.k_range, *X.shape)
+        solver = resolve_solver(self._recipe()["solver"], X.shape, ks[-1], self.sketch)
         params = self._params(solver, sketch_options(self.sketch) if solver == "compressed" else None)
         self.solver_ = solver
-        R = check_positive_int(self.n_replicates, "n_replicates (stability needs pairs)", 2)
-        check_positive_int(self.n_jobs, "n_jobs")
-        bs = (auto_block_size(n, m, ks[-1], R, self.n_jobs) if self.block_size is None
-              else check_positive_int(self.block_size, "block_size"))
+        plan = SweepPlan.make(X.shape, ks, params, self.n_replicates, self.block_size, self.n_jobs, self.client)
         check_positive_int(self.certify, "certify (exact refits per K; 0 = off)", 0)
-        return X, ks, params, R, min(bs, R)
+        return X, plan
 
     def fit(self, X: Any, y: Any = None) -> StaNMF:
         """Run the sweep over ``k_range``, select K, fit the final model.
@@ -287,71 +279,62 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         -------
         self
         """
-        X, ks, params, R, bs = self._validated(X)
+        X, plan = self._validated(X)
         limit_heap_retention()  # freed worker-thread heap tops go back to the OS (osnmf.factorize.memory)
-        executor = ThreadExecutor(self.n_jobs) if self.n_jobs > 1 else SerialExecutor()
-        if self.client is not None:  # blocks run on a Dask cluster, results land in `store`
-            executor = as_executor(self.client)
-        store = SweepStore.open(self.store, X, params) if self.store is not None else None
+        store = open_store(self.store, X, plan.params)  # on disk, or its in-memory twin
+        op = self._sweep(X, plan, store)
+        self.instability_, self.replicate_info_ = self._instability(plan, store)
+        self.selection_, self.k_rules_ = selection_panel(X, plan, store, self.instability_, self.replicate_info_,
+                                                         self.progress)
+        self.k_rule_ = self.recipe_settings_["k_rule"]
+        self.k_ = _chosen_k(self.k_rules_, self.instability_, self.k_rule_)
+        self.replicates_ = ReplicatePatterns(store, plan.ks, plan.n_replicates, plan.block_size)
+        self.store_ = store if store.on_disk else None
+        # certification and the final model share one exact operator (its n × n Gram, formed for
+        # the NNDSVDa starts, is computed once)
+        exact = op if isinstance(op, ExactOperator) else ExactOperator(X)
+        release_free_memory()
+        self._certify(exact, plan, store)
+        self._check_k_min(op, plan, store)
+        if exact is not op:  # the final model starts on the sketch: its polish needs no Gram
+            exact.forget_gram()
+        release_free_memory()
+        self._fit_final(op, exact, plan, store)
+        store.close()  # in memory: the blocks go, the patterns stay (replicates_)
+        return self
 
-        # the data operator, prepared once: the sketch (compressed) or X with its cached Gram,
-        # shared by every block, the certification and the final model
+    def _sweep(self, X: np.ndarray, plan: SweepPlan, store: SweepStore | MemoryStore) -> Any:
+        """Every block of the plan into ``store`` (those already there kept); returns the data
+        operator, prepared once: the sketch (compressed) or X with its cached Gram, shared by
+        every block, the certification and the final model."""
+        params = plan.params
         if params.solver == "compressed":
             op = sketch_matrix(X, **{"random_state": params.random_state, **dict(params.sketch)})
         else:
             op = ExactOperator(X)
         self.sketch_ = op if params.solver == "compressed" else None
         # a Dask cluster gets X once and makes the exact operator itself
-        sketch = op if (params.solver == "compressed" or self.client is None) else None
-
-        blocks = plan_blocks(ks, R, bs)
-        # with several block threads, each keeps one BLAS thread (no oversubscription)
-        limit = threadpool_limits(1) if self.n_jobs > 1 else contextlib.nullcontext()
-        with limit:
-            done = run_sweep(X, blocks, params, store=store, executor=executor,
-                             progress=self.progress, keep_results=store is None, sketch=sketch)
+        sketch = op if (params.solver == "compressed" or plan.client is None) else None
+        with plan.blas_threads():
+            run_sweep(X, plan.blocks, params, store=store, executor=plan.executor(),
+                      progress=self.progress, keep_results=False, sketch=sketch)
         release_free_memory()  # what the blocks' threads freed (osnmf.factorize.memory)
+        return op
 
-        memory: dict[int, np.ndarray] = {}  # the patterns per K when there is no store
-        self.instability_, self.replicate_info_ = self._instability(ks, R, bs, blocks, done, store, memory)
-        self.selection_, self.k_rules_ = _selection_panel(X, ks, params, R, bs, memory, store,
-                                                          self.instability_, self.replicate_info_,
-                                                          self.progress)
-        self.k_rule_ = self.recipe_settings_["k_rule"]
-        self.k_ = _chosen_k(self.k_rules_, self.instability_, self.k_rule_)
-        self.replicates_ = ReplicatePatterns(memory, store, ks, R, bs)
-        self.store_ = store
-        # certification and the final model share one exact operator (its n × n Gram, formed for
-        # the NNDSVDa starts, is computed once)
-        exact = op if isinstance(op, ExactOperator) else ExactOperator(X)
-        release_free_memory()
-        self._certify(exact, ks, params, R, bs, done, store)
-        self._check_k_min(op, ks, params, R, bs, store)
-        if exact is not op:  # the final model starts on the sketch: its polish needs no Gram
-            exact.forget_gram()
-        release_free_memory()
-        self._fit_final(X, op, exact, params, store)
-        return self
-
-    def _instability(self, ks, R, bs, blocks, done, store, memory) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """γ per K (stored per K) and the per-replicate numbers of every fit; fills ``memory``
-        with the patterns per K when there is no store."""
+    def _instability(self, plan: SweepPlan, store: SweepStore | MemoryStore) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """γ per K (kept in the store per K) and the per-replicate numbers of every fit."""
+        R, bs = plan.n_replicates, plan.block_size
         rows, info = [], []
         tag = {"centered": bool(self.centered), "n_replicates": R, "block_size": bs}
-        with ProgressBar("staNMF instability per K", len(ks), enabled=self.progress, transient=False) as bar:
-            for k in ks:
-                if store is None:
-                    res = BlockResult.concat([done[b] for b in blocks if b.k == k])
-                    memory[k] = pats = res.components
-                else:  # every block read (CRC checked), the patterns left on disk: read in chunks
-                    res = store.load_k(k, R, bs, components=False)
-                    pats = store.patterns(k, R, bs)
+        with ProgressBar("staNMF instability per K", len(plan.ks), enabled=self.progress, transient=False) as bar:
+            for k in plan.ks:
+                # every block read (on disk: CRC checked, the patterns left there and read in chunks)
+                res = store.load_k(k, R, bs, components=False)
                 name = f"k{k:03d}/instability.json"
-                vals = store.get_values(name, tag) if store is not None else None
+                vals = store.get_values(name, tag)
                 if vals is None:
-                    vals = instability(pats, centered=self.centered)
-                    if store is not None:
-                        store.put_values(name, tag, vals)
+                    vals = instability(store.patterns(k, R, bs), centered=self.centered)
+                    store.put_values(name, tag, vals)
                 release_free_memory()
                 rows.append({"k": k, **vals})
                 info.append(pd.DataFrame({"k": k, "replicate": res.seeds, "loss": res.loss,
@@ -359,52 +342,15 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 bar.advance(note=f"K={k}")
         return pd.DataFrame(rows, columns=INSTABILITY_COLUMNS), pd.concat(info, ignore_index=True)
 
-    def _check_k_min(self, op, ks, params, R, bs, store) -> None:
-        """After a chained sweep, γ of a replicate subset from a later chain start (see ``certify``)."""
-        from osnmf.factorize.kmin_check import CHECK_COLUMNS, k_min_check
-
-        self.k_min_check_ = None
-        n_check = min(int(self.certify or 0), R)
-        if not params.grow or n_check < 2:
-            return
-        tag = {"k": self.k_, "ks": [int(k) for k in ks], "n_check": n_check, "n_replicates": R,
-               "block_size": bs, "centered": bool(self.centered), "version": 1}
-        stored = store.get_values("k_min_check.json", tag) if store is not None else None
-        if stored is not None:
-            self.k_min_check_ = pd.DataFrame(stored, columns=CHECK_COLUMNS)
-            return
-        table = k_min_check(op, ks, self.k_, params, lambda k: self.replicates_[k], n_check,
-                            centered=self.centered, block_size=bs, progress=self.progress)
-        if table is not None and store is not None:
-            store.put_values("k_min_check.json", tag, table.to_dict("records"))
-        self.k_min_check_ = table
-
-    def _certify(self, X, ks, params, R, bs, done, store) -> None:
+    def _certify(self, exact: ExactOperator, plan: SweepPlan, store: SweepStore | MemoryStore) -> None:
         """Exact refits near the γ minimum after a compressed sweep (see ``certify``)."""
         self.certificate_, self.certified_agrees_ = None, None
-        n_cert = min(int(self.certify or 0), R)
-        cert_ks = _certified_ks(self.instability_, ks, self.k_)
-        if params.solver != "compressed" or n_cert < 2 or len(cert_ks) * n_cert > CERTIFY_MAX_SHARE * len(ks) * R:
+        done = certify_in_store(exact, plan, store, self.k_, self.instability_, self.certify,
+                                centered=self.centered, progress=self.progress)
+        if done is None:
             return
-
-        def compressed_at(k):  # the first n_cert replicates of the compressed sweep at k
-            if store is not None:
-                return store.load_k(k, R, bs, coefficients=bool(params.grow), first=n_cert)
-            parts = [r for b, r in done.items() if b.k == k]
-            return BlockResult.concat(parts, coefficients=all(p.coefficients is not None for p in parts))
-
-        # stored in the sweep's store: a resumed fit does not refit it
-        tag = {"k": self.k_, "ks": [int(k) for k in ks], "n_certify": n_cert, "n_replicates": R,
-               "block_size": bs, "centered": bool(self.centered), "certified_ks": cert_ks, "version": 2}
-        stored = store.get_values("certification.json", tag) if store is not None else None
-        if stored is not None:
-            table, agrees = pd.DataFrame(stored["table"], columns=CERT_COLUMNS), bool(stored["agrees"])
-        else:
-            table, agrees = certify_sweep(X, self.k_, ks, params, compressed_at, n_cert, R, centered=self.centered,
-                                          block_size=bs, progress=self.progress, k_values=cert_ks)
-            if store is not None:
-                store.put_values("certification.json", tag,
-                                 {"table": table.to_dict("records"), "agrees": bool(agrees)})
+        table, agrees = done
+        n_cert = min(int(self.certify), plan.n_replicates)
         self.certificate_, self.certified_agrees_ = table, agrees
         self.instability_ = self.instability_.merge(table, on="k", how="left")
         if not agrees:
@@ -413,70 +359,19 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                       else "rerun with solver='exact' to decide")
             warnings.warn(f"certification: on {n_cert} replicates the exact refits put the smallest γ at "
                           f"K = {exact_k}, the compressed fits of the same replicates at K = {comp_k} "
-                          f"(selected from all {R}: K = {self.k_}); {advice}", OsnmfWarning, stacklevel=3)
+                          f"(selected from all {plan.n_replicates}: K = {self.k_}); {advice}", OsnmfWarning,
+                          stacklevel=3)
 
-    def _fit_final(self, X: np.ndarray, op: Any, exact: ExactOperator, params: SweepParams,
-                   store: SweepStore | None) -> None:
-        k = self.k_
-        path = store.final_path(k, f"r{params.n_restarts}") if store is not None else None
-        if path is not None and path.exists():
-            from osnmf.stagecache import damaged, read_npz_checked
+    def _check_k_min(self, op: Any, plan: SweepPlan, store: SweepStore | MemoryStore) -> None:
+        """After a chained sweep, γ of a replicate subset from a later chain start (see ``certify``)."""
+        self.k_min_check_ = k_min_check_in_store(op, plan, store, self.k_, lambda k: self.replicates_[k],
+                                                 self.certify, centered=self.centered, progress=self.progress)
 
-            z = read_npz_checked(path, "final model", ("run_key", "D", "A", "loss", "n_iter"))
-            if z is not None and str(z["run_key"]) != store.key:
-                z = damaged(path, "final model", "from another run or osnmf version")
-            if z is not None:
-                self.components_, self.coefficients_ = z["D"], z["A"]
-                self.loss_, self.n_iter_ = float(z["loss"]), int(z["n_iter"])
-                return
-        n = X.shape[0]
-        kw = {"max_iter": params.max_iter, "tol": params.tol, "backend": params.backend,
-              "device": params.device, "_weighted": False}
-        ones = np.ones((1, n), dtype=np.int64)
-        # The starts at K are fitted on the sweep's operator (X itself, or its sketch when the sweep
-        # is compressed: cheap): NNDSVDa with the random restarts in one batched call, then the
-        # grown K-1 fit, which stops at the NNDSVDa fit's accuracy (a warm start, see
-        # osnmf.factorize.solver). After a compressed sweep the best start is then refined with the
-        # exact solver to that same accuracy, so the final model is always a fit of X itself.
-        rng = np.random.default_rng(params.random_state)
-        At, D = nndsvda_init(op, k, ones, rng, 1e-6, None)
-        A0s, D0s = [At.transpose(0, 2, 1)], [D]
-        for restart in range(1, params.n_restarts):
-            seed = int(np.random.SeedSequence([params.random_state, 104729, k, restart])
-                       .generate_state(1)[0])
-            At, D = random_init(op, k, ones, np.random.default_rng(seed))
-            A0s.append(At.transpose(0, 2, 1))
-            D0s.append(D)
-        A0, D0 = np.concatenate(A0s), np.concatenate(D0s)
-        grow, polish = bool(params.grow) and k > 1, op is not exact
-        with ProgressBar(f"final model at K = {k}", 1 + 2 * grow + polish, enabled=self.progress,
-                         transient=False) as bar:
-            fits = [fit_nmf_replicates(op, k, np.ones((len(A0), n), dtype=np.int64), init=(A0, D0), **kw)]
-            bar.advance(note="starts")
-            reference = fits[0].viol_init[:1]  # the NNDSVDa start's first violation
-            if grow:
-                prev = fit_nmf_replicates(op, k - 1, ones, init="nndsvda", random_state=params.random_state, **kw)
-                bar.advance(note=f"K = {k - 1}")
-                fits.append(fit_nmf_replicates(op, k, ones, init=grow_lowrank(op, prev.A, prev.D, ones),
-                                               stop_reference=reference, **kw))
-                bar.advance(note="grown start")
-            # the lowest loss over every start (ties: the earlier start)
-            f, i = min(((f, i) for f in fits for i in range(len(f.loss))), key=lambda t: t[0].loss[t[1]])
-            best = NMFResult(f.A[i], f.D[i], int(f.n_iter[i]), float(f.loss[i]))
-            if polish:
-                polished = fit_nmf_replicates(exact, k, ones, init=(best.A[None], best.D[None]),
-                                              stop_reference=reference, **kw)
-                best = NMFResult(polished.A[0], polished.D[0], best.n_iter + int(polished.n_iter[0]),
-                                 float(polished.loss[0]))
-                bar.advance(note="exact polish")
-        self.components_ = np.asarray(best.D)
-        self.coefficients_ = np.asarray(best.A)
-        self.loss_, self.n_iter_ = float(best.loss), int(best.n_iter)
-        if path is not None:
-            from osnmf.atomic import save_npz
-
-            save_npz(path, compress=False, run_key=np.array(store.key), D=self.components_,
-                     A=self.coefficients_, loss=np.array(self.loss_), n_iter=np.array(self.n_iter_))
+    def _fit_final(self, op: Any, exact: ExactOperator, plan: SweepPlan, store: SweepStore | MemoryStore) -> None:
+        """The final model at ``k_`` (:mod:`osnmf.factorize.final_model`), kept in the store."""
+        model = final_model(op, exact, self.k_, plan.params, store, self.progress)
+        self.components_, self.coefficients_ = np.asarray(model.D), np.asarray(model.A)
+        self.loss_, self.n_iter_ = float(model.loss), int(model.n_iter)
 
     def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
         """Fit and return the final model's coefficients (n, k_) as float64."""
@@ -509,35 +404,6 @@ def _input_error(exc: Exception) -> InputError:
     return kind(f"X: {exc}")
 
 
-def _k_values(k_range: Any, n: int, m: int) -> list[int]:
-    """The sorted distinct K of ``k_range`` (None: 8..30), each in 1..min(n, m)."""
-    if k_range is None:
-        k_range = range(8, 31)
-    try:
-        ks = sorted({check_positive_int(k, "k_range values") for k in k_range})
-    except TypeError:
-        raise ConfigError(f"k_range must be an iterable of integers, got {k_range!r}") from None
-    if not ks:
-        raise ConfigError("k_range is empty")
-    if ks[-1] > min(n, m):
-        raise ConfigError(f"k_range must lie in 1..{min(n, m)} (X has {n} sample(s) and {m} "
-                          f"feature(s); K <= min of both), got {ks[0]}..{ks[-1]}")
-    return ks
-
-
-def _certified_ks(inst: pd.DataFrame, ks: list[int], k_selected: int) -> list[int]:
-    """The K's certified after a compressed sweep: the contiguous range over the Ks near the γ
-    minimum (γ ≤ max(min + SE, 2 min), :func:`osnmf.factorize.selection.near_minimum`) and the
-    selected K ± 1, within the sweep's K's."""
-    from osnmf.factorize.selection import NEAR_FACTOR, near_minimum
-
-    near = near_minimum(inst["k"].to_numpy(), inst["hungarian"].to_numpy(), inst["hungarian_se"].to_numpy(),
-                        NEAR_FACTOR)
-    wanted = {k_selected - 1, k_selected, k_selected + 1} | {int(k) for k in (near if near is not None else [])}
-    lo, hi = min(wanted), max(wanted)
-    return [int(k) for k in ks if lo <= k <= hi]
-
-
 def _chosen_k(rules: Mapping[str, int | None], inst: pd.DataFrame, rule: str) -> int:
     """K of ``rule`` (γ argmin if it has none); one warning line when it is not the γ argmin."""
     k = rules.get(rule)
@@ -547,34 +413,3 @@ def _chosen_k(rules: Mapping[str, int | None], inst: pd.DataFrame, rule: str) ->
         warnings.warn(f"K = {k} chosen by the rule {rule}; the smallest instability γ is at K = {argmin} "
                       "(the paper's choice: recipe='paper' or k_rule='gamma_argmin')", OsnmfWarning, stacklevel=3)
     return k
-
-
-def _selection_panel(X, ks, params, R, bs, memory, store, inst, info, progress=False):
-    """The K-selection panel (:mod:`osnmf.factorize.selection`) and the K of every rule."""
-    from osnmf.factorize import selection as sel
-    from osnmf.factorize.sweep import replicate_counts
-
-    counts = replicate_counts(X.shape[0], range(R), params)
-    folds = (sel.voxel_folds(X.shape[1], sel.N_FOLDS, params.random_state)
-             if X.shape[1] >= sel.N_FOLDS else None)
-    voxels = sel.consensus_voxels(X.shape[1], sel.CONSENSUS_VOXELS, params.random_state)
-    tag = {"n_replicates": R, "block_size": bs, "n_folds": sel.N_FOLDS,
-           "consensus_voxels": sel.CONSENSUS_VOXELS, "oob_replicates": sel.OOB_REPLICATES, "version": 1}
-    gam = inst.set_index("k")
-    rows = []
-    sq_norms = None  # per-fold row norms of X: one pass, shared by every K computed here
-    for k in track(ks, "K-selection panel per K", enabled=progress, transient=False):
-        vals = store.get_values(f"k{k:03d}/selection.json", tag) if store is not None else None
-        if vals is None:
-            pats = memory[k] if k in memory else store.patterns(k, R, bs)
-            loss = info.loc[info["k"] == k, "loss"].to_numpy()
-            if sq_norms is None and folds is not None:
-                sq_norms = sel.fold_sq_norms(X, folds)
-            vals = sel.panel_row(X, pats, loss, counts, folds, voxels, sq_norms)
-            release_free_memory()
-            if store is not None:
-                store.put_values(f"k{k:03d}/selection.json", tag, vals)
-        rows.append({"k": k, "gamma": float(gam.loc[k, "hungarian"]),
-                     "gamma_se": float(gam.loc[k, "hungarian_se"]), **vals})
-    panel = sel.panel_frame(rows)
-    return panel, sel.k_rules(panel)

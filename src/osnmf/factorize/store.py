@@ -1,4 +1,4 @@
-"""The on-disk results of a sweep: one directory per run, one file per finished block.
+"""The results of a sweep: on disk (one directory per run, one file per finished block) or in memory.
 
 Layout::
 
@@ -13,19 +13,22 @@ so extending a sweep (more K, more replicates) reuses what is already there. A b
 records the run key. A block that is damaged (truncated, zeroed, altered: every array is read in
 full, so the zip's CRC-32 is checked), of the wrong shape or from another run or osnmf version is
 never trusted: it is named in one :class:`~osnmf.errors.OsnmfWarning` and computed again.
+
+:class:`MemoryStore` is its twin for a fit without a folder: the same methods, the blocks, values
+and final model held in dicts (:func:`open_store` picks one), so ``StaNMF.fit`` reads and writes
+a sweep's results one way.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import struct
 import time
 import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,8 +36,12 @@ from osnmf._version import __version__
 from osnmf.atomic import save_npz, write_text
 from osnmf.errors import InputError
 from osnmf.factorize.params import BlockResult, BlockSpec, SweepParams, plan_blocks
+from osnmf.factorize.stored_patterns import StoredPatterns, npy_member
 
-__all__ = ["ReplicatePatterns", "StoredPatterns", "SweepStore", "data_digest", "npy_member"]
+if TYPE_CHECKING:
+    from osnmf.factorize.nmf import NMFResult
+
+__all__ = ["MemoryStore", "ReplicatePatterns", "SweepStore", "data_digest", "open_store"]
 
 
 def data_digest(X: np.ndarray) -> str:
@@ -56,6 +63,8 @@ class SweepStore:
     root : folder holding runs; the run lives in ``root / key``.
     key : run key (hash of data + parameters), see :meth:`open`.
     """
+
+    on_disk = True
 
     def __init__(self, root: str | os.PathLike, key: str):
         self.root = Path(root)
@@ -101,6 +110,10 @@ class SweepStore:
     # blocks -----------------------------------------------------------------------------
     def block_path(self, spec: BlockSpec) -> Path:
         return self.path / f"{spec.name}.npz"
+
+    def stored(self, spec: BlockSpec) -> bool:
+        """Whether a file is stored for ``spec`` (sound or not: :meth:`has` reads it)."""
+        return self.block_path(spec).exists()
 
     def has(self, spec: BlockSpec) -> bool:
         """Whether a sound block is stored for ``spec`` (a damaged one warns and counts as absent)."""
@@ -211,124 +224,119 @@ class SweepStore:
         """Store JSON ``values`` as ``name`` with their ``tag`` (atomically)."""
         write_text(self.path / name, json.dumps({"tag": dict(tag), "values": values}))
 
+    def close(self) -> None:
+        """Nothing to release: every file is closed after each read (see :meth:`MemoryStore.close`)."""
+
     def final_path(self, k: int, tag: str) -> Path:
         return self.path / f"final_k{k:03d}_{tag}.npz"
 
+    def get_final(self, k: int, n_restarts: int) -> NMFResult | None:
+        """The final model stored at ``k`` (fitted with ``n_restarts``), or None: absent, or damaged
+        or from another run (then one warning, and it is fitted again)."""
+        from osnmf.factorize.nmf import NMFResult
+        from osnmf.stagecache import damaged, read_npz_checked
 
-def npy_member(path: str | os.PathLike, name: str) -> tuple[int, tuple[int, ...], np.dtype]:
-    """Where the array ``name`` of an uncompressed ``.npz`` starts: (byte offset, shape, dtype).
+        path = self.final_path(k, f"r{n_restarts}")
+        if not path.exists():
+            return None
+        z = read_npz_checked(path, "final model", ("run_key", "D", "A", "loss", "n_iter"))
+        if z is not None and str(z["run_key"]) != self.key:
+            z = damaged(path, "final model", "from another run or osnmf version")
+        return None if z is None else NMFResult(z["A"], z["D"], int(z["n_iter"]), float(z["loss"]))
 
-    The member must be stored (not deflated) and C-ordered; its values are then the bytes from
-    the offset on, so parts of it can be read without loading (or memory-mapping) the whole.
-    """
-    with zipfile.ZipFile(path) as zf:
-        info = zf.getinfo(f"{name}.npy")
-    if info.compress_type != zipfile.ZIP_STORED:
-        raise ValueError(f"{name} is compressed")
-    with open(path, "rb") as f:
-        f.seek(info.header_offset)
-        local = f.read(30)
-        if local[:4] != b"PK\x03\x04":
-            raise ValueError("bad local header")
-        name_len, extra_len = struct.unpack("<HH", local[26:30])
-        f.seek(info.header_offset + 30 + name_len + extra_len)
-        version = np.lib.format.read_magic(f)
-        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, fortran, dtype = read(f)
-        if fortran or dtype.hasobject:
-            raise ValueError(f"{name} is not a C-ordered numeric array")
-        return f.tell(), tuple(shape), dtype
+    def put_final(self, k: int, n_restarts: int, model: NMFResult) -> None:
+        """Store the final model at ``k`` (atomically, with the run key)."""
+        save_npz(self.final_path(k, f"r{n_restarts}"), compress=False, run_key=np.array(self.key),
+                 D=np.asarray(model.D), A=np.asarray(model.A), loss=np.array(float(model.loss)),
+                 n_iter=np.array(int(model.n_iter)))
 
 
-class StoredPatterns:
-    """The (R, k, m) replicate patterns of one K, read from the sweep's block files on demand.
+class MemoryStore:
+    """The in-memory twin of :class:`SweepStore`: the same methods, everything held in dicts.
 
-    Column ranges (:meth:`columns`) and replicates (``patterns[r]``, iteration) are read straight
-    from each block's uncompressed ``components`` array (file reads at known offsets, no memory
-    map, so nothing stays resident): the γ of a K and its selection panel then hold one column
-    chunk or one replicate, not all the K's patterns (0.75 GB at K = 30, 100 replicates, 62,529
-    voxels). ``np.asarray`` reads everything. The blocks are those the sweep wrote or verified
-    (every array read in full, CRC checked, when a sweep resumes); values read are checked finite.
-
-    Parameters
-    ----------
-    parts : (path, byte offset of the components, replicates) of each block, in replicate order.
-    k, m : patterns per replicate and their length; dtype : their dtype.
+    ``patterns(k, …)`` joins the blocks of K once and keeps the (R, k, m) array; values and the
+    final model go through the same calls as on disk (values as JSON, like the files).
     """
 
-    ndim = 3
+    on_disk = False
 
-    def __init__(self, parts: list[tuple[Path, int, int]], k: int, m: int, dtype: np.dtype):
-        self.parts = list(parts)
-        self.k, self.m, self.dtype = int(k), int(m), np.dtype(dtype)
-        self.shape = (sum(p[2] for p in self.parts), self.k, self.m)
+    def __init__(self) -> None:
+        self._blocks: dict[BlockSpec, BlockResult] = {}
+        self._patterns: dict[tuple[int, int, int], np.ndarray] = {}
+        self._values: dict[str, tuple[str, str]] = {}
+        self._final: dict[tuple[int, int], NMFResult] = {}
 
-    def __len__(self) -> int:
-        return self.shape[0]
+    def stored(self, spec: BlockSpec) -> bool:
+        return spec in self._blocks
 
-    def _rows(self, replicates: range, j0: int, j1: int) -> np.ndarray:
-        """Replicates ``replicates`` (a step-1 range), columns j0:j1 -> (len, k, j1 - j0)."""
-        out = np.empty((len(replicates), self.k, j1 - j0), dtype=self.dtype)
-        size = self.dtype.itemsize
-        first = 0
-        for path, offset, count in self.parts:
-            lo, hi = max(replicates.start, first), min(replicates.stop, first + count)
-            if lo < hi:
-                with open(path, "rb", buffering=0) as f:
-                    for r in range(lo, hi):
-                        for kk in range(self.k):
-                            f.seek(offset + (((r - first) * self.k + kk) * self.m + j0) * size)
-                            row = out[r - replicates.start, kk]
-                            if f.readinto(memoryview(row).cast("B")) != row.nbytes:
-                                raise InputError(f"sweep block {path} is truncated; delete it and run again")
-            first += count
-        if not np.isfinite(out).all():
-            raise InputError(f"sweep store: non-finite patterns among replicates {replicates.start}.."
-                             f"{replicates.stop - 1}; delete the run's sweep folder and run again")
-        return out
+    def has(self, spec: BlockSpec) -> bool:
+        return spec in self._blocks
 
-    def columns(self, j0: int, j1: int) -> np.ndarray:
-        """Columns ``j0:j1`` of every replicate, (R, k, j1 - j0)."""
-        return self._rows(range(len(self)), j0, j1)
+    def put(self, spec: BlockSpec, result: BlockResult) -> None:
+        self._blocks[spec] = result
 
-    def __getitem__(self, index):
-        """``[r]``: replicate r, (k, m); ``[a:b]``: replicates a..b-1, still read on demand."""
-        if isinstance(index, slice):
-            a, b, step = index.indices(len(self))
-            if step != 1:
-                raise IndexError("StoredPatterns slices take step 1")
-            return _SlicedPatterns(self, range(a, max(a, b)))
-        r = range(len(self))[index]  # an int (IndexError past the end)
-        return self._rows(range(r, r + 1), 0, self.m)[0]
+    def get(self, spec: BlockSpec, coefficients: bool = True) -> BlockResult | None:
+        return self._blocks.get(spec)
 
-    def __iter__(self):
-        for r in range(len(self)):
-            yield self[r]
+    def _parts(self, k: int, n_replicates: int, block_size: int, n: int) -> list[BlockResult]:
+        parts = []
+        for spec in plan_blocks([k], n_replicates, block_size):
+            if spec.start >= n:
+                break
+            if spec not in self._blocks:
+                raise InputError(f"sweep: block {spec.name} is missing; run the sweep again to finish it")
+            parts.append(self._blocks[spec])
+        return parts
 
-    def __array__(self, dtype=None, copy=None):
-        out = self.columns(0, self.m)
-        return out if dtype is None else out.astype(dtype)
+    def load_k(self, k: int, n_replicates: int, block_size: int,
+               coefficients: bool = False, first: int | None = None, components: bool = True) -> BlockResult:
+        """As :meth:`SweepStore.load_k`: the blocks of rank ``k`` joined (the ``first`` replicates)."""
+        n = n_replicates if first is None else min(int(first), n_replicates)
+        parts = self._parts(k, n_replicates, block_size, n)
+        if coefficients and any(p.coefficients is None for p in parts):
+            raise InputError(f"sweep: the blocks at K={k} have no coefficients")
+        keep = {"components": components, "coefficients": coefficients}
+        return BlockResult(*(np.concatenate([getattr(p, f) for p in parts])[:n] if keep.get(f, True) else None
+                             for f in BLOCK_ARRAYS))
+
+    def patterns(self, k: int, n_replicates: int, block_size: int) -> np.ndarray:
+        """The (n_replicates, k, m) patterns of rank ``k`` (joined once, then kept)."""
+        key = (k, n_replicates, block_size)
+        if key not in self._patterns:
+            parts = self._parts(k, n_replicates, block_size, n_replicates)
+            self._patterns[key] = np.concatenate([p.components for p in parts])
+        return self._patterns[key]
+
+    def get_values(self, name: str, tag: Mapping[str, Any]) -> Any:
+        """As :meth:`SweepStore.get_values`."""
+        stored = self._values.get(name)
+        if stored is None or json.loads(stored[0]) != dict(tag):
+            return None
+        return json.loads(stored[1])
+
+    def put_values(self, name: str, tag: Mapping[str, Any], values: Any) -> None:
+        self._values[name] = (json.dumps(dict(tag)), json.dumps(values))
+
+    def get_final(self, k: int, n_restarts: int) -> NMFResult | None:
+        return self._final.get((k, n_restarts))
+
+    def put_final(self, k: int, n_restarts: int, model: NMFResult) -> None:
+        self._final[k, n_restarts] = model
+
+    def close(self) -> None:
+        """Drop the blocks (their coefficients too); the patterns joined by :meth:`patterns` stay."""
+        self._blocks.clear()
 
 
-class _SlicedPatterns(StoredPatterns):
-    """Replicates ``sel`` of a :class:`StoredPatterns` (still read on demand)."""
-
-    def __init__(self, base: StoredPatterns, sel: range):
-        self.base, self.sel = base, sel
-        self.k, self.m, self.dtype = base.k, base.m, base.dtype
-        self.shape = (len(sel), base.k, base.m)
-
-    def _rows(self, replicates: range, j0: int, j1: int) -> np.ndarray:
-        start = self.sel.start + replicates.start
-        return self.base._rows(range(start, start + len(replicates)), j0, j1)
+def open_store(root: str | os.PathLike | None, X: np.ndarray, params: SweepParams) -> SweepStore | MemoryStore:
+    """The sweep's store: :meth:`SweepStore.open` in ``root``, or a :class:`MemoryStore` when None."""
+    return MemoryStore() if root is None else SweepStore.open(root, X, params)
 
 
 class ReplicatePatterns(Mapping):
-    """``k -> (R, k, m)`` replicate patterns, held in memory or read from the store on access."""
+    """``k -> (R, k, m)`` replicate patterns, read from the sweep's store (on disk: on access)."""
 
-    def __init__(self, memory: dict[int, np.ndarray], store: SweepStore | None,
-                 ks: list[int], n_replicates: int, block_size: int):
-        self._memory = memory
+    def __init__(self, store: SweepStore | MemoryStore, ks: list[int], n_replicates: int, block_size: int):
         self._store = store
         self._ks = ks
         self._n = n_replicates
@@ -339,9 +347,7 @@ class ReplicatePatterns(Mapping):
 
     def head(self, k: int, n: int) -> np.ndarray:
         """The first ``n`` replicates' patterns at ``k``, (n, k, m) (only those are read)."""
-        if k in self._memory:
-            return self._memory[k][:n]
-        if self._store is None or k not in self._ks:
+        if k not in self._ks:
             raise KeyError(k)
         return np.asarray(self._store.patterns(k, self._n, self._bs)[:n])
 
@@ -352,5 +358,5 @@ class ReplicatePatterns(Mapping):
         return len(self._ks)
 
     def __repr__(self) -> str:
-        where = "memory" if self._store is None else f"store {self._store.path}"
+        where = f"store {self._store.path}" if self._store.on_disk else "memory"
         return f"<replicate patterns for K in {self._ks} ({where})>"

@@ -24,7 +24,7 @@ from osnmf.factorize.nmf import fit_nmf_replicates
 from osnmf.factorize.operators import ExactOperator, Sketch, make_operator
 from osnmf.factorize.params import BlockResult, BlockSpec, SweepParams
 from osnmf.factorize.residual import grow_lowrank
-from osnmf.factorize.store import SweepStore
+from osnmf.factorize.store import MemoryStore, SweepStore
 from osnmf.progress import ProgressBar, track
 
 __all__ = ["fit_block", "replicate_counts", "run_sweep"]
@@ -145,7 +145,7 @@ def run_sweep(
     blocks: Sequence[BlockSpec],
     params: SweepParams,
     *,
-    store: SweepStore | None = None,
+    store: SweepStore | MemoryStore | None = None,
     executor: Executor | None = None,
     block_fn: Callable[..., BlockResult] = fit_block,
     on_result: Callable[[BlockSpec, BlockResult], None] | None = None,
@@ -160,8 +160,8 @@ def run_sweep(
     X : (n, m) float array, the data (held once; replicates are row weights).
     blocks : the blocks to have (see :func:`plan_blocks`).
     params : :class:`SweepParams`.
-    store : where results go; finished blocks found there are skipped (resume). None keeps
-        everything in memory.
+    store : where results go (a :class:`SweepStore` or its in-memory twin); finished blocks found
+        there are skipped (resume). None: only the returned results (``keep_results``).
     executor : how blocks run (default: serially here). Must yield ``(task index, result)``.
     block_fn : the block function, ``(X, k, counts, params, seeds) -> BlockResult``.
     on_result : called with each new result after it is stored (in this process).
@@ -175,7 +175,7 @@ def run_sweep(
     loaded; read them with :meth:`SweepStore.get`).
     """
     n = X.shape[0]
-    on_disk = [b for b in blocks if store is not None and store.block_path(b).exists()]
+    on_disk = [b for b in blocks if store is not None and store.stored(b)]
     sound = {b for b in track(on_disk, f"staNMF sweep: checking {len(on_disk)} stored blocks",
                               enabled=progress and bool(on_disk), transient=False) if store.has(b)}
     todo = [b for b in blocks if b not in sound]
