@@ -107,7 +107,7 @@ def main() -> None:
     for owner, name, label in [(stanmf, "sketch_matrix", "sketch"), (stanmf, "run_sweep", "blocks"),
                                (store_mod.SweepStore, "load_k", "load_k"),
                                (stanmf, "instability", "gamma (per K)"),
-                               (stanmf, "_selection_panel", "selection panel"),
+                               (stanmf, "selection_panel", "selection panel"),
                                (stanmf.StaNMF, "_certify", "certification"),
                                (stanmf.StaNMF, "_fit_final", "final model")]:
         wrap(owner, name, label)
