@@ -17,7 +17,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "osnmf"
 LAYERS = [
     ("base", ["osnmf.errors", "osnmf.atomic", "osnmf._version", "osnmf.progress", "osnmf.runlog", "osnmf.runlock",
               "osnmf.stagecache", "osnmf.runlayout", "osnmf.runfolder", "osnmf.recipes",
-              "osnmf.stageinputs"]),
+              "osnmf.stageinputs", "osnmf.constraints"]),
     ("formats", ["osnmf.io.metaimage", "osnmf.io.allen_grid", "osnmf.io.nrrd_io"]),
     ("data types", ["osnmf.atlas", "osnmf.expression"]),
     ("readers", ["osnmf.io"]),
@@ -25,7 +25,8 @@ LAYERS = [
     ("preprocess", ["osnmf.preprocess"]),
     ("factorize", ["osnmf.factorize"]),
     ("analyses", ["osnmf.spatial", "osnmf.interpret", "osnmf.evaluate"]),
-    ("results", ["osnmf.config", "osnmf.results"]),  # the settings of a run and what its stages made
+    # the settings of a run (its parameter table) and what its stages made
+    ("results", ["osnmf.config", "osnmf.params_table", "osnmf.results"]),
     ("presentation", ["osnmf.plotting", "osnmf.report", "osnmf.viewer"]),
     ("pipeline", ["osnmf.pipeline", "osnmf.project"]),
     ("cli", ["osnmf.cli"]),

@@ -7,10 +7,12 @@ Every :class:`~osnmf.errors.OsnmfError` is printed as one line on stderr with ex
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 import warnings
 from pathlib import Path
+from typing import get_type_hints
 
 import typer
 from rich.console import Console
@@ -18,7 +20,9 @@ from rich.text import Text
 
 from osnmf.config import RunConfig
 from osnmf.errors import ConfigError, OsnmfError, OsnmfWarning
-from osnmf.factorize.selection import RULES
+from osnmf.params_table import PARAMS, Param, by_name, shown_default, value_types
+
+N_JOBS = by_name()["n_jobs"].default  # `osnmf project` imputes with run's default threads
 
 app = typer.Typer(
     name="osnmf",
@@ -55,17 +59,55 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks on 
     _STATE["debug"] = debug
 
 
-# the values of each choice flag, shown in --help as [a|b|c]; tests/test_cli_flags.py checks them
-# against the lists the settings are validated with
-CHOICES = {"--recipe": ("paper", "fast"), "--grow": ("only", "true", "false"),
-           "--solver": ("auto", "exact", "compressed"), "--k-rule": RULES, "--backend": ("numpy", "torch"),
-           "--hemispheres": ("auto", "off", "drop"), "--plane": ("coronal", "sagittal", "both")}
+RUN_FLAGS = tuple(p for p in PARAMS if p.flag)  # the options of `osnmf run`, from the parameter table
+PATH_FLAGS = ("data", "out")  # read as paths, passed on as strings
+LONG_LIST = 5  # a flag with more choices lists them in its help text, its metavar stays short
+
+
+def _flag(param: Param) -> str:
+    return "--" + param.name.replace("_", "-")
+
+
+# the values of each choice flag, shown in --help as [a|b|c]: the run flags' from the table
+CHOICES = {**{_flag(p): tuple(p.choices) for p in RUN_FLAGS if p.choices},
+           "--plane": ("coronal", "sagittal", "both")}
 
 
 def _choices(flag: str) -> str:
-    """The metavar of a choice flag: its values, as click shows a choice (--k-rule lists its many in
-    its help text)."""
+    """The metavar of a choice flag: its values, as click shows a choice."""
     return "[" + "|".join(CHOICES[flag]) + "]"
+
+
+def _option(param: Param) -> typer.models.OptionInfo:
+    """The option of a run flag: help, choices and the default it shows from the table. Its value
+    is None (False for a switch) unless given, so a TOML file's value is not overridden."""
+    text, metavar = param.help, None
+    if len(param.choices) > LONG_LIST:
+        text, metavar = f"{text}: {', '.join(param.choices)}", "<" + _flag(param).rsplit("-", 1)[-1] + ">"
+    elif param.choices:
+        metavar = _choices(_flag(param))
+    default = shown_default(param)
+    text += f" (default: {default})." if default else "."
+    names = (_flag(param), param.short) if param.short else (_flag(param),)
+    return typer.Option(False if param.type is bool else None, *names, metavar=metavar, help=text)
+
+
+def _cli_type(param: Param) -> type:
+    if param.name in PATH_FLAGS:
+        return Path
+    types = value_types(param)
+    return str if str in types else types[0]
+
+
+def _with_run_flags(command):
+    """Give ``command(..., **flags)`` one keyword option per run flag of the table (typer reads the
+    signature and the annotations)."""
+    own = [p for p in inspect.signature(command).parameters.values() if p.kind is not p.VAR_KEYWORD]
+    flags = [inspect.Parameter(p.name, inspect.Parameter.KEYWORD_ONLY, default=_option(p), annotation=_cli_type(p))
+             for p in RUN_FLAGS]
+    command.__signature__ = inspect.Signature(own + flags)
+    command.__annotations__ = {**get_type_hints(command), **{p.name: p.annotation for p in flags}}
+    return command
 
 
 @app.command()
@@ -152,58 +194,24 @@ def _finish(summary: dict, out: Path) -> None:
         typer.echo(f"planted K = {truth['planted_k']}, matched r = {truth['matched_r_mean']:.3f}")
 
 
-QUIET_HELP = "Only warnings and errors (no stage lines, no progress bars)."
-VERBOSE_HELP = "Also details: cache keys, and library warnings (numpy, scikit-learn) that are hidden by default."
-
-
 @app.command()
+@_with_run_flags
 def run(
-    data: Path = typer.Option(None, "--data", help="ABA grid folder, Allen zip, .npz or .h5ad (default: synthetic)."),
-    out: Path = typer.Option(None, "--out", help="Run directory (created; reruns resume here)."),
     config: Path = typer.Option(None, "--config", help="TOML file with any run setting (see README)."),
-    k_min: int = typer.Option(None, "--k-min", help="Smallest K of the sweep (default 8)."),
-    k_max: int = typer.Option(None, "--k-max", help="Largest K of the sweep (default 30)."),
-    n_replicates: int = typer.Option(None, "--n-replicates", help="Bootstrap replicates per K (default 100)."),
-    n_restarts: int = typer.Option(None, "--n-restarts", help="NMF fits per replicate, best kept (default 1)."),
-    recipe: str = typer.Option(None, "--recipe", metavar=_choices("--recipe"),
-                               help="paper (default: the seed paper's method: cold NNDSVDa fits, "
-                               "exact solver, K = γ argmin, PCA on the same replicates, strongest-pattern Moran's I, "
-                               "reconstruction on measured voxels) or fast (grown starts, sketch on large data, "
-                               "K by median3_near; see docs/stanmf.md)."),
-    grow: str = typer.Option(None, "--grow", metavar=_choices("--grow"),
-                             help="only, true or false (default: the recipe's; paper = false, "
-                             "fast = only)."),
-    solver: str = typer.Option(None, "--solver", metavar=_choices("--solver"),
-                               help="auto, exact or compressed (default: the recipe's; paper = "
-                               "exact, fast = auto)."),
-    k_rule: str = typer.Option(None, "--k-rule", metavar="<rule>", help="Rule that selects K from the panel "
-                               "(default: the recipe's; paper = gamma_argmin, fast = median3_near; definitions in "
-                               f"docs/stanmf.md): {', '.join(CHOICES['--k-rule'])}."),
-    backend: str = typer.Option(None, "--backend", metavar=_choices("--backend"), help="numpy or torch."),
-    device: str = typer.Option(None, "--device", help="torch device, e.g. cuda or cpu."),
-    scheduler: str = typer.Option(None, "--scheduler", help="Dask scheduler address, or 'local'."),
-    random_state: int = typer.Option(None, "--random-state", help="Random seed (default 0)."),
-    n_jobs: int = typer.Option(None, "--n-jobs", help="Parallel threads for the sweep (default 2)."),
-    hemispheres: str = typer.Option(None, "--hemispheres", metavar=_choices("--hemispheres"),
-                                    help="One-hemisphere (sagittal) experiments: auto (mirror, default), off, drop."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
     replicates: int = typer.Option(None, "--replicates", hidden=True),
     seed: int = typer.Option(None, "--seed", hidden=True),
     jobs: int = typer.Option(None, "--jobs", hidden=True),
     restarts: int = typer.Option(None, "--restarts", hidden=True),
+    **flags,
 ) -> None:
     """Run the whole pipeline: impute, staNMF sweep, baselines, linking, markers, networks, report."""
     from osnmf.pipeline import run_pipeline
 
-    if quiet and verbose:
+    if flags["quiet"] and flags["verbose"]:
         raise ConfigError("--quiet and --verbose together: choose one")
-    flags = dict(k_min=k_min, k_max=k_max, n_replicates=n_replicates, n_restarts=n_restarts, recipe=recipe, grow=grow,
-                 solver=solver, k_rule=k_rule,
-                 backend=backend, device=device, scheduler=scheduler, random_state=random_state, n_jobs=n_jobs,
-                 hemispheres=hemispheres, quiet=quiet, verbose=verbose)
+    flags = {k: str(v) if isinstance(v, Path) else v for k, v in flags.items()}
     flags = _deprecated(flags, {"--replicates": replicates, "--seed": seed, "--jobs": jobs, "--restarts": restarts})
-    cfg = _run_config(config, data=str(data) if data else None, out=str(out) if out else None, **flags)
+    cfg = _run_config(config, **flags)
     _finish(run_pipeline(cfg), Path(cfg.out))
 
 
@@ -217,8 +225,8 @@ QUICK = {"k_min": 3, "k_max": 7, "n_replicates": 5, "phantom_genes": 100, "phant
 def demo(
     out: Path = typer.Option(Path("demo_out"), "--out", help="Run directory."),
     quick: bool = typer.Option(False, "--quick", help="Smaller settings: about a minute."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
+    quiet: bool = _option(by_name()["quiet"]),
+    verbose: bool = _option(by_name()["verbose"]),
 ) -> None:
     """The whole pipeline on the synthetic atlas with planted patterns (a few minutes on 2 cores)."""
     from osnmf.config import RunConfig
@@ -237,9 +245,9 @@ def project(
     out: Path = typer.Option(..., "--out", help="Folder for coefficients, assignments and the report."),
     hemispheres: str = typer.Option(None, "--hemispheres", metavar=_choices("--hemispheres"),
                                     help="auto, off or drop (default: the run's)."),
-    n_jobs: int = typer.Option(None, "--n-jobs", help="Parallel threads for the imputation (default 2)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
+    n_jobs: int = typer.Option(None, "--n-jobs", help=f"Parallel threads for the imputation (default: {N_JOBS})."),
+    quiet: bool = _option(by_name()["quiet"]),
+    verbose: bool = _option(by_name()["verbose"]),
     jobs: int = typer.Option(None, "--jobs", hidden=True),
 ) -> None:
     """Project new experiments onto a run's patterns: coefficients, assigned pattern, reconstruction r."""
@@ -253,7 +261,7 @@ def project(
         raise ConfigError(f"--n-jobs {n_jobs}: must be >= 1")
     log = RunLog(quiet=quiet, verbose=verbose)
     with log.capture_warnings():
-        summary = project_run(run_dir, data, out, hemispheres=hemispheres, n_jobs=n_jobs or 2, log=log)
+        summary = project_run(run_dir, data, out, hemispheres=hemispheres, n_jobs=n_jobs or N_JOBS, log=log)
     r = summary["reconstruction_r_mean"]
     typer.echo(f"{summary['n_projected']} experiments projected onto {summary['n_patterns']} patterns"
                + (f"; mean reconstruction r = {r:.3f}" if r is not None else "") + f"; report: {out / 'report.html'}")

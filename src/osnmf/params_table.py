@@ -1,0 +1,155 @@
+"""The run parameters, each declared once: name, type, default, constraint and one line of help.
+
+:class:`~osnmf.config.RunConfig` takes its fields, defaults and checks from :data:`PARAMS`, a TOML
+file's values are type-checked against :attr:`Param.type`, and ``osnmf run`` builds one option per
+parameter marked ``flag`` (help, choices and the default it shows come from here). The estimator
+:class:`~osnmf.factorize.stanmf.StaNMF` must keep literal defaults in its signature (scikit-learn's
+rule); tests/test_params_table.py checks that those of the shared names equal the table's.
+
+Settings a recipe decides (:data:`~osnmf.recipes.RECIPE_SETTINGS`: grow, solver, k_rule,
+pca_replicates, moran_headline, recon_headline) default to None, "the recipe's".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import UnionType
+from typing import Any, get_args, get_origin
+
+from osnmf.constraints import Check, Interval, Options
+from osnmf.errors import ConfigError
+from osnmf.factorize.checks import BACKENDS, SOLVERS, check_grow, check_tol
+from osnmf.factorize.selection import RULES
+from osnmf.preprocess.hemispheres import HEMISPHERE_MODES
+from osnmf.recipes import DEFAULT_RECIPE, RECIPE_SETTINGS, RECIPES
+
+__all__ = ["PARAMS", "Param", "by_name", "check_values", "shown_default", "value_types"]
+
+
+def _link_sizes(sizes: Any) -> list[int]:
+    if not isinstance(sizes, list | tuple) or any(s not in (1, 2, 3, 4, 5) for s in sizes):
+        raise ConfigError(f"link_sizes={sizes}: sizes must be among 1..5")
+    return sizes
+
+
+def _tol(tol: Any) -> Any:
+    check_tol(tol)  # the solver's rule: finite and >= 0; the value is kept as given
+    return tol
+
+
+@dataclass(frozen=True)
+class Param:
+    """One run parameter. ``flag``: an option of ``osnmf run`` (``--name-with-dashes``, ``short``
+    its one-letter alias); ``none_means``: what a None default stands for in help."""
+
+    name: str
+    type: Any
+    default: Any
+    constraint: Interval | Options | Check | None
+    help: str
+    flag: bool = False
+    short: str | None = None
+    none_means: str | None = None
+
+    @property
+    def choices(self) -> tuple[Any, ...]:
+        """The values offered on the command line (empty when any value of the type will do)."""
+        return getattr(self.constraint, "choices", ())
+
+    def check(self, value: Any) -> Any:
+        """The value, checked (and normalised, e.g. ``grow="true"`` → True); None passes when the
+        default is None."""
+        if self.constraint is None or (value is None and self.default is None):
+            return value
+        return self.constraint.check(self.name, value)
+
+
+PARAMS: tuple[Param, ...] = (
+    Param("data", str | None, None, None, "ABA grid folder, Allen zip, .npz or .h5ad", flag=True,
+          none_means="synthetic"),
+    Param("out", str, "osnmf_out", None, "Run directory (created; reruns resume here)", flag=True),
+    Param("k_min", int, 8, Interval(2, why="one pattern is trivially stable"), "Smallest K of the sweep", flag=True),
+    Param("k_max", int, 30, Interval(2), "Largest K of the sweep", flag=True),
+    Param("n_replicates", int, 100, Interval(2, why="instability needs at least 2 replicates"),
+          "Bootstrap replicates per K", flag=True),
+    Param("n_restarts", int, 1, Interval(1), "NMF fits per replicate, best kept", flag=True),
+    Param("recipe", str, DEFAULT_RECIPE, Options(RECIPES),
+          "paper: the seed paper's method (cold NNDSVDa fits, exact solver, K = γ argmin, PCA on the same "
+          "replicates, strongest-pattern Moran's I, reconstruction on measured voxels); fast: grown starts, "
+          "sketch on large data, K by median3_near (see docs/stanmf.md)", flag=True),
+    Param("grow", bool | str | None, None, Check(check_grow, ("only", "true", "false")),
+          "Start each replicate at K from its own K-1 fit: only (instead of cold starts), true (as well) "
+          "or false (cold starts only)", flag=True),
+    Param("solver", str | None, None, Options(("auto", *SOLVERS)),
+          "NMF products with X itself (exact), with a sketch of it (compressed) or chosen by size (auto)",
+          flag=True),
+    Param("k_rule", str | None, None, Options(RULES),
+          "Rule that selects K from the panel (definitions in docs/stanmf.md)", flag=True),
+    Param("backend", str, "numpy", Options(BACKENDS), "Array library of the NMF solver", flag=True),
+    Param("device", str | None, None, None, "torch device, e.g. cuda or cpu", flag=True),
+    Param("scheduler", str | None, None, None, "Dask scheduler address, or 'local'", flag=True),
+    Param("n_jobs", int, 2, Interval(1), "Parallel threads for the sweep", flag=True),
+    Param("max_iter", int, 200, Interval(1), "Most iterations of one NMF fit"),
+    Param("tol", float, 1e-4, Check(_tol), "Stopping tolerance of the NMF solver (0 runs max_iter iterations)"),
+    Param("random_state", int, 0, None, "Random seed", flag=True),
+    Param("impute", str, "knn", Options(("knn", "none")), "Missing voxels: kNN imputation, or none"),
+    Param("hemispheres", str, "auto", Options(HEMISPHERE_MODES),
+          "One-hemisphere (sagittal) experiments: mirrored (auto), kept as measured (off) or left out (drop)",
+          flag=True),
+    Param("n_neighbors", int, 6, Interval(1), "Neighbours of the kNN imputation"),
+    Param("support_max_missing", float, 0.95, Interval(0, 1, closed="right"),
+          "Largest share of experiments missing at a voxel of the support"),
+    Param("pca_replicates", int | None, None, Interval(2, why="PCA instability needs at least 2 replicates"),
+          "Bootstrap replicates of the PCA baseline"),
+    Param("moran_replicates", int, 20, None, "Replicates whose patterns get Moran's I"),
+    Param("moran_headline", str | None, None, Options(("strongest", "continuous")),
+          "Moran's I reported first: of the strongest-pattern binary maps, or of the continuous patterns"),
+    Param("recon_headline", str | None, None, Options(("measured", "imputed")),
+          "Reconstruction accuracy reported first: on the measured voxels, or on the imputed matrix"),
+    Param("link_sizes", list[int], [1, 2, 3], Check(_link_sizes), "Sizes of the pattern groups linked to regions"),
+    Param("n_random_models", int, 1000, None, "Random models of the region-prediction null"),
+    Param("network_top_fraction", float, 0.0025, None, "Share of the strongest gene pairs kept in the networks"),
+    Param("phantom_genes", int, 300, None, "Genes of the synthetic atlas"),
+    Param("phantom_patterns", int, 8, None, "Planted patterns of the synthetic atlas"),
+    Param("phantom_noise", float, 0.15, None, "Noise level of the synthetic atlas"),
+    Param("phantom_missing", float, 0.1, None, "Share of missing voxels of the synthetic atlas"),
+    Param("phantom_seed", int, 0, None, "Seed of the synthetic atlas"),
+    Param("phantom_preset", str | None, None, Options(("calibrated",)),
+          "calibrated: the synthetic atlas calibrated to the real one's instability (its own noise model)"),
+    Param("quiet", bool, False, None, "Only warnings and errors (no stage lines, no progress bars)", flag=True,
+          short="-q"),
+    Param("verbose", bool, False, None, "Also details: cache keys, and library warnings (numpy, scikit-learn) "
+          "that are hidden by default", flag=True, short="-v"),
+)
+
+
+def by_name() -> dict[str, Param]:
+    return {p.name: p for p in PARAMS}
+
+
+def check_values(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` (name → value) checked against each parameter's constraint, normalised ones replaced."""
+    params = by_name()
+    return {name: params[name].check(value) for name, value in values.items()}
+
+
+def value_types(param: Param) -> tuple[type, ...]:
+    """The types a (TOML) value may have: those of the declared type without None
+    (``bool | str | None`` → (bool, str); ``list[int]`` → (list,))."""
+    parts = get_args(param.type) if isinstance(param.type, UnionType) else (param.type,)
+    return tuple(get_origin(t) or t for t in parts if t is not type(None))
+
+
+def _spell(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def shown_default(param: Param) -> str | None:
+    """The default as help shows it: ``8``, ``synthetic``, or a recipe's setting ("the recipe's;
+    paper = exact, fast = auto"); None when there is nothing to show (a switch, a free None)."""
+    if param.name in RECIPE_SETTINGS[DEFAULT_RECIPE]:
+        return "the recipe's; " + ", ".join(f"{name} = {_spell(table[param.name])}"
+                                            for name, table in RECIPE_SETTINGS.items())
+    if param.type is bool:
+        return None
+    return _spell(param.default) if param.default is not None else param.none_means
