@@ -46,6 +46,24 @@ def test_stanmf_signature_defaults_are_the_tables():
     assert K_RANGE_DEFAULT == range(params["k_min"].default, params["k_max"].default + 1)
 
 
+def test_solver_defaults_below_the_table_are_the_tables():
+    """The factorize layer sits below the table and keeps literal defaults; those of the shared names
+    agree with it (the sweep's own grow/solver are the paper recipe's, which RunConfig leaves None)."""
+    from osnmf.factorize.nmf import fit_nmf, fit_nmf_replicates
+    from osnmf.factorize.params import SweepParams
+
+    params = by_name()
+    for fn in (fit_nmf, fit_nmf_replicates):
+        for name in ("max_iter", "tol", "backend", "device"):
+            if name in inspect.signature(fn).parameters:
+                assert inspect.signature(fn).parameters[name].default == params[name].default, (fn, name)
+    sweep = {f.name: f.default for f in fields(SweepParams)}
+    for name in ("n_restarts", "backend", "device", "max_iter", "tol", "random_state"):
+        assert sweep[name] == params[name].default, name
+    assert {"grow": sweep["grow"], "solver": sweep["solver"]} == {
+        k: RECIPE_SETTINGS["paper"][k] for k in ("grow", "solver")}
+
+
 def _help_records(command) -> dict[str, str]:
     """What ``--help`` shows for each visible option: its names with the metavar, and its help text."""
     with click.Context(command) as ctx:
