@@ -25,38 +25,11 @@ import argparse
 import json
 import os
 import platform
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
-
-
-def rss_bytes() -> int:
-    """Resident set size of this process (Linux /proc; 0 elsewhere)."""
-    try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError):
-        return 0
-
-
-class PeakSampler:
-    """Largest RSS seen, sampled every ``interval`` s in a daemon thread."""
-
-    def __init__(self, interval: float = 0.1):
-        self.peak = rss_bytes()
-        self._stop = threading.Event()
-        threading.Thread(target=self._run, args=(interval,), daemon=True).start()
-
-    def _run(self, interval: float) -> None:
-        while not self._stop.wait(interval):
-            self.peak = max(self.peak, rss_bytes())
-
-    def stop(self) -> int:
-        self._stop.set()
-        self.peak = max(self.peak, rss_bytes())
-        return self.peak
+from bench_paper_size import PeakSampler, rss_bytes  # the same RSS sampler (benchmarks/ is on sys.path)
 
 
 def random_matrix(n: int, m: int, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -156,7 +129,8 @@ def main() -> None:
     t = time.perf_counter()
     times, out = run_stage(X, D, ks, args.k, args.replicates, args.moran_replicates, args.seed)
     total = time.perf_counter() - t
-    peak = sampler.stop()
+    peak = sampler.sample()
+    sampler.stop()
     load_after = os.getloadavg()
     print(f"stage {total:.1f} s, peak RSS {(peak - start_rss) / 2**30:.2f} GiB above the start; "
           f"load {load_before} -> {load_after}", flush=True)

@@ -112,8 +112,7 @@ def certify_sweep(
         and the compressed fits of those replicates.
     """
     from osnmf.factorize.operators import ExactOperator
-    from osnmf.factorize.params import BlockResult
-    from osnmf.factorize.sweep import fit_block, replicate_counts
+    from osnmf.factorize.sweep import fit_chain, replicate_counts
 
     kset = set(int(k) for k in ks)
     wanted = (k_selected - 1, k_selected, k_selected + 1) if k_values is None else k_values
@@ -133,15 +132,7 @@ def certify_sweep(
     step = R if block_size is None else max(1, int(block_size))
     label = f"certification: exact refits of {R} replicates at K = {', '.join(map(str, cert_ks))}"
     with ProgressBar(label, len(cert_ks) * len(range(0, R, step)), enabled=progress, transient=False) as bar:
-        for k in cert_ks:
-            parts = []
-            for s in range(0, R, step):
-                part_warm = None if warm is None else (warm[0][s:s + step], warm[1][s:s + step])
-                parts.append(fit_block(op, k, counts[s:s + step], exact, seeds[s:s + step], op, part_warm))
-                bar.advance(note=f"K={k}")
-            res = BlockResult.concat(parts, coefficients=bool(params.grow))
-            del parts
-            warm = (res.coefficients, res.components) if params.grow else None
+        for k, res in fit_chain(op, cert_ks, counts, exact, step, warm, bar):
             comp = compressed_at(k).components[:R]
             rows.append({
                 "k": k,

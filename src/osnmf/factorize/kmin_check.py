@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from osnmf.factorize.params import BlockResult, SweepParams
+from osnmf.factorize.params import SweepParams
 from osnmf.factorize.stability import instability
 from osnmf.progress import ProgressBar
 
@@ -61,7 +61,7 @@ def k_min_check(
     DataFrame with :data:`CHECK_COLUMNS`, one row per compared K (``abs_diff`` = |Δγ|), or None
     when there is nothing to compare (no later start inside the range).
     """
-    from osnmf.factorize.sweep import fit_block, replicate_counts
+    from osnmf.factorize.sweep import fit_chain, replicate_counts
 
     plan = alternative_start(ks, k_selected)
     if plan is None or n_check < 2:
@@ -70,17 +70,10 @@ def k_min_check(
     seeds = np.arange(n_check)
     counts = replicate_counts(op.shape[0], seeds, params)
     step = n_check if block_size is None else max(1, int(block_size))
-    rows, warm = [], None
+    rows = []
     label = f"k_min check: {n_check} replicates chained from K = {start}"
     with ProgressBar(label, len(compare) * len(range(0, n_check, step)), enabled=progress, transient=False) as bar:
-        for k in compare:
-            parts = []
-            for s in range(0, n_check, step):
-                part_warm = None if warm is None else (warm[0][s:s + step], warm[1][s:s + step])
-                parts.append(fit_block(op, k, counts[s:s + step], params, seeds[s:s + step], op, part_warm))
-                bar.advance(note=f"K={k}")
-            res = BlockResult.concat(parts, coefficients=True)
-            warm = (res.coefficients, res.components)
+        for k, res in fit_chain(op, compare, counts, params, step, bar=bar):
             main = instability(np.asarray(patterns_at(k)[:n_check]), centered=centered)["hungarian"]
             alt = instability(res.components, centered=centered)["hungarian"]
             rows.append({"k": k, "hungarian_subset": main, "hungarian_subset_alt_start": alt,

@@ -230,3 +230,24 @@ def run_sweep(
 
 def _wave_ks(prev: Mapping[tuple[int, int], BlockResult]) -> set[int]:
     return {int(r.extra.get("k", -1)) for r in prev.values()}
+
+
+def fit_chain(op: Any, ks: Sequence[int], counts: np.ndarray, params: SweepParams, step: int,
+              warm: tuple[np.ndarray, np.ndarray] | None = None, bar: Any = None):
+    """Refit replicates ``0 .. len(counts)-1`` at each of the consecutive ``ks``, in blocks of
+    ``step`` replicates; with ``params.grow`` each K starts from the previous K's fits (the first
+    from ``warm``). Yields ``(k, BlockResult)`` (coefficients kept with ``grow``); ``bar.advance``
+    after every block."""
+    R = len(counts)
+    seeds = np.arange(R)
+    for k in ks:
+        parts = []
+        for s in range(0, R, step):
+            part_warm = None if warm is None else (warm[0][s:s + step], warm[1][s:s + step])
+            parts.append(fit_block(op, k, counts[s:s + step], params, seeds[s:s + step], op, part_warm))
+            if bar is not None:
+                bar.advance(note=f"K={k}")
+        res = BlockResult.concat(parts, coefficients=bool(params.grow))
+        del parts
+        warm = (res.coefficients, res.components) if params.grow else None
+        yield k, res
