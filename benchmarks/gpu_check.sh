@@ -3,14 +3,18 @@
 #   1. the torch tests on CUDA (OSNMF_REQUIRE_CUDA=1: the CUDA cases run or fail, never skip);
 #   2. one block of the default (paper) recipe's fits at paper size (grow=False, exact solver:
 #      SweepParams' defaults) on CUDA beside the numpy backend and scikit-learn (per-fit ratios printed);
-#   3. a reduced paper-size `osnmf run` with --backend torch --device cuda and --recipe fast
-#      (bench_paper_size.py; grown starts and the auto solver's sketch, the run this check always
-#      made — the paper recipe's exact sweep is section 2's fits; K and replicates below, raise
-#      them when time allows).
-# Usage: bash benchmarks/gpu_check.sh [python]   (default: .venv/bin/python, else python3)
+#   3. the default (paper) recipe's whole paper-size `osnmf run` on CUDA: K 8-30 x 100 replicates,
+#      cold exact fits (bench_paper_size.py --backend torch --device cuda). On 2 CPU cores this sweep
+#      is ~6e15 flops, about 10 h (benchmarks/results/paper_size_paper_recipe_10reps.json); on a GPU
+#      it should take minutes. Resumable: a second call with the same OSNMF_GPU_OUT on the still-warm
+#      machine goes on from the finished blocks.
+# Usage: bash benchmarks/gpu_check.sh [python] [sections]
+#   python: default .venv/bin/python, else python3; sections: default "1 2 3". One `run` call has
+#   10 minutes: run "1 2" in one call and "3" in the next.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${1:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
+SECTIONS=" ${2:-1 2 3} "
 export PYTHONPATH="$PWD/src:$PWD/benchmarks${PYTHONPATH:+:$PYTHONPATH}"
 OUT=${OSNMF_GPU_OUT:-/tmp/osnmf_gpu_check}
 mkdir -p "$OUT"
@@ -19,8 +23,11 @@ import torch
 assert torch.cuda.is_available(), "no CUDA device visible to torch"
 print("torch", torch.__version__, "device", torch.cuda.get_device_name(0))
 PY
+if [[ $SECTIONS == *" 1 "* ]]; then
 echo "== 1. torch tests on CUDA"
 OSNMF_REQUIRE_TORCH=1 OSNMF_REQUIRE_CUDA=1 timeout 240 "$PY" -m pytest -q -x -p no:cacheprovider tests/test_nmf_torch.py
+fi
+if [[ $SECTIONS == *" 2 "* ]]; then
 echo "== 2. one block at paper size: torch-cuda vs numpy vs scikit-learn"
 timeout 240 "$PY" - <<'PY'
 import os, time, warnings
@@ -47,7 +54,10 @@ with warnings.catch_warnings():
 sk = time.perf_counter() - t
 print(f"RESULT per fit: sklearn {sk:.2f} s; " + "; ".join(f"{n} {v:.3f} s ({sk / v:.1f}x)" for n, v in times.items()))
 PY
-echo "== 3. reduced paper-size osnmf run on CUDA"
-timeout 420 "$PY" benchmarks/bench_paper_size.py --out "$OUT/run" --recipe fast --k-min 10 --k-max 12 \
-    --replicates 20 --backend torch --device cuda --sklearn-fits 1 --json "$OUT/paper_size_cuda.json"
-echo "gpu_check done: $OUT/paper_size_cuda.json"
+fi
+if [[ $SECTIONS == *" 3 "* ]]; then
+echo "== 3. the paper recipe's paper-size osnmf run on CUDA (K 8-30 x 100)"
+timeout 540 "$PY" benchmarks/bench_paper_size.py --out "$OUT/run_paper" --recipe paper \
+    --backend torch --device cuda --sklearn-fits 1 --sklearn-ks --json "$OUT/paper_size_paper_recipe_cuda.json"
+echo "gpu_check section 3 done: $OUT/paper_size_paper_recipe_cuda.json"
+fi

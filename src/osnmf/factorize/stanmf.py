@@ -22,6 +22,7 @@ from osnmf.errors import ConfigError, InputError, InputTypeError, OsnmfWarning
 from osnmf.factorize.autosolver import resolve_solver, sketch_options
 from osnmf.factorize.certify import certified_argmins, certify_in_store
 from osnmf.factorize.checks import check_grow, check_matrix, check_positive_int
+from osnmf.factorize.cost import exact_sweep_cost, slow_sweep_warning
 from osnmf.factorize.final_model import final_model
 from osnmf.factorize.kmin_check import k_min_check_in_store
 from osnmf.factorize.memory import limit_heap_retention, release_free_memory
@@ -313,6 +314,7 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         else:
             op = ExactOperator(X)
         self.sketch_ = op if params.solver == "compressed" else None
+        self._warn_if_long(X, plan, store)
         # a Dask cluster gets X once and makes the exact operator itself
         sketch = op if (params.solver == "compressed" or plan.client is None) else None
         with plan.blas_threads():
@@ -320,6 +322,22 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                       progress=self.progress, keep_results=False, sketch=sketch)
         release_free_memory()  # what the blocks' threads freed (osnmf.factorize.memory)
         return op
+
+    @staticmethod
+    def _warn_if_long(X: np.ndarray, plan: SweepPlan, store: SweepStore | MemoryStore) -> None:
+        """One warning line, before the blocks start, when the cold exact fits still to run
+        (the paper recipe's sweep) may take over an hour on this machine (:mod:`osnmf.factorize.cost`)."""
+        params = plan.params
+        if params.solver != "exact" or params.grow or params.backend != "numpy" or plan.client is not None:
+            return
+        to_fit: dict[int, int] = {}
+        for spec in plan.blocks:
+            if not store.has(spec):
+                to_fit[spec.k] = to_fit.get(spec.k, 0) + spec.n
+        cost = exact_sweep_cost(X, to_fit, params.max_iter, plan.block_size)
+        line = slow_sweep_warning(cost, X.shape, plan.ks)
+        if line:
+            warnings.warn(line, OsnmfWarning, stacklevel=3)
 
     def _instability(self, plan: SweepPlan, store: SweepStore | MemoryStore) -> tuple[pd.DataFrame, pd.DataFrame]:
         """γ per K (kept in the store per K) and the per-replicate numbers of every fit."""
