@@ -35,7 +35,7 @@ from scipy.optimize import linear_sum_assignment
 from threadpoolctl import threadpool_limits
 
 from osnmf import Atlas, make_phantom
-from osnmf.factorize.baselines import pca_instability
+from osnmf.factorize.pca_baseline import pca_instability
 from osnmf.factorize.stability import cross_correlation
 from osnmf.factorize.stanmf import StaNMF
 from osnmf.io.allen_grid import read_allen_grid_zip

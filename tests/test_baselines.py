@@ -14,18 +14,19 @@ from sklearn.metrics import adjusted_rand_score
 
 from osnmf.errors import ConfigError, InputError
 from osnmf.evaluate.metrics import patterns_per_gene, reconstruction_accuracy, summarize
-from osnmf.factorize.baselines import (
-    PatternSet,
-    align_signs,
-    bootstrap_counts,
+from osnmf.factorize.bootstrap import bootstrap_counts
+from osnmf.factorize.cluster_baseline import (
     cluster_patterns,
     nmf_hierarchical_patterns,
-    nmf_patterns,
     pca_agglomerative_patterns,
+    pca_kmeans_patterns,
+)
+from osnmf.factorize.pattern_set import PatternSet, nmf_patterns
+from osnmf.factorize.pca_baseline import (
+    align_signs,
     pca_bootstrap_patterns,
     pca_fit,
     pca_instability,
-    pca_kmeans_patterns,
     pca_patterns,
     voxel_pca_embedding,
 )

@@ -20,7 +20,7 @@ from osnmf.factorize.sweep import replicate_counts
 
 
 def test_one_bootstrap_draw_everywhere():
-    from osnmf.factorize.baselines import pca_bootstrap_patterns
+    from osnmf.factorize.pca_baseline import pca_bootstrap_patterns
 
     sweep = replicate_counts(40, range(6), SweepParams(random_state=3))
     for other in (osnmf.bootstrap_counts(40, 6, 3), bootstrap_counts(40, range(6), 3)):

@@ -13,9 +13,9 @@ from sklearn.decomposition import PCA
 
 import osnmf.factorize.gram_pca as gp
 from osnmf.evaluate.compare import instability_curve, pca_instability_curve
-from osnmf.factorize.baselines import (
+from osnmf.factorize.bootstrap import bootstrap_counts
+from osnmf.factorize.pca_baseline import (
     align_signs,
-    bootstrap_counts,
     pca_bootstrap,
     pca_bootstrap_patterns,
     pca_fit,

@@ -236,7 +236,9 @@ class Pipeline:
 
     def baselines(self) -> BaselinesResult:
         from osnmf.evaluate.compare import instability_curve
-        from osnmf.factorize import baselines as bl
+        from osnmf.factorize import cluster_baseline as cb
+        from osnmf.factorize import pca_baseline as pb
+        from osnmf.factorize.gram_pca import CentredGram
 
         cfg = self.inputs("baselines")
         pca_replicates = cfg.pca_replicates
@@ -245,26 +247,26 @@ class Pipeline:
             X, sw = self.state.impute.X, self.state.sweep
             k = sw.k
             ks = [kk for kk in cfg.k_range if kk <= min(X.shape) - 1]
-            # one Gram of X serves every PCA here (baselines.pca_bootstrap); the bootstrap fits at the largest K
+            # one Gram of X serves every PCA here (pca_baseline.pca_bootstrap); the bootstrap fits at the largest K
             # serve the whole curve (components are nested), with the same gene bootstraps as the staNMF
             # replicates; the first ones also serve Moran's I
             n_reps = max(pca_replicates, cfg.moran_replicates)
-            gram = bl.CentredGram(X, progress=self.progress)
-            boot = bl.pca_bootstrap(X, max(*ks, k), n_replicates=n_reps, seed=cfg.random_state, gram=gram,
+            gram = CentredGram(X, progress=self.progress)
+            boot = pb.pca_bootstrap(X, max(*ks, k), n_replicates=n_reps, seed=cfg.random_state, gram=gram,
                                     progress=self.progress)
             pca = boot.full_pca(k)
-            emb = bl.voxel_pca_embedding(X, k, gram=gram)
+            emb = pb.voxel_pca_embedding(X, k, gram=gram)
             return BaselinesResult(
                 pca_instability=instability_curve(boot.correlations(pca_replicates), ks),
                 pca_patterns=pca.patterns.astype(np.float32),
                 pca_coefficients=pca.coefficients.astype(np.float32),
                 pca_offset=np.asarray(pca.offset, np.float32),
                 pca_replicates=boot.patterns(cfg.moran_replicates, k),
-                kmeans_patterns=bl.pca_kmeans_patterns(X, k, seed=cfg.random_state, embedding=emb).patterns.astype(
+                kmeans_patterns=cb.pca_kmeans_patterns(X, k, seed=cfg.random_state, embedding=emb).patterns.astype(
                     np.float32),
-                ward_patterns=bl.pca_agglomerative_patterns(X, k, seed=cfg.random_state, embedding=emb).patterns.astype(
+                ward_patterns=cb.pca_agglomerative_patterns(X, k, seed=cfg.random_state, embedding=emb).patterns.astype(
                     np.float32),
-                nmf_hier_patterns=bl.nmf_hierarchical_patterns(sw.components, k, seed=cfg.random_state).patterns.astype(
+                nmf_hier_patterns=cb.nmf_hierarchical_patterns(sw.components, k, seed=cfg.random_state).patterns.astype(
                     np.float32),
             )
 

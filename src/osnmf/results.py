@@ -203,7 +203,7 @@ def planted_truth(metrics: MetricsResult, k: int) -> dict | None:
 
 def pattern_sets(sweep: SweepResult, baselines: BaselinesResult) -> dict[str, np.ndarray]:
     """Every pattern set of the run, ``(K, m)`` each, by name (staNMF first)."""
-    # PCA components come with their largest-magnitude loading positive (baselines.pca_fit)
+    # PCA components come with their largest-magnitude loading positive (pca_baseline.pca_fit)
     return {
         "staNMF": sweep.components, "PCA": baselines.pca_patterns, "PCA + k-means": baselines.kmeans_patterns,
         "PCA + agglomerative": baselines.ward_patterns, "staNMF + hierarchical": baselines.nmf_hier_patterns,

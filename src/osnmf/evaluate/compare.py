@@ -29,8 +29,9 @@ from scipy import stats
 
 from osnmf.errors import InputError
 from osnmf.evaluate.metrics import patterns_per_gene, reconstruction_accuracy, summarize
-from osnmf.factorize.baselines import PatternSet, nmf_patterns, pca_bootstrap_patterns, pca_patterns
 from osnmf.factorize.bootstrap import bootstrap_counts
+from osnmf.factorize.pattern_set import PatternSet, nmf_patterns
+from osnmf.factorize.pca_baseline import pca_bootstrap_patterns, pca_patterns
 from osnmf.factorize.stability import instability_from_correlations, pairwise_correlations
 from osnmf.spatial.moran import morans_i_distribution, spatial_weights
 
@@ -82,7 +83,7 @@ def pca_instability_curve(replicates: np.ndarray, ks: Iterable[int], centered: b
 
 def instability_curve(correlations: np.ndarray, ks: Iterable[int]) -> pd.DataFrame:
     """Instability at every K from the cross-correlations ``(R, R, K_max, K_max)`` of nested
-    replicate pattern sets (e.g. :meth:`osnmf.factorize.baselines.PCABootstrap.correlations`)."""
+    replicate pattern sets (e.g. :meth:`osnmf.factorize.pca_baseline.PCABootstrap.correlations`)."""
     C = np.asarray(correlations)
     ks = [int(k) for k in ks]
     if C.ndim != 4 or max(ks) > C.shape[2]:

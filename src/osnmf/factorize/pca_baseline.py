@@ -1,103 +1,30 @@
-"""Pattern sets to compare staNMF with: PCA, PCA + k-means, PCA + Ward, staNMF + hierarchical.
+"""PCA, the paper's first baseline: components of X, and of its gene-bootstrap replicates on one Gram.
 
-Every method returns a :class:`PatternSet`, the one interface the later analyses (Moran's I,
-reconstruction accuracy, linking to regions) accept:
-
-* ``patterns`` ``(K, m)``: one row per pattern over the m voxels (mask / C order);
-* ``coefficients`` ``(n, K)``: how much each gene uses each pattern, so that
-  ``X ≈ coefficients @ patterns (+ extra["offset"])``.
-
-Clustering baselines cluster the *voxels* (the paper's Fig. 3C comparison): each voxel is
-embedded in a low-dimensional space (its principal-component scores computed with voxels as
-samples and genes as features, as stLearn / AGEA-style pipelines do; or its staNMF pattern
-loadings), the voxels are split into k clusters and each cluster becomes a binary spatial pattern
-(1 inside the cluster). A gene's coefficient on a cluster pattern is its mean expression in the
-cluster, the least-squares fit for disjoint indicator patterns.
+Every function returns or feeds a :class:`~osnmf.factorize.pattern_set.PatternSet`. PCA keeps
+its voxel means as ``extra["offset"]`` so that ``coefficients @ patterns + offset`` reconstructs X;
+components carry scikit-learn's sign convention (largest-magnitude entry positive). The voxel
+embedding used by the clustering baselines (:mod:`osnmf.factorize.cluster_baseline`) is here too:
+it is PCA with the voxels as samples.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
 
 import numpy as np
-from scipy import sparse
 
 from osnmf.errors import InputError
 from osnmf.factorize.bootstrap import bootstrap_counts
 from osnmf.factorize.checks import check_k, check_matrix
 from osnmf.factorize.gram_pca import CentredGram, top_eigh, weighted_pca
+from osnmf.factorize.pattern_set import PatternSet
 from osnmf.progress import track
 
-Kind = Literal["nmf", "pca", "clusters", "other"]
+__all__ = ["BLOCK_COLUMNS", "PCABootstrap", "align_signs", "check_pca_matrix", "float64_rows", "largest_entry_signs",
+           "pca_bootstrap", "pca_bootstrap_patterns", "pca_fit", "pca_instability", "pca_patterns",
+           "voxel_pca_embedding"]
 
-
-@dataclass
-class PatternSet:
-    """A set of K spatial patterns and the genes' coefficients on them.
-
-    Attributes
-    ----------
-    name : label used in tables and figures (e.g. ``"staNMF"``, ``"PCA"``).
-    patterns : float ``(K, m)``, one pattern per row over the m voxels (mask C order).
-    coefficients : float ``(n, K)`` or None (unknown, e.g. clusters built without the data).
-    kind : ``"nmf"``, ``"pca"``, ``"clusters"`` or ``"other"``.
-    extra : free metadata; keys used by osnmf: ``"offset"`` ``(m,)`` added to every
-        reconstruction (PCA's voxel means), ``"labels"`` ``(m,)`` cluster of each voxel.
-    """
-
-    name: str
-    patterns: np.ndarray
-    coefficients: np.ndarray | None
-    kind: Kind = "other"
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.patterns = np.asarray(self.patterns)
-        if self.patterns.ndim != 2 or self.patterns.shape[0] == 0:
-            raise InputError(f"{self.name}: patterns must be K × voxels, got {self.patterns.shape}")
-        if self.coefficients is not None:
-            self.coefficients = np.asarray(self.coefficients)
-            if self.coefficients.ndim != 2 or self.coefficients.shape[1] != self.k:
-                raise InputError(
-                    f"{self.name}: coefficients must be genes × {self.k}, got "
-                    f"{self.coefficients.shape}"
-                )
-        if self.kind not in ("nmf", "pca", "clusters", "other"):
-            raise InputError(f"{self.name}: unknown kind {self.kind!r}")
-
-    @property
-    def k(self) -> int:
-        """Number of patterns K."""
-        return int(self.patterns.shape[0])
-
-    @property
-    def n_voxels(self) -> int:
-        return int(self.patterns.shape[1])
-
-    @property
-    def offset(self) -> np.ndarray | None:
-        return self.extra.get("offset")
-
-    def reconstruct(self, rows: slice | np.ndarray | None = None) -> np.ndarray:
-        """``coefficients @ patterns (+ offset)`` for the selected genes, float64 ``(n, m)``."""
-        if self.coefficients is None:
-            raise InputError(f"{self.name}: no coefficients, cannot reconstruct")
-        A = self.coefficients if rows is None else self.coefficients[rows]
-        out = np.asarray(A, dtype=np.float64) @ np.asarray(self.patterns, dtype=np.float64)
-        if self.offset is not None:
-            out += np.asarray(self.offset, dtype=np.float64)
-        return out
-
-    def __repr__(self) -> str:
-        n = None if self.coefficients is None else self.coefficients.shape[0]
-        return f"PatternSet({self.name!r}, kind={self.kind}, K={self.k}, voxels={self.n_voxels}, genes={n})"
-
-
-# --------------------------------------------------------------------------- checks and PCA core
-
-
-def _check_matrix(X: np.ndarray, name: str = "X") -> np.ndarray:
+def check_pca_matrix(X: np.ndarray, name: str = "X") -> np.ndarray:
     """A finite numeric matrix with at least 2 rows and columns (negatives allowed: PCA)."""
     return check_matrix(X, name=name, dtype=None, nonnegative=False, min_shape=(2, 2))
 
@@ -105,20 +32,12 @@ def _check_matrix(X: np.ndarray, name: str = "X") -> np.ndarray:
 BLOCK_COLUMNS = 4096  # columns of X converted to float64 at once (X itself is never converted)
 
 
-def _float64_rows(X: np.ndarray, step: int = 256):
+def float64_rows(X: np.ndarray, step: int = 256):
     """(rows, float64 copy of ``X[rows]``) for consecutive blocks of ``step`` rows (``X`` may be
     a transposed view): float64 arithmetic on X without a float64 copy of it."""
     for i in range(0, X.shape[0], step):
         rows = slice(i, i + step)
         yield rows, np.asarray(X[rows], dtype=np.float64)
-
-
-def _flip_signs(components: np.ndarray) -> np.ndarray:
-    """Make the largest-magnitude entry of each component positive (scikit-learn's convention)."""
-    idx = np.argmax(np.abs(components), axis=1)
-    signs = np.sign(components[np.arange(components.shape[0]), idx])
-    signs[signs == 0] = 1.0
-    return components * signs[:, None]
 
 
 def pca_fit(
@@ -169,7 +88,7 @@ def pca_fit(
         vals, vecs = np.linalg.eigh(C)
         order = np.argsort(vals)[::-1][:k]
         vals, comps = np.clip(vals[order], 0, None), vecs[:, order].T
-        return _flip_signs(comps), mean, vals / max(total - 1.0, 1.0)
+        return comps * largest_entry_signs(comps)[:, None], mean, vals / max(total - 1.0, 1.0)
     cols = [slice(j, j + BLOCK_COLUMNS) for j in range(0, m, BLOCK_COLUMNS)]
     mean = np.concatenate([ws @ np.asarray(X[keep, c], dtype=np.float64) for c in cols]) / total
     sw = np.sqrt(ws)[:, None]
@@ -190,7 +109,7 @@ def pca_fit(
         comps[:, c] = U.T @ z_block(c)  # not (Z.T @ U).T: OpenBLAS is far slower on that layout
     norms = np.linalg.norm(comps, axis=1, keepdims=True)
     comps = comps / np.where(norms > 0, norms, 1.0)
-    return _flip_signs(comps), mean, vals / max(total - 1.0, 1.0)
+    return comps * largest_entry_signs(comps)[:, None], mean, vals / max(total - 1.0, 1.0)
 
 
 # --------------------------------------------------------------------------- PCA pattern sets
@@ -210,11 +129,11 @@ def pca_patterns(X: np.ndarray, k: int, name: str = "PCA") -> PatternSet:
     X : ``(n_genes, m)`` finite matrix (impute missing values first).
     k : number of components.
     """
-    X = _check_matrix(X)
+    X = check_pca_matrix(X)
     comps, mean, var = pca_fit(X, k)
     scores = np.empty((X.shape[0], comps.shape[0]))
     sq = np.zeros(X.shape[1])
-    for rows, block in _float64_rows(X):
+    for rows, block in float64_rows(X):
         centred = block - mean
         scores[rows] = centred @ comps.T
         sq += np.einsum("ij,ij->j", centred, centred)
@@ -245,7 +164,7 @@ def align_signs(replicate: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return replicate * signs[:, None]
 
 
-def _largest_entry_signs(patterns: np.ndarray) -> np.ndarray:
+def largest_entry_signs(patterns: np.ndarray) -> np.ndarray:
     """Sign ``(N,)`` of each row's largest-magnitude entry (+1 for a zero row)."""
     idx = np.argmax(np.abs(patterns), axis=1)
     signs = np.sign(patterns[np.arange(patterns.shape[0]), idx])
@@ -347,7 +266,7 @@ def pca_bootstrap(
     n_replicates, seed, counts : the bootstrap, as in :func:`pca_bootstrap_patterns`.
     gram : the Gram of ``X`` if already computed (:class:`CentredGram`).
     """
-    X = _check_matrix(X)
+    X = check_pca_matrix(X)
     n, m = X.shape
     k = check_k(k, min(n - 1, m))
     if counts is None:
@@ -358,7 +277,7 @@ def pca_bootstrap(
     gram = CentredGram(X, progress=progress) if gram is None else gram
     # the full data (all weights 1) iterated together with the replicates
     values, coef = weighted_pca(gram, np.vstack([np.ones((1, n)), counts]), k, progress=progress)
-    ref_values, ref = values[0], coef[0] * _largest_entry_signs(gram.project(coef[0]))[None, :]
+    ref_values, ref = values[0], coef[0] * largest_entry_signs(gram.project(coef[0]))[None, :]
     values, coef = values[1:], coef[1:]
     R = counts.shape[0]
     flat = coef.transpose(1, 0, 2).reshape(n, R * k)
@@ -368,7 +287,7 @@ def pca_bootstrap(
     signs = np.sign(C[np.arange(R * k), best])
     if (signs == 0).any():  # no correlation with the reference: the largest entry decides
         zero = np.flatnonzero(signs == 0)
-        signs[zero] = _largest_entry_signs(gram.project(flat[:, zero]))
+        signs[zero] = largest_entry_signs(gram.project(flat[:, zero]))
     coef *= signs.reshape(R, 1, k)
     return PCABootstrap(gram=gram, coef=coef, values=values, reference=ref, reference_values=ref_values)
 
@@ -398,7 +317,7 @@ def pca_bootstrap_patterns(
     -------
     float32 ``(R, k, m)``.
     """
-    X = _check_matrix(X)  # kept in its precision: blocks of columns are converted
+    X = check_pca_matrix(X)  # kept in its precision: blocks of columns are converted
     if counts is None:
         counts = bootstrap_counts(X.shape[0], n_replicates, seed)
     counts = np.asarray(counts)
@@ -439,20 +358,17 @@ def pca_instability(
     return instability(reps, centered=centered)
 
 
-# --------------------------------------------------------------------------- clustering baselines
-
-
 def voxel_pca_embedding(X: np.ndarray, n_components: int, gram: CentredGram | None = None) -> np.ndarray:
     """Voxels embedded by PCA with voxels as samples and genes as features: ``(m, n_components)``.
 
     ``gram``: the :class:`CentredGram` of ``X`` (genes × voxels, fewer genes than voxels): the
     genes' covariance over the voxels then follows from it (no pass over X for it).
     """
-    X = _check_matrix(X)
+    X = check_pca_matrix(X)
     if gram is None:
         comps, mean, _ = pca_fit(X.T, n_components)  # a view: pca_fit converts blocks of voxels
         emb = np.empty((X.shape[1], comps.shape[0]))
-        for voxels, block in _float64_rows(X.T, BLOCK_COLUMNS):
+        for voxels, block in float64_rows(X.T, BLOCK_COLUMNS):
             emb[voxels] = (block - mean) @ comps.T
         return emb
     n, m = X.shape
@@ -462,158 +378,9 @@ def voxel_pca_embedding(X: np.ndarray, n_components: int, gram: CentredGram | No
     # X_c = X − (gene means) 1ᵀ = X' − s 1ᵀ + 1 νᵀ, so X_c X_cᵀ = G − m s sᵀ + t 1ᵀ + 1 tᵀ + |ν|² 11ᵀ
     C = gram.gram - m * np.outer(s, s) + t[:, None] + t[None, :] + float(nu @ nu)
     _, E = top_eigh((C + C.T) / 2, k)
-    E = E * _largest_entry_signs(E.T)[None, :]
+    E = E * largest_entry_signs(E.T)[None, :]
     # emb = X_cᵀ E = X'ᵀ E + μ (1ᵀE) − 1 (rᵀ E), r = s + mean(μ) the gene means
     emb = gram.project(E).T
     emb += np.outer(mu, E.sum(axis=0))
     emb -= (s + mu.mean()) @ E
     return emb
-
-
-def cluster_patterns(
-    labels: np.ndarray, k: int, X: np.ndarray | None = None, name: str = "clusters",
-    extra: dict[str, Any] | None = None,
-) -> PatternSet:
-    """Binary patterns of k voxel clusters; coefficients = each gene's mean in each cluster.
-
-    Parameters
-    ----------
-    labels : int ``(m,)`` in 0…k−1, the cluster of each voxel.
-    X : optional ``(n_genes, m)`` matrix for the coefficients (None → no coefficients).
-    """
-    labels = np.asarray(labels)
-    patterns = (labels[None, :] == np.arange(k)[:, None]).astype(np.float64)
-    coefficients = None
-    if X is not None:
-        X = _check_matrix(X)
-        if X.shape[1] != labels.size:
-            raise InputError(f"X has {X.shape[1]} voxels but labels {labels.size}")
-        sizes = patterns.sum(axis=1)
-        coefficients = np.vstack([block @ patterns.T for _, block in _float64_rows(X)]) / np.maximum(sizes, 1)
-    info = {"labels": labels, "cluster_sizes": patterns.sum(axis=1).astype(np.int64)}
-    info.update(extra or {})
-    return PatternSet(name=name, patterns=patterns, coefficients=coefficients, kind="clusters",
-                      extra=info)
-
-
-def pca_kmeans_patterns(
-    X: np.ndarray, k: int, n_components: int | None = None, seed: int = 0, n_init: int = 10,
-    name: str = "PCA + k-means", embedding: np.ndarray | None = None,
-) -> PatternSet:
-    """Voxels clustered by k-means in PC space (stLearn-like); each cluster a binary pattern.
-
-    Parameters
-    ----------
-    X : ``(n_genes, m)`` finite matrix.
-    k : number of clusters (patterns).
-    n_components : PCs of the voxel embedding (default ``k``).
-    seed : k-means ``random_state``.
-    embedding : the voxels' ``(m, n_components)`` :func:`voxel_pca_embedding`, if already computed.
-    """
-    from sklearn.cluster import KMeans
-
-    X = _check_matrix(X)
-    k = check_k(k, X.shape[1])
-    emb = voxel_pca_embedding(X, n_components or k) if embedding is None else embedding
-    labels = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit_predict(emb)
-    return cluster_patterns(labels, k, X, name=name, extra={"embedding": "pca"})
-
-
-def ward_labels(
-    emb: np.ndarray,
-    k: int,
-    connectivity: sparse.spmatrix | None = None,
-    max_voxels: int = 8000,
-    seed: int = 0,
-) -> np.ndarray:
-    """Ward agglomerative clustering of the rows of ``emb`` into k clusters.
-
-    Unstructured Ward needs memory quadratic in the number of points (62,529 voxels → 16 GB),
-    so above ``max_voxels`` points it is fitted on a random subsample of ``max_voxels`` points
-    (``seed``) and every point is then assigned to the nearest cluster centroid. With a
-    ``connectivity`` graph (e.g. :func:`osnmf.spatial.moran.spatial_weights`, which makes the
-    clusters spatially contiguous) all points are clustered directly.
-    """
-    from sklearn.cluster import AgglomerativeClustering
-
-    emb = np.asarray(emb, dtype=np.float64)
-    n = emb.shape[0]
-    k = check_k(k, n)
-    if connectivity is not None:
-        if connectivity.shape != (n, n):
-            raise InputError(f"connectivity is {connectivity.shape}, need ({n}, {n})")
-        model = AgglomerativeClustering(n_clusters=k, linkage="ward", connectivity=connectivity)
-        return model.fit_predict(emb)
-    if n <= max_voxels:
-        return AgglomerativeClustering(n_clusters=k, linkage="ward").fit_predict(emb)
-    rng = np.random.default_rng(seed)
-    sub = np.sort(rng.choice(n, size=max_voxels, replace=False))
-    sub_labels = AgglomerativeClustering(n_clusters=k, linkage="ward").fit_predict(emb[sub])
-    centroids = np.stack([emb[sub][sub_labels == c].mean(axis=0) for c in range(k)])
-    d2 = (emb**2).sum(1)[:, None] - 2 * emb @ centroids.T + (centroids**2).sum(1)[None, :]
-    return np.argmin(d2, axis=1)
-
-
-def pca_agglomerative_patterns(
-    X: np.ndarray, k: int, n_components: int | None = None,
-    connectivity: sparse.spmatrix | None = None, max_voxels: int = 8000, seed: int = 0,
-    name: str = "PCA + agglomerative", embedding: np.ndarray | None = None,
-) -> PatternSet:
-    """Voxels clustered by Ward agglomerative clustering in PC space (AGEA-like).
-
-    See :func:`ward_labels` for ``connectivity``, ``max_voxels`` and ``seed``; ``embedding`` as
-    in :func:`pca_kmeans_patterns`.
-    """
-    X = _check_matrix(X)
-    k = check_k(k, X.shape[1])
-    emb = voxel_pca_embedding(X, n_components or k) if embedding is None else embedding
-    labels = ward_labels(emb, k, connectivity, max_voxels, seed)
-    return cluster_patterns(labels, k, X, name=name, extra={"embedding": "pca"})
-
-
-def nmf_hierarchical_patterns(
-    D: np.ndarray, k: int, X: np.ndarray | None = None, scale: bool = True,
-    connectivity: sparse.spmatrix | None = None, max_voxels: int = 8000, seed: int = 0,
-    name: str = "staNMF + hierarchical",
-) -> PatternSet:
-    """Voxels clustered by Ward clustering of their staNMF pattern loadings.
-
-    Parameters
-    ----------
-    D : ``(K, m)`` staNMF patterns; voxel j is embedded as ``D[:, j]``.
-    k : number of clusters (patterns).
-    X : optional ``(n_genes, m)`` data for the coefficients (cluster means).
-    scale : divide each pattern by its maximum first, so every pattern weighs the same.
-    connectivity, max_voxels, seed : see :func:`ward_labels`.
-    """
-    D = _check_matrix(D, "D")
-    emb = np.asarray(D, dtype=np.float64).copy()
-    if scale:
-        mx = np.abs(emb).max(axis=1, keepdims=True)
-        emb = emb / np.where(mx > 0, mx, 1.0)
-    labels = ward_labels(emb.T, k, connectivity, max_voxels, seed)
-    return cluster_patterns(labels, k, X, name=name, extra={"embedding": "nmf"})
-
-
-def nmf_patterns(model: Any = None, *, components: np.ndarray | None = None,
-                 coefficients: np.ndarray | None = None, name: str = "staNMF") -> PatternSet:
-    """Wrap a fitted staNMF model (or its arrays) as a :class:`PatternSet`.
-
-    Parameters
-    ----------
-    model : a fitted :class:`osnmf.StaNMF` (uses ``components_`` ``(K, m)``,
-        ``coefficients_`` ``(n, K)`` and ``k_``), or None to pass the arrays directly.
-    components, coefficients : the arrays, when no model is given.
-    """
-    extra: dict[str, Any] = {}
-    if model is not None:
-        if not hasattr(model, "components_"):
-            raise InputError("the model is not fitted (no components_): call fit() first")
-        components = model.components_
-        coefficients = getattr(model, "coefficients_", None)
-        if getattr(model, "k_", None) is not None:
-            extra["k"] = int(model.k_)
-    if components is None:
-        raise InputError("give a fitted model or the components")
-    return PatternSet(name=name, patterns=np.asarray(components), coefficients=coefficients,
-                      kind="nmf", extra=extra)
