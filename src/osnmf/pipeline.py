@@ -37,6 +37,7 @@ from osnmf.results import (
     pattern_sets,
 )
 from osnmf.runfolder import check_out, finish
+from osnmf.runlayout import REPORT
 from osnmf.runlock import RunLock
 from osnmf.runlog import RunLog
 from osnmf.stagecache import StageCache, digest, from_arrays, to_arrays
@@ -408,7 +409,7 @@ class Pipeline:
                     line["note"] = f"result files in {self.out}"
                 with self._timed("report") as line:
                     build_report(self.state, summary)
-                    line["note"] = str(self.out / "report.html")
+                    line["note"] = str(self.out / REPORT)
                 summary = write_outputs(self.state, summary_only=True)
                 complete = True
             finally:

@@ -22,7 +22,7 @@ import pandas as pd
 
 from osnmf.atomic import atomic_path, write_text
 from osnmf.errors import InputError
-from osnmf.runlayout import RunPatterns, read_parameters, read_patterns
+from osnmf.runlayout import REPORT, SUMMARY, RunPatterns, read_parameters, read_patterns
 from osnmf.runlog import RunLog
 
 __all__ = ["project_run"]
@@ -130,8 +130,8 @@ def project_run(run_dir: str | os.PathLike, data: str | os.PathLike, out: str | 
         out.mkdir(parents=True, exist_ok=True)
         _write_tables(out, A, importance, table, names)
         _write_h5ad(out / "results.h5ad", X[kept], support, D, A, table, names, expr.atlas.spacing_um)
-        write_text(out / "summary.json", json.dumps(summary, indent=2))
-        _write_report(out / "report.html", summary, table)
+        write_text(out / SUMMARY, json.dumps(summary, indent=2))
+        _write_report(out / REPORT, summary, table)
         line["note"] = f"result files in {out}"
     log.info(f"done in {log.elapsed():.1f} s")
     return summary

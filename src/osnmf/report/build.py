@@ -18,9 +18,10 @@ from osnmf.plotting.metrics import plot_moran_box, plot_patterns_per_gene, plot_
 from osnmf.plotting.patterns import plot_coronal_montage, plot_pattern_projections
 from osnmf.plotting.stability import plot_instability, plot_selection_panel
 from osnmf.report.atlas_view import atlas_view_section
-from osnmf.report.files import name_links, pattern_ids, pattern_names
+from osnmf.report.files import name_links, pattern_names
 from osnmf.report.html import Section, write_report
 from osnmf.results import headline_metrics, planted_truth, stability_table
+from osnmf.runlayout import REPORT, pattern_ids
 from osnmf.spatial.moran import morans_i_max, spatial_weights
 
 
@@ -278,7 +279,7 @@ def build_report(state, summary: dict) -> Path:
                             figures=net_figs))
     sections.append(atlas_view_section(state, names))
     params = _parameters(state)
-    return write_report(state.out / "report.html", "osnmf report", sections, params)
+    return write_report(state.out / REPORT, "osnmf report", sections, params)
 
 
 def _hemisphere_text(block: dict | None) -> str:

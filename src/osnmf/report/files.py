@@ -23,13 +23,9 @@ from osnmf.results import (
     planted_truth,
     stability_table,
 )
+from osnmf.runlayout import PATTERNS, SUMMARY, pattern_ids
 
 SEPARATOR = " · "
-
-
-def pattern_ids(k: int) -> list[str]:
-    """``PP1`` … ``PPK``: the patterns' ids (file names, the ``pattern`` column of links.csv)."""
-    return [f"PP{i + 1}" for i in range(k)]
 
 
 def pattern_names(k: int, links: pd.DataFrame | None = None) -> list[str]:
@@ -226,7 +222,7 @@ def write_outputs(state, summary_only: bool = False) -> dict:
         "planted_truth": planted_truth(state.metrics, state.sweep.k),
         "hemispheres": hemispheres_block(state),
     }
-    write_text(out / "summary.json", json.dumps(summary, indent=2, default=_jsonable))
+    write_text(out / SUMMARY, json.dumps(summary, indent=2, default=_jsonable))
     return summary
 
 
@@ -251,7 +247,7 @@ def _write_result_files(state, out: Path) -> None:
     genes, experiment_ids = expr.genes[imp.kept], expr.experiment_ids[imp.kept]
 
     _csv(stability_table(sw, state.baselines), out / "stability.csv")
-    save_npz(out / "patterns.npz", patterns=volumes, coefficients=sw.coefficients, genes=genes,
+    save_npz(out / PATTERNS, patterns=volumes, coefficients=sw.coefficients, genes=genes,
              experiment_ids=experiment_ids, pattern_names=np.array(names), spacing_um=np.array(atlas.spacing_um),
              support=imp.support)
     for pid, name, volume in zip(ids, names, volumes, strict=True):
