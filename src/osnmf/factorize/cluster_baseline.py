@@ -148,5 +148,3 @@ def nmf_hierarchical_patterns(
         emb = emb / np.where(mx > 0, mx, 1.0)
     labels = ward_labels(emb.T, k, connectivity, max_voxels, seed)
     return cluster_patterns(labels, k, X, name=name, extra={"embedding": "nmf"})
-
-
