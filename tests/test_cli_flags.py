@@ -128,5 +128,5 @@ def test_project_quiet_verbose_and_old_jobs_flag(projection_inputs, tmp_path):
     both = _project(projection_inputs, tmp_path / "both", "-q", "-v")
     assert (both.returncode, both.stderr) == (2, "error: --quiet and --verbose together: choose one\n")
     bad = _project(projection_inputs, tmp_path / "bad", "--hemispheres", "left")
-    assert bad.returncode == 2 and bad.stderr.endswith("hemispheres='left': choose one of auto, off, drop\n")
+    assert bad.returncode == 2 and bad.stderr.endswith("hemispheres='left': must be one of auto, off, drop\n")
     assert not (tmp_path / "both").exists() and not (tmp_path / "bad").exists()

@@ -110,7 +110,7 @@ def test_each_constraint_refuses_in_one_line(param):
         RunConfig(**changes)
     message = str(err.value)
     assert message.startswith(f"{param.name}={bad!r}: ") and "\n" not in message
-    assert ("choose one of" if isinstance(param.constraint, Options) else "must be") in message
+    assert ("must be one of" if isinstance(param.constraint, Options) else "must be") in message
 
 
 def test_rules_and_toml_types_come_from_the_table(tmp_path):

@@ -71,17 +71,20 @@ def test_paper_gamma_does_not_depend_on_k_min():
 
 
 def test_fast_recipe_expands_and_explicit_settings_override_it():
-    model = osnmf.StaNMF(recipe="fast", solver="exact")
+    model = osnmf.StaNMF(recipe="fast", solver="exact", k_range=[2, 3], n_replicates=2)
+    model._recipe()
+    assert not hasattr(model, "recipe_overrides_")  # checking the settings sets no fitted attribute
+    model.fit(_data())
     assert model._recipe() == {"grow": "only", "solver": "exact", "k_rule": "median3_near"}
     assert model.recipe_overrides_ == {"solver": "exact"}
 
 
 @pytest.mark.parametrize("kwargs, words", [
-    ({"recipe": "foo"}, "recipe='foo': choose one of paper, fast"),
+    ({"recipe": "foo"}, "recipe='foo': must be one of paper, fast"),
     ({"grow": "only"}, "grow='only' contradicts recipe='paper'"),
     ({"solver": "compressed"}, "solver='compressed' contradicts recipe='paper'"),
     ({"k_rule": "median3_near"}, "k_rule='median3_near' contradicts recipe='paper'"),
-    ({"recipe": "fast", "k_rule": "bogus"}, "k_rule='bogus': choose one of"),
+    ({"recipe": "fast", "k_rule": "bogus"}, "k_rule='bogus': must be one of"),
 ])
 def test_bad_recipe_settings_are_one_line_errors(kwargs, words):
     with pytest.raises(ConfigError) as err:

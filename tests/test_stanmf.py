@@ -230,7 +230,7 @@ def test_bad_config():
         StaNMF(k_range=[2], n_replicates=1).fit(X)
     with pytest.raises(ConfigError):
         StaNMF(k_range=[2], n_replicates=2, n_restarts=0).fit(X)
-    with pytest.raises(ConfigError, match="grow must be True, False or 'only'"):
+    with pytest.raises(ConfigError, match="grow='sometimes': must be True, False or 'only'"):
         StaNMF(k_range=[2], n_replicates=2, grow="sometimes").fit(X)
 
 

@@ -257,8 +257,8 @@ def project(
     if quiet and verbose:
         raise ConfigError("--quiet and --verbose together: choose one")
     n_jobs = _deprecated({"n_jobs": n_jobs}, {"--jobs": jobs})["n_jobs"]
-    if n_jobs is not None and n_jobs < 1:
-        raise ConfigError(f"--n-jobs {n_jobs}: must be >= 1")
+    if n_jobs is not None:  # the run's own rule for n_jobs (the parameter table)
+        n_jobs = by_name()["n_jobs"].check(n_jobs)
     log = RunLog(quiet=quiet, verbose=verbose)
     with log.capture_warnings():
         summary = project_run(run_dir, data, out, hemispheres=hemispheres, n_jobs=n_jobs or N_JOBS, log=log)

@@ -55,8 +55,7 @@ class RunConfig(_Fields):
         for name, value in check_values(self.to_dict()).items():
             setattr(self, name, value)
         if self.k_min > self.k_max:
-            raise ConfigError(f"k_min={self.k_min} and k_max={self.k_max}: need 2 <= k_min <= k_max "
-                              "(one pattern is trivially stable)")
+            raise ConfigError(f"k_min={self.k_min}: must be <= k_max={self.k_max}")
         self.settings()  # the recipe and the explicit settings agree
 
     def _expanded(self) -> tuple[dict, dict]:

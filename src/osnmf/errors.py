@@ -21,6 +21,16 @@ class ConfigError(OsnmfError, ValueError):
     """A configuration value or option is invalid."""
 
 
+class NonFiniteFitError(OsnmfError, ArithmeticError):
+    """An NMF fit produced NaN or infinity; the message names K, the replicates, the iteration and
+    the cause. ``replicates``: their indices in the batch that was fitted (the caller may rename
+    them); ``iteration``: 0 for a non-finite start."""
+
+    def __init__(self, message: str, replicates=(), iteration: int = 0, cause: str = ""):
+        super().__init__(message)
+        self.replicates, self.iteration, self.cause = tuple(int(r) for r in replicates), int(iteration), cause
+
+
 class DownloadError(OsnmfError):
     """A download failed after all retries."""
 

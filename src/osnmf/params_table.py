@@ -13,28 +13,31 @@ pca_replicates, moran_headline, recon_headline) default to None, "the recipe's".
 from __future__ import annotations
 
 from dataclasses import dataclass
+from numbers import Integral, Real
 from types import UnionType
 from typing import Any, get_args, get_origin
 
 from osnmf.constraints import Check, Interval, Options
-from osnmf.errors import ConfigError
-from osnmf.factorize.checks import BACKENDS, SOLVERS, check_grow, check_tol
+from osnmf.factorize import checks
+from osnmf.factorize.checks import BACKENDS, SOLVERS
 from osnmf.factorize.selection import RULES
 from osnmf.preprocess.hemispheres import HEMISPHERE_MODES
 from osnmf.recipes import DEFAULT_RECIPE, RECIPE_SETTINGS, RECIPES
+from osnmf.spatial.linking import LINK_SIZES
 
 __all__ = ["PARAMS", "Param", "by_name", "check_values", "shown_default", "value_types"]
 
 
 def _link_sizes(sizes: Any) -> list[int]:
-    if not isinstance(sizes, list | tuple) or any(s not in (1, 2, 3, 4, 5) for s in sizes):
-        raise ConfigError(f"link_sizes={sizes}: sizes must be among 1..5")
-    return sizes
+    """A non-empty list of distinct sizes among :data:`~osnmf.spatial.linking.LINK_SIZES`."""
+    if (not isinstance(sizes, list | tuple) or not sizes or len(set(sizes)) != len(sizes)
+            or any(isinstance(s, bool) or s not in LINK_SIZES for s in sizes)):
+        raise ValueError(sizes)
+    return [int(s) for s in sizes]
 
 
-def _tol(tol: Any) -> Any:
-    check_tol(tol)  # the solver's rule: finite and >= 0; the value is kept as given
-    return tol
+def _count(low: int, why: str = "") -> Interval:
+    return Interval(Integral, low, why=why)
 
 
 @dataclass(frozen=True)
@@ -68,16 +71,17 @@ PARAMS: tuple[Param, ...] = (
     Param("data", str | None, None, None, "ABA grid folder, Allen zip, .npz or .h5ad", flag=True,
           none_means="synthetic"),
     Param("out", str, "osnmf_out", None, "Run directory (created; reruns resume here)", flag=True),
-    Param("k_min", int, 8, Interval(2, why="one pattern is trivially stable"), "Smallest K of the sweep", flag=True),
-    Param("k_max", int, 30, Interval(2), "Largest K of the sweep", flag=True),
-    Param("n_replicates", int, 100, Interval(2, why="instability needs at least 2 replicates"),
-          "Bootstrap replicates per K", flag=True),
-    Param("n_restarts", int, 1, Interval(1), "NMF fits per replicate, best kept", flag=True),
+    Param("k_min", int, 8, _count(2, "one pattern is trivially stable"), "Smallest K of the sweep", flag=True),
+    Param("k_max", int, 30, _count(2), "Largest K of the sweep", flag=True),
+    Param("n_replicates", int, checks.N_REPLICATES, checks.RULES["n_replicates"], "Bootstrap replicates per K",
+          flag=True),
+    Param("n_restarts", int, checks.N_RESTARTS, checks.RULES["n_restarts"], "NMF fits per replicate, best kept",
+          flag=True),
     Param("recipe", str, DEFAULT_RECIPE, Options(RECIPES),
           "paper: the seed paper's method (cold NNDSVDa fits, exact solver, K = γ argmin, PCA on the same "
           "replicates, strongest-pattern Moran's I, reconstruction on measured voxels); fast: grown starts, "
           "sketch on large data, K by median3_near (see docs/stanmf.md)", flag=True),
-    Param("grow", bool | str | None, None, Check(check_grow, ("only", "true", "false")),
+    Param("grow", bool | str | None, None, checks.RULES["grow"],
           "Start each replicate at K from its own K-1 fit: only (instead of cold starts), true (as well) "
           "or false (cold starts only)", flag=True),
     Param("solver", str | None, None, Options(("auto", *SOLVERS)),
@@ -85,30 +89,37 @@ PARAMS: tuple[Param, ...] = (
           flag=True),
     Param("k_rule", str | None, None, Options(RULES),
           "Rule that selects K from the panel (definitions in docs/stanmf.md)", flag=True),
-    Param("backend", str, "numpy", Options(BACKENDS), "Array library of the NMF solver", flag=True),
+    Param("backend", str, BACKENDS[0], checks.RULES["backend"], "Array library of the NMF solver", flag=True),
     Param("device", str | None, None, None, "torch device, e.g. cuda or cpu", flag=True),
     Param("scheduler", str | None, None, None, "Dask scheduler address, or 'local'", flag=True),
-    Param("n_jobs", int, 2, Interval(1), "Parallel threads for the sweep", flag=True),
-    Param("max_iter", int, 200, Interval(1), "Most iterations of one NMF fit"),
-    Param("tol", float, 1e-4, Check(_tol), "Stopping tolerance of the NMF solver (0 runs max_iter iterations)"),
-    Param("random_state", int, 0, None, "Random seed", flag=True),
+    Param("n_jobs", int, 2, checks.RULES["n_jobs"], "Parallel threads for the sweep", flag=True),
+    Param("max_iter", int, checks.MAX_ITER, checks.RULES["max_iter"], "Most iterations of one NMF fit"),
+    Param("tol", float, checks.TOL, checks.RULES["tol"],
+          "Stopping tolerance of the NMF solver (0 runs max_iter iterations)"),
+    Param("random_state", int, checks.RANDOM_STATE, checks.RULES["random_state"],
+          "Random seed, in [0, 2**32 - 1] (a numpy seed)", flag=True),
     Param("impute", str, "knn", Options(("knn", "none")), "Missing voxels: kNN imputation, or none"),
     Param("hemispheres", str, "auto", Options(HEMISPHERE_MODES),
           "One-hemisphere (sagittal) experiments: mirrored (auto), kept as measured (off) or left out (drop)",
           flag=True),
-    Param("n_neighbors", int, 6, Interval(1), "Neighbours of the kNN imputation"),
-    Param("support_max_missing", float, 0.95, Interval(0, 1, closed="right"),
+    Param("n_neighbors", int, 6, _count(1), "Neighbours of the kNN imputation (at most the fewest measured "
+          "brain voxels of an experiment)"),
+    Param("support_max_missing", float, 0.95, Interval(Real, 0, 1, closed="right"),
           "Largest share of experiments missing at a voxel of the support"),
-    Param("pca_replicates", int | None, None, Interval(2, why="PCA instability needs at least 2 replicates"),
+    Param("pca_replicates", int | None, None, _count(2, "PCA instability needs at least 2 replicates"),
           "Bootstrap replicates of the PCA baseline"),
-    Param("moran_replicates", int, 20, None, "Replicates whose patterns get Moran's I"),
+    Param("moran_replicates", int, 20, _count(2, "the Moran's I comparison tests two samples of replicates"),
+          "Replicates whose patterns get Moran's I"),
     Param("moran_headline", str | None, None, Options(("strongest", "continuous")),
           "Moran's I reported first: of the strongest-pattern binary maps, or of the continuous patterns"),
     Param("recon_headline", str | None, None, Options(("measured", "imputed")),
           "Reconstruction accuracy reported first: on the measured voxels, or on the imputed matrix"),
-    Param("link_sizes", list[int], [1, 2, 3], Check(_link_sizes), "Sizes of the pattern groups linked to regions"),
-    Param("n_random_models", int, 1000, None, "Random models of the region-prediction null"),
-    Param("network_top_fraction", float, 0.0025, None, "Share of the strongest gene pairs kept in the networks"),
+    Param("link_sizes", list[int], list(LINK_SIZES),
+          Check(_link_sizes, "a non-empty list of distinct sizes among " + ", ".join(map(str, LINK_SIZES))),
+          "Sizes of the pattern groups linked to regions"),
+    Param("n_random_models", int, 1000, _count(1), "Random models of the region-prediction null"),
+    Param("network_top_fraction", float, 0.0025, Interval(Real, 0, 1, closed="right"),
+          "Share of the strongest gene pairs kept in the networks"),
     Param("phantom_genes", int, 300, None, "Genes of the synthetic atlas"),
     Param("phantom_patterns", int, 8, None, "Planted patterns of the synthetic atlas"),
     Param("phantom_noise", float, 0.15, None, "Noise level of the synthetic atlas"),

@@ -426,15 +426,32 @@ class Pipeline:
 
 
 def _accept(expr: SpatialExpression, cfg: RunConfig) -> None:
-    """Refuse an input the sweep cannot use, before anything is written: no measured value inside
-    the brain, or fewer experiments with data than ``k_max`` + 1."""
+    """Refuse an input or a setting the run cannot use, before anything is written: no measured
+    value inside the brain, fewer experiments with data than ``k_max`` + 1, values too large for
+    the solver's float32 products (:func:`osnmf.factorize.checks.max_value`), or more kNN
+    neighbours than an experiment has measured brain voxels."""
+    from osnmf.factorize.checks import check_scale
+
     source = cfg.data if cfg.data is not None else "the synthetic atlas"
     brain = expr.atlas.brain_mask
-    measured = np.array([np.isfinite(volume[brain]).any() for volume in expr.volumes])
+    counts = np.zeros(len(expr.volumes), dtype=np.int64)  # measured brain voxels per experiment
+    largest = np.zeros(len(expr.volumes))  # largest measured value per experiment
+    for i, volume in enumerate(expr.volumes):
+        values = volume[brain]
+        values = values[np.isfinite(values)]
+        counts[i] = values.size
+        largest[i] = float(np.abs(values).max()) if values.size else 0.0
+    measured = counts > 0
     if not measured.any():
         raise InputError(f"{source}: no measured value inside the brain (every voxel is missing); "
                          "check the file's values and grid coordinates")
     _refuse_too_few(int(measured.sum()), cfg.k_max, "experiments with data", f"{source}: ")
+    worst = int(np.argmax(largest))
+    check_scale(float(largest[worst]), (int(measured.sum()), int(brain.sum())),
+                f"{source} (experiment {expr.experiment_ids[worst]})")
+    if cfg.impute == "knn" and cfg.n_neighbors > counts.max():
+        raise ConfigError(f"n_neighbors={cfg.n_neighbors}: must be an integer <= {int(counts.max())} (the most "
+                          f"measured brain voxels of an experiment in {source}); the paper uses 6")
 
 
 def _or_empty(table: pd.DataFrame | None, columns: list[str]) -> pd.DataFrame:

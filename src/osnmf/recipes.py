@@ -74,7 +74,7 @@ def expand_recipe(recipe: str, explicit: Mapping[str, Any], table: Mapping[str, 
         An unknown recipe, or under ``"paper"`` an explicit setting that contradicts it.
     """
     if recipe not in table:
-        raise ConfigError(f"{where}recipe={recipe!r}: choose one of {', '.join(table)}")
+        raise ConfigError(f"{where}recipe={recipe!r}: must be one of {', '.join(table)}")
     settings = dict(table[recipe])
     overrides = {k: v for k, v in explicit.items() if k in settings and v is not None and not _same(v, settings[k])}
     if recipe == "paper" and overrides:

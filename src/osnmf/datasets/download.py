@@ -118,7 +118,7 @@ def packaged_experiments(plane: str = "coronal") -> pd.DataFrame:
     P56 experiments listed beside them by the same source.
     """
     if plane not in PACKAGED_LISTS:
-        raise ConfigError(f"plane {plane!r}: choose one of {', '.join(PACKAGED_LISTS)}")
+        raise ConfigError(f"plane={plane!r}: must be one of {', '.join(PACKAGED_LISTS)}")
     with resources.as_file(resources.files("osnmf.resources").joinpath(PACKAGED_LISTS[plane])) as path:
         return pd.read_csv(path, dtype=str, keep_default_na=False)
 
@@ -167,7 +167,7 @@ def _plane_table(out: Path, plane: str, base_url: str | ApiRoot, timeout: float,
     from osnmf.datasets.allen_query import cached_experiment_list
 
     if plane not in PLANE_CHOICES:
-        raise ConfigError(f"plane {plane!r}: choose one of {', '.join(PLANE_CHOICES)}")
+        raise ConfigError(f"plane={plane!r}: must be one of {', '.join(PLANE_CHOICES)}")
     sagittal, _ = cached_experiment_list(out, "sagittal", base_url, refresh=refresh, timeout=timeout,
                                          retries=retries, backoff=backoff,
                                          packaged=lambda: packaged_experiments("sagittal"))

@@ -1,32 +1,42 @@
-"""Input and parameter checks of the factorize layer: one rule per quantity, one message each.
+"""Input and parameter checks of the factorize layer: one rule per quantity, one message format.
 
-Every entry point (``fit_nmf``, ``fit_nmf_replicates``, ``SweepParams``, ``StaNMF.fit``, the
-baselines, ``RunConfig``) validates through these functions, so a value refused in one place is
-refused everywhere, with the same one-line :class:`~osnmf.errors.OsnmfError` message.
+The parameters of the solver and the sweep are declared here once, with their defaults
+(:data:`MAX_ITER`, :data:`TOL`, ...) and their constraints (:data:`RULES`, the
+:mod:`osnmf.constraints` objects that :mod:`osnmf.params_table` gives the run parameters of the
+same names). Each public entry point (``fit_nmf``, ``fit_nmf_replicates``, ``SweepParams``,
+``StaNMF.fit``, the baselines, ``RunConfig``) checks its arguments with them once; the sweep's
+blocks run on checked values and check nothing again. Every refusal reads ``name=value: must be ...``.
 """
 
 from __future__ import annotations
 
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 
+from osnmf.constraints import SEED, Check, Interval, Options
 from osnmf.errors import ConfigError, InputError
 
 __all__ = [
     "BACKENDS",
     "GROW_ONLY",
-    "as_rows",
+    "MAX_ITER",
+    "N_REPLICATES",
+    "N_RESTARTS",
     "PERTURBATIONS",
+    "RANDOM_STATE",
+    "RULES",
     "SOLVERS",
+    "TOL",
+    "as_rows",
+    "check",
     "check_backend",
-    "check_choice",
     "check_counts",
-    "check_grow",
     "check_k",
     "check_matrix",
-    "check_positive_int",
-    "check_tol",
+    "check_scale",
+    "max_value",
     "resolve_dtype",
 ]
 
@@ -34,6 +44,49 @@ PERTURBATIONS = ("bootstrap", "init", "both")
 SOLVERS = ("exact", "compressed")
 BACKENDS = ("numpy", "torch")
 GROW_ONLY = "only"  # grow value: grown starts replace the cold ones beyond the first K
+
+# the defaults, written once (scikit-learn's NMF stopping rule: 200 iterations, tol 1e-4)
+MAX_ITER = 200
+TOL = 1e-4
+N_REPLICATES = 100
+N_RESTARTS = 1
+RANDOM_STATE = 0
+
+
+def _grow(value: Any) -> bool | str:
+    """``grow`` as True, False or ``"only"``; the strings "true" / "false" (the CLI's and a TOML
+    string's spelling) become the booleans, any other non-string its truth value."""
+    if not isinstance(value, str):
+        return bool(value)
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    if value != GROW_ONLY:
+        raise ValueError(value)
+    return value
+
+
+#: the constraint of each parameter of the solver and the sweep (one object per name)
+RULES = {
+    "n_replicates": Interval(Integral, 2, why="instability needs at least 2 replicates"),
+    "n_restarts": Interval(Integral, 1),
+    "max_iter": Interval(Integral, 1),
+    "tol": Interval(Real, 0, why="0 runs max_iter iterations"),
+    "random_state": SEED,
+    "n_jobs": Interval(Integral, 1),
+    "block_size": Interval(Integral, 1),
+    "batch_size": Interval(Integral, 1),
+    "certify": Interval(Integral, 0, why="exact refits per K; 0 = off"),
+    "k": Interval(Integral, 1, why="the number of patterns"),
+    "perturbation": Options(PERTURBATIONS),
+    "solver": Options(SOLVERS),
+    "backend": Options(BACKENDS),
+    "grow": Check(_grow, f"True, False or {GROW_ONLY!r} (False = the paper's recipe)", (GROW_ONLY, "true", "false")),
+}
+
+
+def check(name: str, value: Any) -> Any:
+    """``value`` checked (and normalised) by the rule of parameter ``name`` in :data:`RULES`."""
+    return RULES[name].check(name, value)
 
 
 def check_matrix(
@@ -88,7 +141,27 @@ def check_matrix(
                          "(np.clip(X, 0, None))")
     if nonzero and not arr.any():
         raise InputError(f"{name} is all zeros; there is nothing to factorise")
+    if arr.size and np.issubdtype(arr.dtype, np.inexact):
+        check_scale(max(float(arr.max()), -float(arr.min())), arr.shape, name, arr.dtype)  # no |arr| copy
     return arr
+
+
+def max_value(shape: tuple[int, int], dtype: Any = np.float32) -> float:
+    """The largest ``|x|`` whose products the solver can form in ``dtype`` for data of ``shape``
+    (n, m): ``sqrt(finfo.max / (n m))``, so every Gram entry and ``‖X‖²`` stay finite
+    (2.6e16 in float32 for 8 × 62,529 values; 1.1e15 at paper size)."""
+    n, m = shape
+    return float(np.sqrt(np.finfo(dtype).max / max(1, n * m)))
+
+
+def check_scale(largest: float, shape: tuple[int, int], name: str = "X", dtype: Any = np.float32) -> None:
+    """:class:`InputError` when values up to ``largest`` overflow the solver's products (:func:`max_value`);
+    the message names the fix (rescale)."""
+    limit = max_value(shape, dtype)
+    if largest > limit:
+        raise InputError(f"{name} has values up to {largest:.3g}, too large for NMF in {np.dtype(dtype)}: products "
+                         f"of {shape[0]} × {shape[1]} values overflow above {limit:.3g}; rescale the data, e.g. "
+                         "divide it by its maximum")
 
 
 def _all_finite(arr: np.ndarray, block_bytes: int = 2**24) -> bool:
@@ -100,61 +173,22 @@ def _all_finite(arr: np.ndarray, block_bytes: int = 2**24) -> bool:
     return all(bool(np.isfinite(arr[i:i + step]).all()) for i in range(0, arr.shape[0], step))
 
 
-def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
-    """``value`` as an int >= ``minimum`` (bools refused), else :class:`ConfigError`."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def check_k(k: Any, limit: int | None = None, name: str = "k") -> int:
     """A number of patterns: an integer in 1..``limit`` (no upper bound when ``limit`` is None).
 
     NMF with NNDSVDa and PCA need ``k <= min(rows, columns)``; a random initialisation does not.
     """
-    k = check_positive_int(k, f"{name} (number of patterns)")
-    if limit is not None and k > limit:
-        raise ConfigError(f"{name} must lie in 1..{limit} (at most min(rows, columns) for "
-                          f"NNDSVDa/PCA; NMF with init='random' has no bound), got {k}")
-    return k
-
-
-def check_tol(tol: Any) -> float:
-    """The stopping tolerance: a finite number >= 0 (0 = run all ``max_iter`` iterations)."""
-    try:
-        value = float(tol)
-    except (TypeError, ValueError):
-        raise ConfigError(f"tol must be a number >= 0, got {tol!r}") from None
-    if isinstance(tol, bool) or not (0 <= value < np.inf):
-        raise ConfigError(f"tol must be a finite number >= 0 (0 runs max_iter iterations), "
-                          f"got {tol!r}")
-    return value
-
-
-def check_choice(value: Any, name: str, allowed: tuple[str, ...]) -> str:
-    """``value`` if it is one of ``allowed``, else :class:`ConfigError` listing them."""
-    if not isinstance(value, str) or value not in allowed:
-        raise ConfigError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
-    return value
-
-
-def check_grow(value: Any) -> bool | str:
-    """``grow`` as True, False or ``"only"``; the strings "true" / "false" (the CLI's and a TOML
-    string's spelling) become the booleans, any other non-string its truth value."""
-    if not isinstance(value, str):
-        return bool(value)
-    if value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    if value != GROW_ONLY:
-        raise ConfigError(f"grow must be True, False or {GROW_ONLY!r} (False = the paper's recipe), got {value!r}")
-    return value
+    if limit is None:
+        return RULES["k"].check(name, k)
+    return Interval(Integral, 1, limit, closed="both", why="at most min(rows, columns) for NNDSVDa/PCA; "
+                    "NMF with init='random' has no bound").check(name, k)
 
 
 def check_backend(backend: Any, device: Any) -> str:
     """Backend name; a non-CPU ``device`` needs the torch backend."""
-    check_choice(backend, "backend", BACKENDS)
+    check("backend", backend)
     if backend == "numpy" and device is not None and device != "cpu":
-        raise ConfigError(f"device={device!r} needs backend='torch'")
+        raise ConfigError(f"device={device!r}: must be cpu or None with backend='numpy' (use backend='torch')")
     return backend
 
 
@@ -162,7 +196,7 @@ def resolve_dtype(dtype: Any) -> np.dtype:
     """float32 or float64 working precision, else :class:`ConfigError`."""
     dt = np.dtype(dtype)
     if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise ConfigError(f"dtype must be float32 or float64, got {dt}")
+        raise ConfigError(f"dtype={dt}: must be float32 or float64")
     return dt
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from osnmf.factorize.init import nndsvda_init, random_init
-from osnmf.factorize.nmf import NMFResult, fit_nmf_replicates
+from osnmf.factorize.nmf import NMFResult, solve_replicates
 from osnmf.factorize.operators import ExactOperator
 from osnmf.factorize.params import SweepParams
 from osnmf.factorize.residual import grow_lowrank
@@ -48,7 +48,7 @@ def fit_final_model(op: Any, exact: ExactOperator, k: int, params: SweepParams,
     """
     n = op.shape[0]
     kw = {"max_iter": params.max_iter, "tol": params.tol, "backend": params.backend,
-          "device": params.device, "_weighted": False}
+          "device": params.device, "weighted": False}
     ones = np.ones((1, n), dtype=np.int64)
     rng = np.random.default_rng(params.random_state)
     At, D = nndsvda_init(op, k, ones, rng, 1e-6, None)
@@ -61,21 +61,21 @@ def fit_final_model(op: Any, exact: ExactOperator, k: int, params: SweepParams,
     A0, D0 = np.concatenate(A0s), np.concatenate(D0s)
     grow, polish = bool(params.grow) and k > 1, op is not exact
     with ProgressBar(f"final model at K = {k}", 1 + 2 * grow + polish, enabled=progress, transient=False) as bar:
-        fits = [fit_nmf_replicates(op, k, np.ones((len(A0), n), dtype=np.int64), init=(A0, D0), **kw)]
+        fits = [solve_replicates(op, k, np.ones((len(A0), n), dtype=np.int64), init=(A0, D0), **kw)]
         bar.advance(note="starts")
         reference = fits[0].viol_init[:1]  # the NNDSVDa start's first violation
         if grow:
-            prev = fit_nmf_replicates(op, k - 1, ones, init="nndsvda", random_state=params.random_state, **kw)
+            prev = solve_replicates(op, k - 1, ones, init="nndsvda", random_state=params.random_state, **kw)
             bar.advance(note=f"K = {k - 1}")
-            fits.append(fit_nmf_replicates(op, k, ones, init=grow_lowrank(op, prev.A, prev.D, ones),
-                                           stop_reference=reference, **kw))
+            fits.append(solve_replicates(op, k, ones, init=grow_lowrank(op, prev.A, prev.D, ones),
+                                         stop_reference=reference, **kw))
             bar.advance(note="grown start")
         # the lowest loss over every start (ties: the earlier start)
         f, i = min(((f, i) for f in fits for i in range(len(f.loss))), key=lambda t: t[0].loss[t[1]])
         best = NMFResult(f.A[i], f.D[i], int(f.n_iter[i]), float(f.loss[i]))
         if polish:
-            polished = fit_nmf_replicates(exact, k, ones, init=(best.A[None], best.D[None]),
-                                          stop_reference=reference, **kw)
+            polished = solve_replicates(exact, k, ones, init=(best.A[None], best.D[None]),
+                                        stop_reference=reference, **kw)
             best = NMFResult(polished.A[0], polished.D[0], best.n_iter + int(polished.n_iter[0]),
                              float(polished.loss[0]))
             bar.advance(note="exact polish")

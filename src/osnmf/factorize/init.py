@@ -155,6 +155,9 @@ def _nndsvda_from_svd(
         xp_nrm, xn_nrm = math.sqrt(float(w @ xp**2)), math.sqrt(float(w @ xn**2))
         yp_nrm, yn_nrm = float(np.linalg.norm(yp)), float(np.linalg.norm(yn))
         mp, mn = xp_nrm * yp_nrm, xn_nrm * yn_nrm
+        if max(mp, mn) == 0:  # a null direction (K above the replicate's rank, e.g. K near the number
+            put_row(j, np.zeros(V.shape[1]))  # of distinct rows drawn): NNDSVDa's zero, filled with avg
+            continue
         if mp > mn:
             u, v, sigma = xp / xp_nrm, yp / yp_nrm, mp
         else:

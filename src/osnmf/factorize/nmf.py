@@ -14,14 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from osnmf.errors import ConfigError, InputError
+from osnmf.errors import ConfigError, InputError, NonFiniteFitError
 from osnmf.factorize.checks import (
+    MAX_ITER,
+    TOL,
+    check,
     check_backend,
     check_counts,
     check_k,
     check_matrix,
-    check_positive_int,
-    check_tol,
     resolve_dtype,
 )
 from osnmf.factorize.init import nndsvda_init, random_init
@@ -34,6 +35,8 @@ __all__ = [
     "ReplicateFits",
     "fit_nmf",
     "fit_nmf_replicates",
+    "non_finite_error",
+    "solve_replicates",
 ]
 
 
@@ -90,8 +93,8 @@ def fit_nmf(
     k: int,
     *,
     init: str | tuple[np.ndarray, np.ndarray] = "nndsvda",
-    max_iter: int = 200,
-    tol: float = 1e-4,
+    max_iter: int = MAX_ITER,
+    tol: float = TOL,
     random_state: int | np.random.Generator | None = None,
     solver: str = "exact",
     backend: str = "numpy",
@@ -159,8 +162,8 @@ def fit_nmf_replicates(
     *,
     init: str | tuple[np.ndarray, np.ndarray] = "nndsvda",
     random_state: int | np.random.Generator | None = None,
-    max_iter: int = 200,
-    tol: float = 1e-4,
+    max_iter: int = MAX_ITER,
+    tol: float = TOL,
     solver: str = "exact",
     sketch: Sketch | dict | None = None,
     backend: str = "numpy",
@@ -224,23 +227,57 @@ def fit_nmf_replicates(
         X = check_matrix(X, dtype=resolve_dtype(dtype))
         op = make_operator(X, solver, sketch, rng)
     n, m = op.shape
-    dt = np.dtype(op.dtype)
     k = check_k(k, min(n, m) if isinstance(init, str) and init == "nndsvda" else None)
-    max_iter = check_positive_int(max_iter, "max_iter")
-    tol = check_tol(tol)
     check_backend(backend, device)
     counts = check_counts(row_counts, n)
+    return solve_replicates(op, k, counts, init=init, random_state=rng, max_iter=check("max_iter", max_iter),
+                            tol=check("tol", tol), backend=backend, device=device,
+                            batch_size=None if batch_size is None else check("batch_size", batch_size),
+                            progress=progress, stop_reference=stop_reference, weighted=_weighted,
+                            consume_init=_consume_init)
+
+
+def solve_replicates(
+    op: ExactOperator | Sketch,
+    k: int,
+    counts: np.ndarray,
+    *,
+    init: str | tuple[np.ndarray, np.ndarray],
+    max_iter: int,
+    tol: float,
+    random_state: int | np.random.Generator | None = None,
+    backend: str = "numpy",
+    device: str | None = None,
+    batch_size: int | None = None,
+    progress: bool = False,
+    stop_reference: np.ndarray | None = None,
+    weighted: bool = True,
+    consume_init: bool = False,
+) -> ReplicateFits:
+    """:func:`fit_nmf_replicates` on checked arguments (the sweep's blocks, the final model): an
+    operator ``op``, ``1 <= k``, int64 ``counts`` (R, n) with a positive count per replicate and
+    the solver's parameters as :func:`osnmf.factorize.checks.check` returns them; nothing is
+    checked again here but explicit start factors and ``stop_reference``'s shape.
+
+    Raises :class:`~osnmf.errors.OsnmfError` when the fit goes non-finite (NaN or infinity in the
+    factors or the loss; :func:`osnmf.factorize.solver.solve`).
+    """
+    rng = random_state if isinstance(random_state, np.random.Generator) else (
+        np.random.default_rng(random_state)
+    )
+    n, m = op.shape
+    dt = np.dtype(op.dtype)
     R = counts.shape[0]
-    batch_size = R if batch_size is None else check_positive_int(batch_size, "batch_size")
+    batch_size = R if batch_size is None else batch_size
     ref = None
     if stop_reference is not None:
         ref = np.asarray(stop_reference, dtype=np.float64)
         if ref.shape != (R,):
-            raise ConfigError(f"stop_reference must have shape ({R},), got {ref.shape}")
+            raise ConfigError(f"stop_reference: must have shape ({R},), got {ref.shape}")
     if isinstance(init, tuple):
         A0, D0 = _init_factors(init, (R, n, k), (R, k, m), dt)
     elif init not in ("nndsvda", "random"):
-        raise ConfigError(f"init must be 'nndsvda', 'random' or (A0, D0), got {init!r}")
+        raise ConfigError(f"init={init!r}: must be 'nndsvda', 'random' or (A0, D0)")
     if backend == "torch":
         from osnmf.factorize.kernels_torch import TorchKernels, TorchOperator, resolve_device
 
@@ -249,7 +286,7 @@ def fit_nmf_replicates(
     else:
         kernels = NumpyKernels(op)
 
-    consume = _consume_init or not isinstance(init, tuple)
+    consume = consume_init or not isinstance(init, tuple)
     A_out = np.empty((R, n, k), dtype=dt)
     # one batch of starts made here: the solver returns its working D (no second (R, k, m) array)
     D_out = None if (consume and batch_size >= R) else np.empty((R, k, m), dtype=dt)
@@ -266,9 +303,12 @@ def fit_nmf_replicates(
             At, D = nndsvda_init(op, k, c, rng, 1e-6, None)
         else:
             At, D = random_init(op, k, c, rng)
-        At, D, it, loss, v0 = solve(kernels, At, D, c if _weighted else None, max_iter, tol, progress,
-                                    None if ref is None else ref[sl],
-                                    out_D=None if D_out is None else D_out[sl], consume_init=consume)
+        try:
+            At, D, it, loss, v0 = solve(kernels, At, D, c if weighted else None, max_iter, tol, progress,
+                                        None if ref is None else ref[sl],
+                                        out_D=None if D_out is None else D_out[sl], consume_init=consume)
+        except NonFiniteFitError as exc:
+            raise _non_finite(exc, op, k, s, init) from None
         if D_out is None:
             D_out = D
         A_out[sl] = At.transpose(0, 2, 1)
@@ -276,6 +316,32 @@ def fit_nmf_replicates(
         loss_out[sl] = loss
         v0_out[sl] = v0
     return ReplicateFits(A_out, D_out, it_out, loss_out, v0_out)
+
+
+def _non_finite(exc: NonFiniteFitError, op: Any, k: int, offset: int, init: Any) -> NonFiniteFitError:
+    """``exc`` (replicates of one batch) with K, the replicates of the call and the likely cause."""
+    reps = [r + offset for r in exc.replicates]
+    start = "explicit" if isinstance(init, tuple) else init
+    if exc.iteration == 0:
+        cause = f"the {start} start is non-finite"
+    else:
+        row_sq = np.asarray(op.row_sq_norms(), dtype=np.float64)
+        total = float(row_sq.sum())
+        if not np.isfinite(total) or total > np.finfo(np.float32).max:
+            cause = (f"X's scale overflows the solver's products (sum of squares {total:.3g}); rescale X, "
+                     "e.g. divide it by its maximum")
+        else:
+            cause = f"the coordinate descent broke down from the {start} start"
+    return non_finite_error(k, reps, exc.iteration, cause)
+
+
+def non_finite_error(k: int, replicates: Any, iteration: int, cause: str) -> NonFiniteFitError:
+    """The one message of a fit that went non-finite: K, the replicates, the iteration, the cause."""
+    reps = [int(r) for r in replicates]
+    where = f"at iteration {iteration}" if iteration else "at its start"
+    return NonFiniteFitError(f"NMF at K={k} went non-finite (NaN or infinity) in replicate(s) "
+                             f"{', '.join(map(str, reps[:5]))}{', ...' if len(reps) > 5 else ''} {where}: {cause}",
+                             reps, iteration, cause)
 
 
 def _init_factors(init: tuple, a_shape: tuple, d_shape: tuple, dt: np.dtype):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from osnmf.errors import ConfigError
-from osnmf.factorize.checks import SOLVERS, check_choice
+from osnmf.factorize.checks import check
 
 __all__ = ["ExactOperator", "Sketch", "make_operator", "sketch_matrix"]
 
@@ -323,7 +323,7 @@ def make_operator(
         :func:`sketch_matrix`; None: default options (compressed only).
     random_state : seed of a sketch computed here.
     """
-    check_choice(solver, "solver", SOLVERS)
+    check("solver", solver)
     if solver == "exact":
         return ExactOperator(X)
     if sketch is None:

@@ -14,15 +14,7 @@ from typing import Any
 import numpy as np
 
 from osnmf.errors import ConfigError
-from osnmf.factorize.checks import (
-    PERTURBATIONS,
-    SOLVERS,
-    check_backend,
-    check_choice,
-    check_grow,
-    check_positive_int,
-    check_tol,
-)
+from osnmf.factorize.checks import MAX_ITER, N_RESTARTS, RANDOM_STATE, TOL, check, check_backend
 
 __all__ = ["BlockResult", "BlockSpec", "SweepParams", "auto_block_size", "plan_blocks"]
 
@@ -56,34 +48,27 @@ class SweepParams:
     """
 
     perturbation: str = "bootstrap"
-    n_restarts: int = 1
+    n_restarts: int = N_RESTARTS
     grow: bool | str = False
     solver: str = "exact"
     backend: str = "numpy"
     device: str | None = None
-    max_iter: int = 200
-    tol: float = 1e-4
-    random_state: int = 0
+    max_iter: int = MAX_ITER
+    tol: float = TOL
+    random_state: int = RANDOM_STATE
     keep_coefficients: bool = True
     sketch: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         """The one place where the sweep's parameters are checked (and normalised to builtins)."""
-        check_choice(self.perturbation, "perturbation", PERTURBATIONS)
-        check_choice(self.solver, "solver", SOLVERS)
+        check("perturbation", self.perturbation)
+        check("solver", self.solver)
         check_backend(self.backend, self.device)
-        if isinstance(self.random_state, bool) or not isinstance(self.random_state,
-                                                                 int | np.integer):
-            raise ConfigError(f"random_state must be an int (staNMF runs are reproducible), "
-                              f"got {self.random_state!r}")
         if self.sketch is not None and not isinstance(self.sketch, Mapping):
-            raise ConfigError(f"sketch must be a dict of sketch_matrix options or None, "
-                              f"got {self.sketch!r}")
-        normalised = {"n_restarts": check_positive_int(self.n_restarts, "n_restarts"),
-                      "max_iter": check_positive_int(self.max_iter, "max_iter"),
-                      "tol": check_tol(self.tol), "random_state": int(self.random_state),
-                      "grow": check_grow(self.grow),
-                      "keep_coefficients": bool(self.keep_coefficients)}
+            raise ConfigError(f"sketch={self.sketch!r}: must be a dict of sketch_matrix options or None")
+        normalised = {name: check(name, getattr(self, name)) for name in
+                      ("n_restarts", "max_iter", "tol", "random_state", "grow")}
+        normalised["keep_coefficients"] = bool(self.keep_coefficients)
         for name, value in normalised.items():
             object.__setattr__(self, name, value)  # frozen: set once, here
 
@@ -151,10 +136,6 @@ class BlockResult:
 
 def plan_blocks(k_values: Iterable[int], n_replicates: int, block_size: int) -> list[BlockSpec]:
     """All blocks of a sweep, K-major, replicates in chunks of ``block_size``."""
-    if n_replicates < 1:
-        raise ConfigError(f"n_replicates must be >= 1, got {n_replicates}")
-    if block_size < 1:
-        raise ConfigError(f"block_size must be >= 1, got {block_size}")
     return [
         BlockSpec(int(k), s, min(s + block_size, n_replicates))
         for k in k_values

@@ -15,7 +15,7 @@ from typing import Any
 from threadpoolctl import threadpool_limits
 
 from osnmf.errors import ConfigError
-from osnmf.factorize.checks import check_positive_int
+from osnmf.factorize.checks import check, check_k
 from osnmf.factorize.executors import Executor, SerialExecutor, ThreadExecutor, as_executor
 from osnmf.factorize.params import BlockSpec, SweepParams, auto_block_size, plan_blocks
 
@@ -29,14 +29,14 @@ def k_values(k_range: Iterable[int] | None, n: int, m: int) -> list[int]:
     if k_range is None:
         k_range = K_RANGE_DEFAULT
     try:
-        ks = sorted({check_positive_int(k, "k_range values") for k in k_range})
+        ks = sorted({check_k(k, name="k_range value") for k in k_range})
     except TypeError:
-        raise ConfigError(f"k_range must be an iterable of integers, got {k_range!r}") from None
+        raise ConfigError(f"k_range={k_range!r}: must be an iterable of integers") from None
     if not ks:
-        raise ConfigError("k_range is empty")
+        raise ConfigError(f"k_range={k_range!r}: must not be empty")
     if ks[-1] > min(n, m):
-        raise ConfigError(f"k_range must lie in 1..{min(n, m)} (X has {n} sample(s) and {m} "
-                          f"feature(s); K <= min of both), got {ks[0]}..{ks[-1]}")
+        raise ConfigError(f"k_range={ks[0]}..{ks[-1]}: must lie in 1..{min(n, m)} (X has {n} sample(s) and {m} "
+                          "feature(s); K <= min of both)")
     return ks
 
 
@@ -67,10 +67,9 @@ class SweepPlan:
         """The plan for data of ``shape``, each setting checked by its one rule (block size None:
         :func:`~osnmf.factorize.params.auto_block_size`)."""
         n, m = shape
-        R = check_positive_int(n_replicates, "n_replicates (stability needs pairs)", 2)
-        n_jobs = check_positive_int(n_jobs, "n_jobs")
-        bs = (auto_block_size(n, m, ks[-1], R, n_jobs) if block_size is None
-              else check_positive_int(block_size, "block_size"))
+        R = check("n_replicates", n_replicates)
+        n_jobs = check("n_jobs", n_jobs)
+        bs = auto_block_size(n, m, ks[-1], R, n_jobs) if block_size is None else check("block_size", block_size)
         return cls(list(ks), R, min(bs, R), params, n_jobs, client)
 
     @property

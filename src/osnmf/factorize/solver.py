@@ -15,6 +15,10 @@ Frobenius loss, scikit-learn's ``NMF(solver="cd")`` arithmetic (alpha = 0):
 Bootstrap replicates are row-weighted problems ``Σ_i c_i ‖x_i − a_i D‖²`` with integer counts
 ``c``; R replicates share every pass over ``X`` (two GEMMs of width ``R·k`` per iteration) and
 retire one by one as they converge.
+
+A non-finite start or a violation that turns NaN or infinite stops the loop at once with
+:class:`~osnmf.errors.NonFiniteFitError` (its replicates and iteration), so no NaN factor is
+ever returned, stored or iterated to ``max_iter``.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Protocol
 
 import numpy as np
 
+from osnmf.errors import NonFiniteFitError
 from osnmf.factorize.kernels_numpy import swap_rows, swap_to_front
 from osnmf.progress import ProgressBar
 
@@ -85,6 +90,10 @@ def solve(
     first-iteration violations (a reference for warm starts of the same replicates).
     """
     R, k, _ = At.shape
+    bad = ~(np.isfinite(At).all(axis=(1, 2)) & np.isfinite(D).all(axis=(1, 2)))
+    if bad.any():
+        raise NonFiniteFitError(f"the NMF start of replicate(s) {', '.join(map(str, np.flatnonzero(bad)[:5]))} "
+                                "is non-finite (NaN or infinity)", np.flatnonzero(bad), 0)
     row_sq = K.op.row_sq_norms()
     xnorm2 = np.full(R, row_sq.sum()) if counts is None else counts.astype(np.float64) @ row_sq
     out_At = np.empty(At.shape, dtype=K.op.dtype)
@@ -116,6 +125,10 @@ def solve(
             G2 = K.gram(At, Aw)
             del Aw
             viol = K.get(viol + K.cd_sweep(D, G2, XtA, None))
+            if not np.isfinite(viol).all():  # NaN/inf in the factors: stop here, never store them
+                bad = active[~np.isfinite(viol)]
+                raise NonFiniteFitError(f"NMF went non-finite (NaN or infinity) at iteration {it} in replicate(s) "
+                                        f"{', '.join(map(str, bad[:5]))}", bad, it)
             if it == 1:  # every replicate is active at the first iteration
                 viol_init[active] = viol
                 if viol_ref is not None:

@@ -21,7 +21,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from osnmf.errors import ConfigError, InputError, InputTypeError, OsnmfWarning
 from osnmf.factorize.autosolver import resolve_solver, sketch_options
 from osnmf.factorize.certify import certified_argmins, certify_in_store
-from osnmf.factorize.checks import check_grow, check_matrix, check_positive_int
+from osnmf.factorize.checks import MAX_ITER, N_REPLICATES, N_RESTARTS, RANDOM_STATE, TOL, check, check_matrix
 from osnmf.factorize.cost import exact_sweep_cost, slow_sweep_warning
 from osnmf.factorize.final_model import final_model
 from osnmf.factorize.kmin_check import k_min_check_in_store
@@ -162,19 +162,19 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def __init__(
         self,
         k_range=None,
-        n_replicates: int = 100,
+        n_replicates: int = N_REPLICATES,
         recipe: str = "paper",
         perturbation: str = "bootstrap",
-        n_restarts: int = 1,
+        n_restarts: int = N_RESTARTS,
         grow: bool | str | None = None,
         solver: str | None = None,
         k_rule: str | None = None,
         backend: str = "numpy",
         device: str | None = None,
         centered: bool = False,
-        max_iter: int = 200,
-        tol: float = 1e-4,
-        random_state: int = 0,
+        max_iter: int = MAX_ITER,
+        tol: float = TOL,
+        random_state: int = RANDOM_STATE,
         n_jobs: int = 1,
         store: str | os.PathLike | None = None,
         progress: bool = False,
@@ -220,38 +220,35 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     def _recipe(self) -> dict[str, Any]:
         """The recipe's settings with the explicit ``grow`` / ``solver`` / ``k_rule`` applied (checked)."""
+        return self._expanded()[0]
+
+    def _expanded(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """:meth:`_recipe`'s settings, and the explicit ones that differ from the recipe's."""
         from osnmf.factorize.selection import RULES
 
-        explicit = {"grow": None if self.grow is None else check_grow(self.grow), "solver": self.solver,
+        explicit = {"grow": None if self.grow is None else check("grow", self.grow), "solver": self.solver,
                     "k_rule": self.k_rule}
         settings, overrides = expand_recipe(self.recipe, explicit, SWEEP_SETTINGS)
         if settings["k_rule"] not in RULES:
-            raise ConfigError(f"k_rule={settings['k_rule']!r}: choose one of {', '.join(RULES)}")
-        self.recipe_settings_, self.recipe_overrides_ = settings, overrides
-        return settings
+            raise ConfigError(f"k_rule={settings['k_rule']!r}: must be one of {', '.join(RULES)}")
+        return settings, overrides
 
-    def _params(self, solver: str | None = None, sketch: Mapping[str, Any] | None = None) -> SweepParams:
-        """The sweep parameters (checked, each by its one rule, in :class:`SweepParams`).
-
-        ``solver=None``: the recipe's solver, with "auto" the solver of the last fit (or exact).
-        """
-        recipe = self._recipe()
-        if solver is None:  # "auto" is resolved by fit (it needs the data's shape)
-            resolve_solver(recipe["solver"], (1, 1), 1)  # refuses an unknown name
-            solver = getattr(self, "solver_", "exact") if recipe["solver"] == "auto" else recipe["solver"]
-            if solver == "compressed" and sketch is None:
-                sketch = sketch_options(self.sketch)
+    def _params(self, solver: str = "exact", sketch: Mapping[str, Any] | None = None) -> SweepParams:
+        """The sweep parameters for the resolved ``solver`` ("exact" or "compressed"), checked, each
+        by its one rule, in :class:`SweepParams`; ``sketch``: the compressed solver's options."""
         return SweepParams(
-            perturbation=self.perturbation, n_restarts=self.n_restarts, grow=recipe["grow"],
+            perturbation=self.perturbation, n_restarts=self.n_restarts, grow=self._recipe()["grow"],
             solver=solver, backend=self.backend, device=self.device,
             max_iter=self.max_iter, tol=self.tol, random_state=self.random_state,
             keep_coefficients=self.keep_coefficients, sketch=self.sketch if sketch is None else sketch,
         )
 
-    def _validated(self, X: Any) -> tuple[np.ndarray, SweepPlan]:
-        """Every check of ``fit``: the data and all parameters, each by one rule.
+    def _validated(self, X: Any) -> tuple[np.ndarray, SweepPlan, dict[str, Any], dict[str, Any]]:
+        """Every check of ``fit``: the data and all parameters, each by one rule; sets no attribute
+        but scikit-learn's ``n_features_in_`` / ``feature_names_in_``.
 
-        Returns X (float32, C order) and the sweep's plan (K values, R, block size, parameters).
+        Returns X (float32, C order), the sweep's plan (K values, R, block size, parameters, with
+        "auto" resolved to the solver this data gets) and the recipe's settings and overrides.
         """
         try:  # shape, sparse/DataFrame input, n_features_in_ / feature_names_in_
             X = validate_data(self, X, accept_sparse=("csr", "csc", "coo"), dtype=np.float32,
@@ -260,12 +257,12 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             raise _input_error(exc) from None
         X = check_nonnegative_matrix(X)
         ks = k_values(self.k_range, *X.shape)
-        solver = resolve_solver(self._recipe()["solver"], X.shape, ks[-1], self.sketch)
+        settings, overrides = self._expanded()
+        solver = resolve_solver(settings["solver"], X.shape, ks[-1], self.sketch)
         params = self._params(solver, sketch_options(self.sketch) if solver == "compressed" else None)
-        self.solver_ = solver
         plan = SweepPlan.make(X.shape, ks, params, self.n_replicates, self.block_size, self.n_jobs, self.client)
-        check_positive_int(self.certify, "certify (exact refits per K; 0 = off)", 0)
-        return X, plan
+        check("certify", self.certify)
+        return X, plan, settings, overrides
 
     def fit(self, X: Any, y: Any = None) -> StaNMF:
         """Run the sweep over ``k_range``, select K, fit the final model.
@@ -280,7 +277,8 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         -------
         self
         """
-        X, plan = self._validated(X)
+        X, plan, self.recipe_settings_, self.recipe_overrides_ = self._validated(X)
+        self.solver_ = plan.params.solver
         limit_heap_retention()  # freed worker-thread heap tops go back to the OS (osnmf.factorize.memory)
         store = open_store(self.store, X, plan.params)  # on disk, or its in-memory twin
         op = self._sweep(X, plan, store)

@@ -17,10 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from osnmf.errors import NonFiniteFitError
 from osnmf.factorize.bootstrap import bootstrap_counts
 from osnmf.factorize.checks import GROW_ONLY
 from osnmf.factorize.executors import Executor, SerialExecutor
-from osnmf.factorize.nmf import fit_nmf_replicates
+from osnmf.factorize.nmf import non_finite_error, solve_replicates
 from osnmf.factorize.operators import ExactOperator, Sketch, make_operator
 from osnmf.factorize.params import BlockResult, BlockSpec, SweepParams
 from osnmf.factorize.residual import grow_lowrank
@@ -96,8 +97,22 @@ def fit_block(
     Returns
     -------
     :class:`BlockResult`, the fit with the lowest loss over ``params.n_restarts`` per replicate.
+
+    Raises
+    ------
+    NonFiniteFitError
+        A fit went NaN or infinite; the message names K, the replicates (``seeds``), the
+        iteration and the cause. Nothing is returned, so nothing non-finite is stored.
     """
     seeds = np.asarray(seeds, dtype=np.int64)
+    try:
+        return _fit_block(X, k, counts, params, seeds, sketch, warm)
+    except NonFiniteFitError as exc:  # name the sweep's replicates, not the block's rows
+        raise non_finite_error(k, seeds[list(exc.replicates)], exc.iteration, exc.cause) from None
+
+
+def _fit_block(X: Any, k: int, counts: np.ndarray, params: SweepParams, seeds: np.ndarray, sketch: Any,
+               warm: tuple[np.ndarray, np.ndarray] | None) -> BlockResult:
     start, stop = int(seeds.min()), int(seeds.max()) + 1
     best = None
     grow = bool(params.grow) and warm is not None
@@ -109,8 +124,8 @@ def fit_block(
     cold_violation = None  # first-iteration violations of restart 0 (the grown start's scale)
     if grow_only:  # no cold start: one iteration of restart 0 sets the grown start's scale
         init, seed = _cold_init(params, k, start, stop, 0)
-        cold_violation = fit_nmf_replicates(op, k, counts, init=init, random_state=seed,
-                                            **{**fit_args, "max_iter": 1}).viol_init
+        cold_violation = solve_replicates(op, k, counts, init=init, random_state=seed,
+                                          **{**fit_args, "max_iter": 1}).viol_init
     for restart in starts:
         grown = restart == params.n_restarts
         init, seed = _cold_init(params, k, start, stop, restart)
@@ -118,8 +133,8 @@ def fit_block(
         if grown:  # a warm start: it stops at the accuracy of the replicate's first cold start
             init = grow_lowrank(op, warm[0], warm[1], counts)
             reference = cold_violation
-        fits = fit_nmf_replicates(op, k, counts, init=init, random_state=seed,
-                                  stop_reference=reference, _consume_init=grown, **fit_args)
+        fits = solve_replicates(op, k, counts, init=init, random_state=seed,
+                                stop_reference=reference, consume_init=grown, **fit_args)
         if restart == 0:
             cold_violation = fits.viol_init
         D = np.asarray(fits.D, dtype=np.float32)

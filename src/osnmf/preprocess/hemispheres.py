@@ -222,10 +222,10 @@ def symmetry_r(volumes: np.ndarray, mask: np.ndarray, c: int) -> np.ndarray:
 
 def check_planes(expr, mode: str) -> None:
     """Refuse a dataset mixing coronal and sagittal experiments when ``mode`` is ``"off"``."""
+    from osnmf.constraints import Options
     from osnmf.errors import ConfigError
 
-    if mode not in HEMISPHERE_MODES:
-        raise ConfigError(f"hemispheres={mode!r}: choose one of {', '.join(HEMISPHERE_MODES)}")
+    Options(HEMISPHERE_MODES).check("hemispheres", mode)
     planes = getattr(expr, "planes", None)
     if mode != "off" or planes is None:
         return

@@ -27,7 +27,9 @@ from osnmf.spatial.region_correlation import (
     union_r,
 )
 
-__all__ = ["LinkResult", "beam_search", "best_combinations", "compare_pattern_sets"]
+__all__ = ["LINK_SIZES", "LinkResult", "beam_search", "best_combinations", "compare_pattern_sets"]
+
+LINK_SIZES = (1, 2, 3)  # the combination sizes best_combinations searches (beam_search beyond)
 
 
 # ---- exhaustive best combinations ---------------------------------------------------------
@@ -171,8 +173,8 @@ def best_combinations(
     """
     pats = check_patterns(patterns, atlas)
     sizes = tuple(sorted({int(s) for s in sizes}))
-    if not sizes or any(s not in (1, 2, 3) for s in sizes):
-        raise ConfigError(f"sizes must be drawn from (1, 2, 3), got {sizes}; use beam_search beyond 3")
+    if not sizes or any(s not in LINK_SIZES for s in sizes):
+        raise ConfigError(f"sizes={sizes}: must be drawn from {LINK_SIZES}; use beam_search beyond 3")
     if top_n < 1 or keep < top_n:
         raise ConfigError(f"need 1 <= top_n <= keep, got top_n={top_n}, keep={keep}")
     names = pattern_labels(pats.shape[0], pattern_names)
