@@ -332,3 +332,63 @@ def test_ctrl_c_says_in_one_line_that_finished_work_is_kept(tmp_path, monkeypatc
     assert exc.value.code == 130
     assert err.strip().splitlines()[-1] == cli.INTERRUPTED
     assert "Traceback" not in err
+
+
+# ---- `osnmf run` on bad settings (issue 35, items 8 and 9): refused before the first file is written -------------
+def _small_npz(t: Path, n: int = 4, big: float | None = None) -> Path:
+    """``n`` experiments of gamma noise on the Allen grid (-1 outside a block of measured voxels)."""
+    rng = np.random.default_rng(0)
+    data = np.full((n, *SHAPE), -1.0, "<f4")
+    data[:, 20:40, 10:30, 10:40] = rng.gamma(2.0, 1.0, size=(n, 20, 20, 30))
+    if big is not None:
+        data[0, 30, 20, 20] = big  # finite in float32, its square is not
+    return _npz(t, "small.npz", data=data, genes=np.array([f"G{i}" for i in range(n)]))
+
+
+# name -> (extra command-line words (a TOML body after "toml:"), words the one line must contain)
+SETTING_CASES = {
+    "random_state_negative": (["--random-state", "-1"], ["random_state=-1: must be an integer in [0, 4294967295]"]),
+    "random_state_huge": (["--random-state", "99999999999999999999999"],
+                          ["random_state=99999999999999999999999: must be an integer in [0, 4294967295]"]),
+    "n_replicates_fraction": (["toml:n_replicates = 2.5"], ["n_replicates", "int"]),
+    "moran_replicates_zero": (["toml:moran_replicates = 0"], ["moran_replicates=0: must be an integer >= 2"]),
+    "n_random_models_zero": (["toml:n_random_models = 0"], ["n_random_models=0: must be an integer >= 1"]),
+    "network_top_fraction_two": (["toml:network_top_fraction = 2"],
+                                 ["network_top_fraction=2.0: must be a number in (0, 1]"]),
+    "link_sizes_empty": (["toml:link_sizes = []"], ["link_sizes=[]: must be a non-empty list of distinct sizes"]),
+    "link_sizes_four": (["toml:link_sizes = [4]"], ["link_sizes=[4]: must be", "among 1, 2, 3"]),
+    "n_neighbors_beyond_the_voxels": (["toml:n_neighbors = 1000000"],
+                                      ["n_neighbors=1000000: must be an integer in [1, {bound}] (the most measured "
+                                       "brain voxels of an experiment in", "small.npz"]),
+    "n_jobs_zero": (["--n-jobs", "0"], ["n_jobs=0: must be an integer >= 1"]),
+    "too_large_values": (["big"], ["small.npz (experiment 0) has values up to 1e+20", "rescale the data"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SETTING_CASES))
+def test_run_refuses_bad_settings_before_writing(case, tmp_path, monkeypatch, capsys):
+    """Each setting a later stage could not use is one line, exit 2, and no output folder (nor .cache,
+    nor sweep) — checked when the configuration is read, or against the data when it is loaded."""
+    extra, words = SETTING_CASES[case]
+    data = _small_npz(tmp_path, big=1e20 if extra == ["big"] else None)
+    args = ["--data", str(data)]
+    for word in extra:
+        if word.startswith("toml:"):
+            args += ["--config", str(_toml(tmp_path, word[5:] + "\n"))]
+        elif word != "big":
+            args.append(word)
+    out = tmp_path / "out"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["osnmf", "run", *args, "--out", str(out), "--k-min", "2", "--k-max", "3",
+                                      "--n-replicates", "2", "--quiet"])
+    before = snapshot(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    captured = capsys.readouterr()
+    assert exc.value.code == 2, captured
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
+    bound = int(load_expression(data).atlas.brain_mask[20:40, 10:30, 10:40].sum())  # the measured block's
+    for word in words:
+        assert word.format(bound=bound) in lines[0], lines[0]
+    assert not out.exists() and snapshot(tmp_path) == before

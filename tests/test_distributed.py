@@ -284,7 +284,7 @@ def test_interrupt_cancels_pending_tasks_and_resumes(client, tmp_path):
 
 
 def test_bad_configuration_is_a_config_error(client, tmp_path):
-    with pytest.raises(ConfigError, match="data must be one of"):
+    with pytest.raises(ConfigError, match="data=.*: must be one of"):
         DaskExecutor(client, data="ftp")
     with pytest.raises(ConfigError, match="needs data_dir"):
         DaskExecutor(client, data="mmap")

@@ -327,3 +327,102 @@ def test_exact_operator_gram_and_row_norms_equal_float64_products():
     assert op.row_sq_norms() is sq and not sq.flags.writeable  # computed once, shared read-only
     op.forget_gram()
     np.testing.assert_array_equal(op.left_gram(), G)
+
+
+# ---- non-finite fits (issue 35, item 8): caught where they arise, never stored, never iterated -------------------
+def test_k_above_a_bootstraps_rank_is_scikit_learns_fit():
+    """K = 7 on 8 rows (what the CLI advises for 8 experiments): a bootstrap draws only 5 or 6
+    distinct rows, so NNDSVDa meets null directions; they start at the mean (scikit-learn's
+    NNDSVDa fill) instead of 0/0 = NaN, and each replicate is scikit-learn's NMF of its rows."""
+    X = np.random.default_rng(0).gamma(2.0, 1.0, (8, 500))
+    counts = bootstrap_counts(8, range(3), 0)
+    assert (counts > 0).sum(axis=1).tolist() == [5, 5, 6]
+    ours = fit_nmf_replicates(X, 7, counts, dtype=np.float64)
+    for r in range(3):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            sk = NMF(7, init="nndsvda", solver="cd", max_iter=200, tol=1e-4).fit(X[np.repeat(np.arange(8), counts[r])])
+        assert ours.n_iter[r] == sk.n_iter_
+        assert ours.loss[r] == pytest.approx(sk.reconstruction_err_, rel=1e-6)
+    f32 = fit_nmf_replicates(X.astype(np.float32), 7, counts)  # the sweep's precision: finite too (NaN before)
+    assert np.isfinite(f32.D).all() and np.isfinite(f32.loss).all()
+
+
+def test_values_whose_products_overflow_are_refused_with_the_fix():
+    from osnmf.errors import NonFiniteFitError
+    from osnmf.factorize.checks import max_value
+    from osnmf.factorize.nmf import solve_replicates
+    from osnmf.factorize.operators import ExactOperator
+
+    X = np.random.default_rng(1).random((8, 1000)).astype(np.float32)
+    X[0, 0] = 1e20  # finite in float32; its square is not
+    with pytest.raises(InputError, match=r"X has values up to 1e\+20, .* rescale the data, e\.g\. divide it by"):
+        fit_nmf(X, 2)
+    # the bound: sqrt(float32 max / (1e6 n m)); at the bound the fit is finite, 1,000 times above it not
+    assert max_value((8, 1000)) == pytest.approx(np.sqrt(np.finfo(np.float32).max / 8e9))
+    for scale, ok in ((1.0, True), (1e3, False)):
+        X[0, 0] = scale * max_value(X.shape) * (1 - 1e-6)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                fit = solve_replicates(ExactOperator(X), 2, np.ones((1, 8), np.int64), init="nndsvda", max_iter=30,
+                                       tol=1e-4)
+            finite = bool(np.isfinite(fit.loss).all() and np.isfinite(fit.D).all())
+        except NonFiniteFitError:
+            finite = False
+        assert finite is ok, scale
+
+
+def test_a_fit_that_goes_non_finite_raises_and_stores_nothing(tmp_path, monkeypatch):
+    """A NaN start (here planted) stops the block at once with one line naming K, the sweep's
+    replicates, the iteration and the cause; no block is stored, so a rerun does not loop on a
+    'damaged block' but says the same again."""
+    import osnmf.factorize.sweep as sweep_module
+    from osnmf.errors import NonFiniteFitError
+    from osnmf.factorize.stanmf import StaNMF
+
+    real = sweep_module.solve_replicates
+
+    def poisoned(op, k, counts, **kw):
+        if k == 3:
+            kw["init"] = (np.full((len(counts), op.shape[0], k), np.nan), np.ones((len(counts), k, op.shape[1])))
+        return real(op, k, counts, **kw)
+
+    import osnmf.factorize.nmf as nmf_module
+
+    monkeypatch.setattr(sweep_module, "solve_replicates", poisoned)
+    monkeypatch.setattr(nmf_module, "_init_factors", lambda init, a, d, dt: (np.asarray(init[0], dt),
+                                                                             np.asarray(init[1], dt)))
+    X = np.random.default_rng(2).random((12, 30))
+    for _ in range(2):
+        with pytest.raises(NonFiniteFitError) as err:
+            StaNMF(k_range=[2, 3], n_replicates=4, block_size=2, store=tmp_path).fit(X)
+        message = str(err.value)
+        assert message == ("NMF at K=3 went non-finite (NaN or infinity) in replicate(s) 0, 1 at its start: "
+                           "the explicit start is non-finite"), message
+        assert not list(tmp_path.rglob("k003/*.npz"))  # nothing of K = 3 stored
+        assert len(list(tmp_path.rglob("k002/r*.npz"))) == 2  # K = 2 kept for the rerun
+
+
+def test_a_coordinate_descent_that_turns_non_finite_stops_at_that_iteration():
+    from osnmf.errors import NonFiniteFitError
+    from osnmf.factorize.kernels_numpy import NumpyKernels
+    from osnmf.factorize.operators import ExactOperator
+    from osnmf.factorize.solver import solve
+
+    X = np.random.default_rng(3).random((6, 9)).astype(np.float32)
+    kernels = NumpyKernels(ExactOperator(X))
+    real_sweep = kernels.cd_sweep
+    calls = []
+
+    def sweep(F, G, XF, w):  # the third sweep (iteration 2, A update) meets an overflow
+        calls.append(1)
+        if len(calls) == 3:
+            F[1, 0, 0] = np.inf
+        return real_sweep(F, G, XF, w)
+
+    kernels.cd_sweep = sweep
+    At, D = np.ones((2, 2, 6), np.float32), np.ones((2, 2, 9), np.float32)
+    with pytest.raises(NonFiniteFitError) as err:
+        solve(kernels, At, D, None, 50, 0.0)
+    assert (err.value.replicates, err.value.iteration) == ((1,), 2)

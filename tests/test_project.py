@@ -122,3 +122,55 @@ def test_the_runs_settings_are_read_not_assumed(tmp_path):
     with pytest.raises(InputError, match="lacks array.s. support"):
         project_run(run, tmp_path / "unused", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("damage, words", [
+    ("nan", ["pattern PP2 has 1 NaN or infinite values"]),
+    ("negative", ["pattern PP2 has negative values (min -0.5)", "non-negative"]),
+    ("zero", ["pattern PP2 is zero on every support voxel"]),
+])
+def test_patterns_no_run_writes_are_refused(damage, words, tmp_path, monkeypatch, capsys):
+    """NaN, negative or all-zero patterns: one line naming the file and the pattern, exit 2, no output."""
+    ph = make_phantom(n_genes=6, n_patterns=3, noise=0.0, missing=0.0, background=0.0, seed=2)
+    patterns = ph.patterns.astype(np.float32)
+    patterns[1, 5] = {"nan": np.nan, "negative": -0.5, "zero": 0.0}[damage]
+    if damage == "zero":
+        patterns[1] = 0.0
+    run = _fake_run(tmp_path / "run", patterns, ph.atlas.brain_mask)
+    data = write_aba_folder(tmp_path / "new", ph.data, plane="coronal")
+    with pytest.raises(InputError) as err:
+        project_run(run, data, tmp_path / "out")
+    assert str(run / "patterns.npz") in str(err.value) and all(w in str(err.value) for w in words), err.value
+    monkeypatch.setattr(sys, "argv", ["osnmf", "project", str(run), "--data", str(data), "--out", str(tmp_path / "o")])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    err_text = capsys.readouterr().err
+    assert exc.value.code == 2 and err_text.count("\n") == 1 and words[0] in err_text, err_text
+    assert not (tmp_path / "out").exists() and not (tmp_path / "o").exists()
+
+
+def test_a_run_without_support_in_patterns_npz_reads_it_from_results_h5ad(tmp_path):
+    """docs/outputs.md: older runs' patterns.npz lack 'support'; it comes from results.h5ad's
+    obsm['spatial'] (the support voxels), and the projection equals the one with the support given."""
+    ph = make_phantom(n_genes=10, n_patterns=3, noise=0.0, missing=0.0, background=0.0, seed=3)
+    support = ph.atlas.brain_mask.copy()
+    support[:30] = False  # a support smaller than the brain: the fallback must not guess the brain
+    patterns = ph.patterns[:, support[ph.atlas.brain_mask]]
+    data = write_aba_folder(tmp_path / "new", ph.data, plane="coronal")
+    full = _fake_run(tmp_path / "full", patterns, support)
+    old = _fake_run(tmp_path / "old", patterns, support)
+    with np.load(old / "patterns.npz") as z:
+        np.savez(old / "patterns.npz", **{k: z[k] for k in z.files if k != "support"})
+    adata = anndata.AnnData(X=np.zeros((int(support.sum()), 1), np.float32))
+    adata.obsm["spatial"] = np.argwhere(support).astype(np.int64)
+    adata.write_h5ad(old / "results.h5ad")
+    project_run(full, data, tmp_path / "p_full")
+    project_run(old, data, tmp_path / "p_old")
+    a = pd.read_csv(tmp_path / "p_full" / "coefficients.csv")
+    b = pd.read_csv(tmp_path / "p_old" / "coefficients.csv")
+    pd.testing.assert_frame_equal(a, b)
+    assert json.loads((tmp_path / "p_old" / "summary.json").read_text())["n_support_voxels"] == int(support.sum())
+    adata.obsm["spatial"] = np.argwhere(support).astype(np.int64) + 100  # outside the grid: one line
+    adata.write_h5ad(old / "results.h5ad")
+    with pytest.raises(InputError, match=r"obsm\['spatial'\] must be integer voxel indices"):
+        project_run(old, data, tmp_path / "p_bad")

@@ -20,7 +20,7 @@ from typing import Any
 
 from osnmf.errors import ConfigError
 
-__all__ = ["Check", "Interval", "Options", "SEED", "refuse"]
+__all__ = ["POSITIVE", "SEED", "Check", "Interval", "Options", "refuse"]
 
 
 def refuse(name: str, value: Any, must: str) -> ConfigError:
@@ -102,5 +102,7 @@ class Check:
             raise refuse(name, value, self.description) from None
 
 
+#: a positive integer (a count: jobs, neighbours, iterations)
+POSITIVE = Interval(Integral, 1)
 #: a numpy random seed (``np.random.default_rng`` and scikit-learn's ``random_state`` take these)
 SEED = Interval(Integral, 0, 2**32 - 1, closed="both", why="a numpy seed")

@@ -17,9 +17,11 @@ from numbers import Integral, Real
 from types import UnionType
 from typing import Any, get_args, get_origin
 
-from osnmf.constraints import Check, Interval, Options
+from osnmf.constraints import SEED, Check, Interval, Options
+from osnmf.datasets.phantom import RULES as PHANTOM
 from osnmf.factorize import checks
-from osnmf.factorize.checks import BACKENDS, SOLVERS
+from osnmf.factorize.checks import BACKENDS
+from osnmf.factorize.plan import K_RANGE_DEFAULT
 from osnmf.factorize.selection import RULES
 from osnmf.preprocess.hemispheres import HEMISPHERE_MODES
 from osnmf.recipes import DEFAULT_RECIPE, RECIPE_SETTINGS, RECIPES
@@ -71,8 +73,9 @@ PARAMS: tuple[Param, ...] = (
     Param("data", str | None, None, None, "ABA grid folder, Allen zip, .npz or .h5ad", flag=True,
           none_means="synthetic"),
     Param("out", str, "osnmf_out", None, "Run directory (created; reruns resume here)", flag=True),
-    Param("k_min", int, 8, _count(2, "one pattern is trivially stable"), "Smallest K of the sweep", flag=True),
-    Param("k_max", int, 30, _count(2), "Largest K of the sweep", flag=True),
+    Param("k_min", int, K_RANGE_DEFAULT.start, _count(2, "one pattern is trivially stable"), "Smallest K of the sweep",
+          flag=True),
+    Param("k_max", int, K_RANGE_DEFAULT.stop - 1, _count(2), "Largest K of the sweep", flag=True),
     Param("n_replicates", int, checks.N_REPLICATES, checks.RULES["n_replicates"], "Bootstrap replicates per K",
           flag=True),
     Param("n_restarts", int, checks.N_RESTARTS, checks.RULES["n_restarts"], "NMF fits per replicate, best kept",
@@ -84,7 +87,7 @@ PARAMS: tuple[Param, ...] = (
     Param("grow", bool | str | None, None, checks.RULES["grow"],
           "Start each replicate at K from its own K-1 fit: only (instead of cold starts), true (as well) "
           "or false (cold starts only)", flag=True),
-    Param("solver", str | None, None, Options(("auto", *SOLVERS)),
+    Param("solver", str | None, None, checks.RULES["solver"],
           "NMF products with X itself (exact), with a sketch of it (compressed) or chosen by size (auto)",
           flag=True),
     Param("k_rule", str | None, None, Options(RULES),
@@ -120,11 +123,11 @@ PARAMS: tuple[Param, ...] = (
     Param("n_random_models", int, 1000, _count(1), "Random models of the region-prediction null"),
     Param("network_top_fraction", float, 0.0025, Interval(Real, 0, 1, closed="right"),
           "Share of the strongest gene pairs kept in the networks"),
-    Param("phantom_genes", int, 300, None, "Genes of the synthetic atlas"),
-    Param("phantom_patterns", int, 8, None, "Planted patterns of the synthetic atlas"),
-    Param("phantom_noise", float, 0.15, None, "Noise level of the synthetic atlas"),
-    Param("phantom_missing", float, 0.1, None, "Share of missing voxels of the synthetic atlas"),
-    Param("phantom_seed", int, 0, None, "Seed of the synthetic atlas"),
+    Param("phantom_genes", int, 300, PHANTOM["n_genes"], "Genes of the synthetic atlas"),
+    Param("phantom_patterns", int, 8, PHANTOM["n_patterns"], "Planted patterns of the synthetic atlas"),
+    Param("phantom_noise", float, 0.15, PHANTOM["noise"], "Noise level of the synthetic atlas"),
+    Param("phantom_missing", float, 0.1, PHANTOM["missing"], "Share of missing voxels of the synthetic atlas"),
+    Param("phantom_seed", int, 0, SEED, "Seed of the synthetic atlas"),
     Param("phantom_preset", str | None, None, Options(("calibrated",)),
           "calibrated: the synthetic atlas calibrated to the real one's instability (its own noise model)"),
     Param("quiet", bool, False, None, "Only warnings and errors (no stage lines, no progress bars)", flag=True,

@@ -16,6 +16,7 @@ import json
 import time
 import warnings
 from contextlib import contextmanager
+from numbers import Integral
 from pathlib import Path
 from typing import TypeVar
 
@@ -430,6 +431,7 @@ def _accept(expr: SpatialExpression, cfg: RunConfig) -> None:
     value inside the brain, fewer experiments with data than ``k_max`` + 1, values too large for
     the solver's float32 products (:func:`osnmf.factorize.checks.max_value`), or more kNN
     neighbours than an experiment has measured brain voxels."""
+    from osnmf.constraints import Interval
     from osnmf.factorize.checks import check_scale
 
     source = cfg.data if cfg.data is not None else "the synthetic atlas"
@@ -449,9 +451,9 @@ def _accept(expr: SpatialExpression, cfg: RunConfig) -> None:
     worst = int(np.argmax(largest))
     check_scale(float(largest[worst]), (int(measured.sum()), int(brain.sum())),
                 f"{source} (experiment {expr.experiment_ids[worst]})")
-    if cfg.impute == "knn" and cfg.n_neighbors > counts.max():
-        raise ConfigError(f"n_neighbors={cfg.n_neighbors}: must be an integer <= {int(counts.max())} (the most "
-                          f"measured brain voxels of an experiment in {source}); the paper uses 6")
+    if cfg.impute == "knn":
+        Interval(Integral, 1, int(counts.max()), closed="both", why="the most measured brain voxels of an experiment "
+                 f"in {source}; the paper uses 6").check("n_neighbors", cfg.n_neighbors)
 
 
 def _or_empty(table: pd.DataFrame | None, columns: list[str]) -> pd.DataFrame:

@@ -8,7 +8,8 @@ least-squares fit onto the run's patterns (:func:`osnmf.factorize.projection.nnl
 Written to ``OUT`` (formats as in a run, see docs/outputs.md): ``coefficients.csv``,
 ``projection.csv`` (assigned pattern, its importance, reconstruction r, hemisphere, mirrored
 voxels), ``importance.csv``, ``results.h5ad``, ``summary.json`` and a short ``report.html``.
-Every input problem is one :class:`~osnmf.errors.InputError` line before anything is written.
+Every input problem is one :class:`~osnmf.errors.InputError` line before anything is written,
+among them patterns no run writes (NaN, negative, or zero on the whole support).
 """
 
 from __future__ import annotations
@@ -40,6 +41,24 @@ def _check_grid(expr, run: RunPatterns, data: str) -> None:
                          f"{spacing} µm; project data of the same resolution")
 
 
+def _check_patterns(run: RunPatterns) -> None:
+    """Refuse patterns no NMF run writes: NaN or infinite values, negative values, or a pattern that
+    is zero on every support voxel (its coefficient would be arbitrary)."""
+    P = run.patterns
+    for i, name in enumerate(run.pattern_names):
+        pattern, where = P[i], f"{run.path}: pattern {name}"
+        bad = int((~np.isfinite(pattern)).sum())
+        if bad:
+            raise InputError(f"{where} has {bad} NaN or infinite values; the run's patterns are damaged, rerun "
+                             "'osnmf run'")
+        if pattern.min() < 0:
+            raise InputError(f"{where} has negative values (min {float(pattern.min()):.4g}); NMF patterns are "
+                             "non-negative, project onto the patterns of an 'osnmf run'")
+        if not pattern[run.support].any():
+            raise InputError(f"{where} is zero on every support voxel; nothing can be projected onto it, rerun "
+                             "'osnmf run'")
+
+
 def project_run(run_dir: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike,
                 hemispheres: str | None = None, n_jobs: int = 2, progress: bool = False,
                 log: RunLog | None = None) -> dict:
@@ -69,6 +88,7 @@ def project_run(run_dir: str | os.PathLike, data: str | os.PathLike, out: str | 
     log = log or RunLog(quiet=not progress)
     with log.timed("load") as line:
         run = read_patterns(run_dir)
+        _check_patterns(run)
         params = read_parameters(run_dir)
         missing = [k for k in _SETTINGS if k not in params]
         if missing:

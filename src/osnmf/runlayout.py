@@ -59,7 +59,10 @@ class RunPatterns:
 
 
 def read_patterns(run_dir: str | os.PathLike) -> RunPatterns:
-    """Read and check ``<run_dir>/patterns.npz``; every problem is one :class:`InputError` line."""
+    """Read and check ``<run_dir>/patterns.npz``; every problem is one :class:`InputError` line.
+
+    An older run's ``patterns.npz`` without ``support`` gets it from ``results.h5ad``
+    (``obsm["spatial"]``, the support voxels' indices); without both, it is refused."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise InputError(f"run directory {run_dir} not found; pass the --out folder of 'osnmf run' or 'osnmf demo'")
@@ -69,12 +72,16 @@ def read_patterns(run_dir: str | os.PathLike) -> RunPatterns:
     try:
         with np.load(path, allow_pickle=False) as npz:
             missing = [k for k in ("patterns", "pattern_names", "spacing_um", "support") if k not in npz.files]
+            if missing == ["support"] and (run_dir / RESULTS).is_file():
+                missing = []  # an older run: the support from results.h5ad below
             if missing:
-                raise InputError(f"{path} lacks array(s) {', '.join(missing)}; rerun the pipeline to rewrite it")
+                raise InputError(f"{path} lacks array(s) {', '.join(missing)}"
+                                 + (f" (and there is no {RESULTS} to read it from)" if "support" in missing else "")
+                                 + "; rerun the pipeline to rewrite it")
             patterns = np.asarray(npz["patterns"])
             names = [str(n) for n in np.asarray(npz["pattern_names"]).ravel()]
             spacing = np.asarray(npz["spacing_um"], dtype=float).ravel()
-            support = np.asarray(npz["support"])
+            support = np.asarray(npz["support"]) if "support" in npz.files else None
     except InputError:
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
@@ -85,11 +92,36 @@ def read_patterns(run_dir: str | os.PathLike) -> RunPatterns:
         raise InputError(f"{path}: {len(names)} pattern names for {patterns.shape[0]} patterns")
     if spacing.shape != (3,) or not np.all(np.isfinite(spacing) & (spacing > 0)):
         raise InputError(f"{path}: 'spacing_um' must be 3 positive numbers (AP, DV, ML), got {spacing.tolist()}")
+    if support is None:
+        support = _support_from_results(run_dir / RESULTS, patterns.shape[1:])
     if support.dtype != bool or support.shape != patterns.shape[1:]:
         raise InputError(f"{path}: 'support' must be a bool AP × DV × ML mask of the patterns' grid "
                          f"{patterns.shape[1:]}, got {support.dtype} {support.shape}")
     return RunPatterns(patterns.astype(np.float32, copy=False), names, tuple(float(s) for s in spacing), support,
                        path)
+
+
+def _support_from_results(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """The support mask of ``shape`` from a run's ``results.h5ad`` (``obsm["spatial"]``: int voxel
+    indices (n_support_voxels, 3), each inside the grid); one :class:`InputError` line otherwise."""
+    import anndata
+
+    try:
+        adata = anndata.read_h5ad(path, backed="r")
+        try:
+            coords = np.asarray(adata.obsm["spatial"])
+        finally:
+            adata.file.close()
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        raise InputError(f"{path}: cannot read the support voxels (obsm['spatial']: {type(exc).__name__}); "
+                         "rerun the pipeline to rewrite the run's patterns.npz") from None
+    if (coords.ndim != 2 or coords.shape[1] != 3 or not np.issubdtype(coords.dtype, np.integer)
+            or (coords < 0).any() or (coords >= np.asarray(shape)).any()):
+        raise InputError(f"{path}: obsm['spatial'] must be integer voxel indices (n, 3) inside the grid {shape}, "
+                         f"got {coords.dtype} {coords.shape}; rerun the pipeline")
+    support = np.zeros(shape, dtype=bool)
+    support[tuple(coords.T)] = True
+    return support
 
 
 def read_parameters(run_dir: str | os.PathLike) -> dict:

@@ -37,12 +37,14 @@ import gzip
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
+from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
 from osnmf.atlas import Atlas
+from osnmf.constraints import Interval
 from osnmf.errors import ConfigError, InputError
 from osnmf.expression import SpatialExpression
 from osnmf.progress import ProgressBar
@@ -355,28 +357,28 @@ def _missing_sections(section_sizes: np.ndarray, target: float, rng: np.random.G
     return hidden
 
 
+def _between(low: float, high: float, closed: str = "both", why: str = "") -> Interval:
+    return Interval(Real, low, high, closed=closed, why=why)
+
+
+#: the constraint of each phantom parameter (``osnmf.params_table`` gives them to ``phantom_*``)
+RULES = {
+    "n_genes": Interval(Integral, 1), "n_patterns": Interval(Integral, 1), "noise": _between(0, 10),
+    "missing": _between(0, 0.95), "sparsity": _between(0, 1, "left", "1 would switch every pattern off"),
+    "section_share": _between(0, 1), "background": _between(0, 10), "section_noise": _between(0, 10),
+    "smoothing_um": Interval(Real, 0), "n_markers": Interval(Integral, 0),
+}
+
+
 def check_phantom_params(
     n_genes, n_patterns, noise, missing, sparsity, section_share, background, smoothing_um, n_markers, section_noise=0.0
 ) -> None:
-    """Refuse out-of-range phantom parameters with one :class:`ConfigError` line each."""
-    if int(n_genes) != n_genes or n_genes < 1:
-        raise ConfigError(f"n_genes must be a positive integer, got {n_genes!r}")
-    if int(n_patterns) != n_patterns or n_patterns < 1:
-        raise ConfigError(f"n_patterns must be a positive integer, got {n_patterns!r}")
-    for name, value, lo, hi in (
-        ("noise", noise, 0, 10),
-        ("missing", missing, 0, 0.95),
-        ("sparsity", sparsity, 0, 1),
-        ("section_share", section_share, 0, 1),
-        ("background", background, 0, 10),
-        ("section_noise", section_noise, 0, 10),
-    ):
-        if not (np.isfinite(value) and lo <= value <= hi):
-            raise ConfigError(f"{name} must be in [{lo}, {hi}], got {value!r}")
-    if sparsity >= 1:
-        raise ConfigError("sparsity must be below 1 (1 would switch every pattern off)")
-    if smoothing_um < 0 or n_markers < 0:
-        raise ConfigError("smoothing_um and n_markers must be >= 0")
+    """Refuse out-of-range phantom parameters with one :class:`ConfigError` line each (:data:`RULES`)."""
+    values = {"n_genes": n_genes, "n_patterns": n_patterns, "noise": noise, "missing": missing,
+              "sparsity": sparsity, "section_share": section_share, "background": background,
+              "section_noise": section_noise, "smoothing_um": smoothing_um, "n_markers": n_markers}
+    for name, value in values.items():
+        RULES[name].check(name, value)
 
 
 CHUNK = 128  # experiments per noise block: fixed, so the random stream never depends on memory

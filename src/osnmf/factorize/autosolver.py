@@ -23,11 +23,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from osnmf.errors import ConfigError
+from osnmf.constraints import refuse
+from osnmf.factorize.checks import RULES, check
 
 __all__ = ["COMPRESS_MIN_ENTRIES", "SOLVERS", "resolve_solver", "sketch_options"]
 
-SOLVERS = ("auto", "exact", "compressed")
+SOLVERS = RULES["solver"].choices  # auto, exact, compressed
 COMPRESS_MIN_ENTRIES = 25_000_000
 COMPRESS_MIN_SIDE = 4
 MAX_RANK = 128
@@ -36,7 +37,7 @@ MAX_RANK = 128
 def sketch_options(user: dict[str, Any] | None = None) -> dict[str, Any]:
     """Options of ``sketch_matrix`` for the compressed solver (user options win)."""
     if user is not None and not isinstance(user, Mapping):
-        raise ConfigError(f"sketch must be a dict of sketch_matrix options or None, got {user!r}")
+        raise refuse("sketch", user, "a dict of sketch_matrix options or None")
     opts: dict[str, Any] = {"energy": 0.999, "max_rank": MAX_RANK}
     opts.update(dict(user or {}))
     return opts
@@ -57,8 +58,7 @@ def resolve_solver(solver: str, shape: tuple[int, int], k_max: int,
     -------
     "exact" or "compressed"
     """
-    if solver not in SOLVERS:
-        raise ConfigError(f"solver must be one of {SOLVERS}, got {solver!r}")
+    check("solver", solver)
     if solver != "auto":
         return solver
     n, m = int(shape[0]), int(shape[1])

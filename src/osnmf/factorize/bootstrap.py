@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from osnmf.constraints import refuse
 from osnmf.errors import ConfigError
 
 __all__ = ["bootstrap_counts"]
@@ -24,8 +25,7 @@ def _root_seed(random_state: int | np.random.Generator | None) -> int:
         return int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> 1)
     if isinstance(random_state, bool) or not isinstance(random_state, int | np.integer) \
             or random_state < 0:
-        raise ConfigError(f"random_state must be a non-negative int, a numpy Generator or None, "
-                          f"got {random_state!r}")
+        raise refuse("random_state", random_state, "a non-negative integer, a numpy Generator or None")
     return int(random_state)
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "RANDOM_STATE",
     "RULES",
     "SOLVERS",
+    "SWEEP_SOLVER",
     "TOL",
     "as_rows",
     "check",
@@ -78,10 +79,14 @@ RULES = {
     "certify": Interval(Integral, 0, why="exact refits per K; 0 = off"),
     "k": Interval(Integral, 1, why="the number of patterns"),
     "perturbation": Options(PERTURBATIONS),
-    "solver": Options(SOLVERS),
+    "solver": Options(("auto", *SOLVERS)),  # "auto": chosen by size (osnmf.factorize.autosolver)
     "backend": Options(BACKENDS),
     "grow": Check(_grow, f"True, False or {GROW_ONLY!r} (False = the paper's recipe)", (GROW_ONLY, "true", "false")),
 }
+
+
+#: the solver a sweep runs, "auto" resolved
+SWEEP_SOLVER = Options(SOLVERS)
 
 
 def check(name: str, value: Any) -> Any:
@@ -146,12 +151,17 @@ def check_matrix(
     return arr
 
 
+SCALE_MARGIN = 1e6  # sums of n m squares stay this far below the dtype's largest value
+
+
 def max_value(shape: tuple[int, int], dtype: Any = np.float32) -> float:
-    """The largest ``|x|`` whose products the solver can form in ``dtype`` for data of ``shape``
-    (n, m): ``sqrt(finfo.max / (n m))``, so every Gram entry and ``‖X‖²`` stay finite
-    (2.6e16 in float32 for 8 × 62,529 values; 1.1e15 at paper size)."""
+    """The largest ``|x|`` the solver takes in ``dtype`` for data of ``shape`` (n, m):
+    ``sqrt(finfo.max / (SCALE_MARGIN n m))``, so every Gram entry, ``‖X‖²`` and the products of
+    the coordinate descent stay finite (2.6e13 in float32 for 8 × 62,529 values, 1.1e12 at paper
+    size; a fit of 8 × 1,000 float32 values broke down from 1e16, 1/20 of the bound without the
+    margin, tests/test_nmf.py)."""
     n, m = shape
-    return float(np.sqrt(np.finfo(dtype).max / max(1, n * m)))
+    return float(np.sqrt(np.finfo(dtype).max / (SCALE_MARGIN * max(1, n * m))))
 
 
 def check_scale(largest: float, shape: tuple[int, int], name: str = "X", dtype: Any = np.float32) -> None:

@@ -42,6 +42,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from osnmf.constraints import refuse
 from osnmf.errors import ConfigError, OsnmfError
 
 __all__ = ["DaskExecutor", "Executor", "NpyRef", "SerialExecutor", "ThreadExecutor",
@@ -224,12 +225,12 @@ class DaskExecutor:
                  data_dir: str | os.PathLike | None = None, retries: int = 0,
                  check_workers: bool = True):
         if data not in DATA_MODES:
-            raise ConfigError(f"data must be one of {DATA_MODES}, got {data!r}")
+            raise refuse("data", data, f"one of {', '.join(DATA_MODES)}")
         if data == "mmap" and data_dir is None:
             raise ConfigError("data='mmap' needs data_dir, a folder that the workers share with "
                               "the client (e.g. the run directory)")
         if not hasattr(client, "submit") or not hasattr(client, "scatter"):
-            raise ConfigError(f"client must be a dask.distributed.Client, got {type(client)!r}")
+            raise refuse("client", type(client), "a dask.distributed.Client")
         self.client = client
         self.data = data
         self.data_dir = None if data_dir is None else Path(data_dir)

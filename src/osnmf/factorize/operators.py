@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from osnmf.errors import ConfigError
-from osnmf.factorize.checks import check
+from osnmf.factorize.checks import SWEEP_SOLVER
 
 __all__ = ["ExactOperator", "Sketch", "make_operator", "sketch_matrix"]
 
@@ -323,7 +323,7 @@ def make_operator(
         :func:`sketch_matrix`; None: default options (compressed only).
     random_state : seed of a sketch computed here.
     """
-    check("solver", solver)
+    SWEEP_SOLVER.check("solver", solver)
     if solver == "exact":
         return ExactOperator(X)
     if sketch is None:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from osnmf.errors import ConfigError
-from osnmf.factorize.checks import MAX_ITER, N_RESTARTS, RANDOM_STATE, TOL, check, check_backend
+from osnmf.factorize.checks import MAX_ITER, N_RESTARTS, RANDOM_STATE, SWEEP_SOLVER, TOL, check, check_backend
 
 __all__ = ["BlockResult", "BlockSpec", "SweepParams", "auto_block_size", "plan_blocks"]
 
@@ -62,7 +62,7 @@ class SweepParams:
     def __post_init__(self) -> None:
         """The one place where the sweep's parameters are checked (and normalised to builtins)."""
         check("perturbation", self.perturbation)
-        check("solver", self.solver)
+        SWEEP_SOLVER.check("solver", self.solver)
         check_backend(self.backend, self.device)
         if self.sketch is not None and not isinstance(self.sketch, Mapping):
             raise ConfigError(f"sketch={self.sketch!r}: must be a dict of sketch_matrix options or None")

@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import hypergeom
 
-from osnmf.errors import ConfigError, InputError
+from osnmf.constraints import refuse
+from osnmf.errors import InputError
 
 COMBINE_MODES = ("keep", "mean")
 
@@ -94,7 +95,7 @@ def combine_experiments(
     n_experiments : number of rows of ``A`` behind each entry.
     """
     if combine not in COMBINE_MODES:
-        raise ConfigError(f"combine must be one of {COMBINE_MODES}, got {combine!r}")
+        raise refuse("combine", combine, f"one of {', '.join(COMBINE_MODES)}")
     A, genes = check_coefficients(A, genes)
     if combine == "keep":
         n = A.shape[0]
@@ -197,7 +198,7 @@ def top_markers(markers: MarkerTable | pd.DataFrame, n: int = 3) -> pd.DataFrame
     pattern that has fewer assigned genes).
     """
     if int(n) < 1:
-        raise ConfigError(f"n must be >= 1, got {n}")
+        raise refuse("n", n, "an integer >= 1")
     table = _as_table(markers)
     top = table[table["assigned"] & (table["marker_rank"] >= 1) & (table["marker_rank"] <= int(n))]
     cols = [c for c in ("pattern", "marker_rank", "gene", "experiment", "importance", "coefficient") if c in top]
@@ -251,7 +252,7 @@ def marker_overlap(
     if not isinstance(external, pd.DataFrame) or gene_col not in external or label_col not in external:
         raise InputError(f"external markers must be a DataFrame with columns {gene_col!r} and {label_col!r}")
     if n_top is not None and int(n_top) < 1:
-        raise ConfigError(f"n_top must be >= 1 or None, got {n_top}")
+        raise refuse("n_top", n_top, "an integer >= 1 or None")
     universe = set(table["gene"].astype(str))
     M = len(universe)
     assigned = table[table["assigned"]]

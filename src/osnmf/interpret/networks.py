@@ -18,6 +18,7 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from numbers import Integral, Real
 from pathlib import Path
 
 import networkx as nx
@@ -25,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from osnmf.atomic import write_text
+from osnmf.constraints import Interval
 from osnmf.errors import ConfigError, InputError
 from osnmf.interpret.markers import assign_patterns, combine_experiments, importance_scores
 
@@ -101,14 +103,10 @@ def n_network_nodes(n_genes: int, top_fraction: float, min_nodes: int) -> int:
 
 
 def _check_params(top_fraction: float, min_nodes: int, edge_quantile: float, n_hubs: int) -> None:
-    if not 0 < top_fraction <= 1:
-        raise ConfigError(f"top_fraction must be in (0, 1], got {top_fraction}")
-    if int(min_nodes) < 2:
-        raise ConfigError(f"min_nodes must be >= 2 (a network needs two genes), got {min_nodes}")
-    if not 0 <= edge_quantile < 1:
-        raise ConfigError(f"edge_quantile must be in [0, 1), got {edge_quantile}")
-    if int(n_hubs) < 0:
-        raise ConfigError(f"n_hubs must be >= 0, got {n_hubs}")
+    Interval(Real, 0, 1, closed="right").check("top_fraction", top_fraction)
+    Interval(Integral, 2, why="a network needs two genes").check("min_nodes", min_nodes)
+    Interval(Real, 0, 1, closed="left").check("edge_quantile", edge_quantile)
+    Interval(Integral, 0).check("n_hubs", n_hubs)
 
 
 def coexpression_networks(

@@ -22,7 +22,8 @@ from scipy.spatial.distance import squareform
 
 from osnmf.atlas import Atlas
 from osnmf.atomic import write_text
-from osnmf.errors import ConfigError, InputError
+from osnmf.constraints import refuse
+from osnmf.errors import InputError
 
 __all__ = ["PatternOntology", "newick_quote", "pattern_ontology"]
 
@@ -81,7 +82,7 @@ class PatternOntology:
         when an atlas was given.
         """
         if leaf_label not in ("label", "name"):
-            raise ConfigError(f"leaf_label must be 'label' or 'name', got {leaf_label!r}")
+            raise refuse("leaf_label", leaf_label, "'label' or 'name'")
 
         def rec(node: dict, parent_height: float | None) -> str:
             if "children" in node:
@@ -156,7 +157,7 @@ def pattern_ontology(
     if not np.isfinite(pats).all():
         raise InputError("patterns contain NaN or inf")
     if method not in METHODS:
-        raise ConfigError(f"method must be one of {METHODS}, got {method!r}")
+        raise refuse("method", method, f"one of {', '.join(METHODS)}")
     k = pats.shape[0]
     if pattern_names is None:
         pattern_names = getattr(links, "pattern_names", None) or [f"PP{i + 1}" for i in range(k)]

@@ -10,6 +10,7 @@ with ``holdout`` a random share of voxels is kept out of the fit and scored inst
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from numbers import Real
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
@@ -17,7 +18,8 @@ from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
 from osnmf.atlas import Atlas
-from osnmf.errors import ConfigError, InputError
+from osnmf.constraints import POSITIVE, Interval
+from osnmf.errors import InputError
 from osnmf.progress import track
 
 __all__ = ["RegionPrediction", "linked_patterns", "region_auc", "region_prediction_test"]
@@ -150,10 +152,8 @@ def region_prediction_test(
                          f"got shape {pats.shape}")
     if not np.isfinite(pats).all():
         raise InputError("patterns contain NaN or inf")
-    if n_random < 1:
-        raise ConfigError(f"n_random must be >= 1, got {n_random}")
-    if not 0 <= holdout < 1:
-        raise ConfigError(f"holdout must be in [0, 1), got {holdout}")
+    n_random = POSITIVE.check("n_random", n_random)
+    Interval(Real, 0, 1, closed="left").check("holdout", holdout)
     k = pats.shape[0]
     names = [str(n) for n in pattern_names] if pattern_names is not None else (
         getattr(links, "pattern_names", None) or [f"PP{i + 1}" for i in range(k)])

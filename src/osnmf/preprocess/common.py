@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from osnmf.constraints import POSITIVE
 from osnmf.errors import ConfigError, InputError
 from osnmf.progress import ProgressBar
 
@@ -20,10 +21,10 @@ def check_spacing(spacing_um) -> tuple[float, float, float]:
         spacing = tuple(float(s) for s in spacing_um)
     except (TypeError, ValueError):
         raise ConfigError(
-            f"spacing_um must be three positive numbers (µm), got {spacing_um!r}"
+            f"spacing_um={spacing_um!r}: must be three positive numbers (µm)"
         ) from None
     if len(spacing) != 3 or not all(np.isfinite(s) and s > 0 for s in spacing):
-        raise ConfigError(f"spacing_um must be three positive numbers (µm), got {spacing_um!r}")
+        raise ConfigError(f"spacing_um={spacing_um!r}: must be three positive numbers (µm)")
     return spacing
 
 
@@ -54,8 +55,7 @@ def check_volumes(volumes, support) -> tuple[np.ndarray, np.ndarray]:
 
 def run_chunks(work, slices: list[slice], n_jobs: int, progress: bool, label: str) -> None:
     """Run ``work(slice)`` over chunks, in ``n_jobs`` threads, with an optional progress bar."""
-    if int(n_jobs) != n_jobs or n_jobs < 1:
-        raise ConfigError(f"n_jobs must be a positive integer, got {n_jobs!r}")
+    n_jobs = POSITIVE.check("n_jobs", n_jobs)
     with ProgressBar(label, len(slices), enabled=progress) as bar:
         if n_jobs == 1:
             for sl in slices:

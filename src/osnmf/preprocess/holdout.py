@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from osnmf.errors import ConfigError, InputError
+from osnmf.constraints import POSITIVE
+from osnmf.errors import InputError
 from osnmf.expression import to_volumes
 from osnmf.preprocess.common import check_spacing, check_volumes, chunk_slices, run_chunks
 from osnmf.preprocess.knn import knn_fill, neighbour_shells
@@ -190,10 +191,7 @@ def holdout_check(
         volumes = volumes.volumes
     spacing = check_spacing((200.0, 200.0, 200.0) if spacing_um is None else spacing_um)
     volumes, support = check_volumes(volumes, support)
-    if int(n_holdout) != n_holdout or n_holdout < 1:
-        raise ConfigError(f"n_holdout must be a positive integer, got {n_holdout!r}")
-    if int(n_neighbors) != n_neighbors or n_neighbors < 1:
-        raise ConfigError(f"n_neighbors must be a positive integer, got {n_neighbors!r}")
+    n_holdout, n_neighbors = POSITIVE.check("n_holdout", n_holdout), POSITIVE.check("n_neighbors", n_neighbors)
     n_exp = volumes.shape[0]
     truth_lookup = _truth_lookup(truth, truth_mask, volumes.shape)
 

@@ -28,11 +28,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from numbers import Real
 
 import numpy as np
 from scipy.spatial import cKDTree
 
-from osnmf.errors import ConfigError, InputError
+from osnmf.constraints import POSITIVE, Interval
+from osnmf.errors import InputError
 from osnmf.preprocess.common import check_spacing, check_volumes, chunk_slices, run_chunks
 
 __all__ = ["impute_knn", "default_support", "neighbour_shells", "knn_fill"]
@@ -291,10 +293,7 @@ def impute_knn(
         if spacing_um is None:
             spacing_um = expr.atlas.spacing_um
     spacing = check_spacing((200.0, 200.0, 200.0) if spacing_um is None else spacing_um)
-    if int(n_neighbors) != n_neighbors or n_neighbors < 1:
-        raise ConfigError(f"n_neighbors must be a positive integer, got {n_neighbors!r}")
-    if int(chunk) != chunk or chunk < 1:
-        raise ConfigError(f"chunk must be a positive integer, got {chunk!r}")
+    n_neighbors, chunk = POSITIVE.check("n_neighbors", n_neighbors), POSITIVE.check("chunk", chunk)
     volumes, support = check_volumes(volumes, support)
     out = volumes if inplace else volumes.copy()
     shells = neighbour_shells(spacing, max_radius_vox * min(spacing))
@@ -344,8 +343,7 @@ def default_support(
     if isinstance(volumes, SpatialExpression):
         volumes = volumes.volumes
     volumes, brain_mask = check_volumes(volumes, brain_mask)
-    if not 0 < max_missing <= 1:
-        raise ConfigError(f"max_missing must be in (0, 1], got {max_missing!r}")
+    Interval(Real, 0, 1, closed="right").check("max_missing", max_missing)
     if volumes.shape[0] == 0:
         raise InputError("no experiments: cannot compute a support")
     missing = np.zeros(volumes.shape[1:], dtype=np.int64)

@@ -23,6 +23,7 @@ import numpy as np
 from scipy import sparse
 
 from osnmf.atlas import Atlas
+from osnmf.constraints import refuse
 from osnmf.errors import ConfigError
 
 __all__ = [
@@ -180,7 +181,7 @@ def contiguous_sets(atlas: Atlas, size: int, include_nested: bool = True) -> np.
     int64 ``(n_sets, size)`` array of structure ids (rows unordered sets, deduplicated).
     """
     if not isinstance(size, (int, np.integer)) or size < 1:
-        raise ConfigError(f"size must be a positive integer, got {size!r}")
+        raise refuse("size", size, "an integer >= 1")
     adj = region_adjacency(atlas, include_nested=include_nested)
     idx = contiguous_index_sets(adj, int(size))
     return atlas.region_ids[idx]

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from osnmf.atlas import Atlas
+from osnmf.constraints import refuse
 from osnmf.errors import ConfigError, InputError
 from osnmf.progress import ProgressBar
 from osnmf.spatial.adjacency import ancestor_matrix, contiguous_index_sets, region_adjacency
@@ -174,9 +175,9 @@ def best_combinations(
     pats = check_patterns(patterns, atlas)
     sizes = tuple(sorted({int(s) for s in sizes}))
     if not sizes or any(s not in LINK_SIZES for s in sizes):
-        raise ConfigError(f"sizes={sizes}: must be drawn from {LINK_SIZES}; use beam_search beyond 3")
+        raise refuse("sizes", sizes, f"drawn from {LINK_SIZES} (beam_search searches beyond 3)")
     if top_n < 1 or keep < top_n:
-        raise ConfigError(f"need 1 <= top_n <= keep, got top_n={top_n}, keep={keep}")
+        raise refuse("top_n", top_n, f"an integer in [1, keep={keep}]")
     names = pattern_labels(pats.shape[0], pattern_names)
     k = pats.shape[0]
     stats = region_stats(pats, atlas)
@@ -281,9 +282,9 @@ def beam_search(
     """
     pats = check_patterns(patterns, atlas)
     if max_size < 4:
-        raise ConfigError(f"max_size must be >= 4 for a higher-order search, got {max_size}")
+        raise refuse("max_size", max_size, "an integer >= 4 (a higher-order search)")
     if beam_width < 1:
-        raise ConfigError(f"beam_width must be >= 1, got {beam_width}")
+        raise refuse("beam_width", beam_width, "an integer >= 1")
     if result is None:
         result = best_combinations(pats, atlas, sizes=(1, 2, 3), include_nested=include_nested,
                                    pattern_names=pattern_names)

@@ -24,7 +24,8 @@ from typing import Literal
 import numpy as np
 from scipy import sparse
 
-from osnmf.errors import ConfigError, InputError
+from osnmf.constraints import refuse
+from osnmf.errors import InputError
 from osnmf.progress import track
 
 Connectivity = Literal["face", "queen"]
@@ -44,7 +45,7 @@ def _half_offsets(ndim: int, connectivity: str) -> list[tuple[int, ...]]:
             if nonzero and nonzero[0] > 0:
                 out.append(off)
         return out
-    raise ConfigError(f"connectivity must be 'face' or 'queen', got {connectivity!r}")
+    raise refuse("connectivity", connectivity, "'face' or 'queen'")
 
 
 def _check_mask(mask: np.ndarray) -> np.ndarray:
@@ -107,7 +108,7 @@ def transform_weights(w: sparse.spmatrix, weights: WeightScheme = "binary") -> s
         deg = np.asarray(w.sum(axis=1)).ravel()
         inv = np.divide(1.0, deg, out=np.zeros_like(deg), where=deg > 0)
         return sparse.diags(inv) @ w
-    raise ConfigError(f"weights must be 'binary' or 'row', got {weights!r}")
+    raise refuse("weights", weights, "'binary' or 'row'")
 
 
 def _as_maps(values: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -312,7 +313,7 @@ def morans_i_distribution(
     """
     mask = _check_mask(mask)
     if variant not in ("continuous", "strongest"):
-        raise ConfigError(f"variant must be 'continuous' or 'strongest', got {variant!r}")
+        raise refuse("variant", variant, "'continuous' or 'strongest'")
     reps = list(replicates)
     if not reps:
         raise InputError("no replicate pattern sets given")

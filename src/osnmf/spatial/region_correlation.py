@@ -29,7 +29,8 @@ import numpy as np
 import pandas as pd
 
 from osnmf.atlas import Atlas
-from osnmf.errors import ConfigError, InputError
+from osnmf.constraints import refuse
+from osnmf.errors import InputError
 from osnmf.spatial.adjacency import ancestor_matrix
 
 __all__ = [
@@ -208,7 +209,7 @@ def _binary_overlap(patterns, atlas, binarize, threshold):
             dice[:, k] = np.add.reduceat(hit.astype(np.float64), memb.indptr[:-1]) / counts
         dice[lengths == 0] = 0.0
         return dice
-    raise ConfigError(f"binarize must be 'relative' or 'top', got {binarize!r}")
+    raise refuse("binarize", binarize, "'relative' or 'top'")
 
 
 def region_correlations(
@@ -238,7 +239,7 @@ def region_correlations(
     """
     pats = check_patterns(patterns, atlas)
     if not 0 < threshold <= 1:
-        raise ConfigError(f"threshold must be in (0, 1], got {threshold}")
+        raise refuse("threshold", threshold, "a number in (0, 1]")
     names = pattern_labels(pats.shape[0], pattern_names)
     stats = region_stats(pats, atlas)
     r = mask_pearson(stats.sums, stats.counts[:, None], stats.sq[None, :], stats.n)  # (R, K)
