@@ -130,3 +130,18 @@ def test_project_quiet_verbose_and_old_jobs_flag(projection_inputs, tmp_path):
     bad = _project(projection_inputs, tmp_path / "bad", "--hemispheres", "left")
     assert bad.returncode == 2 and bad.stderr.endswith("hemispheres='left': must be one of auto, off, drop\n")
     assert not (tmp_path / "both").exists() and not (tmp_path / "bad").exists()
+
+
+def test_project_checks_n_jobs_by_the_runs_rule(projection_inputs, tmp_path, monkeypatch, capsys):
+    """`project --n-jobs 0` reads as `run --n-jobs 0` does: the parameter table's one rule and format."""
+    run, data = projection_inputs
+    messages = []
+    for argv in (["project", str(run), "--data", str(data), "--out", str(tmp_path / "p"), "--n-jobs", "0"],
+                 ["run", "--out", str(tmp_path / "r"), "--n-jobs", "0"]):
+        monkeypatch.setattr(sys, "argv", ["osnmf", *argv])
+        with pytest.raises(SystemExit) as exc:
+            cli.main()
+        assert exc.value.code == 2
+        messages.append(capsys.readouterr().err)
+    assert messages == ["error: n_jobs=0: must be an integer >= 1\n"] * 2, messages
+    assert not (tmp_path / "p").exists() and not (tmp_path / "r").exists()
