@@ -1,4 +1,4 @@
-"""PCA and its bootstrap replicates from one Gram matrix (osnmf.factorize.gram_pca).
+"""PCA and its bootstrap replicates from one Gram matrix (osnmf.baselines.gram_pca).
 
 References: scikit-learn PCA on the explicitly resampled rows, scipy.linalg.eigh, the per-replicate
 loop (pca_fit + align_signs), brute-force matching over all permutations.
@@ -11,10 +11,8 @@ import pytest
 from scipy import linalg
 from sklearn.decomposition import PCA
 
-import osnmf.factorize.gram_pca as gp
-from osnmf.evaluate.compare import instability_curve, pca_instability_curve
-from osnmf.factorize.bootstrap import bootstrap_counts
-from osnmf.factorize.pca_baseline import (
+import osnmf.baselines.gram_pca as gp
+from osnmf.baselines.pca import (
     align_signs,
     pca_bootstrap,
     pca_bootstrap_patterns,
@@ -22,7 +20,9 @@ from osnmf.factorize.pca_baseline import (
     pca_patterns,
     voxel_pca_embedding,
 )
-from osnmf.factorize.stability import instability, pairwise_correlations
+from osnmf.evaluate.compare import instability_curve, pca_instability_curve
+from osnmf.factorize.choose_k.stability import instability, pairwise_correlations
+from osnmf.factorize.sweep.bootstrap import bootstrap_counts
 
 
 def _matrix(n=80, m=9000, k=5, noise=0.3, seed=0):

@@ -13,10 +13,10 @@ from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
 from osnmf.errors import ConfigError, InputError
-from osnmf.factorize.bootstrap import bootstrap_counts
-from osnmf.factorize.init import nndsvda
-from osnmf.factorize.nmf import NMFResult, ReplicateFits, fit_nmf, fit_nmf_replicates
-from osnmf.factorize.operators import sketch_matrix
+from osnmf.factorize.nmf.fits import NMFResult, ReplicateFits, fit_nmf, fit_nmf_replicates
+from osnmf.factorize.nmf.init import nndsvda
+from osnmf.factorize.nmf.operators import sketch_matrix
+from osnmf.factorize.sweep.bootstrap import bootstrap_counts
 
 
 def phantom(n_genes=150, shape=(10, 9, 12), k=6, noise=0.05, seed=0):
@@ -153,7 +153,7 @@ def test_batching_does_not_change_results(data):
 
 
 def test_rows_are_put_back_in_replicate_order():
-    from osnmf.factorize.solver import _to_replicate_order
+    from osnmf.factorize.nmf.solver import _to_replicate_order
 
     rng = np.random.default_rng(0)
     for _ in range(20):
@@ -296,7 +296,7 @@ def test_torch_missing_is_a_config_error(data, monkeypatch):
 
 def test_an_operator_made_once_gives_the_same_fits(data):
     from osnmf.factorize.checks import check_matrix
-    from osnmf.factorize.operators import make_operator
+    from osnmf.factorize.nmf.operators import make_operator
 
     counts = bootstrap_counts(data.shape[0], 2, 9)
     X = check_matrix(data, dtype=np.float32)
@@ -314,7 +314,7 @@ def test_an_operator_made_once_gives_the_same_fits(data):
 def test_exact_operator_gram_and_row_norms_equal_float64_products():
     """The Gram is built from pairs of row panels (here 3 panels of ≤ 2,048 rows) and mirrored;
     the row norms in blocks. Both against numpy's float64 products."""
-    from osnmf.factorize.operators import ExactOperator
+    from osnmf.factorize.nmf.operators import ExactOperator
 
     X = np.random.default_rng(4).random((4200, 40), dtype=np.float32)
     ref = X.astype(np.float64)

@@ -16,8 +16,8 @@ from osnmf import cli
 from osnmf.config import RunConfig, load_config
 from osnmf.constraints import Check, Interval, Options
 from osnmf.errors import ConfigError
-from osnmf.factorize.plan import K_RANGE_DEFAULT
 from osnmf.factorize.stanmf import StaNMF
+from osnmf.factorize.sweep.plan import K_RANGE_DEFAULT
 from osnmf.params_table import PARAMS, by_name, shown_default
 from osnmf.recipes import RECIPE_SETTINGS
 
@@ -49,8 +49,8 @@ def test_stanmf_signature_defaults_are_the_tables():
 def test_solver_defaults_below_the_table_are_the_tables():
     """The factorize layer sits below the table and keeps literal defaults; those of the shared names
     agree with it (the sweep's own grow/solver are the paper recipe's, which RunConfig leaves None)."""
-    from osnmf.factorize.nmf import fit_nmf, fit_nmf_replicates
-    from osnmf.factorize.params import SweepParams
+    from osnmf.factorize.nmf.fits import fit_nmf, fit_nmf_replicates
+    from osnmf.factorize.sweep.params import SweepParams
 
     params = by_name()
     for fn in (fit_nmf, fit_nmf_replicates):

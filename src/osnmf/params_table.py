@@ -19,7 +19,7 @@ from typing import Any, get_args, get_origin
 from osnmf.constraints import Check, Interval, Options
 from osnmf.errors import ConfigError
 from osnmf.factorize.checks import BACKENDS, SOLVERS, check_grow, check_tol
-from osnmf.factorize.selection import RULES
+from osnmf.factorize.choose_k.criteria import RULES
 from osnmf.preprocess.hemispheres import HEMISPHERE_MODES
 from osnmf.recipes import DEFAULT_RECIPE, RECIPE_SETTINGS, RECIPES
 

@@ -2,17 +2,17 @@
 
 Every criterion is defined once, here, from what a sweep already has: the replicate patterns
 ``D_r`` (R, K, m), the replicates' bootstrap row counts ``c_r`` (R, n) (reproducible from the
-sweep's seed, :func:`osnmf.factorize.sweep.replicate_counts`) and the solver's final loss.
+sweep's seed, :func:`osnmf.factorize.sweep.run.replicate_counts`) and the solver's final loss.
 
 ``gamma`` ± ``gamma_se`` (Wu et al. 2016, staNMF)
-    The Hungarian instability of :func:`osnmf.factorize.stability.instability` and its standard
+    The Hungarian instability of :func:`osnmf.factorize.choose_k.stability.instability` and its standard
     error (the reference code's bound ``sd · √(2/R)``).
 ``oob_error`` ± ``oob_error_se`` (out-of-bag bi-cross-validation; Owen & Perry 2009)
     Each bootstrap replicate leaves about 37 % of the rows (genes) out: the out-of-bag (OOB) rows
     ``I_r = {i : c_r[i] = 0}``. The voxels are split once into ``n_folds`` random folds ``J_f``.
     For each fold, the OOB rows' coefficients are the non-negative least-squares projection of
     ``X[I, not J_f]`` onto ``D_r[:, not J_f]``, and they predict the held-out block
-    ``X[I, J_f] ≈ A D_r[:, J_f]`` (:func:`osnmf.factorize.projection.nnls_project`). No entry of
+    ``X[I, J_f] ≈ A D_r[:, J_f]`` (:func:`osnmf.factorize.nmf.projection.nnls_project`). No entry of
     a held-out block entered either factor (the patterns never saw rows I, the coefficients
     never saw columns J_f), so, unlike the in-sample error, it does not fall merely because K
     grows; it still falls while the data hold more structure than K patterns capture. Per
@@ -67,8 +67,8 @@ import numpy as np
 import pandas as pd
 
 from osnmf.errors import InputError
-from osnmf.factorize.operators import ExactOperator
-from osnmf.factorize.stability import as_pattern_stack, select_k
+from osnmf.factorize.choose_k.stability import as_pattern_stack, select_k
+from osnmf.factorize.nmf.operators import ExactOperator
 
 __all__ = [
     "PANEL_COLUMNS",
@@ -176,7 +176,7 @@ def oob_errors(X: np.ndarray, patterns: np.ndarray, counts: np.ndarray, folds: n
     """Out-of-bag bi-cross-validation error of each replicate (see the module docstring).
 
     Computed from Gram quantities: per replicate, one product of its OOB rows with the patterns
-    (all folds at once), then per fold an NNLS in Gram form (:func:`~osnmf.factorize.projection.nnls_rows`)
+    (all folds at once), then per fold an NNLS in Gram form (:func:`~osnmf.factorize.nmf.projection.nnls_rows`)
     and ``‖X_IJ − A D_J‖² = ‖X_IJ‖² − 2⟨A, X_IJ D_Jᵀ⟩ + ⟨A D_J D_Jᵀ, A⟩``; no held-out block is
     formed.
 
@@ -184,7 +184,7 @@ def oob_errors(X: np.ndarray, patterns: np.ndarray, counts: np.ndarray, folds: n
     ----------
     X : (n, m) the data the sweep fitted.
     patterns : (R, K, m) replicate patterns (an array, or patterns on disk read one replicate at
-        a time, :class:`osnmf.factorize.stored_patterns.StoredPatterns`); counts : (R, n) their bootstrap
+        a time, :class:`osnmf.factorize.sweep.stored_patterns.StoredPatterns`); counts : (R, n) their bootstrap
         row counts.
     folds : (m,) int voxel folds (:func:`voxel_folds`).
     chunk_rows : OOB rows multiplied at once (bounds the temporaries: 64 MB of float32 rows at
@@ -195,7 +195,7 @@ def oob_errors(X: np.ndarray, patterns: np.ndarray, counts: np.ndarray, folds: n
     -------
     (R,) float64 relative held-out squared error; NaN for a replicate without OOB rows.
     """
-    from osnmf.factorize.projection import nnls_rows
+    from osnmf.factorize.nmf.projection import nnls_rows
 
     X = np.asarray(X)
     if not np.issubdtype(X.dtype, np.floating):

@@ -16,8 +16,8 @@ from threadpoolctl import threadpool_limits
 
 from osnmf.errors import ConfigError
 from osnmf.factorize.checks import check_positive_int
-from osnmf.factorize.executors import Executor, SerialExecutor, ThreadExecutor, as_executor
-from osnmf.factorize.params import BlockSpec, SweepParams, auto_block_size, plan_blocks
+from osnmf.factorize.sweep.executors import Executor, SerialExecutor, ThreadExecutor, as_executor
+from osnmf.factorize.sweep.params import BlockSpec, SweepParams, auto_block_size, plan_blocks
 
 __all__ = ["SweepPlan", "k_values"]
 
@@ -49,7 +49,7 @@ class SweepPlan:
     ks : the sorted K values.
     n_replicates : R, replicates per K.
     block_size : replicates fitted together in one block (≤ R).
-    params : the :class:`~osnmf.factorize.params.SweepParams` of every block.
+    params : the :class:`~osnmf.factorize.sweep.params.SweepParams` of every block.
     n_jobs : blocks fitted at once on threads (ignored with ``client``).
     client : a Dask client or executor the blocks run on, or None.
     """
@@ -65,7 +65,7 @@ class SweepPlan:
     def make(cls, shape: tuple[int, int], ks: list[int], params: SweepParams, n_replicates: Any,
              block_size: Any = None, n_jobs: Any = 1, client: Any = None) -> SweepPlan:
         """The plan for data of ``shape``, each setting checked by its one rule (block size None:
-        :func:`~osnmf.factorize.params.auto_block_size`)."""
+        :func:`~osnmf.factorize.sweep.params.auto_block_size`)."""
         n, m = shape
         R = check_positive_int(n_replicates, "n_replicates (stability needs pairs)", 2)
         n_jobs = check_positive_int(n_jobs, "n_jobs")
@@ -75,7 +75,7 @@ class SweepPlan:
 
     @property
     def blocks(self) -> list[BlockSpec]:
-        """Every block of the sweep, K-major (:func:`~osnmf.factorize.params.plan_blocks`)."""
+        """Every block of the sweep, K-major (:func:`~osnmf.factorize.sweep.params.plan_blocks`)."""
         return plan_blocks(self.ks, self.n_replicates, self.block_size)
 
     def executor(self) -> Executor:

@@ -2,9 +2,9 @@
 
 The paper's Fig. 3C comparison: each voxel is embedded in a low-dimensional space (its
 principal-component scores computed with voxels as samples and genes as features, as stLearn /
-AGEA-style pipelines do — :func:`osnmf.factorize.pca_baseline.voxel_pca_embedding` —; or its
+AGEA-style pipelines do — :func:`osnmf.baselines.pca.voxel_pca_embedding` —; or its
 staNMF pattern loadings), the voxels are split into k clusters and each cluster becomes a binary
-spatial pattern (1 inside the cluster) of a :class:`~osnmf.factorize.pattern_set.PatternSet`. A
+spatial pattern (1 inside the cluster) of a :class:`~osnmf.baselines.pattern_set.PatternSet`. A
 gene's coefficient on a cluster pattern is its mean expression in the cluster, the least-squares
 fit for disjoint indicator patterns.
 """
@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
+from osnmf.baselines.pattern_set import PatternSet
+from osnmf.baselines.pca import check_pca_matrix, float64_rows, voxel_pca_embedding
 from osnmf.errors import InputError
 from osnmf.factorize.checks import check_k
-from osnmf.factorize.pattern_set import PatternSet
-from osnmf.factorize.pca_baseline import check_pca_matrix, float64_rows, voxel_pca_embedding
 
 __all__ = ["cluster_patterns", "nmf_hierarchical_patterns", "pca_agglomerative_patterns", "pca_kmeans_patterns",
            "ward_labels"]

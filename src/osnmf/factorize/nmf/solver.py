@@ -23,14 +23,14 @@ from typing import Protocol
 
 import numpy as np
 
-from osnmf.factorize.kernels_numpy import swap_rows, swap_to_front
+from osnmf.factorize.nmf.kernels.numpy_cd import swap_rows, swap_to_front
 from osnmf.progress import ProgressBar
 
 __all__ = ["Kernels", "solve"]
 
 
 class Kernels(Protocol):
-    """What a backend supplies (see :class:`osnmf.factorize.kernels_numpy.NumpyKernels`)."""
+    """What a backend supplies (see :class:`osnmf.factorize.nmf.kernels.numpy_cd.NumpyKernels`)."""
 
     op: object
     host_in_place: bool  # working arrays are host arrays and ``keep`` keeps the rows it drops

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from osnmf.errors import OsnmfError
-from osnmf.runlayout import LOCK
+from osnmf.run.layout import LOCK
 
 UNREADABLE_GRACE_S = 10.0  # an empty/unreadable lock younger than this may still be being written
 

@@ -1,6 +1,6 @@
 """Replicate patterns read from a sweep's block files on demand, without loading or mapping them whole.
 
-:class:`StoredPatterns` (what :meth:`osnmf.factorize.store.SweepStore.patterns` returns) reads
+:class:`StoredPatterns` (what :meth:`osnmf.factorize.sweep.store.SweepStore.patterns` returns) reads
 column ranges and replicates of the uncompressed ``components`` array of each block file at known
 offsets (:func:`npy_member`).
 """

@@ -1,6 +1,6 @@
 """The K-selection panel of a finished sweep: one row per K from its stored replicates.
 
-The panel's measures are those of :mod:`osnmf.factorize.selection`; this module reads each K's
+The panel's measures are those of :mod:`osnmf.factorize.choose_k.criteria`; this module reads each K's
 replicate patterns and losses through the sweep's store and keeps each row there (a resumed fit
 does not recompute it).
 """
@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from osnmf.factorize import selection as sel
-from osnmf.factorize.memory import release_free_memory
-from osnmf.factorize.plan import SweepPlan
+from osnmf.factorize.choose_k import criteria as sel
+from osnmf.factorize.sweep.memory import release_free_memory
+from osnmf.factorize.sweep.plan import SweepPlan
 from osnmf.progress import track
 
 __all__ = ["selection_panel"]
@@ -22,17 +22,17 @@ __all__ = ["selection_panel"]
 
 def selection_panel(X: np.ndarray, plan: SweepPlan, store: Any, inst: pd.DataFrame, info: pd.DataFrame,
                     progress: bool = False) -> tuple[pd.DataFrame, dict[str, int | None]]:
-    """The K-selection panel (:func:`osnmf.factorize.selection.panel_frame`) and the K of every rule.
+    """The K-selection panel (:func:`osnmf.factorize.choose_k.criteria.panel_frame`) and the K of every rule.
 
     Parameters
     ----------
     X : (n, m) the data the sweep fitted.
-    plan : the sweep's :class:`~osnmf.factorize.plan.SweepPlan`.
+    plan : the sweep's :class:`~osnmf.factorize.sweep.plan.SweepPlan`.
     store : the sweep's store (on disk or in memory): patterns per K, the panel rows kept there.
     inst : γ per K (``StaNMF.instability_``); info : the per-replicate losses (``replicate_info_``).
     progress : show a progress bar over the K's.
     """
-    from osnmf.factorize.sweep import replicate_counts
+    from osnmf.factorize.sweep.run import replicate_counts
 
     R, bs, params = plan.n_replicates, plan.block_size, plan.params
     counts = replicate_counts(X.shape[0], range(R), params)

@@ -6,8 +6,8 @@ The later analyses (Moran's I, reconstruction accuracy, linking to regions) acce
 * ``coefficients`` ``(n, K)``: how much each gene uses each pattern, so that
   ``X ≈ coefficients @ patterns (+ extra["offset"])``.
 
-The baselines that make the others: :mod:`osnmf.factorize.pca_baseline` (PCA, its bootstrap) and
-:mod:`osnmf.factorize.cluster_baseline` (voxel clusters).
+The baselines that make the others: :mod:`osnmf.baselines.pca` (PCA, its bootstrap) and
+:mod:`osnmf.baselines.clusters` (voxel clusters).
 """
 
 from __future__ import annotations

@@ -30,9 +30,9 @@ NETWORKS = "networks"
 FIGURES = "figures"
 REPORT = "report.html"
 # the run's machinery: what makes a rerun resume (not results)
-CACHE = ".cache"  # one entry per stage (osnmf.stagecache)
-SWEEP = "sweep"  # the staNMF sweep store (osnmf.factorize.store)
-LOCK = ".lock"  # the run lock (osnmf.runlock)
+CACHE = ".cache"  # one entry per stage (osnmf.run.stagecache)
+SWEEP = "sweep"  # the staNMF sweep store (osnmf.factorize.sweep.store)
+LOCK = ".lock"  # the run lock (osnmf.run.lock)
 
 _FINISHED = "is it the --out folder of a finished 'osnmf run'?"
 

@@ -1,7 +1,7 @@
 """PyTorch kernels of the coordinate-descent solver (optional dependency; CPU or CUDA).
 
-The same operations as :mod:`osnmf.factorize.kernels_numpy`, with the data and the stacked
-factors on a torch device; the loop is :func:`osnmf.factorize.solver.solve`. ``torch`` is
+The same operations as :mod:`osnmf.factorize.nmf.kernels.numpy_cd`, with the data and the stacked
+factors on a torch device; the loop is :func:`osnmf.factorize.nmf.solver.solve`. ``torch`` is
 imported lazily; without it every entry point raises :class:`ConfigError`.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from osnmf.errors import ConfigError
-from osnmf.factorize.operators import ExactOperator, Sketch
+from osnmf.factorize.nmf.operators import ExactOperator, Sketch
 
 __all__ = ["TorchKernels", "TorchOperator", "cd_sweep", "import_torch", "resolve_device"]
 
@@ -109,7 +109,7 @@ class TorchOperator:
 
 
 def cd_sweep(F, G, XF, w):
-    """Torch version of :func:`osnmf.factorize.kernels_numpy.cd_sweep` (in place on ``F``).
+    """Torch version of :func:`osnmf.factorize.nmf.kernels.numpy_cd.cd_sweep` (in place on ``F``).
 
     Returns the violation per replicate as a float64 tensor (R,).
     """

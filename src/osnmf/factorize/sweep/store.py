@@ -35,18 +35,18 @@ import numpy as np
 from osnmf._version import __version__
 from osnmf.atomic import save_npz, write_text
 from osnmf.errors import InputError
-from osnmf.factorize.params import BlockResult, BlockSpec, SweepParams, plan_blocks
-from osnmf.factorize.stored_patterns import StoredPatterns, npy_member
+from osnmf.factorize.sweep.params import BlockResult, BlockSpec, SweepParams, plan_blocks
+from osnmf.factorize.sweep.stored_patterns import StoredPatterns, npy_member
 
 if TYPE_CHECKING:
-    from osnmf.factorize.nmf import NMFResult
+    from osnmf.factorize.nmf.fits import NMFResult
 
 __all__ = ["MemoryStore", "ReplicatePatterns", "SweepStore", "data_digest", "open_store"]
 
 
 def data_digest(X: np.ndarray) -> str:
     """A short stable hash of a matrix's float32 values and shape (the data part of a run key)."""
-    from osnmf.stagecache import digest
+    from osnmf.run.stagecache import digest
 
     X32 = np.ascontiguousarray(X, dtype=np.float32)
     return digest(X32)
@@ -75,7 +75,7 @@ class SweepStore:
     def open(cls, root: str | os.PathLike, X: np.ndarray, params: SweepParams,
              data_key: str | None = None) -> SweepStore:
         """Open (creating if needed) the run of ``X`` under ``params`` inside ``root``."""
-        from osnmf.stagecache import digest
+        from osnmf.run.stagecache import digest
 
         data_key = data_key or data_digest(X)
         key = digest(data_key, params.key_fields())
@@ -88,7 +88,7 @@ class SweepStore:
                 if not isinstance(info, dict):
                     raise ValueError("not a JSON object")
             except (OSError, ValueError) as exc:  # rewritten below; the blocks are checked one by one
-                from osnmf.stagecache import damaged
+                from osnmf.run.stagecache import damaged
 
                 info = damaged(manifest, "sweep manifest", f"unreadable: {' '.join(str(exc).split())}")
         if info is not None:
@@ -134,7 +134,7 @@ class SweepStore:
 
     def get(self, spec: BlockSpec, coefficients: bool = True) -> BlockResult | None:
         """A stored block, or None when absent, damaged or from another run (with one warning)."""
-        from osnmf.stagecache import damaged, read_npz_checked
+        from osnmf.run.stagecache import damaged, read_npz_checked
 
         path = self.block_path(spec)
         if not path.exists():
@@ -233,8 +233,8 @@ class SweepStore:
     def get_final(self, k: int, n_restarts: int) -> NMFResult | None:
         """The final model stored at ``k`` (fitted with ``n_restarts``), or None: absent, or damaged
         or from another run (then one warning, and it is fitted again)."""
-        from osnmf.factorize.nmf import NMFResult
-        from osnmf.stagecache import damaged, read_npz_checked
+        from osnmf.factorize.nmf.fits import NMFResult
+        from osnmf.run.stagecache import damaged, read_npz_checked
 
         path = self.final_path(k, f"r{n_restarts}")
         if not path.exists():

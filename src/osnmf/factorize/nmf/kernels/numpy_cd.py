@@ -1,7 +1,7 @@
 """numpy kernels of the coordinate-descent solver: the array operations one iteration needs.
 
 The loop itself (convergence, replicate retirement, loss, progress) is
-:func:`osnmf.factorize.solver.solve`; a backend only supplies these operations on its own arrays.
+:func:`osnmf.factorize.nmf.solver.solve`; a backend only supplies these operations on its own arrays.
 Layout: stacked replicates, ``At`` (R, k, n) = Aᵀ and ``D`` (R, k, m).
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from osnmf.factorize.kernels_numba import AVAILABLE as NUMBA
-from osnmf.factorize.kernels_numba import cd_sweep_fused
+from osnmf.factorize.nmf.kernels.numba_cd import AVAILABLE as NUMBA
+from osnmf.factorize.nmf.kernels.numba_cd import cd_sweep_fused
 
 __all__ = ["NumpyKernels", "cd_sweep"]
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from osnmf.atomic import write_text
 from osnmf.errors import ConfigError, OsnmfWarning
-from osnmf.runlayout import CACHE, LOCK, SWEEP
+from osnmf.run.layout import CACHE, LOCK, SWEEP
 
 MANIFEST = "manifest.json"
 MACHINERY = (CACHE, SWEEP, LOCK, MANIFEST)  # never listed, never removed by a rerun

@@ -15,7 +15,7 @@ Sketch rank: the smallest rank holding 99.9 % of ``‖X‖²_F``, capped at :dat
 noise makes the 99.9 % rank of an atlas large (hundreds), while the patterns of a K-pattern model
 live in far fewer directions (128 ≥ 4 per pattern up to K = 32). The cap does not depend on the
 K range, so extending a stored sweep to more K reuses its blocks (the sketch is in the run key).
-Every compressed sweep is checked against exact refits (:mod:`osnmf.factorize.certify`).
+Every compressed sweep is checked against exact refits (:mod:`osnmf.factorize.choose_k.certify`).
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ class SweepParams:
         the fit with the lowest loss is kept.
     grow : bool or "only"
         True: also start each replicate from its own solution at K-1 (same bootstrap sample) plus
-        the leading non-negative component of that solution's residual (:func:`~osnmf.factorize.residual.grow_lowrank`),
+        the leading non-negative component of that solution's residual (:func:`~osnmf.factorize.nmf.grow.grow_lowrank`),
         and keep it when its loss is lower. "only": the grown start replaces the cold starts
         wherever a K-1 solution exists (the cold starts then run at the first K only). Blocks
         of K then wait for K-1.

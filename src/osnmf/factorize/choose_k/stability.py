@@ -192,7 +192,7 @@ def pairwise_correlations(patterns: Any, centered: bool = False) -> np.ndarray:
     ----------
     patterns : array, shape (R, K, m)
         R replicate pattern sets (may be float32, a memory map, or patterns on disk with a
-        ``columns(a, b)`` method such as :class:`osnmf.factorize.stored_patterns.StoredPatterns`; read in
+        ``columns(a, b)`` method such as :class:`osnmf.factorize.sweep.stored_patterns.StoredPatterns`; read in
         column chunks).
     centered : bool
         See :func:`cross_correlation`.
@@ -218,7 +218,7 @@ def pairwise_correlations(patterns: Any, centered: bool = False) -> np.ndarray:
 
 def as_pattern_stack(patterns: Any):
     """An (R, K, m) stack of patterns, checked; patterns read on demand (with a ``columns`` method,
-    e.g. :class:`osnmf.factorize.stored_patterns.StoredPatterns`) are left where they are."""
+    e.g. :class:`osnmf.factorize.sweep.stored_patterns.StoredPatterns`) are left where they are."""
     if hasattr(patterns, "columns") and not isinstance(patterns, np.ndarray):
         if len(patterns.shape) != 3 or patterns.shape[-1] == 0:
             raise InputError(f"patterns must be a 3-D array of patterns, got shape {patterns.shape}")

@@ -2,10 +2,10 @@
 
 Each block is a pure function of its inputs, :func:`fit_block` ``(X, k, counts, params, seeds)
 -> BlockResult``, so it can run here, in a thread, or on a Dask worker
-(:mod:`osnmf.factorize.executors`), and :func:`run_sweep` writes its result to the store
-(:mod:`osnmf.factorize.store`) as soon as it arrives.
+(:mod:`osnmf.factorize.sweep.executors`), and :func:`run_sweep` writes its result to the store
+(:mod:`osnmf.factorize.sweep.store`) as soon as it arrives.
 
-Replicate ``r`` always uses the bootstrap counts of :func:`osnmf.factorize.bootstrap.bootstrap_counts`
+Replicate ``r`` always uses the bootstrap counts of :func:`osnmf.factorize.sweep.bootstrap.bootstrap_counts`
 (``default_rng([random_state, r])``), the same for every K (common random numbers across the
 curve), whatever the block layout.
 """
@@ -17,14 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from osnmf.factorize.bootstrap import bootstrap_counts
 from osnmf.factorize.checks import GROW_ONLY
-from osnmf.factorize.executors import Executor, SerialExecutor
-from osnmf.factorize.nmf import fit_nmf_replicates
-from osnmf.factorize.operators import ExactOperator, Sketch, make_operator
-from osnmf.factorize.params import BlockResult, BlockSpec, SweepParams
-from osnmf.factorize.residual import grow_lowrank
-from osnmf.factorize.store import MemoryStore, SweepStore
+from osnmf.factorize.nmf.fits import fit_nmf_replicates
+from osnmf.factorize.nmf.grow import grow_lowrank
+from osnmf.factorize.nmf.operators import ExactOperator, Sketch, make_operator
+from osnmf.factorize.sweep.bootstrap import bootstrap_counts
+from osnmf.factorize.sweep.executors import Executor, SerialExecutor
+from osnmf.factorize.sweep.params import BlockResult, BlockSpec, SweepParams
+from osnmf.factorize.sweep.store import MemoryStore, SweepStore
 from osnmf.progress import ProgressBar, track
 
 __all__ = ["fit_block", "replicate_counts", "run_sweep"]
@@ -33,7 +33,7 @@ __all__ = ["fit_block", "replicate_counts", "run_sweep"]
 def replicate_counts(n_rows: int, replicates: Sequence[int], params: SweepParams) -> np.ndarray:
     """Row multiplicities (len(replicates), n_rows) of the given replicates of a sweep.
 
-    Bootstrap perturbations: :func:`~osnmf.factorize.bootstrap.bootstrap_counts` seeded by
+    Bootstrap perturbations: :func:`~osnmf.factorize.sweep.bootstrap.bootstrap_counts` seeded by
     ``params.random_state``; ``perturbation="init"``: all ones (every row once).
     """
     if params.perturbation == "init":
@@ -89,9 +89,9 @@ def fit_block(
     warm : (A, D) of the same replicates at rank ``k - 1`` (shapes (R, n, k-1), (R, k-1, m));
         with ``params.grow`` one more start grows them (``grow="only"``: the only start; one
         iteration of the cold start then gives the stopping scale)
-        (:func:`osnmf.factorize.residual.grow_lowrank`: products only, no dense residual); it
+        (:func:`osnmf.factorize.nmf.grow.grow_lowrank`: products only, no dense residual); it
         stops when its violation falls to ``tol`` times the first violation of the replicate's
-        cold start (restart 0), i.e. at the cold fit's accuracy (:mod:`osnmf.factorize.solver`).
+        cold start (restart 0), i.e. at the cold fit's accuracy (:mod:`osnmf.factorize.nmf.solver`).
 
     Returns
     -------

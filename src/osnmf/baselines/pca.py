@@ -1,9 +1,9 @@
 """PCA, the paper's first baseline: components of X, and of its gene-bootstrap replicates on one Gram.
 
-Every function returns or feeds a :class:`~osnmf.factorize.pattern_set.PatternSet`. PCA keeps
+Every function returns or feeds a :class:`~osnmf.baselines.pattern_set.PatternSet`. PCA keeps
 its voxel means as ``extra["offset"]`` so that ``coefficients @ patterns + offset`` reconstructs X;
 components carry scikit-learn's sign convention (largest-magnitude entry positive). The voxel
-embedding used by the clustering baselines (:mod:`osnmf.factorize.cluster_baseline`) is here too:
+embedding used by the clustering baselines (:mod:`osnmf.baselines.clusters`) is here too:
 it is PCA with the voxels as samples.
 """
 
@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from osnmf.baselines.gram_pca import CentredGram, top_eigh, weighted_pca
+from osnmf.baselines.pattern_set import PatternSet
 from osnmf.errors import InputError
-from osnmf.factorize.bootstrap import bootstrap_counts
 from osnmf.factorize.checks import check_k, check_matrix
-from osnmf.factorize.gram_pca import CentredGram, top_eigh, weighted_pca
-from osnmf.factorize.pattern_set import PatternSet
+from osnmf.factorize.sweep.bootstrap import bootstrap_counts
 from osnmf.progress import track
 
 __all__ = ["BLOCK_COLUMNS", "PCABootstrap", "align_signs", "check_pca_matrix", "float64_rows", "largest_entry_signs",
@@ -184,7 +184,7 @@ class PCABootstrap:
 
     Attributes
     ----------
-    gram : the :class:`osnmf.factorize.gram_pca.CentredGram` of ``X``.
+    gram : the :class:`osnmf.baselines.gram_pca.CentredGram` of ``X``.
     coef : float64 ``(R, n, K)``; values : float64 ``(R, K)`` eigenvalues (sums of squares).
     reference : float64 ``(n, K)`` the full-data components (largest-|entry| positive);
     reference_values : float64 ``(K,)``.
@@ -207,7 +207,7 @@ class PCABootstrap:
 
     def correlations(self, replicates: int | None = None, centered: bool = False) -> np.ndarray:
         """``(R, R, K, K)``: ``out[p, q]`` = cross-correlation of replicates p and q (as
-        :func:`osnmf.factorize.stability.pairwise_correlations`) of the first ``replicates``."""
+        :func:`osnmf.factorize.choose_k.stability.pairwise_correlations`) of the first ``replicates``."""
         R = self.n_replicates if replicates is None else int(replicates)
         K = self.coef.shape[2]
         G = self.gram.inner(self._flat(R, None), centered=centered)
@@ -255,7 +255,7 @@ def pca_bootstrap(
     progress: bool = False,
 ) -> PCABootstrap:
     """PCA of ``X`` and of its gene-bootstrap replicates from one Gram matrix (see
-    :mod:`osnmf.factorize.gram_pca`): the same components and signs as
+    :mod:`osnmf.baselines.gram_pca`): the same components and signs as
     :func:`pca_bootstrap_patterns`, without a pass over ``X`` per replicate.
 
     Parameters
@@ -345,14 +345,14 @@ def pca_instability(
     """Instability of PCA patterns under the gene bootstrap staNMF uses.
 
     Fits PCA on ``n_replicates`` bootstrap replicates (:func:`pca_bootstrap_patterns`) and scores
-    them with :func:`osnmf.factorize.stability.instability` (the same dissimilarities as staNMF).
+    them with :func:`osnmf.factorize.choose_k.stability.instability` (the same dissimilarities as staNMF).
 
     Returns
     -------
     dict: ``hungarian``, ``hungarian_sd``, ``amari``, ``amari_sd`` (and the other keys of
     ``instability``).
     """
-    from osnmf.factorize.stability import instability
+    from osnmf.factorize.choose_k.stability import instability
 
     reps = pca_bootstrap_patterns(X, k, n_replicates, seed, align=align, progress=progress)
     return instability(reps, centered=centered)

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from osnmf.factorize.stability import instability
+from osnmf.factorize.choose_k.stability import instability
 from osnmf.progress import ProgressBar
 
 if TYPE_CHECKING:
-    from osnmf.factorize.plan import SweepPlan
+    from osnmf.factorize.sweep.plan import SweepPlan
 
 __all__ = ["certified_ks", "certify_in_store", "certify_sweep"]
 
@@ -31,9 +31,9 @@ CERTIFY_MAX_SHARE = 0.25  # certification skipped when its exact refits exceed t
 
 def certified_ks(inst: pd.DataFrame, ks: Sequence[int], k_selected: int) -> list[int]:
     """The K's certified after a compressed sweep: the contiguous range over the Ks near the γ
-    minimum (γ ≤ max(min + SE, 2 min), :func:`osnmf.factorize.selection.near_minimum`) and the
+    minimum (γ ≤ max(min + SE, 2 min), :func:`osnmf.factorize.choose_k.criteria.near_minimum`) and the
     selected K ± 1, within the sweep's K's."""
-    from osnmf.factorize.selection import NEAR_FACTOR, near_minimum
+    from osnmf.factorize.choose_k.criteria import NEAR_FACTOR, near_minimum
 
     near = near_minimum(inst["k"].to_numpy(), inst["hungarian"].to_numpy(), inst["hungarian_se"].to_numpy(),
                         NEAR_FACTOR)
@@ -111,8 +111,8 @@ def certify_sweep(
     agrees : bool, True when the argmin of γ over the certified K's is the same for the exact
         and the compressed fits of those replicates.
     """
-    from osnmf.factorize.operators import ExactOperator
-    from osnmf.factorize.sweep import fit_chain, replicate_counts
+    from osnmf.factorize.nmf.operators import ExactOperator
+    from osnmf.factorize.sweep.run import fit_chain, replicate_counts
 
     kset = set(int(k) for k in ks)
     wanted = (k_selected - 1, k_selected, k_selected + 1) if k_values is None else k_values

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from osnmf.factorize.params import SweepParams
-from osnmf.factorize.stability import instability
+from osnmf.factorize.choose_k.stability import instability
+from osnmf.factorize.sweep.params import SweepParams
 from osnmf.progress import ProgressBar
 
 if TYPE_CHECKING:
-    from osnmf.factorize.plan import SweepPlan
+    from osnmf.factorize.sweep.plan import SweepPlan
 
 __all__ = ["CHECK_COLUMNS", "alternative_start", "k_min_check", "k_min_check_in_store"]
 
@@ -61,7 +61,7 @@ def k_min_check(
     DataFrame with :data:`CHECK_COLUMNS`, one row per compared K (``abs_diff`` = |Δγ|), or None
     when there is nothing to compare (no later start inside the range).
     """
-    from osnmf.factorize.sweep import fit_chain, replicate_counts
+    from osnmf.factorize.sweep.run import fit_chain, replicate_counts
 
     plan = alternative_start(ks, k_selected)
     if plan is None or n_check < 2:

@@ -7,7 +7,7 @@ solver's layout: ``At`` (R, k, n) = Aᵀ and ``D`` (R, k, m), in the operator's 
   ``X[repeat(arange(n), c)]``, from the SVD of ``diag(sqrt(c)) X``;
 * random: ``|N(0, 1)| · sqrt(mean(X_resampled) / k)``, scikit-learn's scheme.
 
-Starts grown from a K-1 solution are made by :mod:`osnmf.factorize.residual`.
+Starts grown from a K-1 solution are made by :mod:`osnmf.factorize.nmf.grow`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import numpy as np
 
 from osnmf.errors import InputError
 from osnmf.factorize.checks import check_k, check_matrix
-from osnmf.factorize.operators import ExactOperator, Sketch
-from osnmf.factorize.sketch_svd import weighted_svd_sketch
+from osnmf.factorize.nmf.operators import ExactOperator, Sketch
+from osnmf.factorize.nmf.sketch_svd import weighted_svd_sketch
 
 __all__ = ["nndsvda", "nndsvda_init", "random_init"]
 
@@ -68,8 +68,8 @@ def _weighted_svd(
       subspace iteration (cost n²·l per replicate and iteration, no pass over X), then
       ``V_r = U_rᵀ M_r / S_r`` in one stacked pass over X;
     * n > m: per replicate eigendecomposition of ``M_rᵀ M_r = Xᵀ diag(c_r) X`` (m × m);
-    * a sketch ``Q B``: :func:`~osnmf.factorize.sketch_svd.weighted_svd_sketch` (rank-sized;
-      V is then a :class:`~osnmf.factorize.sketch_svd.RightVectors`, each V_r made when indexed).
+    * a sketch ``Q B``: :func:`~osnmf.factorize.nmf.sketch_svd.weighted_svd_sketch` (rank-sized;
+      V is then a :class:`~osnmf.factorize.nmf.sketch_svd.RightVectors`, each V_r made when indexed).
 
     Returns
     -------

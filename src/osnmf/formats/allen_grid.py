@@ -1,4 +1,4 @@
-"""Allen expression-grid zips, as the Allen API serves them (codec: :mod:`osnmf.io.metaimage`).
+"""Allen expression-grid zips, as the Allen API serves them (codec: :mod:`osnmf.formats.metaimage`).
 
 A zip holds ``energy.mhd``/``energy.raw`` (and ``density``/``intensity`` on request), each a
 float volume shaped ``(AP, DV, ML)``. The sentinel ``-1`` (no data) becomes NaN on reading and
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from osnmf.errors import InputError
-from osnmf.io.metaimage import element_type_name, open_zip, read_volume_from_zip, write_mhd_zip
+from osnmf.formats.metaimage import element_type_name, open_zip, read_volume_from_zip, write_mhd_zip
 
 MISSING_SENTINEL = -1.0
 

@@ -4,7 +4,7 @@ An executor has one method, ``map_unordered(fn, tasks) -> (index, result)`` in c
 (:class:`Executor`). :class:`SerialExecutor` runs the tasks one after the other,
 :class:`ThreadExecutor` on threads (the numeric kernels release the GIL), and
 :class:`DaskExecutor` on a Dask cluster, so a distributed sweep
-writes into the same resumable :class:`~osnmf.factorize.store.SweepStore` as a local one: the
+writes into the same resumable :class:`~osnmf.factorize.sweep.store.SweepStore` as a local one: the
 workers only compute, the client writes every block as soon as it arrives. Local and distributed
 runs of the same data and parameters are therefore interchangeable, and either can resume the
 other.
@@ -180,7 +180,7 @@ def _shared_positions(tasks: Sequence[tuple]) -> list[int]:
 def _save_npy_once(arr: np.ndarray, folder: Path) -> NpyRef:
     """Write ``arr`` to ``folder/<content hash>.npy`` (atomically, only if absent)."""
     from osnmf.atomic import atomic_path
-    from osnmf.stagecache import digest
+    from osnmf.run.stagecache import digest
 
     arr = np.ascontiguousarray(arr)
     path = folder / f"data-{digest(arr)}.npy"

@@ -24,10 +24,10 @@ from osnmf.factorize.checks import (
     check_tol,
     resolve_dtype,
 )
-from osnmf.factorize.init import nndsvda_init, random_init
-from osnmf.factorize.kernels_numpy import NumpyKernels
-from osnmf.factorize.operators import ExactOperator, Sketch, make_operator
-from osnmf.factorize.solver import solve
+from osnmf.factorize.nmf.init import nndsvda_init, random_init
+from osnmf.factorize.nmf.kernels.numpy_cd import NumpyKernels
+from osnmf.factorize.nmf.operators import ExactOperator, Sketch, make_operator
+from osnmf.factorize.nmf.solver import solve
 
 __all__ = [
     "NMFResult",
@@ -123,7 +123,7 @@ def fit_nmf(
     device : str, optional
         Torch device ("cpu", "cuda", "cuda:0"); default CUDA when available.
     sketch : Sketch or dict, optional
-        Precomputed sketch, or options for :func:`osnmf.factorize.operators.sketch_matrix`.
+        Precomputed sketch, or options for :func:`osnmf.factorize.nmf.operators.sketch_matrix`.
     dtype : float32 or float64
         Working precision (float32 is twice as fast; float64 reproduces sklearn on float64 data
         to rounding).
@@ -180,7 +180,7 @@ def fit_nmf_replicates(
 
     Parameters
     ----------
-    X : ndarray, shape (n, m), or an operator of :func:`~osnmf.factorize.operators.make_operator`
+    X : ndarray, shape (n, m), or an operator of :func:`~osnmf.factorize.nmf.operators.make_operator`
         Non-negative data, held once (float32 by default). An operator fixes the solver
         (``solver``/``sketch``/``dtype`` are then ignored) and keeps its caches.
     k : int
@@ -209,7 +209,7 @@ def fit_nmf_replicates(
     stop_reference : ndarray of float, shape (R,), optional
         Replicate r stops when its violation is at most ``tol × stop_reference[r]`` (NaN: its
         own first-iteration violation, scikit-learn's rule, also the default). For warm starts:
-        pass ``viol_init`` of the same replicates' cold fits (see :mod:`osnmf.factorize.solver`).
+        pass ``viol_init`` of the same replicates' cold fits (see :mod:`osnmf.factorize.nmf.solver`).
 
     Returns
     -------
@@ -242,7 +242,7 @@ def fit_nmf_replicates(
     elif init not in ("nndsvda", "random"):
         raise ConfigError(f"init must be 'nndsvda', 'random' or (A0, D0), got {init!r}")
     if backend == "torch":
-        from osnmf.factorize.kernels_torch import TorchKernels, TorchOperator, resolve_device
+        from osnmf.factorize.nmf.kernels.torch_cd import TorchKernels, TorchOperator, resolve_device
 
         op = TorchOperator(op, resolve_device(device))
         kernels = TorchKernels(op)
