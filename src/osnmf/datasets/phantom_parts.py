@@ -312,7 +312,7 @@ def _gene_symbols() -> dict[str, str]:
 
 
 def _read_real(paths: list[Path], atlas: Atlas) -> tuple[list[np.ndarray], list[str], list[str]]:
-    from osnmf.io.allen_grid import read_allen_grid_zip
+    from osnmf.formats.allen_grid import read_allen_grid_zip
 
     if not paths:
         return [], [], []

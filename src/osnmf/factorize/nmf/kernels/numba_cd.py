@@ -11,8 +11,9 @@ Arithmetic per element is scikit-learn's ``_update_cdnmf_fast``: ``grad = −XF[
 F[s]`` (summed in the order s = 0 … k−1), projected gradient ``min(grad, 0)`` where ``F[t] = 0``,
 step ``F[t] ← max(F[t] − grad / G[t, t], 0)`` (no step where ``G[t, t] = 0``).
 
-numba is a dependency of osnmf; if it cannot be imported, :data:`AVAILABLE` is False and the
-solver keeps the numpy sweep.
+numba is a dependency of osnmf (pyproject.toml): this kernel is always the sweep of the numpy
+backend; the numpy sweep (``numpy_cd.cd_sweep``) is kept as the readable reference it is tested
+against.
 """
 
 from __future__ import annotations
@@ -20,15 +21,9 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+from numba import njit, prange
 
-try:  # pragma: no cover - exercised by the import itself
-    from numba import njit, prange
-
-    AVAILABLE = True
-except ImportError:  # pragma: no cover - numba missing: the numpy sweep is used
-    AVAILABLE = False
-
-__all__ = ["AVAILABLE", "cd_sweep_fused"]
+__all__ = ["cd_sweep_fused"]
 
 # columns per task: k × 1,024 values of F stay in L2 (30 × 1,024 × 4 B = 120 KiB). Measured
 # (benchmarks/bench_kernels.py --chunks, 2 cores): 1,024 beats 128 by 1.2-1.4× (fewer
@@ -90,9 +85,8 @@ def _sweep_py(F, G, XF, w, has_w, parts):  # pragma: no cover - compiled below
         parts[r, j] = v
 
 
-if AVAILABLE:
-    _sweep_serial = njit(cache=True, nogil=True, fastmath=FASTMATH)(_sweep_py)
-    _sweep_parallel = njit(cache=True, nogil=True, fastmath=FASTMATH, parallel=True)(_sweep_py)
+_sweep_serial = njit(cache=True, nogil=True, fastmath=FASTMATH)(_sweep_py)
+_sweep_parallel = njit(cache=True, nogil=True, fastmath=FASTMATH, parallel=True)(_sweep_py)
 
 PARALLEL_WORK = 2_000_000  # R·L·k² above which the chunks are spread over threads
 
@@ -118,8 +112,6 @@ def cd_sweep_fused(F: np.ndarray, G: np.ndarray, XF: np.ndarray, w: np.ndarray |
     ndarray of float64, shape (R,)
         Sum of (weighted) absolute projected gradients before each coordinate step.
     """
-    if not AVAILABLE:  # pragma: no cover
-        raise RuntimeError("numba is not installed")
     if not F.flags.c_contiguous:
         raise ValueError("F must be C-contiguous (it is updated in place)")
     R, k, L = F.shape

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from osnmf.factorize.nmf.kernels.numba_cd import AVAILABLE as NUMBA
 from osnmf.factorize.nmf.kernels.numba_cd import cd_sweep_fused
 
 __all__ = ["NumpyKernels", "cd_sweep"]
@@ -135,5 +134,5 @@ class NumpyKernels:
         """``Σ P ∘ Q`` per replicate, float64 host array (R,)."""
         return np.einsum("rkm,rkm->r", P, Q, dtype=np.float64)
 
-    # the fused numba sweep (same arithmetic, one pass per chunk); numpy's when numba is absent
-    cd_sweep = staticmethod(cd_sweep_fused if NUMBA else cd_sweep)
+    # the fused numba sweep (same arithmetic, one pass per chunk; numba is a dependency)
+    cd_sweep = staticmethod(cd_sweep_fused)
