@@ -16,7 +16,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "osnmf"
 # low → high; a module may import from its own layer and the layers before it.
 LAYERS = [
     ("base", ["osnmf.errors", "osnmf.atomic", "osnmf._version", "osnmf.progress", "osnmf.run", "osnmf.recipes",
-              "osnmf.constraints"]),
+              "osnmf.constraints", "osnmf.linalg"]),
     ("formats", ["osnmf.formats"]),
     ("data types", ["osnmf.atlas", "osnmf.expression"]),
     ("readers", ["osnmf.io"]),

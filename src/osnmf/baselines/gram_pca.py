@@ -14,29 +14,22 @@ from ``G`` exactly (in exact arithmetic):
   are ``bᵢᵀ G bⱼ`` (no pass over the m columns), and the patterns themselves cost one product
   ``Bᵀ X'`` for the rows that are needed (:meth:`CentredGram.project`).
 * The top eigenpairs of all replicates' ``M`` come from one batched Lanczos iteration
-  (:func:`top_eigenpairs`) whose products ``G [y₁ … y_R]`` are a single matrix–matrix product.
+  (:func:`osnmf.linalg.top_eigenpairs`) whose products ``G [y₁ … y_R]`` are a single matrix–matrix product.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
-from scipy import linalg
 from threadpoolctl import threadpool_limits
 
 from osnmf.errors import InputError
+from osnmf.linalg import DENSE_MAX, LANCZOS_THREADS, dense_top_eigh, top_eigenpairs
 from osnmf.progress import track
 
-__all__ = ["CentredGram", "top_eigenpairs", "top_eigh", "weighted_pca"]
+__all__ = ["CentredGram", "weighted_pca"]
 
 BLOCK_COLUMNS = 4096  # columns of X converted to float64 at once
-DENSE_MAX = 600  # operators of at most this dimension are decomposed densely (LAPACK)
-LANCZOS_TOL = 1e-14  # residual ‖M u − θ u‖ ≤ tol · θ₁ for every wanted Ritz pair
 BATCH = 128  # replicates iterated together (one G @ Y product of this many columns per step)
-# BLAS threads while iterating: each step is one mid-sized product and many small ones, and on a
-# shared 2-core machine OpenBLAS's threads waiting for each other made it 3.7x slower than one.
-LANCZOS_THREADS = 1
 
 
 class CentredGram:
@@ -109,131 +102,6 @@ class CentredGram:
         return (out + out.T) / 2
 
 
-def top_eigenpairs(
-    apply: Callable[[np.ndarray, np.ndarray], np.ndarray],
-    start: np.ndarray,
-    k: int,
-    ncv: int | None = None,
-    tol: float = LANCZOS_TOL,
-    max_restarts: int = 500,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Top ``k`` eigenpairs of R symmetric operators at once: thick-restart Lanczos.
-
-    Every replicate runs the same number of steps, so the R operator applications of a step are
-    one call of ``apply`` (for :func:`weighted_pca`, one product with ``G``). Lanczos vectors are
-    fully reorthogonalised (classical Gram–Schmidt, twice); a restart keeps the top
-    ``k + (ncv − k) // 2`` Ritz vectors. Operator r has converged when every one of its top ``k``
-    Ritz pairs has residual ``‖A u − θ u‖ ≤ tol · θ₁``, the backward error of a dense solver.
-
-    Parameters
-    ----------
-    apply : ``apply(idx, Y)`` with ``idx`` int ``(b,)`` operator indices and ``Y`` ``(b, n)``
-        returns ``(b, n)``, row i = operator ``idx[i]`` applied to ``Y[i]``.
-    start : ``(R, n)`` start vectors (zero outside an operator's support).
-    k : wanted eigenpairs.
-    ncv : Lanczos basis size, default ``2k + 1``.
-
-    Returns
-    -------
-    values : ``(R, k)`` descending; vectors : ``(R, n, k)`` orthonormal columns.
-    """
-    start = np.asarray(start, dtype=np.float64)
-    R, n = start.shape
-    ncv = min(ncv or 2 * k + 1, n - 1)
-    if not 0 < k < ncv:
-        raise InputError(f"Lanczos needs 0 < k < ncv < n, got k={k}, ncv={ncv}, n={n}")
-    keep = k + (ncv - k) // 2
-    values, vectors = np.zeros((R, k)), np.zeros((R, n, k))
-    idx = np.arange(R)
-    V = np.zeros((R, ncv + 1, n))
-    V[:, 0] = start / np.linalg.norm(start, axis=1, keepdims=True)
-    H = np.zeros((R, ncv, ncv))
-    beta = np.zeros(R)
-    j0 = 0
-    for _ in range(max_restarts):
-        for j in range(j0, ncv):
-            beta = _lanczos_step(apply, idx, V, H, j, start)
-        theta, S = np.linalg.eigh(H)
-        theta, S = theta[:, ::-1], S[:, :, ::-1]
-        res = np.abs(beta[:, None] * S[:, -1, :k])
-        done = (res <= tol * np.abs(theta[:, :1])).all(axis=1)
-        if done.any():
-            values[idx[done]] = theta[done, :k]
-            vectors[idx[done]] = np.matmul(V[done, :ncv].transpose(0, 2, 1), S[done, :, :k])
-        if done.all():
-            return values, vectors
-        live = ~done
-        idx, V, H, theta, S, beta = idx[live], V[live], H[live], theta[live], S[live], beta[live]
-        start = start[live]
-        V[:, :keep] = np.matmul(S[:, :, :keep].transpose(0, 2, 1), V[:, :ncv])
-        V[:, keep] = V[:, ncv]
-        H[:] = 0.0
-        H[:, np.arange(keep), np.arange(keep)] = theta[:, :keep]
-        H[:, keep, :keep] = H[:, :keep, keep] = beta[:, None] * S[:, -1, :keep]
-        j0 = keep
-    raise RuntimeError(f"Lanczos did not converge in {max_restarts} restarts")  # pragma: no cover
-
-
-def _lanczos_step(apply, idx: np.ndarray, V: np.ndarray, H: np.ndarray, j: int,
-                  support: np.ndarray) -> np.ndarray:
-    """One Lanczos step for every operator: ``V[:, j+1]``, column ``j`` of ``H``; returns β.
-
-    The three-term part (α v_j + β v_{j-1}) is removed first, then one classical Gram–Schmidt
-    pass against the whole basis, and a second where the first removed more than half the norm
-    (DGKS); right after a restart (``H[:, j, :j]`` already filled) two full passes.
-    """
-    w = apply(idx, V[:, j])
-    R = len(idx)
-    h = np.zeros((R, j + 1))
-    if j > 0 and not H[:, j, : j - 1].any():  # tridiagonal part: local coefficients first
-        h[:, j] = np.einsum("rn,rn->r", V[:, j], w)
-        h[:, j - 1] = H[:, j - 1, j]
-        w -= h[:, j, None] * V[:, j] + h[:, j - 1, None] * V[:, j - 1]
-        passes = 1
-    else:
-        passes = 2
-    first = np.linalg.norm(w, axis=1)
-    redo = np.ones(R, bool)
-    for p in range(2):
-        for r in np.flatnonzero(redo):
-            B = V[r, : j + 1]
-            c = B @ w[r]
-            w[r] -= c @ B
-            h[r] += c
-        after = np.linalg.norm(w, axis=1)
-        redo = np.ones(R, bool) if passes == 2 else after < 0.7 * first  # DGKS criterion
-        if p == 0 and not redo.any():
-            break
-    H[:, : j + 1, j] = h
-    H[:, j, : j + 1] = h
-    beta = after
-    scale = np.abs(h).max(axis=1)
-    broke = beta <= 1e-12 * np.maximum(scale, np.finfo(float).tiny)
-    if broke.any():  # invariant subspace: go on with a vector orthogonal to the basis
-        w[broke] = _fresh_direction(V[broke, : j + 1], support[broke] != 0, j)
-        beta[broke] = 0.0
-    V[:, j + 1] = w / np.where(broke, 1.0, beta)[:, None]
-    if j + 1 < H.shape[1]:
-        H[:, j + 1, j] = H[:, j, j + 1] = beta
-    return beta
-
-
-def _fresh_direction(basis: np.ndarray, support: np.ndarray, j: int) -> np.ndarray:
-    """Unit vectors ``(b, n)`` on each operator's support, orthogonal to its ``basis``."""
-    rng = np.random.default_rng(j)
-    w = rng.standard_normal(support.shape) * support
-    for _ in range(2):
-        w -= np.matmul(basis.transpose(0, 2, 1), np.matmul(basis, w[:, :, None]))[:, :, 0]
-    return w / np.linalg.norm(w, axis=1, keepdims=True)
-
-
-def _dense_top(M: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top k eigenpairs of a symmetric matrix by LAPACK, descending."""
-    n = M.shape[0]
-    vals, vecs = linalg.eigh(M, subset_by_index=[n - k, n - 1])
-    return vals[::-1], vecs[:, ::-1]
-
-
 def _weighted_gram(G: np.ndarray, w: np.ndarray) -> np.ndarray:
     """``D^½ P G Pᵀ D^½`` ``(n, n)`` explicitly (for the dense path)."""
     W = w.sum()
@@ -274,7 +142,7 @@ def weighted_pca(
         w = weights[list(chunk)]
         support = int((w > 0).sum(axis=1).min())
         if support <= DENSE_MAX or k >= support // 3:
-            pairs = [_dense_top(_weighted_gram(G, wr), k) for wr in w]
+            pairs = [dense_top_eigh(_weighted_gram(G, wr), k) for wr in w]
             vals, vecs = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
         else:
             with threadpool_limits(LANCZOS_THREADS):
@@ -306,15 +174,3 @@ def _coefficients(vecs: np.ndarray, vals: np.ndarray, weights: np.ndarray) -> np
     y -= weights[:, :, None] * (y.sum(axis=1, keepdims=True) / weights.sum(axis=1)[:, None, None])
     scale = np.divide(1.0, np.sqrt(np.clip(vals, 0, None)), out=np.zeros_like(vals), where=vals > 0)
     return y * scale[:, None, :]
-
-
-def top_eigh(M: np.ndarray, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Top ``k`` eigenpairs ``(k,), (n, k)`` of one symmetric matrix, descending (dense LAPACK up
-    to :data:`DENSE_MAX`, else :func:`top_eigenpairs`)."""
-    n = M.shape[0]
-    if n <= DENSE_MAX or k >= n // 3:
-        return _dense_top(M, k)
-    start = np.random.default_rng(seed).standard_normal((1, n))
-    with threadpool_limits(LANCZOS_THREADS):
-        vals, vecs = top_eigenpairs(lambda idx, Y: Y @ M, start, k)
-    return vals[0], vecs[0]

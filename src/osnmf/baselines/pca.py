@@ -13,11 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from osnmf.baselines.gram_pca import CentredGram, top_eigh, weighted_pca
+from osnmf.baselines.gram_pca import CentredGram, weighted_pca
 from osnmf.baselines.pattern_set import PatternSet
 from osnmf.errors import InputError
 from osnmf.factorize.checks import check_k, check_matrix
 from osnmf.factorize.sweep.bootstrap import bootstrap_counts
+from osnmf.linalg import top_eigh
 from osnmf.progress import track
 
 __all__ = ["BLOCK_COLUMNS", "PCABootstrap", "align_signs", "check_pca_matrix", "float64_rows", "largest_entry_signs",

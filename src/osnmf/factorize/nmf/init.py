@@ -20,35 +20,9 @@ from osnmf.errors import InputError
 from osnmf.factorize.checks import check_k, check_matrix
 from osnmf.factorize.nmf.operators import ExactOperator, Sketch
 from osnmf.factorize.nmf.sketch_svd import weighted_svd_sketch
+from osnmf.linalg import subspace_top_eig_batch
 
 __all__ = ["nndsvda", "nndsvda_init", "random_init"]
-
-
-def _top_eig_batch(
-    G: np.ndarray, sw: np.ndarray, k: int, l: int, n_iter: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k eigenpairs of ``K_r = diag(s_r) G diag(s_r)`` for every r (subspace iteration).
-
-    All replicates share one GEMM per iteration (``G`` times the stacked blocks). The start
-    block is the top-l eigenspace of the unweighted ``G`` (itself found by subspace iteration).
-    """
-    n = G.shape[0]
-    R = sw.shape[0]
-    V = np.linalg.qr(G @ rng.standard_normal((n, l)))[0]
-    for _ in range(n_iter):
-        V = np.linalg.qr(G @ V)[0]
-    V = np.broadcast_to(V, (R, n, l)).copy()
-    for _ in range(n_iter):
-        W = (G @ (sw[:, :, None] * V).transpose(1, 0, 2).reshape(n, R * l)).reshape(n, R, l)
-        V = np.linalg.qr(sw[:, :, None] * W.transpose(1, 0, 2))[0]
-    W = (G @ (sw[:, :, None] * V).transpose(1, 0, 2).reshape(n, R * l)).reshape(n, R, l)
-    T = V.transpose(0, 2, 1) @ (sw[:, :, None] * W.transpose(1, 0, 2))  # Rayleigh quotient
-    T = 0.5 * (T + T.transpose(0, 2, 1))
-    evals, evecs = np.linalg.eigh(T)
-    order = np.argsort(evals, axis=1)[:, ::-1][:, :k]
-    evals = np.take_along_axis(evals, order, axis=1)
-    evecs = np.take_along_axis(evecs, order[:, None, :], axis=2)
-    return V @ evecs, np.maximum(evals, 0)
 
 
 def _weighted_svd(
@@ -111,7 +85,7 @@ def _weighted_svd(
         V = op.left(P.astype(op.dtype).reshape(R * k, n)).reshape(R, k, m)
     elif n <= m:
         l = min(n, k + n_oversamples)
-        U, lam = _top_eig_batch(op.left_gram(), sw, k, l, n_iter, rng)
+        U, lam = subspace_top_eig_batch(op.left_gram(), sw, k, l, n_iter, rng)
         S = np.sqrt(lam)
         P = ((sw[:, :, None] * U) / np.where(S > 0, S, 1)[:, None, :]).transpose(0, 2, 1)
         V = op.left(P.astype(op.dtype).reshape(R * k, n)).reshape(R, k, m)

@@ -14,6 +14,7 @@ import numpy as np
 
 from osnmf.errors import ConfigError
 from osnmf.factorize.checks import SOLVERS, check_choice
+from osnmf.linalg import dense_top_eigh
 
 __all__ = ["ExactOperator", "Sketch", "make_operator", "sketch_matrix"]
 
@@ -174,24 +175,6 @@ class Sketch:
         return f"Sketch(shape=({n}, {m}), rank={self.rank}, energy={self.energy:.5f})"
 
 
-def _top_eigh(G: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` largest eigenpairs of the symmetric ``G`` (N × N), descending, eigenvalues ≥ 0.
-
-    Only those k are computed (LAPACK ``syevr`` on an index range) when k < N: at N = 4,345 the
-    full ``syevd`` needs 2·N² float64 of workspace (0.3 GB) besides all N eigenvectors. ``G`` is
-    overwritten (scipy would otherwise copy it: 0.15 GiB at N = 4,345).
-    """
-    from scipy.linalg import eigh
-
-    N = G.shape[0]
-    if k >= N:
-        lam, E = np.linalg.eigh(G)
-    else:
-        # G is symmetric, so its transpose (a Fortran-ordered view) is G: LAPACK works in it
-        lam, E = eigh(G.T, subset_by_index=[N - k, N - 1], driver="evr", overwrite_a=True)
-    return np.maximum(lam[::-1], 0), E[:, ::-1]
-
-
 def _range_finder(X: np.ndarray, width: int, n_iter: int, rng: np.random.Generator) -> np.ndarray:
     """Orthonormal basis (n × width) of the dominant column space of ``X`` (power iterations)."""
     n, m = X.shape
@@ -259,8 +242,9 @@ def sketch_matrix(
         # exact truncated SVD from the small Gram matrix (its eigenvalues are σ²)
         small_left = n <= m
         G = exact.left_gram() if small_left else exact.weighted_right_gram(np.ones(n))
-        exact.forget_gram()  # _top_eigh overwrites G: the operator must not keep it
-        lam, E = _top_eigh(G, rank if rank is not None else min(max(1, int(max_rank)), full))
+        exact.forget_gram()  # dense_top_eigh overwrites G: the operator must not keep it
+        lam, E = dense_top_eigh(G, rank if rank is not None else min(max(1, int(max_rank)), full), overwrite=True)
+        lam = np.maximum(lam, 0)
         del G
         cum = np.cumsum(lam)
         if rank is not None:
