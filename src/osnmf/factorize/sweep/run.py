@@ -47,15 +47,14 @@ def _restart_seed(params: SweepParams, k: int, start: int, stop: int, restart: i
 
 
 def _operator(X: Any, params: SweepParams, sketch: Any) -> ExactOperator | Sketch:
-    """The data operator of a block: prepared once per sweep (passed as ``sketch``) or made here."""
+    """The data operator of a block: prepared once per sweep (passed as ``sketch``) or made here
+    (a Dask worker). ``X`` was checked once, by the public boundary (``StaNMF.fit``): not again."""
     if isinstance(sketch, ExactOperator | Sketch):
         return sketch
     if isinstance(X, ExactOperator | Sketch):
         return X
-    from osnmf.factorize.checks import check_matrix
-
     opts = sketch if sketch is not None else params.sketch
-    return make_operator(check_matrix(X, dtype=np.float32), params.solver,
+    return make_operator(np.ascontiguousarray(X, dtype=np.float32), params.solver,
                          None if opts is None else dict(opts), params.random_state)
 
 
