@@ -6,7 +6,7 @@ recipe (``recipe="fast"``: bootstrap + grow, final model, K-selection panel, K b
 the solver be chosen — ``"paper"`` fixes ``solver="exact"``) runs with ``solver="exact"`` and
 ``solver="compressed"`` (sketch rank: the auto rule's, 99.9 % energy capped at 128). Prints the
 wall time of each, their ratio, the K each selects and max |Δγ| over the K range, plus
-``resolve_solver``'s choice, so the rule in :mod:`osnmf.factorize.autosolver` can be checked
+``resolve_solver``'s choice, so the rule in :mod:`osnmf.factorize.sweep.autosolver` can be checked
 against the measurement.
 
 Usage::
@@ -24,8 +24,8 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from osnmf.factorize.autosolver import resolve_solver
 from osnmf.factorize.stanmf import StaNMF
+from osnmf.factorize.sweep.autosolver import resolve_solver
 
 
 def main() -> None:

@@ -56,8 +56,8 @@ def phantom_matrix(n: int, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarra
 def run_stage(X: np.ndarray, D: np.ndarray, ks: list[int], k: int, reps: int, moran_reps: int,
               seed: int) -> tuple[dict[str, float], dict]:
     """``Pipeline.baselines``'s computation, each phase timed; returns (times, results)."""
+    from osnmf import baselines as bl
     from osnmf.evaluate.compare import instability_curve
-    from osnmf.factorize import baselines as bl
 
     times: dict[str, float] = {}
     out: dict = {}
@@ -135,7 +135,7 @@ def main() -> None:
     print(f"stage {total:.1f} s, peak RSS {(peak - start_rss) / 2**30:.2f} GiB above the start; "
           f"load {load_before} -> {load_after}", flush=True)
 
-    from osnmf.factorize.bootstrap import bootstrap_counts
+    from osnmf.factorize.sweep.bootstrap import bootstrap_counts
 
     counts = bootstrap_counts(X.shape[0], args.sklearn_reps, args.seed)
     sk = sklearn_loop(X, max(ks), counts, out["boot"]) if args.sklearn_reps else {}

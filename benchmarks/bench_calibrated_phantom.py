@@ -35,10 +35,10 @@ from scipy.optimize import linear_sum_assignment
 from threadpoolctl import threadpool_limits
 
 from osnmf import Atlas, make_phantom
-from osnmf.factorize.pca_baseline import pca_instability
-from osnmf.factorize.stability import cross_correlation
+from osnmf.baselines.pca import pca_instability
+from osnmf.factorize.choose_k.stability import cross_correlation
 from osnmf.factorize.stanmf import StaNMF
-from osnmf.io.allen_grid import read_allen_grid_zip
+from osnmf.formats.allen_grid import read_allen_grid_zip
 from osnmf.preprocess import default_support, holdout_check, impute_knn, prepare_matrix
 from osnmf.spatial.moran import morans_i
 

@@ -26,10 +26,10 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from osnmf.factorize.executors import DaskExecutor, SerialExecutor
-from osnmf.factorize.params import SweepParams
 from osnmf.factorize.stanmf import StaNMF
-from osnmf.factorize.sweep import fit_block
+from osnmf.factorize.sweep.executors import DaskExecutor, SerialExecutor
+from osnmf.factorize.sweep.params import SweepParams
+from osnmf.factorize.sweep.run import fit_block
 
 
 def low_rank(n: int, m: int, k: int, seed: int = 0) -> np.ndarray:
@@ -54,7 +54,7 @@ def workers_cpu_seconds(client) -> float:
 
 
 def warm_imports() -> None:
-    import osnmf.factorize.nmf  # noqa: F401
+    import osnmf.factorize.nmf.fits  # noqa: F401
 
 
 def tiny_task(X: np.ndarray, i: int):

@@ -27,10 +27,10 @@ from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
 import osnmf
-from osnmf.factorize.params import SweepParams
-from osnmf.factorize.stability import instability, select_k
+from osnmf.factorize.choose_k.stability import instability, select_k
 from osnmf.factorize.stanmf import StaNMF
-from osnmf.factorize.sweep import replicate_counts
+from osnmf.factorize.sweep.params import SweepParams
+from osnmf.factorize.sweep.run import replicate_counts
 
 
 def load() -> np.ndarray:
@@ -96,7 +96,7 @@ def main() -> None:
     print(f"max |d gamma| (Hungarian) = {side['d_hungarian'].abs().max():.4f}")
     print(f"selected K: ours {ours.k_}, sklearn {select_k(ref)} "
           f"(Amari: ours {select_k(ours.instability_, 'amari')}, sklearn {select_k(ref, 'amari')})")
-    from osnmf.factorize.stability import cross_correlation, hungarian_dissimilarity
+    from osnmf.factorize.choose_k.stability import cross_correlation, hungarian_dissimilarity
 
     r = [1 - hungarian_dissimilarity(cross_correlation(ours.replicates_[k][i], ref_pats[k][i]))
          for k in ks for i in range(args.replicates)]

@@ -6,7 +6,7 @@ images × 405 pixels. For each recipe — ``paper`` (``recipe="paper"``, the est
 grow=True``: both starts, the default until the fourth session) and ``fast`` (``recipe="fast"``:
 ``grow="only"``, the default from then until ``"paper"`` became it; ``default`` is accepted as its
 old name) — and several seeds, this runs ``StaNMF(k_range, n_replicates, random_state=seed, ...)``
-and prints the K-selection panel (:mod:`osnmf.factorize.selection`: γ ± SE, out-of-bag
+and prints the K-selection panel (:mod:`osnmf.factorize.choose_k.criteria`: γ ± SE, out-of-bag
 bi-cross-validation error, consensus cophenetic correlation and dispersion, in-sample error) and
 the K every rule selects. The panel and every rule's K do not depend on the recipe's ``k_rule``;
 only the K of the final model does (γ argmin under ``paper``, ``median3_near`` under the others).
@@ -32,7 +32,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 import osnmf
-from osnmf.factorize.selection import RULES
+from osnmf.factorize.choose_k.criteria import RULES
 from osnmf.factorize.stanmf import StaNMF
 
 #: name -> StaNMF's recipe settings ("default": the old name of "fast")

@@ -31,11 +31,11 @@ from sklearn.decomposition._nmf import _initialize_nmf
 from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
-from osnmf.factorize.bootstrap import bootstrap_counts
 from osnmf.factorize.checks import check_matrix
-from osnmf.factorize.init import nndsvda_init
-from osnmf.factorize.nmf import fit_nmf_replicates
-from osnmf.factorize.operators import make_operator
+from osnmf.factorize.nmf.fits import fit_nmf_replicates
+from osnmf.factorize.nmf.init import nndsvda_init
+from osnmf.factorize.nmf.operators import make_operator
+from osnmf.factorize.sweep.bootstrap import bootstrap_counts
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ import numpy as np
 from sklearn.neighbors import KNeighborsRegressor
 
 import osnmf
-from osnmf.factorize.masked import masked_nmf
+from osnmf.factorize.nmf.masked import masked_nmf
 from osnmf.preprocess import default_support, holdout_check, impute_knn, prepare_matrix
 
 
@@ -182,8 +182,8 @@ def speed_and_qc(args) -> dict:
 
 
 def nmf_comparison(args) -> dict:
-    from osnmf.factorize.init import nndsvda
-    from osnmf.factorize.nmf import fit_nmf
+    from osnmf.factorize.nmf.fits import fit_nmf
+    from osnmf.factorize.nmf.init import nndsvda
 
     ph = osnmf.make_phantom(
         n_genes=args.nmf_genes, n_patterns=11, noise=args.noise, missing=0.1, seed=args.seed + 1

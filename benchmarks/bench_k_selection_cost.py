@@ -4,10 +4,10 @@ Measured here: an ``n × m_sample`` low-rank + noise matrix (default the paper's
 every 20th of its 62,529 voxels), at one K (default 20), with ``R`` replicates:
 
 * ``fit``: one bootstrap replicate NMF fit (``fit_nmf_replicates``, 200 iterations at most);
-* ``gamma``: :func:`osnmf.factorize.stability.instability` of the R replicates;
-* ``oob``: :func:`osnmf.factorize.selection.oob_errors` (per replicate);
+* ``gamma``: :func:`osnmf.factorize.choose_k.stability.instability` of the R replicates;
+* ``oob``: :func:`osnmf.factorize.choose_k.criteria.oob_errors` (per replicate);
 * ``consensus``: consensus matrix + cophenetic correlation + dispersion (1,000 voxels);
-* ``recon``: :func:`osnmf.factorize.selection.reconstruction_errors`.
+* ``recon``: :func:`osnmf.factorize.choose_k.criteria.reconstruction_errors`.
 
 Projection (labelled as such) to the paper's sweep, K = 8..30 × 100 replicates on
 4,345 × 62,529: fit and OOB scale with m·K, γ with R²·K²·m (one Gram matrix of all R·K patterns)
@@ -30,10 +30,10 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from osnmf.factorize import selection as sel
-from osnmf.factorize.nmf import fit_nmf_replicates
-from osnmf.factorize.stability import instability
-from osnmf.factorize.sweep import SweepParams, replicate_counts
+from osnmf.factorize.choose_k import criteria as sel
+from osnmf.factorize.choose_k.stability import instability
+from osnmf.factorize.nmf.fits import fit_nmf_replicates
+from osnmf.factorize.sweep.run import SweepParams, replicate_counts
 
 PAPER_N, PAPER_M, PAPER_KS, PAPER_R = 4345, 62529, range(8, 31), 100
 

@@ -22,8 +22,8 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from osnmf.factorize.kernels_numba import cd_sweep_fused
-from osnmf.factorize.kernels_numpy import cd_sweep as numpy_sweep
+from osnmf.factorize.nmf.kernels.numba_cd import cd_sweep_fused
+from osnmf.factorize.nmf.kernels.numpy_cd import cd_sweep as numpy_sweep
 
 
 def best_of(fn, F, *args, reps=3):
@@ -41,7 +41,7 @@ def sweep_with_chunk(chunk: int):
     """``cd_sweep_fused`` compiled with ``CHUNK = chunk`` (a fresh copy of the module, no cache)."""
     import re
 
-    import osnmf.factorize.kernels_numba as kn
+    import osnmf.factorize.nmf.kernels.numba_cd as kn
 
     with open(kn.__file__, encoding="utf-8") as fh:
         src = fh.read()
@@ -83,7 +83,7 @@ def main() -> None:
     try:
         import torch
 
-        from osnmf.factorize.kernels_torch import cd_sweep as torch_sweep
+        from osnmf.factorize.nmf.kernels.torch_cd import cd_sweep as torch_sweep
     except ImportError:
         torch = None
     print(f"load average {os.getloadavg()}; threads {a.threads}")

@@ -29,9 +29,9 @@ from sklearn.decomposition import NMF
 from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
-from osnmf.factorize.bootstrap import bootstrap_counts
-from osnmf.factorize.nmf import fit_nmf_replicates
-from osnmf.factorize.operators import sketch_matrix
+from osnmf.factorize.nmf.fits import fit_nmf_replicates
+from osnmf.factorize.nmf.operators import sketch_matrix
+from osnmf.factorize.sweep.bootstrap import bootstrap_counts
 
 
 def load_matrix(n_genes: int, k: int, cache: str | None, preset: str | None = None) -> np.ndarray:

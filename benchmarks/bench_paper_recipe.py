@@ -8,7 +8,7 @@ session on 2 cores. This script measures it on sampled K instead, in one process
 * the paper-size matrix: the calibrated synthetic atlas through the pipeline's load and impute
   stages (cached in ``--out``, so a rerun starts at once);
 * for every K of ``--ks``: ``--replicates`` bootstrap replicates fitted as the sweep fits them
-  (``osnmf.factorize.sweep.run_sweep``, the paper recipe's parameters, ``--n-jobs`` threads, BLAS
+  (``osnmf.factorize.sweep.run.run_sweep``, the paper recipe's parameters, ``--n-jobs`` threads, BLAS
   pinned to one thread each as in ``StaNMF.fit``), and scikit-learn's ``NMF(solver="cd",
   init="nndsvda")`` on the explicitly resampled rows of the same replicates (the paper's loop);
 * per K: seconds per fit of both and their ratio, iterations, the matched pattern r between the two
@@ -53,10 +53,10 @@ def ours(X: np.ndarray, k: int, replicates: int, n_jobs: int) -> tuple[float, np
     """Seconds, patterns (R, k, m) and iterations of the sweep's blocks at K (the paper recipe)."""
     from threadpoolctl import threadpool_limits
 
-    from osnmf.factorize.executors import SerialExecutor, ThreadExecutor
-    from osnmf.factorize.operators import ExactOperator
-    from osnmf.factorize.params import BlockResult, SweepParams, plan_blocks
-    from osnmf.factorize.sweep import run_sweep
+    from osnmf.factorize.nmf.operators import ExactOperator
+    from osnmf.factorize.sweep.executors import SerialExecutor, ThreadExecutor
+    from osnmf.factorize.sweep.params import BlockResult, SweepParams, plan_blocks
+    from osnmf.factorize.sweep.run import run_sweep
 
     params = SweepParams(grow=False, solver="exact", random_state=0)
     per_job = -(-replicates // n_jobs)
@@ -76,8 +76,8 @@ def sklearn_loop(X: np.ndarray, k: int, replicates: int) -> tuple[list[float], n
     from sklearn.decomposition import NMF
     from sklearn.exceptions import ConvergenceWarning
 
-    from osnmf.factorize.params import SweepParams
-    from osnmf.factorize.sweep import replicate_counts
+    from osnmf.factorize.sweep.params import SweepParams
+    from osnmf.factorize.sweep.run import replicate_counts
 
     counts = replicate_counts(X.shape[0], range(replicates), SweepParams(random_state=0))
     times, comps, iters = [], [], []
@@ -111,7 +111,7 @@ def projection(per_fit: dict[int, float], k_min: int, k_max: int, replicates: in
 
 
 def main() -> None:
-    from osnmf.factorize.stability import instability
+    from osnmf.factorize.choose_k.stability import instability
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=Path("/tmp/osnmf_paper_recipe"))

@@ -128,7 +128,7 @@ def sklearn_per_fit(X: np.ndarray, k: int, n_fits: int, seed: int) -> dict:
     from sklearn.decomposition import NMF
     from sklearn.exceptions import ConvergenceWarning
 
-    from osnmf.factorize.sweep import SweepParams, replicate_counts
+    from osnmf.factorize.sweep.run import SweepParams, replicate_counts
 
     counts = replicate_counts(X.shape[0], range(n_fits), SweepParams(random_state=seed))
     times, iters = [], []
@@ -164,7 +164,7 @@ def memory_target(sweep: dict, x_gib: float, shape, k_max: int, replicates: int)
     is 0.5 × size(X) + the factors (``n_jobs`` blocks of the default block size at ``k_max``).
     """
     from osnmf.config import RunConfig
-    from osnmf.factorize.params import auto_block_size
+    from osnmf.factorize.sweep.params import auto_block_size
 
     n, m = shape
     jobs = RunConfig().n_jobs

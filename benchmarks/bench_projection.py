@@ -19,7 +19,7 @@ import time
 import numpy as np
 from scipy.optimize import nnls
 
-from osnmf.factorize.projection import nnls_project
+from osnmf.factorize.nmf.projection import nnls_project
 
 
 def main() -> None:

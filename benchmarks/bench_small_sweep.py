@@ -28,9 +28,9 @@ import numpy as np
 from sklearn.decomposition import NMF
 from threadpoolctl import threadpool_limits
 
-from osnmf.factorize.stability import instability, select_k
+from osnmf.factorize.choose_k.stability import instability, select_k
 from osnmf.factorize.stanmf import StaNMF
-from osnmf.factorize.sweep import SweepParams, replicate_counts
+from osnmf.factorize.sweep.run import SweepParams, replicate_counts
 
 
 def main() -> None:

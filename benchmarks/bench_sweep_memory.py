@@ -67,7 +67,7 @@ def main() -> None:
     from bench_paper_size import PeakSampler, rss_bytes
 
     from osnmf.factorize import stanmf
-    from osnmf.factorize import store as store_mod
+    from osnmf.factorize.sweep import store as store_mod
 
     # caches written before osnmf.expression.to_matrix returned C order hold X in Fortran order
     X = np.ascontiguousarray(np.load(run / ".cache" / "impute.npz")["X"])

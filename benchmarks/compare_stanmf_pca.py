@@ -39,7 +39,7 @@ def _truth_rows(cmp, truth: np.ndarray, clean: np.ndarray) -> pd.DataFrame:
     from scipy.optimize import linear_sum_assignment
 
     from osnmf.evaluate.metrics import reconstruction_accuracy, summarize
-    from osnmf.factorize.stability import cross_correlation
+    from osnmf.factorize.choose_k.stability import cross_correlation
 
     out = {}
     for name, ps in cmp.pattern_sets.items():

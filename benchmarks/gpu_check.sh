@@ -33,7 +33,7 @@ timeout 240 "$PY" - <<'PY'
 import os, time, warnings
 import numpy as np
 from bench_nmf_bootstrap import load_matrix
-from osnmf.factorize.sweep import SweepParams, fit_block, replicate_counts
+from osnmf.factorize.sweep.run import SweepParams, fit_block, replicate_counts
 X = load_matrix(4345, 11, os.environ.get("OSNMF_GPU_OUT", "/tmp/osnmf_gpu_check") + "/X4345.npy")
 R, k = 20, 11
 params = SweepParams(random_state=0, grow=False)

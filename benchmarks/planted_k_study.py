@@ -39,7 +39,7 @@ Usage::
 
 K-selection criteria (``--criteria``): for every difficulty level × noise level × seed, one
 StaNMF sweep over K = planted ± span, and the K that every rule of
-:mod:`osnmf.factorize.selection` picks from its panel (γ argmin / one-SE rules, out-of-bag
+:mod:`osnmf.factorize.choose_k.criteria` picks from its panel (γ argmin / one-SE rules, out-of-bag
 bi-cross-validation error, consensus cophenetic correlation and dispersion, γ + OOB). Levels,
 each with 8 planted patterns from ``PATTERN_LIBRARY`` (same noise model as ``make_phantom``:
 log-normal multiplicative noise with CV ``noise`` and 2 % additive background, no missing data):
@@ -88,7 +88,7 @@ from scipy.optimize import linear_sum_assignment
 from threadpoolctl import threadpool_limits
 
 import osnmf
-from osnmf.factorize.stability import cross_correlation
+from osnmf.factorize.choose_k.stability import cross_correlation
 from osnmf.factorize.stanmf import StaNMF
 
 _PAPER = dict(recipe="paper")  # grow=False, exact solver, K = γ argmin
@@ -195,7 +195,8 @@ def level_data(level: str, seed: int, n_genes: int, stride: int, noise: float,
                background: float = 0.02):
     """(X (n_genes, voxels/stride), planted patterns (8, voxels/stride)) of one difficulty level."""
     from osnmf.atlas import Atlas
-    from osnmf.datasets.phantom import PATTERN_LIBRARY, build_pattern, plant_coefficients
+    from osnmf.datasets.phantom_parts import plant_coefficients
+    from osnmf.datasets.phantom_patterns import PATTERN_LIBRARY, build_pattern
 
     if level == "calibrated":  # the preset sets its own noise model; ``noise`` is ignored
         ph = osnmf.make_phantom(n_genes=n_genes, n_patterns=PLANTED[level], missing=0.0,
@@ -221,7 +222,7 @@ def run_criteria(args) -> pd.DataFrame:
     """One sweep (``--sweep-recipe``) per (level, noise, replicates, seed); its K-selection panel, one row per K.
 
     The panel (γ ± SE, OOB error, cophenetic, dispersion, ...) is kept rather than the rules'
-    picks, so any rule of :mod:`osnmf.factorize.selection` can be evaluated from the CSV later.
+    picks, so any rule of :mod:`osnmf.factorize.choose_k.criteria` can be evaluated from the CSV later.
     """
     rows = []
     out = None
@@ -265,7 +266,7 @@ def _recipe_keys(df: pd.DataFrame) -> list[str]:
 
 def sweep_picks(panels: pd.DataFrame) -> pd.DataFrame:
     """The K every rule picks, one row per sweep, from the panel rows written by ``--criteria``."""
-    from osnmf.factorize.selection import k_rules
+    from osnmf.factorize.choose_k.criteria import k_rules
 
     recs = []
     keys = _recipe_keys(panels) + SWEEP_KEYS
@@ -281,7 +282,7 @@ def criteria_summary(df: pd.DataFrame) -> pd.DataFrame:
 
     ``df``: panel rows (``--criteria`` CSVs), or one row of picks per sweep (older CSVs, 10 replicates).
     """
-    from osnmf.factorize.selection import RULES, median3
+    from osnmf.factorize.choose_k.criteria import RULES, median3
 
     if "gamma" in df:
         df = sweep_picks(df)
@@ -317,7 +318,7 @@ def main() -> None:
     ap.add_argument("--span", type=int, default=2, help="K range = planted ± span")
     ap.add_argument("--csv", default=None, help="also write the table here")
     ap.add_argument("--criteria", action="store_true",
-                    help="K-selection study: every rule of osnmf.factorize.selection per level")
+                    help="K-selection study: every rule of osnmf.factorize.choose_k.criteria per level")
     ap.add_argument("--sweep-recipe", choices=SWEEP_RECIPES, default="fast",
                     help="StaNMF's recipe of the --criteria sweeps: fast (grown starts, the study's sweep so far) "
                          "or paper (grow=False, exact solver)")

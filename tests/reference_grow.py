@@ -1,6 +1,6 @@
 """The dense grow step, written out for tests: the K-1 factors plus the leading pair of the positive
 residual, by power iteration on the full n × m residual (osnmf grows from K-1 without forming it:
-:func:`osnmf.factorize.residual.grow_lowrank`)."""
+:func:`osnmf.factorize.nmf.grow.grow_lowrank`)."""
 
 import numpy as np
 

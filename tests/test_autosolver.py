@@ -10,10 +10,10 @@ from sklearn.decomposition import NMF
 from threadpoolctl import threadpool_limits
 
 from osnmf.errors import ConfigError
-from osnmf.factorize.autosolver import resolve_solver, sketch_options
-from osnmf.factorize.stability import instability
+from osnmf.factorize.choose_k.stability import instability
 from osnmf.factorize.stanmf import StaNMF
-from osnmf.factorize.sweep import SweepParams, replicate_counts
+from osnmf.factorize.sweep.autosolver import resolve_solver, sketch_options
+from osnmf.factorize.sweep.run import SweepParams, replicate_counts
 
 
 @pytest.fixture(autouse=True)
@@ -86,10 +86,10 @@ def test_certification_equals_sklearn_refits():
 def test_certification_in_blocks_equals_one_batch_with_grow():
     """Grown certification refits (warm starts sliced per block) are the same fits in blocks of 2
     as in one batch of 5."""
-    from osnmf.factorize.certify import certify_sweep
-    from osnmf.factorize.operators import sketch_matrix
-    from osnmf.factorize.params import plan_blocks
-    from osnmf.factorize.sweep import run_sweep
+    from osnmf.factorize.choose_k.certify import certify_sweep
+    from osnmf.factorize.nmf.operators import sketch_matrix
+    from osnmf.factorize.sweep.params import plan_blocks
+    from osnmf.factorize.sweep.run import run_sweep
 
     X = _data()
     ks, R = [2, 3, 4, 5], 12
@@ -114,7 +114,7 @@ def test_certification_disagreement_is_an_osnmf_warning(monkeypatch):
     """`osnmf run` shows OsnmfWarning lines (other warnings only with --verbose): the certification
     warning must be one, or a user never sees it (the paper-size run's log had none)."""
     from osnmf.errors import OsnmfWarning
-    from osnmf.factorize import certify as certify_module
+    from osnmf.factorize.choose_k import certify as certify_module
 
     real = certify_module.certify_sweep
 

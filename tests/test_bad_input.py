@@ -13,8 +13,8 @@ import pytest
 
 from osnmf import cli
 from osnmf.errors import InputError
+from osnmf.formats.metaimage import encode_mhd
 from osnmf.io.load import load_expression
-from osnmf.io.metaimage import encode_mhd
 
 SHAPE = (67, 41, 58)
 

@@ -12,17 +12,14 @@ from scipy import stats
 from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_rand_score
 
-from osnmf.errors import ConfigError, InputError
-from osnmf.evaluate.metrics import patterns_per_gene, reconstruction_accuracy, summarize
-from osnmf.factorize.bootstrap import bootstrap_counts
-from osnmf.factorize.cluster_baseline import (
+from osnmf.baselines.clusters import (
     cluster_patterns,
     nmf_hierarchical_patterns,
     pca_agglomerative_patterns,
     pca_kmeans_patterns,
 )
-from osnmf.factorize.pattern_set import PatternSet, nmf_patterns
-from osnmf.factorize.pca_baseline import (
+from osnmf.baselines.pattern_set import PatternSet, nmf_patterns
+from osnmf.baselines.pca import (
     align_signs,
     pca_bootstrap_patterns,
     pca_fit,
@@ -30,6 +27,9 @@ from osnmf.factorize.pca_baseline import (
     pca_patterns,
     voxel_pca_embedding,
 )
+from osnmf.errors import ConfigError, InputError
+from osnmf.evaluate.metrics import patterns_per_gene, reconstruction_accuracy, summarize
+from osnmf.factorize.sweep.bootstrap import bootstrap_counts
 
 
 def _same_up_to_sign(a, b, atol):
@@ -147,7 +147,7 @@ def test_weighted_pca_equals_pca_of_repeated_rows(shape):
 
 def test_bootstrap_counts_are_the_sweeps():
     import osnmf
-    from osnmf.factorize.sweep import SweepParams, replicate_counts
+    from osnmf.factorize.sweep.run import SweepParams, replicate_counts
 
     ours = bootstrap_counts(25, 4, random_state=7)
     ref = replicate_counts(25, range(4), SweepParams(random_state=7))
@@ -158,7 +158,7 @@ def test_bootstrap_counts_are_the_sweeps():
 
 
 def test_pca_instability_against_sklearn_replicates():
-    from osnmf.factorize.stability import instability
+    from osnmf.factorize.choose_k.stability import instability
 
     X = _low_rank(50, 40, k=3, noise=0.3)
     counts = documented_counts(50, 5, seed=1)  # the reference never calls osnmf's draw

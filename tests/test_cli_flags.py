@@ -46,7 +46,7 @@ def test_version():
 def test_choice_lists_are_the_validated_ones():
     from osnmf.datasets.download import PLANE_CHOICES
     from osnmf.factorize.checks import BACKENDS, SOLVERS
-    from osnmf.factorize.selection import RULES
+    from osnmf.factorize.choose_k.criteria import RULES
     from osnmf.preprocess.hemispheres import HEMISPHERE_MODES
 
     assert cli.CHOICES["--solver"] == ("auto", *SOLVERS)

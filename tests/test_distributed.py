@@ -23,11 +23,11 @@ from dask.distributed import Client, LocalCluster  # a test dependency: imported
 from threadpoolctl import threadpool_limits
 
 from osnmf.errors import ConfigError
-from osnmf.factorize.executors import DaskExecutor, as_executor
-from osnmf.factorize.params import SweepParams, plan_blocks
 from osnmf.factorize.stanmf import StaNMF
-from osnmf.factorize.store import SweepStore
-from osnmf.factorize.sweep import run_sweep
+from osnmf.factorize.sweep.executors import DaskExecutor, as_executor
+from osnmf.factorize.sweep.params import SweepParams, plan_blocks
+from osnmf.factorize.sweep.run import run_sweep
+from osnmf.factorize.sweep.store import SweepStore
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -299,7 +299,7 @@ def test_thread_executor_draws_a_task_only_for_a_free_worker():
     held only while it runs); every result comes back once."""
     import time
 
-    from osnmf.factorize.executors import ThreadExecutor
+    from osnmf.factorize.sweep.executors import ThreadExecutor
 
     drawn = []
 

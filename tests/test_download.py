@@ -17,8 +17,8 @@ import pytest
 
 from osnmf.datasets.download import download_aba, grid_url, packaged_experiments
 from osnmf.errors import ConfigError, DownloadError, InputError
+from osnmf.formats.allen_grid import read_allen_grid_zip
 from osnmf.io.aba_folder import read_aba_folder
-from osnmf.io.allen_grid import read_allen_grid_zip
 
 REAL = {"74272479": "Nrp1", "71717084": "Pdyn"}
 REPO = Path(__file__).resolve().parents[1]

@@ -27,8 +27,8 @@ from osnmf import cli
 from osnmf.datasets.allen_query import query_url
 from osnmf.datasets.download import _plane_table, download_aba, packaged_experiments
 from osnmf.errors import OsnmfWarning
+from osnmf.formats.allen_grid import read_plane_of_section
 from osnmf.io.aba_folder import read_aba_folder
-from osnmf.io.allen_grid import read_plane_of_section
 
 PAGE = 2
 # the seed paper's download query (shifwang/allen_institute_collaboration,

@@ -14,13 +14,13 @@ from sklearn.exceptions import ConvergenceWarning
 import osnmf
 from osnmf.config import RunConfig
 from osnmf.errors import ConfigError
-from osnmf.factorize.bootstrap import bootstrap_counts
-from osnmf.factorize.params import SweepParams
-from osnmf.factorize.sweep import replicate_counts
+from osnmf.factorize.sweep.bootstrap import bootstrap_counts
+from osnmf.factorize.sweep.params import SweepParams
+from osnmf.factorize.sweep.run import replicate_counts
 
 
 def test_one_bootstrap_draw_everywhere():
-    from osnmf.factorize.pca_baseline import pca_bootstrap_patterns
+    from osnmf.baselines.pca import pca_bootstrap_patterns
 
     sweep = replicate_counts(40, range(6), SweepParams(random_state=3))
     for other in (osnmf.bootstrap_counts(40, 6, 3), bootstrap_counts(40, range(6), 3)):

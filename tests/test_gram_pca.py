@@ -1,4 +1,4 @@
-"""PCA and its bootstrap replicates from one Gram matrix (osnmf.factorize.gram_pca).
+"""PCA and its bootstrap replicates from one Gram matrix (osnmf.baselines.gram_pca).
 
 References: scikit-learn PCA on the explicitly resampled rows, scipy.linalg.eigh, the per-replicate
 loop (pca_fit + align_signs), brute-force matching over all permutations.
@@ -11,10 +11,8 @@ import pytest
 from scipy import linalg
 from sklearn.decomposition import PCA
 
-import osnmf.factorize.gram_pca as gp
-from osnmf.evaluate.compare import instability_curve, pca_instability_curve
-from osnmf.factorize.bootstrap import bootstrap_counts
-from osnmf.factorize.pca_baseline import (
+import osnmf.baselines.gram_pca as gp
+from osnmf.baselines.pca import (
     align_signs,
     pca_bootstrap,
     pca_bootstrap_patterns,
@@ -22,7 +20,10 @@ from osnmf.factorize.pca_baseline import (
     pca_patterns,
     voxel_pca_embedding,
 )
-from osnmf.factorize.stability import instability, pairwise_correlations
+from osnmf.evaluate.compare import instability_curve, pca_instability_curve
+from osnmf.factorize.choose_k.stability import instability, pairwise_correlations
+from osnmf.factorize.sweep.bootstrap import bootstrap_counts
+from osnmf.linalg import top_eigenpairs
 
 
 def _matrix(n=80, m=9000, k=5, noise=0.3, seed=0):
@@ -58,7 +59,7 @@ def test_top_eigenpairs_match_eigh_with_clusters_and_low_rank():
         mats.append((Q * vals) @ Q.T)
     mats = np.array(mats)
     start = rng.standard_normal((4, n))
-    vals, vecs = gp.top_eigenpairs(lambda idx, Y: np.einsum("rij,rj->ri", mats[idx], Y), start, k)
+    vals, vecs = top_eigenpairs(lambda idx, Y: np.einsum("rij,rj->ri", mats[idx], Y), start, k)
     for r in range(4):
         ref_vals, ref_vecs = linalg.eigh(mats[r], subset_by_index=[n - k, n - 1])
         np.testing.assert_allclose(vals[r], ref_vals[::-1], rtol=1e-12, atol=1e-10)

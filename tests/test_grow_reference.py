@@ -1,7 +1,7 @@
 """The default recipe (``grow=True``) and the compressed solver against scikit-learn and planted truth.
 
 * A replicate's grown start is rebuilt here from scratch (scikit-learn's K−1 fit of the resampled
-  rows, the leading singular vector of its residual by numpy's SVD, as osnmf.factorize.residual
+  rows, the leading singular vector of its residual by numpy's SVD, as osnmf.factorize.nmf.grow
   defines the grown component) and fitted with
   ``sklearn.decomposition.NMF(init="custom", solver="cd")``, stopping at the accuracy of the
   replicate's NNDSVDa fit (scikit-learn's rule ``violation <= tol × first violation`` with the

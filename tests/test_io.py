@@ -8,12 +8,12 @@ import pytest
 
 from osnmf.atlas import Atlas
 from osnmf.expression import SpatialExpression
+from osnmf.formats.allen_grid import read_allen_grid_zip, write_allen_grid_zip
+from osnmf.formats.nrrd_io import read_nrrd, write_nrrd
 from osnmf.io.aba_folder import read_aba_folder, write_aba_folder
-from osnmf.io.allen_grid import read_allen_grid_zip, write_allen_grid_zip
 from osnmf.io.anndata_io import read_h5ad, write_h5ad
 from osnmf.io.load import load_expression
 from osnmf.io.npz import read_npz, write_npz
-from osnmf.io.nrrd_io import read_nrrd, write_nrrd
 
 REAL = {"74272479": "Nrp1", "71717084": "Pdyn"}
 

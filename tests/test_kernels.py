@@ -11,12 +11,12 @@ from sklearn.decomposition._nmf import _initialize_nmf
 from test_nmf import matched_r, phantom, sk_fit
 from threadpoolctl import threadpool_limits
 
-from osnmf.factorize import kernels_numpy
-from osnmf.factorize.bootstrap import bootstrap_counts
-from osnmf.factorize.kernels_numba import cd_sweep_fused
-from osnmf.factorize.nmf import fit_nmf, fit_nmf_replicates
-from osnmf.factorize.operators import ExactOperator, sketch_matrix
-from osnmf.factorize.residual import grow_lowrank
+from osnmf.factorize.nmf.fits import fit_nmf, fit_nmf_replicates
+from osnmf.factorize.nmf.grow import grow_lowrank
+from osnmf.factorize.nmf.kernels import numpy_cd as kernels_numpy
+from osnmf.factorize.nmf.kernels.numba_cd import cd_sweep_fused
+from osnmf.factorize.nmf.operators import ExactOperator, sketch_matrix
+from osnmf.factorize.sweep.bootstrap import bootstrap_counts
 
 
 @pytest.fixture(autouse=True)
@@ -153,7 +153,7 @@ def test_grow_lowrank_never_forms_an_n_by_m_array():
 
 
 def test_weighted_svd_sketch_equals_dense_svd(data):
-    from osnmf.factorize.sketch_svd import weighted_svd_sketch
+    from osnmf.factorize.nmf.sketch_svd import weighted_svd_sketch
 
     sk = sketch_matrix(data, rank=20, random_state=0)
     counts = bootstrap_counts(data.shape[0], 3, 0)

@@ -11,7 +11,7 @@ import pytest
 
 SCRIPT = textwrap.dedent("""
     import threading, numpy as np
-    from osnmf.factorize import memory
+    from osnmf.factorize.sweep import memory
 
     def rss_mib():
         for line in open("/proc/self/status"):

@@ -13,10 +13,10 @@ from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
 from osnmf.errors import ConfigError, InputError
-from osnmf.factorize.bootstrap import bootstrap_counts
-from osnmf.factorize.init import nndsvda
-from osnmf.factorize.nmf import NMFResult, ReplicateFits, fit_nmf, fit_nmf_replicates
-from osnmf.factorize.operators import sketch_matrix
+from osnmf.factorize.nmf.fits import NMFResult, ReplicateFits, fit_nmf, fit_nmf_replicates
+from osnmf.factorize.nmf.init import nndsvda
+from osnmf.factorize.nmf.operators import sketch_matrix
+from osnmf.factorize.sweep.bootstrap import bootstrap_counts
 
 
 def phantom(n_genes=150, shape=(10, 9, 12), k=6, noise=0.05, seed=0):
@@ -153,7 +153,7 @@ def test_batching_does_not_change_results(data):
 
 
 def test_rows_are_put_back_in_replicate_order():
-    from osnmf.factorize.solver import _to_replicate_order
+    from osnmf.factorize.nmf.solver import _to_replicate_order
 
     rng = np.random.default_rng(0)
     for _ in range(20):
@@ -296,7 +296,7 @@ def test_torch_missing_is_a_config_error(data, monkeypatch):
 
 def test_an_operator_made_once_gives_the_same_fits(data):
     from osnmf.factorize.checks import check_matrix
-    from osnmf.factorize.operators import make_operator
+    from osnmf.factorize.nmf.operators import make_operator
 
     counts = bootstrap_counts(data.shape[0], 2, 9)
     X = check_matrix(data, dtype=np.float32)
@@ -314,7 +314,7 @@ def test_an_operator_made_once_gives_the_same_fits(data):
 def test_exact_operator_gram_and_row_norms_equal_float64_products():
     """The Gram is built from pairs of row panels (here 3 panels of ≤ 2,048 rows) and mirrored;
     the row norms in blocks. Both against numpy's float64 products."""
-    from osnmf.factorize.operators import ExactOperator
+    from osnmf.factorize.nmf.operators import ExactOperator
 
     X = np.random.default_rng(4).random((4200, 40), dtype=np.float32)
     ref = X.astype(np.float64)
@@ -351,8 +351,8 @@ def test_k_above_a_bootstraps_rank_is_scikit_learns_fit():
 def test_values_whose_products_overflow_are_refused_with_the_fix():
     from osnmf.errors import NonFiniteFitError
     from osnmf.factorize.checks import max_value
-    from osnmf.factorize.nmf import solve_replicates
-    from osnmf.factorize.operators import ExactOperator
+    from osnmf.factorize.nmf.fits import solve_replicates
+    from osnmf.factorize.nmf.operators import ExactOperator
 
     X = np.random.default_rng(1).random((8, 1000)).astype(np.float32)
     X[0, 0] = 1e20  # finite in float32; its square is not
@@ -377,7 +377,7 @@ def test_a_fit_that_goes_non_finite_raises_and_stores_nothing(tmp_path, monkeypa
     """A NaN start (here planted) stops the block at once with one line naming K, the sweep's
     replicates, the iteration and the cause; no block is stored, so a rerun does not loop on a
     'damaged block' but says the same again."""
-    import osnmf.factorize.sweep as sweep_module
+    import osnmf.factorize.sweep.run as sweep_module
     from osnmf.errors import NonFiniteFitError
     from osnmf.factorize.stanmf import StaNMF
 
@@ -388,7 +388,7 @@ def test_a_fit_that_goes_non_finite_raises_and_stores_nothing(tmp_path, monkeypa
             kw["init"] = (np.full((len(counts), op.shape[0], k), np.nan), np.ones((len(counts), k, op.shape[1])))
         return real(op, k, counts, **kw)
 
-    import osnmf.factorize.nmf as nmf_module
+    import osnmf.factorize.nmf.fits as nmf_module
 
     monkeypatch.setattr(sweep_module, "solve_replicates", poisoned)
     monkeypatch.setattr(nmf_module, "_init_factors", lambda init, a, d, dt: (np.asarray(init[0], dt),
@@ -406,9 +406,9 @@ def test_a_fit_that_goes_non_finite_raises_and_stores_nothing(tmp_path, monkeypa
 
 def test_a_coordinate_descent_that_turns_non_finite_stops_at_that_iteration():
     from osnmf.errors import NonFiniteFitError
-    from osnmf.factorize.kernels_numpy import NumpyKernels
-    from osnmf.factorize.operators import ExactOperator
-    from osnmf.factorize.solver import solve
+    from osnmf.factorize.nmf.kernels.numpy_cd import NumpyKernels
+    from osnmf.factorize.nmf.operators import ExactOperator
+    from osnmf.factorize.nmf.solver import solve
 
     X = np.random.default_rng(3).random((6, 9)).astype(np.float32)
     kernels = NumpyKernels(ExactOperator(X))

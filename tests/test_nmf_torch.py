@@ -20,8 +20,8 @@ else:
 from test_nmf import matched_r, phantom, sk_fit  # noqa: E402
 
 from osnmf.errors import ConfigError  # noqa: E402
-from osnmf.factorize.bootstrap import bootstrap_counts  # noqa: E402
-from osnmf.factorize.nmf import fit_nmf, fit_nmf_replicates  # noqa: E402
+from osnmf.factorize.nmf.fits import fit_nmf, fit_nmf_replicates  # noqa: E402
+from osnmf.factorize.sweep.bootstrap import bootstrap_counts  # noqa: E402
 
 REQUIRE_CUDA = os.environ.get("OSNMF_REQUIRE_CUDA") == "1"
 DEVICES = ["cpu"] + (["cuda"] if REQUIRE_CUDA or torch.cuda.is_available() else [])

@@ -17,8 +17,8 @@ from osnmf import cli
 from osnmf.config import RunConfig, load_config
 from osnmf.constraints import Check, Interval, Options
 from osnmf.errors import ConfigError
-from osnmf.factorize.plan import K_RANGE_DEFAULT
 from osnmf.factorize.stanmf import StaNMF
+from osnmf.factorize.sweep.plan import K_RANGE_DEFAULT
 from osnmf.params_table import PARAMS, by_name, shown_default
 from osnmf.recipes import RECIPE_SETTINGS
 
@@ -50,8 +50,8 @@ def test_stanmf_signature_defaults_are_the_tables():
 def test_solver_defaults_below_the_table_are_the_tables():
     """The factorize layer sits below the table and keeps literal defaults; those of the shared names
     agree with it (the sweep's own grow/solver are the paper recipe's, which RunConfig leaves None)."""
-    from osnmf.factorize.nmf import fit_nmf, fit_nmf_replicates
-    from osnmf.factorize.params import SweepParams
+    from osnmf.factorize.nmf.fits import fit_nmf, fit_nmf_replicates
+    from osnmf.factorize.sweep.params import SweepParams
 
     params = by_name()
     for fn in (fit_nmf, fit_nmf_replicates):
@@ -163,8 +163,8 @@ def test_each_default_and_rule_is_written_once():
     import ast
 
     from osnmf.factorize import checks
-    from osnmf.factorize.nmf import fit_nmf, fit_nmf_replicates
-    from osnmf.factorize.params import SweepParams
+    from osnmf.factorize.nmf.fits import fit_nmf, fit_nmf_replicates
+    from osnmf.factorize.sweep.params import SweepParams
 
     params = by_name()
     defaults = {"max_iter": checks.MAX_ITER, "tol": checks.TOL, "n_restarts": checks.N_RESTARTS,
@@ -185,8 +185,9 @@ def test_each_default_and_rule_is_written_once():
     literal = []
     # the modules the run's values pass through (other functions have parameters of these names with
     # other meanings: the masked solver's tol, NNLS's max_iter, the PCA baseline's n_replicates)
-    carriers = ["params_table.py", "config.py", "pipeline.py", "cli.py", "factorize/stanmf.py", "factorize/params.py",
-                "factorize/plan.py", "factorize/sweep.py", "factorize/final_model.py", "factorize/nmf.py"]
+    carriers = ["params_table.py", "config.py", "pipeline.py", "cli.py", "factorize/stanmf.py",
+                "factorize/sweep/params.py", "factorize/sweep/plan.py", "factorize/sweep/run.py",
+                "factorize/final_model.py", "factorize/nmf/fits.py"]
     for path in [src / name for name in carriers]:
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
@@ -214,7 +215,7 @@ def test_one_message_format_for_a_refused_value():
     import numpy as np
 
     import osnmf
-    from osnmf.factorize.params import SweepParams
+    from osnmf.factorize.sweep.params import SweepParams
 
     X = np.random.default_rng(0).random((10, 12))
     for name, bad in (("max_iter", 0), ("tol", -1.0), ("n_restarts", 1.5), ("random_state", -3)):

@@ -6,7 +6,7 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.decomposition import NMF
 
 from osnmf import Atlas, ConfigError, Phantom, make_phantom
-from osnmf.io.allen_grid import read_allen_grid_zip
+from osnmf.formats.allen_grid import read_allen_grid_zip
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from sklearn.decomposition import NMF
 
 from osnmf import ConfigError, make_phantom
 from osnmf.datasets.phantom_presets import CALIBRATED, CalibratedRecipe, make_calibrated_phantom
-from osnmf.io.allen_grid import read_allen_grid_zip
+from osnmf.formats.allen_grid import read_allen_grid_zip
 
 
 def _moran_face(volume: np.ndarray, mask: np.ndarray) -> float:

@@ -16,7 +16,7 @@ from scipy.optimize import linear_sum_assignment
 from osnmf.config import RunConfig, load_config
 from osnmf.errors import ConfigError
 from osnmf.pipeline import Pipeline
-from osnmf.runlog import RunLog
+from osnmf.run.log import RunLog
 
 TINY = dict(k_min=3, k_max=5, n_replicates=4, phantom_genes=60, phantom_patterns=4, phantom_noise=0.1,
             moran_replicates=3, n_random_models=20, link_sizes=[1, 2], quiet=True)  # PCA: the sweep's 4 replicates

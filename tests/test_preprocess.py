@@ -257,7 +257,7 @@ def test_bad_inputs():
 def test_masked_nmf_without_missing_is_sklearn_mu():
     from sklearn.decomposition import NMF
 
-    from osnmf.factorize.masked import masked_nmf
+    from osnmf.factorize.nmf.masked import masked_nmf
 
     rng = np.random.default_rng(8)
     X = rng.gamma(1, 1, (40, 3)) @ rng.gamma(1, 1, (3, 200))
@@ -270,7 +270,7 @@ def test_masked_nmf_without_missing_is_sklearn_mu():
 
 
 def test_masked_nmf_recovers_planted_missing_entries():
-    from osnmf.factorize.masked import masked_nmf
+    from osnmf.factorize.nmf.masked import masked_nmf
 
     rng = np.random.default_rng(9)
     truth = rng.gamma(1, 1, (50, 4)) @ rng.gamma(1, 1, (4, 300))

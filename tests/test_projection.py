@@ -6,7 +6,7 @@ from scipy.optimize import nnls
 from sklearn.exceptions import NotFittedError
 
 from osnmf.errors import InputError
-from osnmf.factorize.projection import nnls_gram, nnls_project
+from osnmf.factorize.nmf.projection import nnls_gram, nnls_project
 from osnmf.factorize.stanmf import StaNMF
 
 

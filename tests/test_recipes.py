@@ -187,7 +187,7 @@ def test_fast_recipe_reports_gamma_from_a_later_chain_start():
     ref = later.instability_.set_index("k")["hungarian"]
     for row in check.itertuples():
         assert row.hungarian_subset_alt_start == pytest.approx(ref.loc[row.k], abs=1e-6)
-        sub = osnmf.factorize.stability.instability(np.asarray(model.replicates_[row.k])[:4])["hungarian"]
+        sub = osnmf.factorize.choose_k.stability.instability(np.asarray(model.replicates_[row.k])[:4])["hungarian"]
         assert row.hungarian_subset == pytest.approx(sub, abs=1e-9)
         assert row.abs_diff == pytest.approx(abs(row.hungarian_subset - row.hungarian_subset_alt_start))
     # the paper's recipe has no chain, hence no check

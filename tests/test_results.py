@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from osnmf import results as rs
-from osnmf.stagecache import StageCache, from_arrays, to_arrays
+from osnmf.run.stagecache import StageCache, from_arrays, to_arrays
 
 
 def _example(cls, rng):

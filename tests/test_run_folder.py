@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 
 from osnmf.errors import OsnmfWarning
-from osnmf.factorize.params import BlockResult, BlockSpec
-from osnmf.factorize.store import SweepStore
-from osnmf.runlock import RunLock, RunLockedError, _start_time
-from osnmf.stagecache import StageCache
+from osnmf.factorize.sweep.params import BlockResult, BlockSpec
+from osnmf.factorize.sweep.store import SweepStore
+from osnmf.run.lock import RunLock, RunLockedError, _start_time
+from osnmf.run.stagecache import StageCache
 
 
 def _write_lock(folder, **info):
@@ -34,7 +34,7 @@ def test_lock_held_refuses_then_released(tmp_path):
     first = RunLock(tmp_path).acquire()
     info = json.loads((tmp_path / ".lock").read_text())
     assert info["pid"] == os.getpid() and info["host"] == socket.gethostname()
-    child = subprocess.run([sys.executable, "-c", "import sys; from osnmf.runlock import RunLock\n"
+    child = subprocess.run([sys.executable, "-c", "import sys; from osnmf.run.lock import RunLock\n"
                             f"RunLock({str(tmp_path)!r}).acquire()"], capture_output=True, text=True, timeout=120,
                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert child.returncode != 0 and "RunLockedError" in child.stderr
@@ -137,7 +137,7 @@ def _files(folder) -> set[str]:
 def _fake_run(folder, names, complete=True):
     """What a run does to the folder: write ``names`` atomically while recording, then finish."""
     from osnmf.atomic import recording, write_text
-    from osnmf.runfolder import finish
+    from osnmf.run.folder import finish
 
     with recording(folder) as written:
         for name in names:
@@ -146,7 +146,7 @@ def _fake_run(folder, names, complete=True):
 
 
 def test_rerun_removes_only_listed_leftovers(tmp_path):
-    from osnmf.runfolder import MANIFEST, read_manifest
+    from osnmf.run.folder import MANIFEST, read_manifest
 
     _fake_run(tmp_path, ["summary.json", "patterns/PP1.nrrd", "patterns/PP2.nrrd", "networks/pattern_1.json",
                          ".cache/sweep.npz", "sweep/k2/r0.npz"])
@@ -171,7 +171,7 @@ def test_changed_leftover_is_kept_with_a_warning(tmp_path):
 
 
 def test_run_that_stops_early_lists_both_runs(tmp_path):
-    from osnmf.runfolder import read_manifest
+    from osnmf.run.folder import read_manifest
 
     _fake_run(tmp_path, ["a.csv", "old.csv"])
     assert _fake_run(tmp_path, ["a.csv", "new.csv"], complete=False) == []  # interrupted: nothing removed
@@ -180,7 +180,7 @@ def test_run_that_stops_early_lists_both_runs(tmp_path):
 
 
 def test_manifest_never_names_files_outside_the_run(tmp_path):
-    from osnmf.runfolder import MANIFEST, remove_stale
+    from osnmf.run.folder import MANIFEST, remove_stale
 
     out = tmp_path / "run"
     out.mkdir()
@@ -196,7 +196,7 @@ def test_manifest_never_names_files_outside_the_run(tmp_path):
 
 @pytest.mark.parametrize("case", ["empty", "absent", "run", "old_run", "locked"])
 def test_out_accepted(tmp_path, case):
-    from osnmf.runfolder import check_out
+    from osnmf.run.folder import check_out
 
     out = tmp_path / "out"
     if case != "absent":

@@ -14,7 +14,7 @@ from rich.console import Console
 from osnmf import cli
 from osnmf.config import RunConfig, load_config
 from osnmf.errors import ConfigError, OsnmfDeprecationWarning, OsnmfWarning
-from osnmf.runlog import RunLog
+from osnmf.run.log import RunLog
 
 LINE = re.compile(r"^\d\d:\d\d:\d\d (?P<name>\w+) +(?P<seconds>\d+\.\d) s(?P<rest>.*)$")
 

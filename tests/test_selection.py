@@ -8,10 +8,10 @@ from scipy.spatial.distance import squareform
 from threadpoolctl import threadpool_limits
 
 from osnmf.errors import InputError
-from osnmf.factorize import selection as sel
-from osnmf.factorize.nmf import fit_nmf_replicates
+from osnmf.factorize.choose_k import criteria as sel
+from osnmf.factorize.nmf.fits import fit_nmf_replicates
 from osnmf.factorize.stanmf import StaNMF
-from osnmf.factorize.sweep import SweepParams, replicate_counts
+from osnmf.factorize.sweep.run import SweepParams, replicate_counts
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from osnmf.errors import InputError
-from osnmf.factorize.stability import (
+from osnmf.factorize.choose_k.stability import (
     amari_dissimilarity,
     cross_correlation,
     hungarian_dissimilarity,

@@ -6,7 +6,7 @@ import pytest
 
 from osnmf.config import RunConfig
 from osnmf.pipeline import STAGE_INPUTS, Pipeline
-from osnmf.stageinputs import StageInputs, UndeclaredRead
+from osnmf.run.stageinputs import StageInputs, UndeclaredRead
 
 TINY = dict(k_min=3, k_max=4, n_replicates=3, phantom_genes=40, phantom_patterns=3, phantom_noise=0.1,
             moran_replicates=2, n_random_models=5, link_sizes=[1], quiet=True)

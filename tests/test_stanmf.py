@@ -11,12 +11,12 @@ from threadpoolctl import threadpool_limits
 
 import osnmf
 from osnmf.errors import ConfigError, InputError
-from osnmf.factorize.operators import sketch_matrix
-from osnmf.factorize.params import SweepParams, plan_blocks
-from osnmf.factorize.stability import cross_correlation, hungarian_dissimilarity
+from osnmf.factorize.choose_k.stability import cross_correlation, hungarian_dissimilarity
+from osnmf.factorize.nmf.operators import sketch_matrix
 from osnmf.factorize.stanmf import StaNMF
-from osnmf.factorize.store import SweepStore
-from osnmf.factorize.sweep import fit_block, replicate_counts, run_sweep
+from osnmf.factorize.sweep.params import SweepParams, plan_blocks
+from osnmf.factorize.sweep.run import fit_block, replicate_counts, run_sweep
+from osnmf.factorize.sweep.store import SweepStore
 
 
 @pytest.fixture(autouse=True)
@@ -163,8 +163,8 @@ def test_stored_patterns_read_on_demand_equal_the_blocks(tmp_path):
     """``SweepStore.patterns``: columns, replicates and slices read from the block files equal
     the blocks as numpy loads them; γ and the panel computed from it equal those of the array
     (γ checked pair by pair against brute force); a truncated block is one clear error."""
-    from osnmf.factorize import selection as sel
-    from osnmf.factorize.stability import instability
+    from osnmf.factorize.choose_k import criteria as sel
+    from osnmf.factorize.choose_k.stability import instability
 
     X, _ = _low_rank()
     params = SweepParams(random_state=0)

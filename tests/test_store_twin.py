@@ -10,12 +10,12 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 from osnmf.errors import InputError
-from osnmf.factorize.nmf import NMFResult
-from osnmf.factorize.params import SweepParams, plan_blocks
-from osnmf.factorize.plan import SweepPlan, k_values
+from osnmf.factorize.nmf.fits import NMFResult
 from osnmf.factorize.stanmf import StaNMF
-from osnmf.factorize.store import MemoryStore, SweepStore, open_store
-from osnmf.factorize.sweep import run_sweep
+from osnmf.factorize.sweep.params import SweepParams, plan_blocks
+from osnmf.factorize.sweep.plan import SweepPlan, k_values
+from osnmf.factorize.sweep.run import run_sweep
+from osnmf.factorize.sweep.store import MemoryStore, SweepStore, open_store
 
 
 @pytest.fixture(autouse=True)

@@ -1,5 +1,5 @@
 """The cost said before a sweep of cold exact fits: its flop model against a count of the solver's
-own products, and the one-line warning of a long paper-recipe sweep (osnmf.factorize.cost)."""
+own products, and the one-line warning of a long paper-recipe sweep (osnmf.factorize.sweep.cost)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 
 import osnmf
 from osnmf.errors import OsnmfWarning
-from osnmf.factorize import cost
-from osnmf.factorize.nmf import fit_nmf_replicates
-from osnmf.factorize.operators import ExactOperator
+from osnmf.factorize.nmf.fits import fit_nmf_replicates
+from osnmf.factorize.nmf.operators import ExactOperator
+from osnmf.factorize.sweep import cost
 
 
 class CountingOperator(ExactOperator):

@@ -14,7 +14,7 @@ import pytest
 from osnmf import cli
 from osnmf.atomic import save_npz
 from osnmf.errors import ConfigError, InputError
-from osnmf.runlayout import read_patterns
+from osnmf.run.layout import read_patterns
 from osnmf.viewer import INSTALL, best_section, pattern_colors, pattern_layers, region_features, view_run
 
 

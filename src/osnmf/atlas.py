@@ -14,7 +14,7 @@ import pandas as pd
 from scipy import sparse
 
 from osnmf.errors import InputError
-from osnmf.io.metaimage import read_annotation_zip
+from osnmf.formats.metaimage import read_annotation_zip
 
 COARSE_ACRONYMS = ("Isocortex", "OLF", "HPF", "CTXsp", "STR", "PAL", "TH", "HY", "MB", "P", "MY", "CB")
 ROOT_ID = 997

@@ -2,7 +2,7 @@
 
 A reader never sees a half-written file, and an interrupted write leaves only a ``.part`` file
 that is removed on the way out. :func:`recording` collects the paths written under a folder (a
-run's manifest, :mod:`osnmf.runfolder`).
+run's manifest, :mod:`osnmf.run.folder`).
 """
 
 from __future__ import annotations

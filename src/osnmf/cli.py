@@ -252,7 +252,7 @@ def project(
 ) -> None:
     """Project new experiments onto a run's patterns: coefficients, assigned pattern, reconstruction r."""
     from osnmf.project import project_run
-    from osnmf.runlog import RunLog
+    from osnmf.run.log import RunLog
 
     if quiet and verbose:
         raise ConfigError("--quiet and --verbose together: choose one")

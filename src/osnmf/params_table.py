@@ -18,11 +18,11 @@ from types import UnionType
 from typing import Any, get_args, get_origin
 
 from osnmf.constraints import SEED, Check, Interval, Options
-from osnmf.datasets.phantom import RULES as PHANTOM
+from osnmf.datasets.phantom_parts import RULES as PHANTOM
 from osnmf.factorize import checks
 from osnmf.factorize.checks import BACKENDS
-from osnmf.factorize.plan import K_RANGE_DEFAULT
-from osnmf.factorize.selection import RULES
+from osnmf.factorize.choose_k.criteria import RULES
+from osnmf.factorize.sweep.plan import K_RANGE_DEFAULT
 from osnmf.preprocess.hemispheres import HEMISPHERE_MODES
 from osnmf.recipes import DEFAULT_RECIPE, RECIPE_SETTINGS, RECIPES
 from osnmf.spatial.linking import LINK_SIZES

@@ -2,12 +2,12 @@
 
 load → impute → sweep (staNMF + final model) → baselines → metrics → linking → markers →
 networks → outputs → report. The input is checked before the run folder is created, and the
-folder is locked for the run (:mod:`osnmf.runlock`): a second run into it stops at once. Each
+folder is locked for the run (:mod:`osnmf.run.lock`): a second run into it stops at once. Each
 stage's result is stored atomically under ``<out>/.cache/<stage>.npz`` with the hash of its inputs
 (data hash + parameters + upstream keys), so a rerun skips finished stages and a killed run
 resumes; the sweep additionally resumes replicate by replicate from ``<out>/sweep``. A damaged
 cache entry or sweep block is named in one warning line and recomputed, never trusted. What the
-run tells its user goes through :class:`osnmf.runlog.RunLog` (one line per stage with seconds).
+run tells its user goes through :class:`osnmf.run.log.RunLog` (one line per stage with seconds).
 """
 
 from __future__ import annotations
@@ -37,17 +37,17 @@ from osnmf.results import (
     SweepResult,
     pattern_sets,
 )
-from osnmf.runfolder import check_out, finish
-from osnmf.runlayout import REPORT
-from osnmf.runlock import RunLock
-from osnmf.runlog import RunLog
-from osnmf.stagecache import StageCache, digest, from_arrays, to_arrays
-from osnmf.stageinputs import ConfigView, StageInputs
+from osnmf.run.folder import check_out, finish
+from osnmf.run.layout import REPORT
+from osnmf.run.lock import RunLock
+from osnmf.run.log import RunLog
+from osnmf.run.stagecache import StageCache, digest, from_arrays, to_arrays
+from osnmf.run.stageinputs import ConfigView, StageInputs
 
 PIPELINE_VERSION = "3"  # 2: typed stage results (osnmf.results); 3: keys from the declared inputs
 R = TypeVar("R")
 #: What each cached stage reads from the configuration: ``key`` fields make its cache key, ``runtime``
-#: fields only say how to compute; its body sees nothing else (:mod:`osnmf.stageinputs`).
+#: fields only say how to compute; its body sees nothing else (:mod:`osnmf.run.stageinputs`).
 STAGE_INPUTS: dict[str, StageInputs] = {
     "impute": StageInputs(key=("impute", "n_neighbors", "support_max_missing", "random_state", "hemispheres"),
                           runtime=("n_jobs",)),
@@ -74,7 +74,7 @@ class Pipeline:
 
     @property
     def progress(self) -> bool:
-        """Whether long loops report progress (:attr:`osnmf.runlog.RunLog.progress`)."""
+        """Whether long loops report progress (:attr:`osnmf.run.log.RunLog.progress`)."""
         return self.log.progress
 
     # ---- stage machinery ------------------------------------------------------------------
@@ -198,7 +198,7 @@ class Pipeline:
                                          f"{100 * float(r.missing_fraction):.1f}% missing filled")
 
     def sweep(self) -> SweepResult:
-        from osnmf.factorize.kmin_check import CHECK_COLUMNS
+        from osnmf.factorize.choose_k.kmin_check import CHECK_COLUMNS
         from osnmf.factorize.stanmf import StaNMF
 
         cfg = self.inputs("sweep")
@@ -213,7 +213,7 @@ class Pipeline:
                 device=cfg.device, max_iter=cfg.max_iter, tol=cfg.tol,
                 random_state=cfg.random_state, store=self.out / "sweep", progress=self.progress, client=client,
                 # blocks of replicates run in parallel threads (BLAS pinned to one thread each),
-                # their size bounded by memory (osnmf.factorize.params.auto_block_size)
+                # their size bounded by memory (osnmf.factorize.sweep.params.auto_block_size)
                 n_jobs=cfg.n_jobs,
             )
             try:
@@ -237,10 +237,10 @@ class Pipeline:
                                          f"K = {int(r.k)} selected")
 
     def baselines(self) -> BaselinesResult:
+        from osnmf.baselines import clusters as cb
+        from osnmf.baselines import pca as pb
+        from osnmf.baselines.gram_pca import CentredGram
         from osnmf.evaluate.compare import instability_curve
-        from osnmf.factorize import cluster_baseline as cb
-        from osnmf.factorize import pca_baseline as pb
-        from osnmf.factorize.gram_pca import CentredGram
 
         cfg = self.inputs("baselines")
         pca_replicates = cfg.pca_replicates

@@ -3,7 +3,7 @@
 Typical use: learn the patterns on the coronal set, project the sagittal genome. The new data are
 prepared as in the run (hemisphere mirroring, kNN imputation on the run's support voxels, same
 settings from its ``summary.json``), then every experiment's coefficients are the non-negative
-least-squares fit onto the run's patterns (:func:`osnmf.factorize.projection.nnls_project`).
+least-squares fit onto the run's patterns (:func:`osnmf.factorize.nmf.projection.nnls_project`).
 
 Written to ``OUT`` (formats as in a run, see docs/outputs.md): ``coefficients.csv``,
 ``projection.csv`` (assigned pattern, its importance, reconstruction r, hemisphere, mirrored
@@ -23,8 +23,8 @@ import pandas as pd
 
 from osnmf.atomic import atomic_path, write_text
 from osnmf.errors import InputError
-from osnmf.runlayout import REPORT, SUMMARY, RunPatterns, read_parameters, read_patterns
-from osnmf.runlog import RunLog
+from osnmf.run.layout import REPORT, SUMMARY, RunPatterns, read_parameters, read_patterns
+from osnmf.run.log import RunLog
 
 __all__ = ["project_run"]
 
@@ -72,7 +72,7 @@ def project_run(run_dir: str | os.PathLike, data: str | os.PathLike, out: str | 
     hemispheres : ``auto``/``off``/``drop``; default: the run's setting.
     n_jobs : imputation threads (as ``osnmf run --n-jobs``).
     progress : stage lines and progress bars (ignored when ``log`` is given).
-    log : where the stage lines go, as in a run (:class:`osnmf.runlog.RunLog`).
+    log : where the stage lines go, as in a run (:class:`osnmf.run.log.RunLog`).
 
     Returns
     -------
@@ -80,7 +80,7 @@ def project_run(run_dir: str | os.PathLike, data: str | os.PathLike, out: str | 
     """
     from osnmf.evaluate.metrics import reconstruction_accuracy
     from osnmf.expression import to_matrix
-    from osnmf.factorize.projection import nnls_project
+    from osnmf.factorize.nmf.projection import nnls_project
     from osnmf.io.load import load_expression
     from osnmf.preprocess import impute_knn
     from osnmf.preprocess.hemispheres import check_planes, drop_one_sided, hemisphere_summary, mirror_stage

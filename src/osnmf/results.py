@@ -1,7 +1,7 @@
 """Typed results of the pipeline's stages: what each stage made, read by the run's files and report.
 
 Each is a small dataclass of arrays, DataFrames and scalars, so that the stage cache stores it
-without pickle (:func:`osnmf.stagecache.to_arrays`). Shapes: ``n`` kept experiments, ``m``
+without pickle (:func:`osnmf.run.stagecache.to_arrays`). Shapes: ``n`` kept experiments, ``m``
 support voxels, ``K`` patterns, ``R`` bootstrap replicates kept for Moran's I.
 """
 
@@ -51,8 +51,8 @@ class SweepResult:
     components: np.ndarray  # (K, m) float32 patterns D
     coefficients: np.ndarray  # (n, K) float32 coefficients A
     replicates_at_k: np.ndarray  # (R, K, m) float32 replicate patterns at K (for Moran's I)
-    selection: pd.DataFrame  # one row per K: the K-selection panel (osnmf.factorize.selection)
-    k_min_check: pd.DataFrame  # chained sweeps: γ from a later chain start (osnmf.factorize.kmin_check); else empty
+    selection: pd.DataFrame  # one row per K: the K-selection panel (osnmf.factorize.choose_k.criteria)
+    k_min_check: pd.DataFrame  # chained sweeps: γ from a later chain start (choose_k.kmin_check); else empty
 
 
 @dataclass
@@ -162,7 +162,7 @@ def stability_table(sweep: SweepResult, baselines: BaselinesResult) -> pd.DataFr
 
 def k_selection(sweep: SweepResult, rule: str) -> dict:
     """The rule that chose K and the K every rule of the panel selects (``summary.json``)."""
-    from osnmf.factorize.selection import k_rules
+    from osnmf.factorize.choose_k.criteria import k_rules
 
     return {"rule": rule, "k_by_rule": k_rules(sweep.selection)}
 

@@ -1,6 +1,6 @@
 """``osnmf view DIR``: the principal patterns of a run in napari (the optional ``viewer`` extra).
 
-The run directory's ``patterns.npz`` (read by :func:`osnmf.runlayout.read_patterns`: ``patterns``
+The run directory's ``patterns.npz`` (read by :func:`osnmf.run.layout.read_patterns`: ``patterns``
 K × AP × DV × ML float32, ``pattern_names``, ``spacing_um``) becomes one image layer per pattern,
 scaled in micrometres, plus the atlas annotation as a labels layer whose features name each region
 (shown on hover).
@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from osnmf.errors import ConfigError, InputError
-from osnmf.runlayout import read_patterns
+from osnmf.run.layout import read_patterns
 
 INSTALL = "pip install 'osnmf[viewer]'"
 AXES = ("AP", "DV", "ML")

@@ -44,6 +44,7 @@ import pandas as pd
 from osnmf.atomic import atomic_path
 from osnmf.datasets.allen_query import ApiRoot, backoff_delay, is_unreachable
 from osnmf.errors import ConfigError, DownloadError, InputError
+from osnmf.formats.allen_grid import read_allen_grid_zip
 from osnmf.io.aba_folder import (
     EXPERIMENTS_CSV,
     GENE_COLUMN,
@@ -52,7 +53,6 @@ from osnmf.io.aba_folder import (
     check_experiment_id,
     read_experiments_csv,
 )
-from osnmf.io.allen_grid import read_allen_grid_zip
 from osnmf.progress import ProgressBar
 
 DEFAULT_BASE_URL = "https://api.brain-map.org"
@@ -185,7 +185,7 @@ def grid_url(base_url: str, exp_id: str) -> str:
 def validate_grid_zip(path: str | os.PathLike, expected_shape: tuple[int, int, int] | None = ALLEN_GRID_SHAPE) -> None:
     """Raise :class:`InputError` unless ``path`` is a complete, safe Allen energy-grid zip.
 
-    Checks (via :func:`osnmf.io.allen_grid.read_allen_grid_zip`): the zip opens and its CRCs
+    Checks (via :func:`osnmf.formats.allen_grid.read_allen_grid_zip`): the zip opens and its CRCs
     match, no member is absolute or contains ``..``, ``energy.raw`` has exactly the bytes the
     ``energy.mhd`` header declares, the grid has ``expected_shape`` (AP, DV, ML) and its values are
     finite, ≥ 0 or the −1 sentinel.

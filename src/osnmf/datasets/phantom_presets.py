@@ -41,16 +41,8 @@ import numpy as np
 from scipy import ndimage
 
 from osnmf.atlas import Atlas
-from osnmf.datasets.phantom import (
-    Phantom,
-    assemble,
-    build_pattern,
-    check_phantom_params,
-    plant_coefficients,
-    plant_patterns,
-    random_candidates,
-    random_spec,
-)
+from osnmf.datasets.phantom_parts import Phantom, assemble, check_phantom_params, plant_coefficients
+from osnmf.datasets.phantom_patterns import build_pattern, plant_patterns, random_candidates, random_spec
 from osnmf.errors import ConfigError
 
 __all__ = ["CALIBRATED", "CalibratedRecipe", "make_calibrated_phantom", "make_preset"]

@@ -27,12 +27,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from osnmf.baselines.pattern_set import PatternSet, nmf_patterns
+from osnmf.baselines.pca import pca_bootstrap_patterns, pca_patterns
 from osnmf.errors import InputError
 from osnmf.evaluate.metrics import patterns_per_gene, reconstruction_accuracy, summarize
-from osnmf.factorize.bootstrap import bootstrap_counts
-from osnmf.factorize.pattern_set import PatternSet, nmf_patterns
-from osnmf.factorize.pca_baseline import pca_bootstrap_patterns, pca_patterns
-from osnmf.factorize.stability import instability_from_correlations, pairwise_correlations
+from osnmf.factorize.choose_k.stability import instability_from_correlations, pairwise_correlations
+from osnmf.factorize.sweep.bootstrap import bootstrap_counts
 from osnmf.spatial.moran import morans_i_distribution, spatial_weights
 
 
@@ -72,7 +72,7 @@ def pca_instability_curve(replicates: np.ndarray, ks: Iterable[int], centered: b
     Principal components are nested (the first k of a replicate's top-K are its top k), so
     ``replicates`` ``(R, K_max, m)`` serves the whole curve, and so do its cross-correlations,
     computed once. Returns one row per K: ``k`` and the columns of
-    :func:`osnmf.factorize.stability.instability`.
+    :func:`osnmf.factorize.choose_k.stability.instability`.
     """
     replicates = np.asarray(replicates)
     ks = [int(k) for k in ks]
@@ -83,7 +83,7 @@ def pca_instability_curve(replicates: np.ndarray, ks: Iterable[int], centered: b
 
 def instability_curve(correlations: np.ndarray, ks: Iterable[int]) -> pd.DataFrame:
     """Instability at every K from the cross-correlations ``(R, R, K_max, K_max)`` of nested
-    replicate pattern sets (e.g. :meth:`osnmf.factorize.pca_baseline.PCABootstrap.correlations`)."""
+    replicate pattern sets (e.g. :meth:`osnmf.baselines.pca.PCABootstrap.correlations`)."""
     C = np.asarray(correlations)
     ks = [int(k) for k in ks]
     if C.ndim != 4 or max(ks) > C.shape[2]:

@@ -6,7 +6,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from osnmf.errors import InputError
-from osnmf.factorize.stability import cross_correlation
+from osnmf.factorize.choose_k.stability import cross_correlation
 
 
 def planted_truth_check(planted: np.ndarray, found: np.ndarray) -> dict:

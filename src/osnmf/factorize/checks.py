@@ -79,7 +79,7 @@ RULES = {
     "certify": Interval(Integral, 0, why="exact refits per K; 0 = off"),
     "k": Interval(Integral, 1, why="the number of patterns"),
     "perturbation": Options(PERTURBATIONS),
-    "solver": Options(("auto", *SOLVERS)),  # "auto": chosen by size (osnmf.factorize.autosolver)
+    "solver": Options(("auto", *SOLVERS)),  # "auto": chosen by size (osnmf.factorize.sweep.autosolver)
     "backend": Options(BACKENDS),
     "grow": Check(_grow, f"True, False or {GROW_ONLY!r} (False = the paper's recipe)", (GROW_ONLY, "true", "false")),
 }

@@ -3,7 +3,7 @@
 The starts at K are fitted on the sweep's operator (X itself, or its sketch when the sweep is
 compressed: cheap): NNDSVDa with the random restarts in one batched call, then (with ``grow``) the
 grown full-data K−1 fit, which stops at the NNDSVDa fit's accuracy (a warm start, see
-:mod:`osnmf.factorize.solver`). After a compressed sweep the best start is then refined with the
+:mod:`osnmf.factorize.nmf.solver`). After a compressed sweep the best start is then refined with the
 exact solver to that same accuracy, so the final model is always a fit of X itself.
 """
 
@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from osnmf.factorize.init import nndsvda_init, random_init
-from osnmf.factorize.nmf import NMFResult, solve_replicates
-from osnmf.factorize.operators import ExactOperator
-from osnmf.factorize.params import SweepParams
-from osnmf.factorize.residual import grow_lowrank
+from osnmf.factorize.nmf.fits import NMFResult, solve_replicates
+from osnmf.factorize.nmf.grow import grow_lowrank
+from osnmf.factorize.nmf.init import nndsvda_init, random_init
+from osnmf.factorize.nmf.operators import ExactOperator
+from osnmf.factorize.sweep.params import SweepParams
 from osnmf.progress import ProgressBar
 
 __all__ = ["final_model", "fit_final_model"]

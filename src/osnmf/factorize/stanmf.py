@@ -2,8 +2,8 @@
 
 For every K in ``k_range`` the estimator fits ``n_replicates`` perturbed NMF models (bootstrap of
 the rows, random initialisations, or both), measures how much their patterns disagree
-(:func:`osnmf.factorize.stability.instability`), selects the most stable K
-(:func:`osnmf.factorize.stability.select_k`) and fits the final model at that K on the full data.
+(:func:`osnmf.factorize.choose_k.stability.instability`), selects the most stable K
+(:func:`osnmf.factorize.choose_k.stability.select_k`) and fits the final model at that K on the full data.
 """
 
 from __future__ import annotations
@@ -19,20 +19,20 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from osnmf.errors import ConfigError, InputError, InputTypeError, OsnmfWarning
-from osnmf.factorize.autosolver import resolve_solver, sketch_options
-from osnmf.factorize.certify import certified_argmins, certify_in_store
 from osnmf.factorize.checks import MAX_ITER, N_REPLICATES, N_RESTARTS, RANDOM_STATE, TOL, check, check_matrix
-from osnmf.factorize.cost import exact_sweep_cost, slow_sweep_warning
+from osnmf.factorize.choose_k.certify import certified_argmins, certify_in_store
+from osnmf.factorize.choose_k.kmin_check import k_min_check_in_store
+from osnmf.factorize.choose_k.panel import selection_panel
+from osnmf.factorize.choose_k.stability import instability, select_k
 from osnmf.factorize.final_model import final_model
-from osnmf.factorize.kmin_check import k_min_check_in_store
-from osnmf.factorize.memory import limit_heap_retention, release_free_memory
-from osnmf.factorize.operators import ExactOperator, sketch_matrix
-from osnmf.factorize.params import SweepParams
-from osnmf.factorize.plan import SweepPlan, k_values
-from osnmf.factorize.selection_panel import selection_panel
-from osnmf.factorize.stability import instability, select_k
-from osnmf.factorize.store import MemoryStore, ReplicatePatterns, SweepStore, open_store
-from osnmf.factorize.sweep import run_sweep
+from osnmf.factorize.nmf.operators import ExactOperator, sketch_matrix
+from osnmf.factorize.sweep.autosolver import resolve_solver, sketch_options
+from osnmf.factorize.sweep.cost import exact_sweep_cost, slow_sweep_warning
+from osnmf.factorize.sweep.memory import limit_heap_retention, release_free_memory
+from osnmf.factorize.sweep.params import SweepParams
+from osnmf.factorize.sweep.plan import SweepPlan, k_values
+from osnmf.factorize.sweep.run import run_sweep
+from osnmf.factorize.sweep.store import MemoryStore, ReplicatePatterns, SweepStore, open_store
 from osnmf.progress import ProgressBar
 from osnmf.recipes import SWEEP_SETTINGS, expand_recipe
 
@@ -83,10 +83,10 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         model tries NNDSVDa and the grown full-data K-1 fit unless ``grow=False``.
     solver : {"auto", "exact", "compressed"} or None, default None (the recipe's)
         "compressed" fits a randomised low-rank sketch of X (computed once per sweep); "auto"
-        picks it for large matrices, "exact" otherwise (:mod:`osnmf.factorize.autosolver`).
+        picks it for large matrices, "exact" otherwise (:mod:`osnmf.factorize.sweep.autosolver`).
     k_rule : str or None, default None (the recipe's)
         The rule that selects ``k_`` from the K-selection panel
-        (:data:`osnmf.factorize.selection.RULES`; "gamma_argmin" is the paper's).
+        (:data:`osnmf.factorize.choose_k.criteria.RULES`; "gamma_argmin" is the paper's).
     backend : {"numpy", "torch"}, default "numpy"
     device : str or None
         Torch device (e.g. "cuda"), ignored by numpy.
@@ -99,30 +99,30 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     n_jobs : int, default 1
         Blocks fitted at once (threads).
     store : path or None
-        Folder for a resumable on-disk sweep (see :mod:`osnmf.factorize.sweep`); None keeps
+        Folder for a resumable on-disk sweep (see :mod:`osnmf.factorize.sweep.run`); None keeps
         everything in memory.
     progress : bool, default False
         Show a progress bar with ETA.
     block_size : int or None
         Replicates fitted together in one batched call (None: the blocks running at once hold
-        about half of size(X); see :func:`osnmf.factorize.params.auto_block_size`).
+        about half of size(X); see :func:`osnmf.factorize.sweep.params.auto_block_size`).
     sketch : dict or None
         Options of the compressed solver, passed through.
     keep_coefficients : bool, default False
         Keep replicate coefficients (R, n, k) in the store/memory too.
     client : dask.distributed.Client, executor or None
         Run the sweep blocks on a Dask cluster (``n_jobs`` is then ignored); X is sent to each
-        worker once and results stream into ``store`` (see :mod:`osnmf.factorize.executors`).
+        worker once and results stream into ``store`` (see :mod:`osnmf.factorize.sweep.executors`).
         Not part of the run key: a local and a distributed fit give the same model.
     certify : int, default 30
         After a compressed sweep, refit this many replicates with the exact solver over every K
         near the γ minimum (γ ≤ max(min + SE, 2 min), and the selected K ± 1; a contiguous range)
-        (:mod:`osnmf.factorize.certify`) and report their γ in ``instability_`` (columns
+        (:mod:`osnmf.factorize.choose_k.certify`) and report their γ in ``instability_`` (columns
         ``hungarian_exact``, ``hungarian_compressed_subset``, ``n_certified``) beside the full
         sweep's ``hungarian``; skipped (``certificate_`` None) when 0 or when those refits would
         be more than a quarter of the sweep's fits (a subset of a small sweep is no check). After
         a chained sweep (``grow``) the same number of replicates is also refitted from a later
-        chain start (:mod:`osnmf.factorize.kmin_check`, ``k_min_check_``).
+        chain start (:mod:`osnmf.factorize.choose_k.kmin_check`, ``k_min_check_``).
 
     ``__init__`` only stores the parameters (scikit-learn convention); every check happens in
     :meth:`fit`, in one place (:meth:`_validated`), with one-line :class:`ConfigError` /
@@ -146,7 +146,7 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     replicate_info_ : DataFrame k, replicate, loss, n_iter, restart of every replicate fit.
     selection_ : DataFrame, one row per K: the K-selection panel (γ ± SE, out-of-bag
         bi-cross-validation error ± SE, consensus cophenetic correlation and dispersion,
-        in-sample reconstruction error ± SE; see :mod:`osnmf.factorize.selection`).
+        in-sample reconstruction error ± SE; see :mod:`osnmf.factorize.choose_k.criteria`).
     k_rules_ : dict rule name -> K selected by that rule (``k_`` is the default rule's).
     store_ : SweepStore or None.
     sketch_ : the compressed solver's Sketch of X, or None.
@@ -155,7 +155,7 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     certified_agrees_ : bool or None, whether the exact refits' argmin equals the compressed one.
     k_min_check_ : DataFrame or None, after a chained sweep (``grow``): γ of the first replicates
         from the sweep's chain and from a chain started at the selected K − 1, and |Δγ|
-        (:data:`osnmf.factorize.kmin_check.CHECK_COLUMNS`); None under ``grow=False``.
+        (:data:`osnmf.factorize.choose_k.kmin_check.CHECK_COLUMNS`); None under ``grow=False``.
     n_features_in_ : int, m; feature_names_in_ : column names when X was a DataFrame.
     """
 
@@ -224,7 +224,7 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     def _expanded(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """:meth:`_recipe`'s settings, and the explicit ones that differ from the recipe's."""
-        from osnmf.factorize.selection import RULES
+        from osnmf.factorize.choose_k.criteria import RULES
 
         explicit = {"grow": None if self.grow is None else check("grow", self.grow), "solver": self.solver,
                     "k_rule": self.k_rule}
@@ -279,7 +279,7 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """
         X, plan, self.recipe_settings_, self.recipe_overrides_ = self._validated(X)
         self.solver_ = plan.params.solver
-        limit_heap_retention()  # freed worker-thread heap tops go back to the OS (osnmf.factorize.memory)
+        limit_heap_retention()  # freed worker-thread heap tops go back to the OS (osnmf.factorize.sweep.memory)
         store = open_store(self.store, X, plan.params)  # on disk, or its in-memory twin
         op = self._sweep(X, plan, store)
         self.instability_, self.replicate_info_ = self._instability(plan, store)
@@ -318,13 +318,13 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         with plan.blas_threads():
             run_sweep(X, plan.blocks, params, store=store, executor=plan.executor(),
                       progress=self.progress, keep_results=False, sketch=sketch)
-        release_free_memory()  # what the blocks' threads freed (osnmf.factorize.memory)
+        release_free_memory()  # what the blocks' threads freed (osnmf.factorize.sweep.memory)
         return op
 
     @staticmethod
     def _warn_if_long(X: np.ndarray, plan: SweepPlan, store: SweepStore | MemoryStore) -> None:
         """One warning line, before the blocks start, when the cold exact fits still to run
-        (the paper recipe's sweep) may take over an hour on this machine (:mod:`osnmf.factorize.cost`)."""
+        (the paper recipe's sweep) may take over an hour on this machine (:mod:`osnmf.factorize.sweep.cost`)."""
         params = plan.params
         if params.solver != "exact" or params.grow or params.backend != "numpy" or plan.client is not None:
             return
@@ -397,9 +397,9 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """Coefficients (n, k_) of samples ``X`` (n, m) on the fitted patterns, float64.
 
         Non-negative least squares onto ``components_`` row by row
-        (:func:`osnmf.factorize.projection.nnls_project`); equals ``scipy.optimize.nnls``.
+        (:func:`osnmf.factorize.nmf.projection.nnls_project`); equals ``scipy.optimize.nnls``.
         """
-        from osnmf.factorize.projection import nnls_project
+        from osnmf.factorize.nmf.projection import nnls_project
 
         check_is_fitted(self, "components_")
         if not (hasattr(X, "columns") or hasattr(X, "toarray")) and np.asarray(X).ndim == 1:

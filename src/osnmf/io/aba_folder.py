@@ -8,7 +8,7 @@
       energy/<section_data_set_id>.zip one Allen grid zip per listed experiment
       P56_Mouse_gridAnnotation.zip     optional; default: the packaged annotation
 
-Every zip is validated (see :func:`osnmf.io.allen_grid.read_allen_grid_zip`) and its grid must
+Every zip is validated (see :func:`osnmf.formats.allen_grid.read_allen_grid_zip`) and its grid must
 match the annotation's shape. Every problem is one :class:`~osnmf.errors.InputError` line that
 names the file.
 """
@@ -27,8 +27,8 @@ from osnmf.atlas import Atlas
 from osnmf.atomic import write_bytes
 from osnmf.errors import InputError
 from osnmf.expression import SpatialExpression
-from osnmf.io.allen_grid import read_allen_grid_zip, write_allen_grid_zip
-from osnmf.io.metaimage import write_mhd_zip
+from osnmf.formats.allen_grid import read_allen_grid_zip, write_allen_grid_zip
+from osnmf.formats.metaimage import write_mhd_zip
 from osnmf.progress import track
 
 EXPERIMENTS_CSV = "experiments.csv"
@@ -190,7 +190,7 @@ def read_aba_folder(
 
 def _planes(table: pd.DataFrame, zips: list[Path]) -> np.ndarray | None:
     """Plane per experiment: the ``plane`` column, else the zip's ``data_set.xml`` when it says."""
-    from osnmf.io.allen_grid import read_plane_of_section
+    from osnmf.formats.allen_grid import read_plane_of_section
 
     planes = table[PLANE_COLUMN].to_numpy(dtype=object) if PLANE_COLUMN in table.columns else None
     blank = np.ones(len(zips), dtype=bool) if planes is None else planes == ""

@@ -34,7 +34,7 @@ def read_grid_zip(path: str | os.PathLike, atlas: Atlas | None = None) -> Spatia
     or else its stem; the gene symbol comes from the packaged list of the 4,345 coronal
     experiments when the id is there, else from a ``<gene>_<id>.zip`` name, else it is the id.
     """
-    from osnmf.io.allen_grid import read_allen_grid_zip
+    from osnmf.formats.allen_grid import read_allen_grid_zip
 
     path = Path(path)
     atlas = Atlas.default() if atlas is None else atlas

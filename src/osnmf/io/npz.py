@@ -19,8 +19,8 @@ from osnmf.atlas import Atlas
 from osnmf.atomic import save_npz
 from osnmf.errors import InputError
 from osnmf.expression import SpatialExpression
-from osnmf.io.allen_grid import MISSING_SENTINEL
-from osnmf.io.metaimage import check_member_names
+from osnmf.formats.allen_grid import MISSING_SENTINEL
+from osnmf.formats.metaimage import check_member_names
 
 GENE_KEYS = ("genes", "gene_names")
 

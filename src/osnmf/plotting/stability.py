@@ -35,7 +35,7 @@ PANEL_TITLES = ("Instability of the patterns", "Reconstruction error", "Consensu
 def plot_selection_panel(panel: pd.DataFrame, k_selected: int):
     """The K-selection panel: γ ± SE; out-of-bag and in-sample error ± SE; consensus criteria.
 
-    ``panel``: columns of :data:`osnmf.factorize.selection.PANEL_COLUMNS`, one row per K.
+    ``panel``: columns of :data:`osnmf.factorize.choose_k.criteria.PANEL_COLUMNS`, one row per K.
     """
     fig = new_figure(11, 3.4)
     axes = fig.subplots(1, 3)

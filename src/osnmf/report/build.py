@@ -21,13 +21,13 @@ from osnmf.report.atlas_view import atlas_view_section
 from osnmf.report.files import name_links, pattern_names
 from osnmf.report.html import Section, write_report
 from osnmf.results import headline_metrics, planted_truth, stability_table
-from osnmf.runlayout import REPORT, pattern_ids
+from osnmf.run.layout import REPORT, pattern_ids
 from osnmf.spatial.moran import morans_i_max, spatial_weights
 
 
 def _selection_panel(state, summary: dict, k: int, section: Section, save) -> None:
     """Add the K-selection panel (figure, rule table, the rule that chose K) to ``section``."""
-    from osnmf.factorize.selection import RULE_DESCRIPTIONS
+    from osnmf.factorize.choose_k.criteria import RULE_DESCRIPTIONS
 
     panel, ksel = state.sweep.selection, summary["k_selection"]
     rule = ksel["rule"]

@@ -23,7 +23,7 @@ from osnmf.results import (
     planted_truth,
     stability_table,
 )
-from osnmf.runlayout import PATTERNS, SUMMARY, pattern_ids
+from osnmf.run.layout import PATTERNS, SUMMARY, pattern_ids
 
 SEPARATOR = " · "
 
@@ -97,7 +97,7 @@ def headline(state) -> dict:
         "instability_hungarian": float(table.loc[k, "hungarian"]),
         "instability_hungarian_sd": float(table.loc[k, "hungarian_sd"]),
         "instability_amari": float(table.loc[k, "amari"]),
-        # after a compressed sweep: γ of exact refits of a replicate subset (osnmf.factorize.certify)
+        # after a compressed sweep: γ of exact refits of a replicate subset (osnmf.factorize.choose_k.certify)
         "instability_hungarian_exact": (float(table.loc[k, "hungarian_exact"])
                                         if "hungarian_exact" in table and np.isfinite(table.loc[k, "hungarian_exact"])
                                         else None),
@@ -148,7 +148,7 @@ def headline(state) -> dict:
 
 def table_argmin(sweep) -> int:
     """The K with the smallest γ (Hungarian; ties to the smaller K)."""
-    from osnmf.factorize.stability import select_k
+    from osnmf.factorize.choose_k.stability import select_k
 
     return select_k(sweep.instability)
 
@@ -237,8 +237,8 @@ def _jsonable(value):
 
 
 def _write_result_files(state, out: Path) -> None:
+    from osnmf.formats.nrrd_io import write_nrrd
     from osnmf.interpret.networks import write_network_files
-    from osnmf.io.nrrd_io import write_nrrd
 
     expr, imp, sw, lk, mk = state.expr, state.impute, state.sweep, state.linking, state.markers
     atlas = expr.atlas

@@ -1,0 +1,1 @@
+"""Per-backend kernels of the coordinate-descent loop (numpy, numba, torch), one signature each."""

@@ -1,0 +1,1 @@
+"""The stability sweep: plan and parameters, the bootstrap draw, blocks, executors, the store."""
