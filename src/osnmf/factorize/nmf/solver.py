@@ -90,7 +90,8 @@ def solve(
     first-iteration violations (a reference for warm starts of the same replicates).
     """
     R, k, _ = At.shape
-    bad = ~(np.isfinite(At).all(axis=(1, 2)) & np.isfinite(D).all(axis=(1, 2)))
+    # one replicate at a time: no boolean array of the whole (R, k, m) start
+    bad = np.array([not (np.isfinite(At[r]).all() and np.isfinite(D[r]).all()) for r in range(R)], dtype=bool)
     if bad.any():
         raise NonFiniteFitError(f"the NMF start of replicate(s) {', '.join(map(str, np.flatnonzero(bad)[:5]))} "
                                 "is non-finite (NaN or infinity)", np.flatnonzero(bad), 0)
