@@ -24,7 +24,6 @@
     horizontal: {n: ND, w: NM, h: NA, axis: 1, edges: ["L", "R", "A", "P"],
                  voxel: (x, y, s) => (y * ND + s) * NM + x},
   };
-  const AXES = ["AP", "DV", "ML"];
   const S = {pattern: 0, plane: "coronal", outline: "coarse", gene: -1, region: -1,
              slice: {coronal: NA >> 1, sagittal: Math.round(NM * 0.3), horizontal: ND >> 1}};
   let A = null; // decoded arrays, see load()
@@ -201,7 +200,7 @@
     $("av-main-caption").textContent = `${D.patterns.names[S.pattern]}, ${S.plane} section`;
     $("av-bar-max").textContent = fmt(D.patterns.max[S.pattern]);
     $("av-slice-label").textContent =
-      `${S.plane} section ${s + 1} of ${p.n} · ${AXES[p.axis]} ${(s * D.spacing_mm[p.axis]).toFixed(1)} mm`;
+      `${S.plane} section ${s + 1} of ${p.n} · ${D.position_labels[p.axis][s]}`;
     if (S.gene >= 0) drawGene();
   }
 
