@@ -22,6 +22,7 @@ from osnmf.factorize.checks import BACKENDS, SOLVERS, check_grow, check_tol
 from osnmf.factorize.choose_k.criteria import RULES
 from osnmf.preprocess.hemispheres import HEMISPHERE_MODES
 from osnmf.recipes import DEFAULT_RECIPE, RECIPE_SETTINGS, RECIPES
+from osnmf.spatial.linking import MIN_MEMBER_SHARE, TIE_TOLERANCE
 
 __all__ = ["PARAMS", "Param", "by_name", "check_values", "shown_default", "value_types"]
 
@@ -107,6 +108,11 @@ PARAMS: tuple[Param, ...] = (
     Param("recon_headline", str | None, None, Options(("measured", "imputed")),
           "Reconstruction accuracy reported first: on the measured voxels, or on the imputed matrix"),
     Param("link_sizes", list[int], [1, 2, 3], Check(_link_sizes), "Sizes of the pattern groups linked to regions"),
+    Param("link_min_share", float, MIN_MEMBER_SHARE, Interval(0, 0.5),
+          "Smallest share of a linked union's voxels each member region must hold (no big region plus a "
+          "tiny nucleus); 0 scores every contiguous set"),
+    Param("link_tie_tolerance", float, TIE_TOLERANCE, Interval(0),
+          "A pattern's link is the smallest region set whose r is within this of the best of any size"),
     Param("n_random_models", int, 1000, None, "Random models of the region-prediction null"),
     Param("network_top_fraction", float, 0.0025, None, "Share of the strongest gene pairs kept in the networks"),
     Param("phantom_genes", int, 300, None, "Genes of the synthetic atlas"),
