@@ -1,5 +1,6 @@
 """The packaged atlas: orientation, masks and ontology navigation against independent computations."""
 
+import importlib.resources
 import zipfile
 
 import numpy as np
@@ -133,3 +134,15 @@ def test_position_label_states_its_origin():
     assert position_label(1, 7, spacing, short=True) == "DV 0.7 mm from grid top edge"
     assert position_label("ML", 0, spacing) == "ML 0.0 mm from grid left edge (not bregma)"
     assert axis_mm_label("AP") == "AP (mm from grid front edge)"
+
+
+def test_children_answer_in_the_kind_asked():
+    """An acronym gives acronyms, an id gives ids; both on request (the structure CSV as reference)."""
+    tree = pd.read_csv(importlib.resources.files("osnmf.resources").joinpath("structure_tree.csv.gz"))
+    atlas = Atlas.default()
+    hpf = int(tree.loc[tree["acronym"] == "HPF", "id"].iloc[0])
+    kids = tree[tree["parent_structure_id"] == hpf].sort_values("graph_order")
+    assert atlas.children("HPF") == kids["acronym"].tolist() == ["HIP", "RHP"]
+    assert atlas.children(hpf) == kids["id"].tolist()
+    assert atlas.children("HPF", acronyms=False) == kids["id"].tolist()
+    assert atlas.children(hpf, acronyms=True) == ["HIP", "RHP"]

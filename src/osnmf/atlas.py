@@ -179,9 +179,14 @@ class Atlas:
                 kids[int(pid)].append(int(sid))
         return kids
 
-    def children(self, key: int | str) -> list[int]:
-        """Direct children, in ontology (graph) order."""
-        return list(self._children[self.id_of(key)])
+    def children(self, key: int | str, acronyms: bool | None = None) -> list[int] | list[str]:
+        """Direct children, in ontology (graph) order: acronyms when ``key`` is an acronym
+        (``children("HPF")`` → ``["HIP", "RHP"]``), ids when it is an id; ``acronyms=True/False``
+        asks for one or the other whatever the key."""
+        kids = list(self._children[self.id_of(key)])
+        if acronyms if acronyms is not None else isinstance(key, str):
+            return [str(self.ontology.at[k, "acronym"]) for k in kids]
+        return kids
 
     def ancestors(self, key: int | str) -> list[int]:
         """Ancestors from the parent up to the root."""
