@@ -97,7 +97,9 @@
   }
 
   // ---- drawing ---------------------------------------------------------------------------------
-  function drawSection(canvas, zoom, value) {
+  // outsideZero: brain voxels outside the support are drawn at value 0 (a pattern is 0 there by
+  // definition), not as grey holes; measured images keep them grey (nothing was measured there)
+  function drawSection(canvas, zoom, value, outsideZero = false) {
     const p = PLANES[S.plane], s = S.slice[S.plane];
     canvas.width = p.w * zoom + 2 * MARGIN;
     canvas.height = p.h * zoom + 2 * MARGIN;
@@ -112,7 +114,8 @@
         let rgb = [255, 255, 255];
         if (A.ann[flat] > 0) {
           const si = A.support[flat];
-          if (si < 0 || !value) rgb = [221, 221, 221];
+          if (!value || (si < 0 && !outsideZero)) rgb = [221, 221, 221];
+          else if (si < 0) rgb = [A.lut[0], A.lut[1], A.lut[2]];
           else {
             const c = Math.max(0, Math.min(255, Math.round(value(si) * 255)));
             rgb = [A.lut[3 * c], A.lut[3 * c + 1], A.lut[3 * c + 2]];
@@ -196,7 +199,7 @@
 
   function redraw() {
     const p = PLANES[S.plane], s = S.slice[S.plane];
-    drawSection($("av-main"), ZOOM, patternValue(S.pattern));
+    drawSection($("av-main"), ZOOM, patternValue(S.pattern), true);
     $("av-main-caption").textContent = `${D.patterns.names[S.pattern]}, ${S.plane} section`;
     $("av-bar-max").textContent = fmt(D.patterns.max[S.pattern]);
     $("av-slice-label").textContent =
