@@ -247,7 +247,10 @@ def test_compare_pattern_sets(atlas):
     assert table.loc["random", "mean_best"] < 0.9
 
 
-def test_beam_with_wide_beam_is_exhaustive_on_crop(atlas):
+@pytest.mark.parametrize("share", [0.0, 0.1])
+def test_beam_with_wide_beam_is_exhaustive_on_crop(atlas, share):
+    """A beam wider than every set is the exhaustive search of sizes 4 and 5 (sets whose smallest
+    member holds under ``share`` of the union left out, by explicit masks)."""
     small = Atlas(atlas.annotation[24:32, 10:18, 16:26], atlas.ontology)
     pats = _smooth_patterns(small, 2, seed=10, sigma=1.0)
     region = {int(s): small.mask(int(s))[small.brain_mask] for s in small.region_ids}
@@ -268,9 +271,11 @@ def test_beam_with_wide_beam_is_exhaustive_on_crop(atlas):
                     grown.add(st | {x})
         by_size[size] = grown
     assert len(by_size[4]) > 100 and len(by_size[5]) > len(by_size[4])
-    out = beam_search(pats, small, max_size=5, beam_width=100_000)
+    out = beam_search(pats, small, max_size=5, beam_width=100_000, min_member_share=share)
     for size in (4, 5):
-        sets_k = [tuple(s) for s in by_size[size]]
+        sets_k = [tuple(s) for s in by_size[size] if _brute_share([region[r] for r in s]) >= share]
+        if share:
+            assert 0 < len(sets_k) < len(by_size[size])
         masks = np.stack([np.any([region[s] for s in st], axis=0) for st in sets_k]).astype(float)
         ref = np.nanmax(_explicit_pearson(pats, masks), axis=0)
         got = out[out["size"] == size].sort_values("pattern_index").r.to_numpy()

@@ -306,6 +306,7 @@ def beam_search(
     beam_width: int = 50,
     include_nested: bool = True,
     pattern_names=None,
+    min_member_share: float = MIN_MEMBER_SHARE,
 ) -> pd.DataFrame:
     """Unions of 4 … ``max_size`` contiguous regions by beam search, seeded by the best triples.
 
@@ -317,6 +318,9 @@ def beam_search(
 
     Parameters
     ----------
+    min_member_share : every member holds at least this share of the union's voxels (as in
+        :func:`best_combinations`; a share only falls as regions are added, so the beam loses no
+        set that passes).
     result : output of :func:`best_combinations` with size 3 searched (computed if None); its
         best triple is the reference for ``gain``. The beam is seeded
         with the ``beam_width`` best triples of pairwise disjoint contiguous regions (a nested
@@ -347,6 +351,8 @@ def beam_search(
     nested = (related[disjoint3[:, 0], disjoint3[:, 1]] | related[disjoint3[:, 0], disjoint3[:, 2]]
               | related[disjoint3[:, 1], disjoint3[:, 2]])
     disjoint3 = disjoint3[~nested]
+    if min_member_share > 0:
+        disjoint3 = disjoint3[member_share(disjoint3, stats.counts, anc) >= min_member_share]
     seed_i, seed_r, _, _, _ = _scan(stats, disjoint3, anc, beam_width, 200_000)
     seeds = disjoint3[seed_i]  # (K, width, 3)
     rows = []
@@ -360,6 +366,8 @@ def beam_search(
             for members, s, m in beam:
                 mem = np.array(members)
                 ok = flat[mem].any(axis=0) & ~related[mem].any(axis=0)
+                if min_member_share > 0:  # the smallest member, old or new, keeps its share of the new union
+                    ok &= np.minimum(counts[mem].min(), counts) >= min_member_share * (m + counts)
                 c = np.flatnonzero(ok)
                 if c.size == 0:
                     continue
