@@ -134,6 +134,8 @@ def test_slider_moves_through_sections(page, run):
     section = int(re.search(r"section (\d+) of", after).group(1))
     assert after != label and "coronal section" in after
     assert section == int(page.evaluate("document.getElementById('av-slice').value")) + 1
+    mm = (section - 1) * run[0].expr.atlas.spacing_um[0] / 1000  # index × spacing, from the grid's front edge
+    assert after.endswith(f"· AP {mm:.1f} mm from grid front edge (not bregma)"), after
     assert not np.array_equal(before, pixels(page, "#av-main"))
     page.press("ArrowLeft", 37)
     assert f"section {section - 1} of" in page.text("#av-slice-label")

@@ -27,7 +27,7 @@ LAYERS = [
     ("analyses", ["osnmf.spatial", "osnmf.interpret", "osnmf.evaluate"]),
     # the settings of a run (its parameter table) and what its stages made
     ("results", ["osnmf.config", "osnmf.params_table", "osnmf.results"]),
-    ("presentation", ["osnmf.plotting", "osnmf.report", "osnmf.viewer"]),
+    ("presentation", ["osnmf.plotting", "osnmf.report", "osnmf.viewer", "osnmf.qtcheck"]),
     ("pipeline", ["osnmf.pipeline", "osnmf.project"]),
     ("cli", ["osnmf.cli"]),
 ]

@@ -25,7 +25,7 @@ from osnmf.factorize.choose_k.criteria import RULES
 from osnmf.factorize.sweep.plan import K_RANGE_DEFAULT
 from osnmf.preprocess.hemispheres import HEMISPHERE_MODES
 from osnmf.recipes import DEFAULT_RECIPE, RECIPE_SETTINGS, RECIPES
-from osnmf.spatial.linking import LINK_SIZES
+from osnmf.spatial.linking import LINK_SIZES, MIN_MEMBER_SHARE, TIE_TOLERANCE
 
 __all__ = ["PARAMS", "Param", "by_name", "check_values", "shown_default", "value_types"]
 
@@ -120,6 +120,11 @@ PARAMS: tuple[Param, ...] = (
     Param("link_sizes", list[int], list(LINK_SIZES),
           Check(_link_sizes, "a non-empty list of distinct sizes among " + ", ".join(map(str, LINK_SIZES))),
           "Sizes of the pattern groups linked to regions"),
+    Param("link_min_share", float, MIN_MEMBER_SHARE, Interval(Real, 0, 0.5, closed="both"),
+          "Smallest share of a linked union's voxels each member region must hold (no big region plus a "
+          "tiny nucleus); 0 scores every contiguous set"),
+    Param("link_tie_tolerance", float, TIE_TOLERANCE, Interval(Real, 0),
+          "A pattern's link is the smallest region set whose r is within this of the best of any size"),
     Param("n_random_models", int, 1000, _count(1), "Random models of the region-prediction null"),
     Param("network_top_fraction", float, 0.0025, Interval(Real, 0, 1, closed="right"),
           "Share of the strongest gene pairs kept in the networks"),

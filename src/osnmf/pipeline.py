@@ -56,7 +56,8 @@ STAGE_INPUTS: dict[str, StageInputs] = {
                          runtime=("backend", "device", "n_jobs", "scheduler")),
     "baselines": StageInputs(key=("k_range", "pca_replicates", "random_state", "moran_replicates")),
     "metrics": StageInputs(),
-    "linking": StageInputs(key=("link_sizes", "n_random_models", "random_state")),
+    "linking": StageInputs(key=("link_sizes", "link_min_share", "link_tie_tolerance", "n_random_models",
+                                "random_state")),
     "markers": StageInputs(key=("network_top_fraction",)),
 }
 
@@ -336,28 +337,35 @@ class Pipeline:
     def linking(self) -> LinkingResult:
         from osnmf.interpret.ontology import pattern_ontology
         from osnmf.interpret.region_prediction import region_patterns, region_prediction_test
-        from osnmf.spatial.linking import best_combinations
+        from osnmf.spatial.linking import best_combinations, readable_regions
         from osnmf.spatial.region_correlation import region_correlations
 
         cfg = self.inputs("linking")
         atlas = self.state.expr.atlas
 
+        rule = {"min_member_share": cfg.link_min_share, "tie_tolerance": cfg.link_tie_tolerance}
+
         def compute() -> LinkingResult:
             summary_rows, found = [], {}
             for name, patterns in pattern_sets(self.state.sweep, self.state.baselines).items():
                 brain = self.brain_patterns(patterns)
-                link = best_combinations(brain, atlas, sizes=cfg.link_sizes, progress=self.progress)
+                link = best_combinations(brain, atlas, sizes=cfg.link_sizes, progress=self.progress, **rule)
                 summary_rows.append({"pattern_set": name, **link.summary})
                 if name == "staNMF":
                     found = {"brain": brain, "link": link}
             brain, link = found["brain"], found["link"]
+            # each pattern's link and name: its best union of readable (coarse / medium grey-matter)
+            # regions, one scheme for links.csv, the report's tables and the names "PP3 · Isocortex"
+            sizes = [s for s in cfg.link_sizes if s <= 3] or [1]
+            named = best_combinations(brain, atlas, sizes=sizes, regions=readable_regions(atlas), top_n=1, keep=1,
+                                      **rule).best
             correlations = region_correlations(brain, atlas)
             tree = pattern_ontology(brain, link, atlas)
             linked = region_patterns(link, correlations, atlas, "Isocortex")
             pred = region_prediction_test(brain, atlas, region="Isocortex", linked=linked,
                                           n_random=cfg.n_random_models, seed=cfg.random_state)
             return LinkingResult(
-                links=link.best, links_top=link.table, link_matrix=link.matrix.to_numpy(dtype=np.float64),
+                links=named, links_top=link.table, link_matrix=link.matrix.to_numpy(dtype=np.float64),
                 correlations=correlations, link_summary=pd.DataFrame(summary_rows),
                 ontology_json=tree.to_json(), ontology_newick=tree.to_newick(), ontology_linkage=tree.linkage,
                 region_auc=pred.auc, region_random_median_auc=pred.median_random, region_p=pred.p_value,

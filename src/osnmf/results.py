@@ -101,8 +101,8 @@ class MetricsResult:
 class LinkingResult:
     """Patterns linked to regions, the expression-defined ontology and the Isocortex prediction test."""
 
-    links: pd.DataFrame  # best region combination per pattern
-    links_top: pd.DataFrame  # the top combinations per pattern and size
+    links: pd.DataFrame  # each pattern's best union of readable regions: its name and links.csv
+    links_top: pd.DataFrame  # the top combinations per pattern and size over every region
     link_matrix: np.ndarray  # (K, K) pattern × every pattern's best union, Pearson r
     correlations: pd.DataFrame  # pattern × region Pearson r
     link_summary: pd.DataFrame  # mean best r per pattern set

@@ -219,14 +219,18 @@ def build_report(state, summary: dict) -> Path:
         "Linking patterns to the anatomy",
         paragraphs=[
             "For each pattern, every single region, contiguous pair and contiguous triple of the ontology was "
-            "scored by the Pearson r between the pattern and the union mask (exhaustive search).",
+            "scored by the Pearson r between the pattern and the union mask (exhaustive search), a union only "
+            f"when each member holds at least {state.config.link_min_share:.0%} of its voxels (no big region "
+            "plus a tiny nucleus); a pattern's link is the smallest set within r "
+            f"{state.config.link_tie_tolerance:g} of its best of any size.",
             f"Isocortex prediction from the patterns linked to it: ROC AUC {lk.region_auc:.3f}; random pattern "
             f"subsets of the same size: median AUC {lk.region_random_median_auc:.3f} (empirical p = "
             f"{lk.region_p:.3g}, {lk.region_n_linked} pattern(s)).",
         ],
         tables=[(_links_table(best, names),
-                 "Best region combination per pattern over every region of the ontology (links.csv); the "
-                 "pattern names use the best union of coarse- and medium-level grey-matter regions instead"),
+                 "Each pattern's link: its best union of coarse- and medium-level grey-matter regions, the "
+                 "regions its name is made of (links.csv; the best combinations over every region of the "
+                 "ontology, per size, are in links_top.csv)"),
                 (link_summary.drop(columns="n_combinations", errors="ignore"),
                  "Mean best r per pattern set (all pattern sets searched the same way; the number of combinations "
                  "of each size is in link_summary.csv)")],

@@ -54,15 +54,10 @@ def ascii_name(name: str) -> str:
 
 def name_links(state) -> pd.DataFrame:
     """Each pattern's best union of readable regions (coarse and medium grey-matter regions, no
-    fibre tracts or ventricles; :func:`~osnmf.spatial.linking.readable_regions`): the links its
-    name is made of, one row per pattern (``pattern_index``, ``acronyms``, ``names``, ``r``)."""
-    from osnmf.expression import to_matrix
-    from osnmf.spatial.linking import best_combinations, readable_regions
-
-    atlas = state.expr.atlas
-    brain = to_matrix(to_volumes(state.sweep.components, state.impute.support), atlas.brain_mask)
-    sizes = [s for s in state.config.link_sizes if s <= 3] or [1]  # names from at most three regions
-    return best_combinations(brain, atlas, sizes=sizes, regions=readable_regions(atlas), top_n=1, keep=1).best
+    fibre tracts or ventricles; :func:`~osnmf.spatial.linking.readable_regions`), as the linking
+    stage found it: the links its name is made of and links.csv lists, one row per pattern
+    (``pattern_index``, ``acronyms``, ``names``, ``r``)."""
+    return state.linking.links
 
 
 def run_pattern_names(state) -> list[str]:
