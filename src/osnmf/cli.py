@@ -1,6 +1,7 @@
 """Command-line interface (Typer + rich): a thin shell over the API and :mod:`osnmf.pipeline`.
 
-Every :class:`~osnmf.errors.OsnmfError` is printed as one line on stderr with exit code 2;
+Every :class:`~osnmf.errors.OsnmfError` is printed as one line on stderr with exit code 2, and so
+is an ``OSError`` (disk full, read-only folder, a file in the way: the path, what it means, what to do);
 ``--debug`` shows the traceback instead. Help and error text print as written: no rich markup
 (``'osnmf[viewer]'`` stays), no emoji codes (``:X:`` stays).
 """
@@ -19,7 +20,7 @@ from rich.console import Console
 from rich.text import Text
 
 from osnmf.config import RunConfig
-from osnmf.errors import ConfigError, OsnmfError, OsnmfWarning
+from osnmf.errors import ConfigError, OsnmfError, OsnmfWarning, storage_error
 from osnmf.params_table import PARAMS, Param, by_name, shown_default, value_types
 
 N_JOBS = by_name()["n_jobs"].default  # `osnmf project` imputes with run's default threads
@@ -307,6 +308,11 @@ def main() -> None:
     except KeyboardInterrupt:
         _say("", INTERRUPTED)
         sys.exit(130)
+    except OSError as exc:  # the environment: disk full, read-only, a file in the way, a dangling link
+        if _STATE["debug"]:
+            raise
+        _say("error:", str(storage_error(exc)))
+        sys.exit(2)
     except Exception as exc:
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # Typer/Click usage errors
             exc.show()
