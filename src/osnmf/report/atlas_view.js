@@ -24,8 +24,10 @@
     horizontal: {n: ND, w: NM, h: NA, axis: 1, edges: ["L", "R", "A", "P"],
                  voxel: (x, y, s) => (y * ND + s) * NM + x},
   };
+  // opens where the first pattern is most present: its peak section in each plane (D.patterns.peak)
+  const PEAK = (D.patterns.peak && D.patterns.peak[0]) || [NA >> 1, ND >> 1, Math.round(NM * 0.3)];
   const S = {pattern: 0, plane: "coronal", outline: "coarse", gene: -1, region: -1,
-             slice: {coronal: NA >> 1, sagittal: Math.round(NM * 0.3), horizontal: ND >> 1}};
+             slice: {coronal: PEAK[0], sagittal: PEAK[2], horizontal: PEAK[1]}};
   let A = null; // decoded arrays, see load()
 
   // ---- decoding --------------------------------------------------------------------------------

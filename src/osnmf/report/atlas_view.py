@@ -117,7 +117,8 @@ def view_data(state, names: list[str]) -> dict:
         "lut": base64.b64encode(_lut()).decode("ascii"),
         "regions": _regions(atlas, regions),
         "annotation": _annotation(atlas, regions.index.to_numpy()),
-        "patterns": _patterns(state.sweep.components, names),
+        "patterns": {**_patterns(state.sweep.components, names),
+                     "peak": np.asarray(state.metrics.peak_sections, dtype=int).tolist()},  # (K, 3): AP, DV, ML
         "genes": _genes(state),
         "markers": _markers(state.markers.markers, state.sweep.k),
         "networks": [_network(json.loads(str(text))) for text in state.markers.networks_json],
