@@ -60,7 +60,7 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks on 
 
 
 RUN_FLAGS = tuple(p for p in PARAMS if p.flag)  # the options of `osnmf run`, from the parameter table
-PATH_FLAGS = ("data", "out")  # read as paths, passed on as strings
+PATH_FLAGS = ("data", "out", "coords")  # read as paths, passed on as strings
 LONG_LIST = 5  # a flag with more choices lists them in its help text, its metavar stays short
 
 
