@@ -35,8 +35,8 @@ from osnmf.atomic import atomic_path
 from osnmf.errors import InputError, OsnmfWarning
 from osnmf.expression import SpatialExpression
 
-__all__ = ["CELL_VALUES", "CellFile", "bin_cells", "ccf_to_voxel", "has_cell_coordinates", "iter_cell_chunks",
-           "open_cells", "read_cells", "write_cells_h5ad"]
+__all__ = ["CELL_VALUES", "CellFile", "Grid", "bin_cells", "ccf_to_voxel", "cell_labels", "has_cell_coordinates",
+           "iter_cell_chunks", "open_cells", "read_cells", "write_cells_h5ad"]
 
 CELL_VALUES = ("auto", "counts", "log")
 TYPE_KEYS = ("subclass", "class")  # the default cell-type columns, first found wins
@@ -75,6 +75,14 @@ def ccf_to_voxel(xyz_mm: np.ndarray, shape: tuple[int, int, int], spacing_um) ->
     inside = finite & ((idx >= 0) & (idx < np.asarray(shape))).all(axis=1)
     idx[~inside] = -1
     return idx, inside
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A grid without an annotation: what :func:`open_cells` needs of an :class:`Atlas`."""
+
+    shape: tuple[int, int, int]
+    spacing_um: tuple[float, float, float]
 
 
 @dataclass
@@ -123,6 +131,13 @@ def _obs_names(obs) -> np.ndarray:
     from anndata.io import read_elem
 
     return np.asarray(read_elem(obs[obs.attrs["_index"]]), dtype=str)
+
+
+def cell_labels(cells: CellFile, rows: np.ndarray | None = None) -> np.ndarray:
+    """The ``obs_names`` of the cells file (of ``rows`` only, when given), as strings."""
+    with _h5py().File(cells.path, "r") as f:
+        names = _obs_names(f["obs"])
+    return names if rows is None else names[rows]
 
 
 def _coordinates(f, source: str, coords: str | os.PathLike | None) -> np.ndarray:
@@ -175,9 +190,10 @@ def _cell_types(obs, key: str | None, source: str):
     return np.asarray(cat.codes, dtype=np.int32), [str(c) for c in cat.categories], key
 
 
-def open_cells(path: str | os.PathLike, atlas: Atlas | None = None, coords: str | os.PathLike | None = None,
+def open_cells(path: str | os.PathLike, atlas: Atlas | Grid | None = None, coords: str | os.PathLike | None = None,
                cell_type_key: str | None = None, values: str = "auto") -> CellFile:
-    """Read the ``obs`` / ``var`` of a cells ``.h5ad`` and place every cell on ``atlas``' grid.
+    """Read the ``obs`` / ``var`` of a cells ``.h5ad`` and place every cell on ``atlas``' grid
+    (an :class:`Atlas` or a :class:`Grid`; default :meth:`Atlas.default`).
 
     Raises :class:`InputError` (one line) for no coordinates, coordinates in µm, an unknown
     ``cell_type_key``, no readable ``X``; warns (:class:`OsnmfWarning`, one line) about the cells
