@@ -4,7 +4,8 @@ The model, from a :class:`~osnmf.datasets.phantom_parts.Phantom` with K planted 
 ``P`` (K × brain voxels, max 1) and gene coefficients ``A`` (genes × K):
 
 - cells sit at a uniform density in the brain (each cell in a brain voxel drawn uniformly), at a
-  uniform sub-voxel position (the jitter);
+  uniform position inside the voxel (the jitter; voxel ``i`` spans ``(i ± ½) · spacing``, see
+  :mod:`osnmf.io.cells`);
 - a cell in voxel ``v`` is of planted type ``k`` with probability ``w · P[k, v]``
   (``w = 1 / max_v Σ_k P[k, v]``), else of type ``"Other"``: so type ``k``'s cells are placed by
   pattern ``k``'s density, and the share of type ``k`` among a voxel's cells is linear in ``P[k, v]``;
@@ -76,7 +77,7 @@ def _draw_chunk(rng, n, flat_brain, share, other, means, other_rate, spacing_mm,
     types = np.minimum(types, K)
     voxel = flat_brain[pick]
     idx = np.column_stack(np.unravel_index(voxel, shape)).astype(np.float64)
-    xyz = (idx + rng.random((n, 3))) * spacing_mm
+    xyz = (idx + rng.random((n, 3)) - 0.5) * spacing_mm  # voxel i is centred at i · spacing
     rates = np.vstack([means, np.full((1, means.shape[1]), other_rate)])[types]  # (n, genes)
     counts = rng.poisson(rates).astype(np.float32)
     return voxel, types, xyz, counts

@@ -12,9 +12,12 @@ Input layout (that of the Allen Brain Cell atlas' MERFISH releases):
 - optional cell-type labels in an ``obs`` column (default ``subclass``, else ``class``).
 
 The mapping: a cell at ``(x, y, z)`` mm lies in grid voxel
-``(AP, DV, ML) = floor(1000 * (x, y, z) / spacing_um)``: voxel ``i`` covers
-``[i·s, (i+1)·s)`` mm with the CCF origin at the corner of voxel 0 (``s`` = 0.2 mm on the ISH
-grid). Cells without coordinates or outside the grid are counted and dropped (one warning line).
+``(AP, DV, ML) = round(1000 * (x, y, z) / spacing_um)``: voxel ``i`` is centred at ``i·s`` mm and
+covers ``[(i − ½)·s, (i + ½)·s)`` (``s`` = 0.2 mm on the ISH grid), as the Allen grids sample the
+13.2 × 8.0 × 11.4 mm CCF box at both its ends (67 × 41 × 58 = 66 + 1, 40 + 1, 57 + 1 voxels). The
+check: the grid annotation is mirror-symmetric about ML 28.5 voxels = 5.7 mm, CCFv3's midline
+(tests/test_cells.py). Cells without coordinates or outside the grid are counted and dropped (one
+warning line).
 
 The file is read by rows in chunks (``chunk_cells``), never whole: memory is the per-cell voxel
 index and label codes (a few bytes per cell), one chunk, and the per-voxel sums.
@@ -63,12 +66,12 @@ def has_cell_coordinates(path: str | os.PathLike) -> bool:
 def ccf_to_voxel(xyz_mm: np.ndarray, shape: tuple[int, int, int], spacing_um) -> tuple[np.ndarray, np.ndarray]:
     """CCF millimetres ``(n, 3)`` (x AP, y DV, z ML) → grid indices ``(n, 3)`` int64 and ``inside`` (n,) bool.
 
-    ``index = floor(1000 * mm / spacing_um)``; non-finite coordinates and indices outside ``shape`` are
-    not ``inside`` (their index row is -1).
+    ``index = floor(1000 * mm / spacing_um + 1/2)`` (voxel ``i`` centred at ``i · spacing``); non-finite
+    coordinates and indices outside ``shape`` are not ``inside`` (their index row is -1).
     """
     xyz = np.asarray(xyz_mm, dtype=np.float64)
     with np.errstate(invalid="ignore"):
-        scaled = np.floor(xyz * 1000.0 / np.asarray(spacing_um, dtype=np.float64))
+        scaled = np.floor(xyz * 1000.0 / np.asarray(spacing_um, dtype=np.float64) + 0.5)
     finite = np.isfinite(scaled).all(axis=1)
     idx = np.full(xyz.shape, -1, dtype=np.int64)
     idx[finite] = scaled[finite].astype(np.int64)
