@@ -232,3 +232,15 @@ def test_cells_without_coordinates_or_outside_are_counted_and_dropped(tmp_path):
         adata.obs["y"] = 9.0
         adata.write_h5ad(tmp_path / "all_out.h5ad")
         open_cells(tmp_path / "all_out.h5ad")
+
+
+def test_run_config_flags_reach_the_cells_reader(cells):
+    """`osnmf run --data cells.h5ad --min-cells N`: the pipeline's load stage bins with N."""
+    from osnmf.config import RunConfig
+    from osnmf.pipeline import Pipeline
+
+    pipe = Pipeline(RunConfig(data=str(cells.path), min_cells=2, cell_values="counts", quiet=True))
+    pipe.load()
+    expected = load_expression(cells.path, min_cells=2)
+    np.testing.assert_array_equal(pipe.state.expr.volumes, expected.volumes)
+    assert np.isnan(expected.volumes[:, Atlas.default().brain_mask]).any()  # 60,000 cells: sparse voxels

@@ -12,9 +12,9 @@
   divided by the mean over all cells → ``cell_programs.csv``; per cell ``h`` in ``cells.h5ad``.
 
 The agreement of the views, per type: Pearson r of its two rows (over patterns) and whether the
-top pattern is the same (``agreement.csv``). Cells are read in chunks, twice (gene means, then
-coefficients); memory is a few bytes per cell, one chunk and the (cells × K) location of the
-per-cell file.
+top pattern (the largest enrichment above 1) is the same (``agreement.csv``). Cells are read in
+chunks, twice (gene means, then coefficients); memory is a few bytes per cell, one chunk and the
+(cells × K) location of the per-cell file.
 """
 
 from __future__ import annotations
@@ -178,9 +178,9 @@ def project_cells(run_dir: str | os.PathLike, data: str | os.PathLike, out: str 
 
 
 def _top(row: np.ndarray, patterns) -> str:
-    """The pattern of the largest enrichment; "" when there is none (all zero or undefined)."""
+    """The pattern of the largest enrichment; "" when no pattern is enriched (none above 1)."""
     finite = np.where(np.isfinite(row), row, -np.inf)
-    return patterns[int(np.argmax(finite))] if finite.max() > 0 else ""
+    return patterns[int(np.argmax(finite))] if finite.max() > 1 else ""
 
 
 def _agreement(names, present, loc, prog, patterns) -> pd.DataFrame:
