@@ -143,14 +143,19 @@ def cell_labels(cells: CellFile, rows: np.ndarray | None = None) -> np.ndarray:
     return names if rows is None else names[rows]
 
 
-def _coordinates(f, source: str, coords: str | os.PathLike | None) -> np.ndarray:
-    """(n_cells, 3) float64 mm, NaN where a cell has none."""
+def _coordinate_chunks(f, source: str, coords: str | os.PathLike | None, chunk: int) -> Iterator[np.ndarray]:
+    """(rows, 3) float64 mm per chunk of cells, NaN where a cell has none; obs columns read by slices."""
     obs = f["obs"]
     if coords is None:
         if not all(c in obs for c in ("x", "y", "z")):
             raise InputError(f"{source}: no CCF coordinates: obs has no x, y, z columns (mm); give --coords "
                              "FILE (a CSV with cell_label, x, y, z, as the atlas' ccf_coordinates.csv)")
-        return np.column_stack([np.asarray(_obs_column(obs, c), dtype=np.float64) for c in ("x", "y", "z")])
+        columns = [obs[c] if isinstance(obs[c], _h5py().Dataset) else np.asarray(_obs_column(obs, c))
+                   for c in ("x", "y", "z")]
+        n = columns[0].shape[0]
+        for start in range(0, n, chunk):
+            yield np.column_stack([np.asarray(c[start:start + chunk], dtype=np.float64) for c in columns])
+        return
     import pandas as pd
 
     coords = Path(coords)
@@ -161,15 +166,15 @@ def _coordinates(f, source: str, coords: str | os.PathLike | None) -> np.ndarray
     except ValueError as exc:
         raise InputError(f"--coords {coords}: needs columns cell_label, x, y, z ({exc})") from None
     table = table.drop_duplicates("cell_label").set_index("cell_label")
-    joined = table.reindex(pd.Index(_obs_names(obs)))[["x", "y", "z"]]
-    return joined.to_numpy(dtype=np.float64)
+    joined = table.reindex(pd.Index(_obs_names(obs)))[["x", "y", "z"]].to_numpy(dtype=np.float64)
+    del table
+    for start in range(0, joined.shape[0], chunk):
+        yield joined[start:start + chunk]
 
 
 def _check_units(xyz: np.ndarray, shape, spacing_um, source: str) -> None:
     extent = np.asarray(shape) * np.asarray(spacing_um) / 1000.0
     finite = np.isfinite(xyz).all(axis=1)
-    if not finite.any():
-        raise InputError(f"{source}: no cell has finite CCF coordinates x, y, z")
     median = np.median(xyz[finite], axis=0)
     if (np.abs(median) > UM_FACTOR * extent).any():
         shown, spans = ", ".join(f"{m:,.0f}" for m in median), ", ".join(f"{e:.1f}" for e in extent)
@@ -216,15 +221,22 @@ def open_cells(path: str | os.PathLike, atlas: Atlas | Grid | None = None, coord
     with f:
         if "obs" not in f or "var" not in f or "X" not in f:
             raise InputError(f"{source}: not an AnnData file (needs obs, var and X)")
-        xyz = _coordinates(f, source, coords)
-        _check_units(xyz, atlas.shape, atlas.spacing_um, source)
-        idx, inside = ccf_to_voxel(xyz, atlas.shape, atlas.spacing_um)
-        no_coords = int((~np.isfinite(xyz).all(axis=1)).sum())
-        n_outside = int((~inside).sum()) - no_coords
-        del xyz
-        voxel = np.full(idx.shape[0], -1, dtype=np.int64)
-        voxel[inside] = np.ravel_multi_index(tuple(idx[inside].T), atlas.shape)
-        del idx
+        parts, no_coords, n_outside, checked = [], 0, 0, False
+        for xyz in _coordinate_chunks(f, source, coords, CHUNK_CELLS):
+            missing = int((~np.isfinite(xyz).all(axis=1)).sum())
+            if not checked and missing < xyz.shape[0]:  # the units, from the first cells with coordinates
+                _check_units(xyz, atlas.shape, atlas.spacing_um, source)
+                checked = True
+            idx, inside = ccf_to_voxel(xyz, atlas.shape, atlas.spacing_um)
+            no_coords, n_outside = no_coords + missing, n_outside + int((~inside).sum()) - missing
+            part = np.full(idx.shape[0], -1, dtype=np.int64)
+            part[inside] = np.ravel_multi_index(tuple(idx[inside].T), atlas.shape)
+            parts.append(part)
+        if not checked:
+            raise InputError(f"{source}: no cell has finite CCF coordinates x, y, z")
+        voxel = np.concatenate(parts)
+        del parts
+        inside = voxel >= 0
         codes, names, key = _cell_types(f["obs"], cell_type_key, source)
         var = f["var"]
         ids = _obs_names(var)
