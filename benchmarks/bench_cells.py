@@ -16,6 +16,7 @@ memory.
 Usage::
 
     python benchmarks/bench_cells.py --cells 2000000 --genes 100 [--dir /tmp/bench_cells] [--chunk 100000]
+        [--phase measure] [--json benchmarks/results/cells_2M.json]
 """
 
 from __future__ import annotations
@@ -100,17 +101,27 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=100_000)
     parser.add_argument("--compression", default="lzf")
     parser.add_argument("--dir", default="/tmp/bench_cells")
-    parser.add_argument("--phase", choices=("all", "make", "bin", "project"), default="all")
+    parser.add_argument("--phase", choices=("all", "make", "bin", "project", "measure"), default="all",
+                        help="all: make then measure; measure: bin and project on an existing --dir")
+    parser.add_argument("--json", default=None, help="also write the phases' results to this file")
     args = parser.parse_args()
-    if args.phase != "all":
+    if args.phase not in ("all", "measure"):
         print(json.dumps(make(args) if args.phase == "make" else measure(args)))
         return
-    for phase in ("make", "bin", "project"):
+    results = []
+    for phase in ("make", "bin", "project") if args.phase == "all" else ("bin", "project"):
         cmd = [sys.executable, __file__, "--phase", phase, "--cells", str(args.cells), "--genes", str(args.genes),
                "--patterns", str(args.patterns), "--chunk", str(args.chunk), "--compression", args.compression,
                "--dir", args.dir]
         result = subprocess.run(cmd, capture_output=True, text=True, check=True)
-        print(result.stdout.strip().splitlines()[-1], flush=True)
+        line = result.stdout.strip().splitlines()[-1]
+        print(line, flush=True)
+        results.append(json.loads(line))
+    if args.json:
+        load = Path("/proc/loadavg").read_text().split()[:3]
+        Path(args.json).write_text(json.dumps({"cells": args.cells, "genes": args.genes, "patterns": args.patterns,
+                                               "chunk": args.chunk, "compression": args.compression,
+                                               "loadavg_after": load, "phases": results}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@
 
 The agreement of the views, per type: Pearson r of its two rows (over patterns) and whether the
 top pattern (the largest enrichment above 1) is the same (``agreement.csv``). Cells are read in
-chunks, twice (gene means, then coefficients); memory is a few bytes per cell, one chunk and the
-(cells × K) location of the per-cell file.
+chunks, twice (gene means, then coefficients); memory is one chunk and about 190 bytes per cell
+(labels, voxel, type code and the (cells × K) location of the per-cell file; docs/cells.md).
 """
 
 from __future__ import annotations
@@ -121,15 +121,20 @@ def project_cells(run_dir: str | os.PathLike, data: str | os.PathLike, out: str 
     n_per_type = np.bincount(codes[labelled], minlength=n_types).astype(np.float64)
     with log.timed("location") as line:
         D = run.patterns.reshape(K, -1)
-        location = np.ascontiguousarray(D[:, cells.voxel[kept]].T, dtype=np.float32)  # (kept, K)
-        loc_table = _enrichment(_type_means(codes[labelled], location[labelled], n_types), n_per_type)
+        location = np.ascontiguousarray(D.T, dtype=np.float32)[cells.voxel[kept]]  # (kept, K)
+        every_labelled = bool(labelled.all())
+        loc_table = _enrichment(_type_means(codes if every_labelled else codes[labelled],
+                                            location if every_labelled else location[labelled], n_types), n_per_type)
         line["note"] = f"{K} patterns at the voxels of {kept.size} cells"
     with log.timed("expression") as line:
         position = np.full(cells.n_cells, -1, dtype=np.int64)
         position[kept] = np.arange(kept.size)
         gene_sum = np.zeros(cols.size)
+        in_order = np.array_equal(cols, np.arange(cells.genes.size))
         for start, block in iter_cell_chunks(cells, chunk_cells):
-            gene_sum += block[cells.kept[start:start + block.shape[0]]][:, cols].sum(axis=0, dtype=np.float64)
+            here = cells.kept[start:start + block.shape[0]]
+            rows_here = block if here.all() else block[here]
+            gene_sum += (rows_here if in_order else rows_here[:, cols]).sum(axis=0, dtype=np.float64)
         cell_mean = gene_sum / max(kept.size, 1)
         W = W_all[rows]
         ish_mean = W @ D[:, run.support.ravel()].mean(axis=1)
@@ -137,7 +142,8 @@ def project_cells(run_dir: str | os.PathLike, data: str | os.PathLike, out: str 
         if not usable.any():
             raise InputError(f"{data}: the {cols.size} shared genes are zero in every cell or in the run's "
                              "coefficients; nothing to project")
-        cols, Wn, scale = cols[usable], W[usable] / ish_mean[usable, None], cell_mean[usable]
+        cols, Wn, scale = cols[usable], W[usable] / ish_mean[usable, None], cell_mean[usable].astype(np.float32)
+        every = np.array_equal(cols, np.arange(cells.genes.size))  # all columns in order: no column copy
         G = Wn.T @ Wn
         prog_sums = np.zeros((n_types, K))
         line["note"] = f"{int(usable.sum())} genes (of {usable.size} shared) in both modalities"
@@ -145,7 +151,8 @@ def project_cells(run_dir: str | os.PathLike, data: str | os.PathLike, out: str 
     def coefficients():
         for start, block in iter_cell_chunks(cells, chunk_cells):
             here = cells.kept[start:start + block.shape[0]]
-            x = block[here][:, cols] / scale
+            x = block[here] if every else block[here][:, cols]
+            x /= scale
             H = nnls_rows(G, x @ Wn)
             at = position[start:start + block.shape[0]][here]
             ok = labelled[at]
@@ -153,11 +160,11 @@ def project_cells(run_dir: str | os.PathLike, data: str | os.PathLike, out: str 
             yield H.astype(np.float32)
 
     out = Path(out)
-    ap, dv, ml = np.unravel_index(cells.voxel[kept], cells.shape)
-    obs_names = cell_labels(cells, kept)
+    grid = np.unravel_index(cells.voxel[kept], cells.shape)
     obs = pd.DataFrame({"cell_type": pd.Categorical.from_codes(np.where(labelled, codes, -1), names),
-                        "ap": ap.astype(np.int32), "dv": dv.astype(np.int32), "ml": ml.astype(np.int32)},
-                       index=pd.Index(obs_names, dtype=str))
+                        **{axis: g.astype(np.int32) for axis, g in zip(("ap", "dv", "ml"), grid, strict=True)}},
+                       index=pd.Index(cell_labels(cells, kept), dtype=object))
+    del grid
     var = pd.DataFrame(index=pd.Index(run.pattern_names, dtype=str))
     with log.timed("project") as line:
         out.mkdir(parents=True, exist_ok=True)

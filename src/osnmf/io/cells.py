@@ -131,13 +131,15 @@ def _obs_column(obs, name: str):
 
 
 def _obs_names(obs) -> np.ndarray:
+    """The index of ``obs`` (or ``var``) as read: an object array of str (no fixed-width copy)."""
     from anndata.io import read_elem
 
-    return np.asarray(read_elem(obs[obs.attrs["_index"]]), dtype=str)
+    names = np.asarray(read_elem(obs[obs.attrs["_index"]]))
+    return names if names.dtype == object else names.astype(str).astype(object)
 
 
 def cell_labels(cells: CellFile, rows: np.ndarray | None = None) -> np.ndarray:
-    """The ``obs_names`` of the cells file (of ``rows`` only, when given), as strings."""
+    """The ``obs_names`` of the cells file (of ``rows`` only, when given): an object array of str."""
     with _h5py().File(cells.path, "r") as f:
         names = _obs_names(f["obs"])
     return names if rows is None else names[rows]
@@ -239,7 +241,7 @@ def open_cells(path: str | os.PathLike, atlas: Atlas | Grid | None = None, coord
         inside = voxel >= 0
         codes, names, key = _cell_types(f["obs"], cell_type_key, source)
         var = f["var"]
-        ids = _obs_names(var)
+        ids = np.asarray(_obs_names(var), dtype=str)
         genes = np.asarray(_obs_column(var, "gene_symbol"), dtype=str) if "gene_symbol" in var else ids
         n_rows = _x_shape(f["X"], source)[0]
     if n_rows != voxel.size:
@@ -315,19 +317,18 @@ def bin_cells(cells: CellFile, atlas: Atlas, min_cells: int = 3, chunk_cells: in
     counts = np.bincount(compact, minlength=occupied.size)
     for start, block in iter_cell_chunks(cells, chunk_cells):
         w = where[start:start + block.shape[0]]
-        keep = w >= 0
-        w, block = w[keep], block[keep]
-        order = np.argsort(w, kind="stable")
-        w, block = w[order], block[order]
-        heads = np.flatnonzero(np.r_[True, w[1:] != w[:-1]]) if w.size else np.zeros(0, dtype=np.int64)
-        if heads.size:
-            sums[w[heads]] += np.add.reduceat(block, heads, axis=0, dtype=np.float64)
+        rows = np.flatnonzero(w >= 0)
+        rows = rows[np.argsort(w[rows], kind="stable")]  # the chunk's kept cells, grouped by voxel
+        w = w[rows]
+        if w.size:
+            heads = np.flatnonzero(np.r_[True, w[1:] != w[:-1]])
+            sums[w[heads]] += np.add.reduceat(block[rows], heads, axis=0, dtype=np.float64)
     enough = counts >= min_cells
+    sums /= np.maximum(counts, 1)[:, None]  # in place: the means
     volumes = np.full((cells.genes.size, int(np.prod(atlas.shape))), np.nan, dtype=np.float32)
-    outside = ~atlas.brain_mask.ravel()
-    volumes[:, outside] = 0.0
+    volumes[:, ~atlas.brain_mask.ravel()] = 0.0
     volumes[:, occupied] = np.nan
-    volumes[:, occupied[enough]] = (sums[enough] / counts[enough, None]).T
+    volumes[:, occupied[enough]] = sums[enough].T
     del sums
     return SpatialExpression(volumes.reshape(cells.genes.size, *atlas.shape), cells.genes, cells.ids, atlas)
 
