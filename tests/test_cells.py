@@ -7,6 +7,7 @@ midline (11.4 mm wide box: 5.7 mm) for the mm → voxel mapping.
 
 import json
 import sys
+import warnings
 
 import anndata
 import numpy as np
@@ -182,7 +183,9 @@ def _tiny(path, obs_cols=True, scale=1.0, genes=("Gene0001", "Gene0002")):
     if obs_cols:
         obs["x"], obs["y"], obs["z"] = rng.uniform(4, 9, n) * scale, rng.uniform(2, 6, n) * scale, 5.7 * scale
     X = rng.poisson(2.0, (n, len(genes))).astype(np.float32)
-    anndata.AnnData(X=X, obs=obs, var=pd.DataFrame(index=list(genes))).write_h5ad(path)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Variable names are not unique")  # on purpose in one case
+        anndata.AnnData(X=X, obs=obs, var=pd.DataFrame(index=list(genes))).write_h5ad(path)
     return path
 
 
@@ -244,3 +247,16 @@ def test_run_config_flags_reach_the_cells_reader(cells):
     expected = load_expression(cells.path, min_cells=2)
     np.testing.assert_array_equal(pipe.state.expr.volumes, expected.volumes)
     assert np.isnan(expected.volumes[:, Atlas.default().brain_mask]).any()  # 60,000 cells: sparse voxels
+
+
+@pytest.mark.parametrize("case, words", [("micrometres", ["micrometres"]), ("duplicate_genes", ["not unique"])])
+def test_osnmf_run_on_bad_cells_is_one_line_and_no_run_folder(tmp_path, monkeypatch, capsys, case, words):
+    data = _tiny(tmp_path / "bad.h5ad", scale=1000.0) if case == "micrometres" else \
+        _tiny(tmp_path / "bad.h5ad", genes=("Gad1", "Gad1"))
+    out = tmp_path / "run"
+    monkeypatch.setattr(sys, "argv", ["osnmf", "run", "--data", str(data), "--out", str(out), "--quiet"])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(lines) == 1 and str(data) in lines[0], lines
+    assert all(w in lines[0] for w in words) and not out.exists()

@@ -70,7 +70,7 @@ PARAMS: tuple[Param, ...] = (
           flag=True, none_means="synthetic"),
     Param("coords", str | None, None, None, "CSV of the cells' CCF coordinates in mm (cell_label, x, y, z) for a "
           "cells × genes .h5ad without obs x, y, z", flag=True, none_means="obs x, y, z"),
-    Param("min_cells", int, 3, Interval(1), "Fewest cells a voxel needs for a cells .h5ad (fewer: missing, imputed)",
+    Param("min_cells", int, 3, Interval(1), "Fewest cells a voxel needs for a cells .h5ad (fewer: missing)",
           flag=True),
     Param("cell_values", str, "auto", Options(CELL_VALUES), "X of a cells .h5ad: raw counts (log1p applied), "
           "log values (used as they are), or auto (integers are counts)", flag=True),

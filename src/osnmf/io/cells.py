@@ -246,6 +246,9 @@ def open_cells(path: str | os.PathLike, atlas: Atlas | Grid | None = None, coord
         n_rows = _x_shape(f["X"], source)[0]
     if n_rows != voxel.size:
         raise InputError(f"{source}: X has {n_rows} rows but obs {voxel.size} cells")
+    if len(set(ids.tolist())) != ids.size:
+        raise InputError(f"{source}: var_names (the gene columns) are not unique; make them unique "
+                         "(e.g. AnnData.var_names_make_unique) and keep the symbols in var['gene_symbol']")
     if not inside.any():
         raise InputError(f"{source}: none of the {voxel.size} cells lies inside the {atlas.shape} grid "
                          f"({atlas.spacing_um[0]:g} µm voxels); are x, y, z CCFv3 millimetres?")
