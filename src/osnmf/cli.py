@@ -61,7 +61,7 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks on 
 
 
 RUN_FLAGS = tuple(p for p in PARAMS if p.flag)  # the options of `osnmf run`, from the parameter table
-PATH_FLAGS = ("data", "out")  # read as paths, passed on as strings
+PATH_FLAGS = ("data", "out", "coords")  # read as paths, passed on as strings
 LONG_LIST = 5  # a flag with more choices lists them in its help text, its metavar stays short
 
 
@@ -247,11 +247,17 @@ def project(
     hemispheres: str = typer.Option(None, "--hemispheres", metavar=_choices("--hemispheres"),
                                     help="auto, off or drop (default: the run's)."),
     n_jobs: int = typer.Option(None, "--n-jobs", help=f"Parallel threads for the imputation (default: {N_JOBS})."),
+    coords: Path = typer.Option(None, "--coords", help="Cells: CSV of CCF coordinates in mm (cell_label, x, y, z)."),
+    cell_type_key: str = typer.Option(None, "--cell-type-key", help="Cells: the obs column of the cell types "
+                                      "(default: subclass, else class, else none)."),
+    cell_values: str = typer.Option(None, "--cell-values", metavar=_choices("--cell-values"),
+                                    help="Cells: X holds counts (log1p applied), log values, or auto (default)."),
     quiet: bool = _option(by_name()["quiet"]),
     verbose: bool = _option(by_name()["verbose"]),
     jobs: int = typer.Option(None, "--jobs", hidden=True),
 ) -> None:
-    """Project new experiments onto a run's patterns: coefficients, assigned pattern, reconstruction r."""
+    """Project new experiments onto a run's patterns: coefficients, assigned pattern, reconstruction r.
+    Cells (.h5ad with CCF coordinates): cell types × patterns by location and by expression."""
     from osnmf.project import project_run
     from osnmf.run.log import RunLog
 
@@ -262,7 +268,16 @@ def project(
         n_jobs = by_name()["n_jobs"].check(n_jobs)
     log = RunLog(quiet=quiet, verbose=verbose)
     with log.capture_warnings():
-        summary = project_run(run_dir, data, out, hemispheres=hemispheres, n_jobs=n_jobs or N_JOBS, log=log)
+        summary = project_run(run_dir, data, out, hemispheres=hemispheres, n_jobs=n_jobs or N_JOBS, log=log,
+                              coords=coords, cell_type_key=cell_type_key,
+                              cell_values=by_name()["cell_values"].check(cell_values or "auto"))
+    if "n_cells_projected" in summary:
+        a = summary["agreement"]
+        typer.echo(f"{summary['n_cells_projected']} cells of {summary['n_cell_types']} types onto "
+                   f"{summary['n_patterns']} patterns ({summary['n_genes_projected']} shared genes); same top pattern "
+                   f"by location and expression for {a['same_top_pattern']} of {a['n_cell_types']} types; report: "
+                   f"{out / 'report.html'}")
+        return
     r = summary["reconstruction_r_mean"]
     typer.echo(f"{summary['n_projected']} experiments projected onto {summary['n_patterns']} patterns"
                + (f"; mean reconstruction r = {r:.3f}" if r is not None else "") + f"; report: {out / 'report.html'}")

@@ -139,7 +139,8 @@ class Pipeline:
             else:
                 from osnmf.io.load import load_expression
 
-                self.state.expr = load_expression(cfg.data, progress=self.progress)
+                self.state.expr = load_expression(cfg.data, progress=self.progress, coords=cfg.coords,
+                                                  min_cells=cfg.min_cells, cell_values=cfg.cell_values)
             self._check_hemispheres()
             expr = self.state.expr
             _accept(expr, cfg)

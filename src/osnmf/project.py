@@ -82,23 +82,37 @@ def projection_warnings(run_summary: dict, data, r_mean: float | None) -> list[s
 
 def project_run(run_dir: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike,
                 hemispheres: str | None = None, n_jobs: int = 2, progress: bool = False,
-                log: RunLog | None = None) -> dict:
+                log: RunLog | None = None, coords: str | os.PathLike | None = None,
+                cell_type_key: str | None = None, cell_values: str = "auto") -> dict:
     """Project the experiments of ``data`` onto the patterns of ``run_dir``; write ``out``.
 
     Parameters
     ----------
     run_dir : the ``--out`` folder of a finished ``osnmf run``.
-    data : any input ``osnmf run`` reads (ABA grid folder, Allen zip, .npz, .h5ad) on the same grid.
+    data : any input ``osnmf run`` reads (ABA grid folder, Allen zip, .npz, .h5ad) on the same grid;
+        a cells × genes ``.h5ad`` (obs x, y, z or ``coords``) goes to
+        :func:`osnmf.project_cells.project_cells` (cell types × patterns, two views).
     out : folder for the results (created).
     hemispheres : ``auto``/``off``/``drop``; default: the run's setting.
     n_jobs : imputation threads (as ``osnmf run --n-jobs``).
     progress : stage lines and progress bars (ignored when ``log`` is given).
     log : where the stage lines go, as in a run (:class:`osnmf.run.log.RunLog`).
+    coords, cell_type_key, cell_values : of a cells ``.h5ad`` (see :mod:`osnmf.io.cells`).
 
     Returns
     -------
     The summary written to ``out/summary.json``.
     """
+    from osnmf.io.cells import has_cell_coordinates
+
+    is_cells = Path(data).suffix.lower() == ".h5ad" and (coords is not None or has_cell_coordinates(data))
+    if is_cells:
+        from osnmf.project_cells import project_cells
+
+        return project_cells(run_dir, data, out, coords=coords, cell_type_key=cell_type_key,
+                             cell_values=cell_values, progress=progress, log=log)
+    if coords is not None or cell_type_key is not None:
+        raise InputError(f"{data}: --coords and --cell-type-key go with a cells × genes .h5ad (obs x, y, z)")
     from osnmf.evaluate.metrics import reconstruction_accuracy
     from osnmf.expression import to_matrix
     from osnmf.factorize.nmf.projection import nnls_project
