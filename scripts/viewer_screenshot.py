@@ -5,8 +5,9 @@ run it under Xvfb::
 
     xvfb-run -a -s "-screen 0 1600x1000x24" python scripts/viewer_screenshot.py demo_out view.png
 
-Prints the layers (name, colour, visible), the coronal section the window opened on, and canvas
-statistics: the fraction of lit pixels (any channel above 40 of 255) and the number of grid cells
+Prints the layers (name, colour, visible, contrast limits beside the volume's maximum), the
+overlay at the opening section and after the slider moves 15 sections (a second screenshot,
+``*_section<N>.png``), the coronal section the window opened on, and canvas statistics: the fraction of lit pixels (any channel above 40 of 255) and the number of grid cells
 with lit pixels. Exits 1 when the canvas is black.
 """
 
@@ -34,11 +35,25 @@ def main(run_dir: str, path: str) -> int:
         if (canvas.max(axis=-1) > 40).mean() > 0.01 or time.monotonic() > deadline:
             break
     viewer.screenshot(path, canvas_only=False, flash=False)
+    opened = viewer.dims.current_step[0]
+    text = getattr(getattr(viewer.canvas, "overlays", None), "text", None) or viewer.text_overlay
+    print(f"overlay at the opening section: {text.text!r}")
     for layer in viewer.layers:
         colour = getattr(getattr(layer, "colormap", None), "name", "")
-        print(f"layer {layer.name!r:40} visible={layer.visible} colormap={colour}")
+        limits = getattr(layer, "contrast_limits", None)
+        top = float(np.nanmax(layer.data)) if layer.data.dtype.kind == "f" else None
+        print(f"layer {layer.name!r:40} visible={layer.visible} colormap={colour} contrast_limits={limits}"
+              + (f" (volume max {top:.4g})" if top is not None else ""))
+    moved = max(0, opened - 15)  # the slider moves: the overlay must follow
+    viewer.dims.set_current_step(0, moved)
+    for _ in range(50):
+        QApplication.processEvents()
+        time.sleep(0.02)
+    second = path.replace(".png", f"_section{moved + 1}.png")
+    viewer.screenshot(second, canvas_only=False, flash=False)
+    print(f"overlay after moving the slider to section {moved + 1}: {text.text!r}; screenshot: {second}")
     grid = getattr(getattr(viewer, "canvas", None), "grid", None) or viewer.grid
-    print(f"opened on AP section {viewer.dims.current_step[0]} of {viewer.dims.nsteps[0]}; "
+    print(f"opened on AP section {opened + 1} of {viewer.dims.nsteps[0]}; "
           f"grid {'on' if grid.enabled else 'off'}")
     lit = canvas.max(axis=-1) > 40
     rows, cols = grid.actual_shape(list(viewer.layers)) if grid.enabled else (1, 1)

@@ -1,5 +1,6 @@
 """The packaged atlas: orientation, masks and ontology navigation against independent computations."""
 
+import importlib.resources
 import zipfile
 
 import numpy as np
@@ -121,3 +122,27 @@ def test_atlas_rejects_unknown_ids(atlas):
     bad[0, 0, 0] = 123456789
     with pytest.raises(InputError, match="not in the ontology"):
         Atlas(bad, atlas.ontology)
+
+
+def test_position_label_states_its_origin():
+    """One label for every grid position: index × spacing in mm, from the grid's first voxel."""
+    from osnmf.atlas import axis_mm_label, position_label, position_mm
+
+    spacing = (200.0, 100.0, 25.0)
+    assert position_mm("AP", 28, spacing) == pytest.approx(5.6)
+    assert position_label("AP", 28, spacing) == "AP 5.6 mm from grid front edge (not bregma)"
+    assert position_label(1, 7, spacing, short=True) == "DV 0.7 mm from grid top edge"
+    assert position_label("ML", 0, spacing) == "ML 0.0 mm from grid left edge (not bregma)"
+    assert axis_mm_label("AP") == "AP (mm from grid front edge)"
+
+
+def test_children_answer_in_the_kind_asked():
+    """An acronym gives acronyms, an id gives ids; both on request (the structure CSV as reference)."""
+    tree = pd.read_csv(importlib.resources.files("osnmf.resources").joinpath("structure_tree.csv.gz"))
+    atlas = Atlas.default()
+    hpf = int(tree.loc[tree["acronym"] == "HPF", "id"].iloc[0])
+    kids = tree[tree["parent_structure_id"] == hpf].sort_values("graph_order")
+    assert atlas.children("HPF") == kids["acronym"].tolist() == ["HIP", "RHP"]
+    assert atlas.children(hpf) == kids["id"].tolist()
+    assert atlas.children("HPF", acronyms=False) == kids["id"].tolist()
+    assert atlas.children(hpf, acronyms=True) == ["HIP", "RHP"]

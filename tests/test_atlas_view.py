@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
+from pathlib import Path
 
 import matplotlib.image as mpimg
 import numpy as np
@@ -18,6 +20,7 @@ from browser_check import check_report
 from page_driver import open_page
 
 from osnmf.config import RunConfig
+from osnmf.expression import to_volumes
 from osnmf.pipeline import Pipeline
 from osnmf.report.atlas_view import GENE_LEVELS, MAX_MEASURED_GENES, _safe_json, measured_genes, view_data
 from osnmf.report.files import pattern_names
@@ -105,6 +108,42 @@ def test_json_cannot_close_its_script():
 
 
 # ---- the page in Chromium --------------------------------------------------------------------
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+
+
+def test_first_view_shows_the_first_pattern_and_no_gene_panel(chromium, run, tmp_path):
+    """A fresh page opens on the coronal section where PP1 is largest (summed here from the patterns),
+    so the first image shows the pattern, not a uniform field; the gene panel (measured and
+    reconstructed boxes, colour bar) is not displayed until a gene is chosen."""
+    state, report = run
+    volume = to_volumes(state.sweep.components, state.impute.support)[0]
+    coronal = int(np.argmax(volume.sum(axis=(1, 2))))
+    assert volume[coronal].max() > 0
+    with open_page(report, width=1280, height=1100) as page:
+        page.wait_for(READY)
+        assert int(page.evaluate("document.getElementById('av-slice').value")) == coronal
+        assert page.text("#av-slice-label").startswith(f"coronal section {coronal + 1} of")
+        main = pixels(page, "#av-main")
+        assert n_colours(main) > 30
+        shown = "(id) => getComputedStyle(document.getElementById(id)).display"
+        for box in ("av-gene-panel", "av-measured", "av-recon", "av-gene-max"):
+            assert page.evaluate(f"document.getElementById('{box}').offsetParent") is None, box
+        assert page.evaluate(f"({shown})('av-gene-panel')") == "none"
+        page.screenshot(tmp_path / "first_view.png", selector="#osnmf-atlas")
+        gene = str(state.markers.markers["gene"].iloc[0])
+        page.click("#av-gene")
+        page.type_text(gene)
+        assert page.evaluate(f"({shown})('av-gene-panel')") == "flex"
+        assert page.evaluate("document.getElementById('av-measured').offsetParent") is not None
+        page.evaluate("document.getElementById('av-gene').select()")
+        page.type_text("NoSuchGene")
+        assert page.evaluate(f"({shown})('av-gene-panel')") == "none"  # hidden again
+        assert page.errors() == []
+    if os.environ.get("OSNMF_WRITE_ARTIFACTS") == "1":  # refresh the committed screenshot
+        ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / "atlas_view_first_view.png").write_bytes((tmp_path / "first_view.png").read_bytes())
+
+
 def test_report_with_view_is_self_contained(chromium, run, tmp_path):
     result = check_report(run[1], screenshot_to=tmp_path / "report.png", texts=("Interactive atlas view",))
     assert result["ok"], result["problems"]
@@ -134,6 +173,8 @@ def test_slider_moves_through_sections(page, run):
     section = int(re.search(r"section (\d+) of", after).group(1))
     assert after != label and "coronal section" in after
     assert section == int(page.evaluate("document.getElementById('av-slice').value")) + 1
+    mm = (section - 1) * run[0].expr.atlas.spacing_um[0] / 1000  # index × spacing, from the grid's front edge
+    assert after.endswith(f"· AP {mm:.1f} mm from grid front edge (not bregma)"), after
     assert not np.array_equal(before, pixels(page, "#av-main"))
     page.press("ArrowLeft", 37)
     assert f"section {section - 1} of" in page.text("#av-slice-label")

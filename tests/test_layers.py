@@ -27,8 +27,8 @@ LAYERS = [
     ("analyses", ["osnmf.spatial", "osnmf.interpret", "osnmf.evaluate"]),
     # the settings of a run (its parameter table) and what its stages made
     ("results", ["osnmf.config", "osnmf.params_table", "osnmf.results"]),
-    ("presentation", ["osnmf.plotting", "osnmf.report", "osnmf.viewer"]),
-    ("pipeline", ["osnmf.pipeline", "osnmf.project"]),
+    ("presentation", ["osnmf.plotting", "osnmf.report", "osnmf.viewer", "osnmf.qtcheck"]),
+    ("pipeline", ["osnmf.pipeline", "osnmf.project", "osnmf.project_cells"]),
     ("cli", ["osnmf.cli"]),
 ]
 TOP = "osnmf"  # the package __init__: lazy re-exports only, imports nothing but base

@@ -3,6 +3,7 @@
 import itertools
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import ndimage
 
@@ -10,7 +11,7 @@ import osnmf
 from osnmf import Atlas
 from osnmf.errors import ConfigError, InputError
 from osnmf.spatial.adjacency import ancestor_matrix, contiguous_sets, region_adjacency
-from osnmf.spatial.linking import beam_search, best_combinations
+from osnmf.spatial.linking import MIN_MEMBER_SHARE, beam_search, best_combinations, pick_best
 from osnmf.spatial.region_correlation import bubble_data, combination_r, region_correlations, union_mask
 
 
@@ -92,32 +93,55 @@ def _explicit_pearson(patterns, masks):
         return (mc @ pc.T) / np.outer(np.linalg.norm(mc, axis=1), np.linalg.norm(pc, axis=1))
 
 
-@pytest.mark.parametrize("distinct", [True, False])
-def test_exhaustive_matches_brute_force_on_crop(atlas, distinct):
+def _brute_share(masks: list[np.ndarray]) -> float:
+    """Smallest member's share of the union's voxels, from explicit masks: a member whose mask lies
+    inside another member's (or repeats an earlier one) adds nothing and is left out."""
+    union = np.logical_or.reduce(masks)
+    kept = [m for i, m in enumerate(masks)
+            if not any(j != i and (m <= o).all() and ((m != o).any() or j < i) for j, o in enumerate(masks))]
+    return min(int(m.sum()) for m in kept) / int(union.sum())
+
+
+@pytest.mark.parametrize(("distinct", "share", "tol"), [(True, 0.0, 0.0), (False, 0.0, 0.0), (True, 0.05, 0.0),
+                                                        (False, 0.2, 0.0), (True, 0.05, 0.01), (True, 0.2, 0.05)])
+def test_exhaustive_matches_brute_force_on_crop(atlas, distinct, share, tol):
+    """Every size's best r, the set counts, the other-combination statistics and the best link over
+    sizes against explicit masks: sets filtered by their smallest member's share of the union, the
+    best link the smallest size within ``tol`` of the best r."""
     small = Atlas(atlas.annotation[24:32, 10:18, 16:26], atlas.ontology)
     pats = _smooth_patterns(small, 3, seed=5, sigma=1.0)
-    res = best_combinations(pats, small, sizes=(1, 2, 3), top_n=1, distinct_unions=distinct)
+    res = best_combinations(pats, small, sizes=(1, 2, 3), top_n=1, distinct_unions=distinct,
+                            min_member_share=share, tie_tolerance=tol)
     # region masks straight from the annotation (not from membership)
     region = {int(s): small.mask(int(s))[small.brain_mask] for s in small.region_ids}
-    allr = []
+    allr, size_best = [], []
     for size in (1, 2, 3):
         sets = contiguous_sets(small, size)
         if distinct:  # keep sets of pairwise disjoint masks
             keep = [all(not (region[int(a)] & region[int(b)]).any() for a, b in itertools.combinations(row, 2))
                     for row in sets]
             sets = sets[np.array(keep, dtype=bool)]
+        if size > 1 and share > 0:
+            keep = [_brute_share([region[int(s)] for s in row]) >= share for row in sets]
+            sets = sets[np.array(keep, dtype=bool)]
         masks = np.zeros((len(sets), small.n_brain_voxels))
         for col in range(size):
             masks = np.maximum(masks, np.stack([region[int(s)] for s in sets[:, col]]))
         ref = _explicit_pearson(pats, masks)
         allr.append(ref)
+        size_best.append(np.nanmax(ref, axis=0))
         got = res.table[(res.table["size"] == size)].sort_values("pattern_index")
-        np.testing.assert_allclose(got.r.to_numpy(), np.nanmax(ref, axis=0), atol=1e-10)
+        np.testing.assert_allclose(got.r.to_numpy(), size_best[-1], atol=1e-10)
         assert res.summary["n_combinations"][size] == len(sets)
+    size_best = np.array(size_best)  # (size, K)
+    for k in range(3):  # the best link: the smallest size within tol of the best r of any size
+        chosen = next(s for s in range(3) if size_best[s, k] >= size_best[:, k].max() - tol)
+        assert res.best["size"][k] == chosen + 1
+        assert res.best["r"][k] == pytest.approx(size_best[chosen, k], abs=1e-10)
     allr = np.concatenate(allr)
     for k in range(3):
         col = allr[:, k][np.isfinite(allr[:, k])]
-        others = np.delete(col, np.argmax(col))
+        others = np.delete(col, np.flatnonzero(np.isclose(col, res.best["r"][k], rtol=0, atol=1e-12))[0])
         assert res.pattern_stats.mean_other[k] == pytest.approx(others.mean(), abs=1e-9)
         assert res.pattern_stats.sd_other[k] == pytest.approx(others.std(), abs=1e-7)
     # summary and matrix consistent with an independent recomputation
@@ -141,7 +165,11 @@ def test_planted_sharp_regions_recovered(atlas):
         found = union_mask(atlas, res.best.region_ids[k])
         assert (found == m).all(), (PLANTED[k], res.best.acronyms[k])
         assert res.best.r[k] > 0.95
-    assert res.summary["n_combinations"][2] == len(contiguous_sets(atlas, 2, include_nested=False))
+    pairs = contiguous_sets(atlas, 2, include_nested=False)  # disjoint: the union's voxels add up
+    voxels = {int(r): int(atlas.mask(int(r)).sum()) for r in np.unique(pairs)}  # from the annotation
+    sizes = np.vectorize(voxels.get)(pairs)
+    kept = sizes.min(axis=1) / sizes.sum(axis=1) >= MIN_MEMBER_SHARE
+    assert res.summary["n_combinations"][2] == int(kept.sum()) < len(pairs)
     assert set(res.table.columns) >= {"pattern", "size", "region_ids", "acronyms", "names", "levels", "r"}
 
 
@@ -219,7 +247,10 @@ def test_compare_pattern_sets(atlas):
     assert table.loc["random", "mean_best"] < 0.9
 
 
-def test_beam_with_wide_beam_is_exhaustive_on_crop(atlas):
+@pytest.mark.parametrize("share", [0.0, 0.1])
+def test_beam_with_wide_beam_is_exhaustive_on_crop(atlas, share):
+    """A beam wider than every set is the exhaustive search of sizes 4 and 5 (sets whose smallest
+    member holds under ``share`` of the union left out, by explicit masks)."""
     small = Atlas(atlas.annotation[24:32, 10:18, 16:26], atlas.ontology)
     pats = _smooth_patterns(small, 2, seed=10, sigma=1.0)
     region = {int(s): small.mask(int(s))[small.brain_mask] for s in small.region_ids}
@@ -240,10 +271,59 @@ def test_beam_with_wide_beam_is_exhaustive_on_crop(atlas):
                     grown.add(st | {x})
         by_size[size] = grown
     assert len(by_size[4]) > 100 and len(by_size[5]) > len(by_size[4])
-    out = beam_search(pats, small, max_size=5, beam_width=100_000)
+    out = beam_search(pats, small, max_size=5, beam_width=100_000, min_member_share=share)
     for size in (4, 5):
-        sets_k = [tuple(s) for s in by_size[size]]
+        sets_k = [tuple(s) for s in by_size[size] if _brute_share([region[r] for r in s]) >= share]
+        if share:
+            assert 0 < len(sets_k) < len(by_size[size])
         masks = np.stack([np.any([region[s] for s in st], axis=0) for st in sets_k]).astype(float)
         ref = np.nanmax(_explicit_pearson(pats, masks), axis=0)
         got = out[out["size"] == size].sort_values("pattern_index").r.to_numpy()
         np.testing.assert_allclose(got, ref, atol=1e-10)
+
+
+def test_big_region_wins_over_a_tiny_nucleus_union(atlas):
+    """The cerebellum plus a nucleus of a few voxels beside it, at the same r up to the tolerance:
+    the rule names the cerebellum alone. Without the rule (share 0, tolerance 0) the search takes the
+    union, which a direct Pearson r confirms is (barely) higher: the rule, not the data, decides."""
+    brain = atlas.brain_mask
+    cb = atlas.mask("CB")
+    adj = region_adjacency(atlas, include_nested=False).toarray()
+    index = {int(s): i for i, s in enumerate(atlas.region_ids)}
+    counts = {int(s): int(atlas.mask(int(s)).sum()) for s in atlas.region_ids}
+    touching = [int(s) for s in atlas.region_ids if adj[index[atlas.id_of("CB")], index[int(s)]]
+                and not (atlas.mask(int(s)) & cb).any() and 1 <= counts[int(s)] <= 0.02 * cb.sum()]
+    tiny = min(touching, key=counts.get)  # the smallest region face-touching the cerebellum
+    pattern = (cb | atlas.mask(tiny)).astype(float)
+    pattern[cb] += 0.3 * np.random.default_rng(0).random(int(cb.sum()))  # most weight in CB itself
+    pattern = pattern[brain][None]
+    r_cb = np.corrcoef(pattern[0], cb[brain])[0, 1]
+    r_union = np.corrcoef(pattern[0], (cb | atlas.mask(tiny))[brain])[0, 1]
+    assert r_union > r_cb > r_union - 0.002  # a tie within the tolerance
+    free = best_combinations(pattern, atlas, min_member_share=0.0, tie_tolerance=0.0).best
+    assert set(free["region_ids"][0]) == {atlas.id_of("CB"), tiny}
+    assert free["r"][0] == pytest.approx(r_union)
+    ruled = best_combinations(pattern, atlas).best
+    assert ruled["acronyms"][0] == "CB" and ruled["r"][0] == pytest.approx(r_cb)
+    # the share rule alone also refuses the union (the nucleus holds < 5 % of it) ...
+    shared = best_combinations(pattern, atlas, tie_tolerance=0.0)
+    assert not any(tiny in ids for ids in shared.table["region_ids"])
+    # ... and the tolerance alone prefers the single region when the union is within it
+    tolerant = best_combinations(pattern, atlas, min_member_share=0.0, tie_tolerance=0.002).best
+    assert tolerant["acronyms"][0] == "CB"
+
+
+def test_pick_best_smallest_set_within_tolerance():
+    table = pd.DataFrame({"pattern_index": [0, 0, 0, 1, 1], "size": [1, 2, 3, 1, 2], "rank": 1,
+                          "r": [0.900, 0.9015, 0.903, 0.5, 0.6]})
+    assert pick_best(table, 0.002)["size"].tolist() == [2, 2]
+    assert pick_best(table, 0.0031)["size"].tolist() == [1, 2]
+    assert pick_best(table, 0.0)["size"].tolist() == [3, 2]
+    with pytest.raises(ConfigError, match="min_member_share"):
+        best_combinations(np.ones((1, 5)), Atlas(np.ones((1, 1, 5), np.uint32) * 997, _root_ontology()),
+                          min_member_share=0.6)
+
+
+def _root_ontology():
+    return pd.DataFrame({"acronym": ["root"], "name": ["root"], "parent_id": [0], "depth": [0], "graph_order": [0],
+                         "color": ["FFFFFF"]}, index=pd.Index([997], name="id"))

@@ -247,3 +247,40 @@ def test_prediction_bad_inputs(atlas):
         region_prediction_test(pats, atlas, linked=[0], n_random=0)
     with pytest.raises(InputError):
         region_prediction_test(pats[:, :10], atlas, linked=[0])
+
+
+def test_isocortex_triple_against_random_triples_brute_force(atlas):
+    """One linked pattern is topped up to a triple (the paper's PP1–3) and compared with 1,000 random
+    triples, as in the paper: every random model's AUC equals an independent sklearn fit of that triple
+    (all C(8, 3) = 56 fitted here by brute force), p counts them, and p can be small; against the 8
+    single-pattern models alone it never could (p ≥ 1/8)."""
+    from itertools import combinations
+
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    from osnmf.interpret.region_prediction import model_patterns, region_prediction_test
+    from osnmf.spatial.region_correlation import region_correlations
+
+    pats = _planted_for_isocortex(atlas)  # 8 patterns, 0-2 tile the isocortex
+    target = atlas.mask("Isocortex")[atlas.brain_mask]
+    z = (pats.T - pats.T.mean(0)) / pats.T.std(0)
+    brute = {s: roc_auc_score(target, LogisticRegression(max_iter=1000).fit(z[:, s], target).decision_function(z[:, s]))
+             for s in combinations(range(8), 3)}
+    model = model_patterns([0], region_correlations(pats, atlas), atlas, "Isocortex", size=3)
+    assert model == [0, 1, 2]
+    out = region_prediction_test(pats, atlas, linked=model, n_random=1000, seed=0, random_size=3)
+    assert out.random_subsets.shape == (1000, 3)
+    for subset, auc in zip(out.random_subsets, out.random_aucs, strict=True):
+        assert auc == pytest.approx(brute[tuple(int(i) for i in subset)], abs=1e-4)
+    assert out.auc == pytest.approx(brute[(0, 1, 2)], abs=1e-4)
+    assert max(v for s, v in brute.items() if s != (0, 1, 2)) < out.auc - 1e-3  # the planted triple is best
+    drawn = sum(tuple(int(i) for i in s) == (0, 1, 2) for s in out.random_subsets)
+    assert out.p_value == pytest.approx((1 + drawn) / 1001)
+    assert out.median_random == pytest.approx(np.median([brute[tuple(int(i) for i in s)] for s in out.random_subsets]),
+                                              abs=1e-4)
+    assert out.p_value < 0.05 and out.summary()["random_size"] == 3
+    single = region_prediction_test(pats, atlas, linked=[0], n_random=1000, seed=0)
+    assert single.p_value >= 1 / 8 - 0.03  # 8 single-pattern models: the linked one is drawn ~1/8 of the time
+    with pytest.raises(ConfigError):
+        region_prediction_test(pats, atlas, linked=[0], n_random=5, random_size=9)

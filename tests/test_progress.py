@@ -61,3 +61,28 @@ def test_live_bar_on_a_terminal_and_thread_safe_counting():
 def test_track_yields_every_item_in_order():
     assert list(track(range(7), "items", enabled=False)) == list(range(7))
     assert list(track(iter("abc"), "letters", total=3)) == ["a", "b", "c"]
+
+
+def test_80_columns_keep_elapsed_time_and_eta():
+    """A long label and a long note on an 80-column terminal: the rendered bar still shows the count,
+    the elapsed time and the ETA in full (a fake clock: 400 of 1000 steps in 80 s, so 120 s remain),
+    within 80 columns; the label and the note are cut instead."""
+    import re
+
+    clock = [0.0]
+    for width in (80, 60, 120):
+        buf = io.StringIO()
+        out = Console(file=buf, width=width, force_terminal=True, color_system=None, get_time=lambda: clock[0])
+        clock[0] = 0.0
+        bar = ProgressBar("scoring region combinations of the whole ontology", 1000, console=out,
+                          transient=False).start()
+        for _ in range(40):
+            clock[0] += 2.0
+            bar.advance(10, note="K 8…30 × 100 replicates, block 3 of 12 (exact products)")
+        bar._live.refresh()
+        bar.stop()
+        text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", buf.getvalue()).replace("\r", "\n")
+        line = [row for row in text.split("\n") if "ETA" in row][-1]
+        assert len(line) <= width, line
+        assert "400/1000 0:01:20 ETA 0:02:00" in line, line
+        assert "scoring reg" in line and "…" in line

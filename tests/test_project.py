@@ -174,3 +174,34 @@ def test_a_run_without_support_in_patterns_npz_reads_it_from_results_h5ad(tmp_pa
     adata.write_h5ad(old / "results.h5ad")
     with pytest.raises(InputError, match=r"obsm\['spatial'\] must be integer voxel indices"):
         project_run(old, data, tmp_path / "p_bad")
+
+
+def test_warns_when_the_run_is_synthetic_or_explains_little(shared_dir, tmp_path, monkeypatch, capsys):
+    """Real experiments onto a synthetic demo's patterns: one warning line saying so, and one when
+    the mean reconstruction r (recomputed from projection.csv) is more than 0.2 below the run's own;
+    neither for a real-data run whose patterns explain the experiments as well as its own genes."""
+    ph = make_phantom(n_genes=12, n_patterns=3, seed=0)
+    run = _fake_run(tmp_path / "demo", ph.patterns, ph.atlas.brain_mask)
+    (run / "summary.json").write_text(json.dumps({
+        "parameters": {**PARAMS, "data": None}, "data": {"source": "synthetic atlas (make_phantom)"},
+        "reconstruction_stanmf_mean": 0.98}))
+    real = shared_dir / "data" / "aba_real"
+    monkeypatch.setattr(sys, "argv", ["osnmf", "project", str(run), "--data", str(real), "--out",
+                                      str(tmp_path / "p1")])
+    try:
+        cli.main()
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    err = capsys.readouterr().err
+    warnings = [line for line in err.splitlines() if "warning:" in line]
+    mean_r = pd.read_csv(tmp_path / "p1" / "projection.csv")["reconstruction_r"].mean()
+    assert mean_r < 0.98 - 0.2
+    assert len(warnings) == 2 and "synthetic atlas, not on real data" in warnings[0]
+    assert f"mean reconstruction r {mean_r:.2f} is far below the run's own 0.98" in warnings[1]
+    summary = json.loads((tmp_path / "p1" / "summary.json").read_text())
+    assert len(summary["warnings"]) == 2
+    # the same patterns as a real run whose own r is that of the projection: no warning
+    (run / "summary.json").write_text(json.dumps({
+        "parameters": {**PARAMS, "data": str(real)}, "data": {"source": str(real)},
+        "reconstruction_stanmf_mean": float(mean_r)}))
+    assert project_run(run, real, tmp_path / "p2")["warnings"] == []

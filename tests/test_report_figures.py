@@ -55,7 +55,8 @@ def test_projections_colour_bar_orientation_and_mm(atlas):
     # axes in millimetres: coronal spans ML × DV, sagittal AP × DV (y runs top → bottom)
     assert coronal.get_xlim() == pytest.approx((0, mm[2])) and coronal.get_ylim() == pytest.approx((mm[1], 0))
     assert sagittal.get_xlim() == pytest.approx((0, mm[0]))
-    assert "(mm)" in images[-1].get_xlabel()
+    assert [ax.get_xlabel() for ax in images[-3:]] == ["ML (mm from grid left edge)", "ML (mm from grid left edge)",
+                                                      "AP (mm from grid front edge)"]
 
 
 def test_montage_sections_through_the_pattern_in_mm(atlas):
@@ -66,12 +67,32 @@ def test_montage_sections_through_the_pattern_in_mm(atlas):
     assert len(_colorbars(fig)) == 1 and _orientation(tiles[0]) == {"L", "R", "D", "V"}
     sections = []
     for ax in tiles:
-        match = re.fullmatch(r"AP (\d+\.\d) mm", ax.get_title())
+        match = re.fullmatch(r"AP (\d+\.\d) mm from grid front edge", ax.get_title())
         assert match, ax.get_title()
         sections.append(round(float(match.group(1)) * 1000 / atlas.spacing_um[0]))
     assert len(tiles) == 12 and sections == sorted(set(sections))
     mass = np.where(brain, volume, 0).sum(axis=(1, 2))
     assert all(mass[s] > 1e-3 * mass.max() for s in sections)  # no empty (black) tile
+    assert "not bregma" in fig._suptitle.get_text()
+
+
+def test_montage_tiles_where_the_pattern_is(atlas):
+    """A pattern in two far-apart places (olfactory bulb and cerebellum): every tile shows the pattern
+    (its section holds at least 5% of the heaviest section's mass, a loop as reference), tiles in both
+    places, none in the empty stretch between; a voxel outside the support (NaN) is no white hole."""
+    brain = atlas.brain_mask
+    volume = (_blob(brain.shape, (6, 20, 29), width=2.0) + _blob(brain.shape, (55, 15, 29), width=2.0)) * brain
+    volume[6, 20, 29] = np.nan
+    fig = plot_coronal_montage(volume, brain, "PP1", n_sections=12, spacing_um=atlas.spacing_um)
+    tiles = [ax for ax in fig.axes if ax.images and ax.get_label() != "<colorbar>"]
+    sections = [round(float(ax.get_title().split()[1]) * 1000 / atlas.spacing_um[0]) for ax in tiles]
+    mass = [float(np.nansum(np.where(brain[s], volume[s], 0))) for s in range(brain.shape[0])]
+    assert all(mass[s] >= 0.05 * max(mass) for s in sections), sections
+    assert any(s < 15 for s in sections) and any(s > 45 for s in sections)
+    assert not any(20 <= s <= 40 for s in sections)
+    for ax, s in zip(tiles, sections, strict=True):
+        shown = ax.images[0].get_array()
+        assert np.isfinite(np.ma.filled(shown, np.nan)[brain[s]]).all()  # every brain voxel drawn
 
 
 def test_reconstruction_axes_show_the_data():
@@ -203,3 +224,23 @@ def test_morans_i_max_brute_force_and_esda():
     lib = libpysal.weights.WSP(w).to_W(silence_warnings=True)
     ref = esda.Moran(top, lib, transformation="b", permutations=0).I
     assert morans_i(top, mask) == pytest.approx(ref, rel=1e-9) and ref == pytest.approx(dense, rel=1e-8)
+
+
+def test_projection_has_no_white_dot_inside_the_brain(atlas):
+    """The horizontal (DV) projection of the real grid has one ray inside the brain's silhouette
+    that misses the brain (AP 8, ML 28, between the olfactory bulbs: found by a loop over rays);
+    it reads 0, not NaN (a white dot under "A"), while rays outside the silhouette stay NaN."""
+    from osnmf.plotting.patterns import mean_projection
+
+    brain = atlas.brain_mask
+    misses = [(a, m) for a in range(brain.shape[0]) for m in range(brain.shape[2]) if not brain[a, :, m].any()]
+    enclosed = [(a, m) for a, m in misses
+                if any(brain[:a, :, m].any(axis=1)) and any(brain[a + 1:, :, m].any(axis=1))
+                and brain[a, :, :m].any() and brain[a, :, m + 1:].any()]
+    assert enclosed == [(8, 28)]
+    volume = np.where(brain, 1.0, 0.0)
+    volume[brain & (np.arange(brain.shape[0])[:, None, None] == 30)] = np.nan  # outside the support
+    image = mean_projection(volume, brain, 1)
+    assert image[8, 28] == 0.0 and np.isnan(image[0, 0])
+    assert np.isfinite(image[brain.any(axis=1)]).all()
+    assert np.isnan(image).sum() == len(misses) - 1

@@ -344,23 +344,76 @@ def test_view_run_opens_ready_to_read(tmp_path, monkeypatch, atlas):
     monkeypatch.setattr(viewer_module, "_screen_size", lambda: (2000, 1000))
     viewer = view_run(run)
     section = viewer.dims.current_step[0]
-    for i, (_, _, kw) in enumerate(viewer.added[:3]):  # contrast 0 … the pattern's own max at that section
-        assert kw["contrast_limits"] == (0.0, pytest.approx(float(patterns[i, section].max())))
+    for i, (_, _, kw) in enumerate(viewer.added[:3]):  # contrast 0 … the pattern's own max anywhere
+        assert kw["contrast_limits"] == (0.0, pytest.approx(float(patterns[i].max())))
     assert viewer.layers.selection.active is viewer.layers.items[0]
     text = viewer.text_overlay
-    assert text.visible and len(text.text) <= 40 and text.position != viewer.scale_bar.position
-    assert f"AP {section * atlas.spacing_um[0] / 1000:.1f} mm" in text.text
+    assert text.visible and len(text.text) <= 70 and text.position != viewer.scale_bar.position
+    assert text.text.startswith(f"AP {section * atlas.spacing_um[0] / 1000:.1f} mm from grid front edge (not bregma)")
     assert viewer.window.size == (1700, 850) and viewer.margins and viewer.margins[-1] >= 0.05
 
 
-def test_pattern_layers_contrast_per_section():
-    """Contrast top = the pattern's max in the opening section; its global max where that section is
-    empty; 1 for a pattern that is zero everywhere (brute-force references)."""
+def test_pattern_layers_contrast_over_the_whole_volume():
+    """Contrast top = the pattern's maximum over every section (a loop over sections as reference),
+    whichever section the window opens on; 1 for a pattern that is zero everywhere. A pattern absent
+    from a section keeps its dark there: its noise is not stretched to the section's own maximum."""
     rng = np.random.default_rng(3)
-    patterns = rng.random((3, 6, 4, 5)).astype(np.float32)
-    patterns[0] *= 10.0
-    patterns[1, 2] = 0.0  # nothing in section 2: falls back to its maximum anywhere
+    patterns = rng.random((3, 6, 4, 5)).astype(np.float32) * 0.01  # noise everywhere …
+    patterns[0, 4, 1, 1] = 7.0  # … and a peak in section 4 only
+    patterns[1] *= 10.0
     patterns[2] = 0.0
-    layers = pattern_layers(patterns, ["a", "b", "c"], section=2)
+    layers = pattern_layers(patterns, ["a", "b", "c"])
     tops = [kw["contrast_limits"][1] for _, kw, _ in layers]
-    assert tops == [pytest.approx(float(patterns[0, 2].max())), pytest.approx(float(patterns[1].max())), 1.0]
+    loop = [max(float(p[s].max()) for s in range(p.shape[0])) for p in patterns[:2]]
+    assert tops == [pytest.approx(loop[0]), pytest.approx(loop[1]), 1.0]
+    assert tops[0] == pytest.approx(7.0)
+    # section 0 of pattern 0 is noise: shown at most 0.01 / 7 of full brightness, not stretched to 1
+    assert float(patterns[0, 0].max()) / tops[0] < 0.002
+    nan = patterns[:1].copy()
+    nan[0, 0, 0, 0] = np.nan
+    assert pattern_layers(nan, ["n"])[0][1]["contrast_limits"] == (0.0, pytest.approx(7.0))
+
+
+class _Signal:
+    def __init__(self):
+        self.callbacks = []
+
+    def connect(self, callback):
+        self.callbacks.append(callback)
+
+
+class _SliderDims(_FakeDims):
+    """napari's dims: moving the slider emits ``events.current_step``."""
+
+    def __init__(self):
+        super().__init__()
+        self.events = types.SimpleNamespace(current_step=_Signal())
+
+    def set_current_step(self, axis, value):
+        super().set_current_step(axis, value)
+        for callback in self.events.current_step.callbacks:
+            callback(types.SimpleNamespace(value=tuple(self.current_step)))
+
+
+class _SliderViewer(_FakeViewerFull):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.dims = _SliderDims()
+
+
+def test_overlay_follows_the_slider(tmp_path, monkeypatch, atlas):
+    """After the window opens, each slider move rewrites the overlay: AP mm from the grid's front
+    edge (index × spacing) and the section number of the step the slider is on."""
+    import osnmf.viewer as viewer_module
+
+    run, _ = _run_dir(tmp_path, shape=atlas.shape, k=2, spacing=atlas.spacing_um)
+    monkeypatch.setitem(sys.modules, "napari", types.SimpleNamespace(Viewer=_SliderViewer, run=lambda: None))
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    monkeypatch.setattr(viewer_module, "_screen_size", lambda: None)
+    viewer = view_run(run)
+    n = atlas.shape[0]
+    for step in (0, 7, n - 1):
+        viewer.dims.set_current_step(0, step)
+        mm = step * atlas.spacing_um[0] / 1000
+        assert viewer.text_overlay.text == (f"AP {mm:.1f} mm from grid front edge (not bregma) · "
+                                            f"section {step + 1} of {n}")

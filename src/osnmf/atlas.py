@@ -18,6 +18,35 @@ from osnmf.formats.metaimage import read_annotation_zip
 
 COARSE_ACRONYMS = ("Isocortex", "OLF", "HPF", "CTXsp", "STR", "PAL", "TH", "HY", "MB", "P", "MY", "CB")
 ROOT_ID = 997
+# where grid positions are measured from: the grid's first voxel along each axis (its front, top
+# and left edge), not a stereotaxic landmark such as bregma
+GRID_ORIGIN = {"AP": "grid front edge", "DV": "grid top edge", "ML": "grid left edge"}
+AXIS_NAMES = ("AP", "DV", "ML")
+
+
+def position_mm(axis: str | int, index: int, spacing_um) -> float:
+    """Millimetres of section ``index`` along ``axis`` from the grid's first section (``index × spacing``).
+
+    ``spacing_um``: the voxel size along (AP, DV, ML) in µm.
+    """
+    a = AXIS_NAMES.index(axis) if isinstance(axis, str) else int(axis)
+    return float(index) * float(spacing_um[a]) / 1000.0
+
+
+def position_label(axis: str | int, index: int, spacing_um, short: bool = False) -> str:
+    """The one label of a grid position: ``AP 5.6 mm from grid front edge (not bregma)``.
+
+    Every "AP x mm" the package shows (montage tiles, the napari overlay, the report's atlas view)
+    comes from here, so each states its origin. ``short`` drops "(not bregma)" for small tiles.
+    """
+    name = AXIS_NAMES[axis] if isinstance(axis, int) else str(axis)
+    text = f"{name} {position_mm(name, index, spacing_um):.1f} mm from {GRID_ORIGIN[name]}"
+    return text if short else f"{text} (not bregma)"
+
+
+def axis_mm_label(axis: str) -> str:
+    """Axis title of a panel drawn in millimetres: ``ML (mm from grid left edge)``."""
+    return f"{axis} (mm from {GRID_ORIGIN[axis]})"
 
 
 def _resource(name: str):
@@ -150,9 +179,14 @@ class Atlas:
                 kids[int(pid)].append(int(sid))
         return kids
 
-    def children(self, key: int | str) -> list[int]:
-        """Direct children, in ontology (graph) order."""
-        return list(self._children[self.id_of(key)])
+    def children(self, key: int | str, acronyms: bool | None = None) -> list[int] | list[str]:
+        """Direct children, in ontology (graph) order: acronyms when ``key`` is an acronym
+        (``children("HPF")`` → ``["HIP", "RHP"]``), ids when it is an id; ``acronyms=True/False``
+        asks for one or the other whatever the key."""
+        kids = list(self._children[self.id_of(key)])
+        if acronyms if acronyms is not None else isinstance(key, str):
+            return [str(self.ontology.at[k, "acronym"]) for k in kids]
+        return kids
 
     def ancestors(self, key: int | str) -> list[int]:
         """Ancestors from the parent up to the root."""

@@ -1,7 +1,8 @@
 """Atomic file writes: write to a temporary file in the target folder, then rename.
 
 A reader never sees a half-written file, and an interrupted write leaves only a ``.part`` file
-that is removed on the way out. :func:`recording` collects the paths written under a folder (a
+that is removed on the way out. A write that fails for want of space or write access raises
+:class:`~osnmf.errors.StorageError` naming the file. :func:`recording` collects the paths written under a folder (a
 run's manifest, :mod:`osnmf.run.folder`).
 """
 
@@ -14,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+
+from osnmf.errors import STORAGE_ERRNOS, storage_error
 
 _RECORDERS: list[tuple[Path, set[Path]]] = []  # (folder, paths written under it) of open recordings
 
@@ -45,14 +48,21 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".part") -> Iterator[Path
     ``suffix`` is the temporary file's extension, for writers that choose a format by it.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+        os.close(fd)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
+    except OSError as exc:
+        raise storage_error(exc, path.parent) from None
     try:
         yield Path(tmp)
         os.replace(tmp, path)
         _record(path)
+    except OSError as exc:  # disk full, read-only: one line naming the file (the .part goes below)
+        if exc.errno in STORAGE_ERRNOS:
+            raise storage_error(exc, path) from None
+        raise
     finally:
         Path(tmp).unlink(missing_ok=True)
 

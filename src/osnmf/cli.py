@@ -1,6 +1,7 @@
 """Command-line interface (Typer + rich): a thin shell over the API and :mod:`osnmf.pipeline`.
 
-Every :class:`~osnmf.errors.OsnmfError` is printed as one line on stderr with exit code 2;
+Every :class:`~osnmf.errors.OsnmfError` is printed as one line on stderr with exit code 2, and so
+is an ``OSError`` (disk full, read-only folder, a file in the way: the path, what it means, what to do);
 ``--debug`` shows the traceback instead. Help and error text print as written: no rich markup
 (``'osnmf[viewer]'`` stays), no emoji codes (``:X:`` stays).
 """
@@ -19,7 +20,7 @@ from rich.console import Console
 from rich.text import Text
 
 from osnmf.config import RunConfig
-from osnmf.errors import ConfigError, OsnmfError, OsnmfWarning
+from osnmf.errors import ConfigError, OsnmfError, OsnmfWarning, storage_error
 from osnmf.params_table import PARAMS, Param, by_name, shown_default, value_types
 
 N_JOBS = by_name()["n_jobs"].default  # `osnmf project` imputes with run's default threads
@@ -60,7 +61,7 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks on 
 
 
 RUN_FLAGS = tuple(p for p in PARAMS if p.flag)  # the options of `osnmf run`, from the parameter table
-PATH_FLAGS = ("data", "out")  # read as paths, passed on as strings
+PATH_FLAGS = ("data", "out", "coords")  # read as paths, passed on as strings
 LONG_LIST = 5  # a flag with more choices lists them in its help text, its metavar stays short
 
 
@@ -246,11 +247,17 @@ def project(
     hemispheres: str = typer.Option(None, "--hemispheres", metavar=_choices("--hemispheres"),
                                     help="auto, off or drop (default: the run's)."),
     n_jobs: int = typer.Option(None, "--n-jobs", help=f"Parallel threads for the imputation (default: {N_JOBS})."),
+    coords: Path = typer.Option(None, "--coords", help="Cells: CSV of CCF coordinates in mm (cell_label, x, y, z)."),
+    cell_type_key: str = typer.Option(None, "--cell-type-key", help="Cells: the obs column of the cell types "
+                                      "(default: subclass, else class, else none)."),
+    cell_values: str = typer.Option(None, "--cell-values", metavar=_choices("--cell-values"),
+                                    help="Cells: X holds counts (log1p applied), log values, or auto (default)."),
     quiet: bool = _option(by_name()["quiet"]),
     verbose: bool = _option(by_name()["verbose"]),
     jobs: int = typer.Option(None, "--jobs", hidden=True),
 ) -> None:
-    """Project new experiments onto a run's patterns: coefficients, assigned pattern, reconstruction r."""
+    """Project new experiments onto a run's patterns: coefficients, assigned pattern, reconstruction r.
+    Cells (.h5ad with CCF coordinates): cell types × patterns by location and by expression."""
     from osnmf.project import project_run
     from osnmf.run.log import RunLog
 
@@ -261,7 +268,16 @@ def project(
         n_jobs = by_name()["n_jobs"].check(n_jobs)
     log = RunLog(quiet=quiet, verbose=verbose)
     with log.capture_warnings():
-        summary = project_run(run_dir, data, out, hemispheres=hemispheres, n_jobs=n_jobs or N_JOBS, log=log)
+        summary = project_run(run_dir, data, out, hemispheres=hemispheres, n_jobs=n_jobs or N_JOBS, log=log,
+                              coords=coords, cell_type_key=cell_type_key,
+                              cell_values=by_name()["cell_values"].check(cell_values or "auto"))
+    if "n_cells_projected" in summary:
+        a = summary["agreement"]
+        typer.echo(f"{summary['n_cells_projected']} cells of {summary['n_cell_types']} types onto "
+                   f"{summary['n_patterns']} patterns ({summary['n_genes_projected']} shared genes); same top pattern "
+                   f"by location and expression for {a['same_top_pattern']} of {a['n_cell_types']} types; report: "
+                   f"{out / 'report.html'}")
+        return
     r = summary["reconstruction_r_mean"]
     typer.echo(f"{summary['n_projected']} experiments projected onto {summary['n_patterns']} patterns"
                + (f"; mean reconstruction r = {r:.3f}" if r is not None else "") + f"; report: {out / 'report.html'}")
@@ -307,6 +323,11 @@ def main() -> None:
     except KeyboardInterrupt:
         _say("", INTERRUPTED)
         sys.exit(130)
+    except OSError as exc:  # the environment: disk full, read-only, a file in the way, a dangling link
+        if _STATE["debug"]:
+            raise
+        _say("error:", str(storage_error(exc)))
+        sys.exit(2)
     except Exception as exc:
         if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # Typer/Click usage errors
             exc.show()

@@ -5,6 +5,10 @@ line and exits with code 2. Messages say what is wrong, where, and what to do.
 """
 
 
+import errno
+import os
+
+
 class OsnmfError(Exception):
     """Base class of every user-facing osnmf error."""
 
@@ -33,6 +37,39 @@ class NonFiniteFitError(OsnmfError, ArithmeticError):
 
 class DownloadError(OsnmfError):
     """A download failed after all retries."""
+
+
+class StorageError(OsnmfError):
+    """A file or folder cannot be written or read: disk full, read-only, a file where a folder
+    should be, a dangling link (names the path and what to do)."""
+
+
+# errno -> (what it means, what to do)
+_STORAGE = {
+    errno.ENOSPC: ("disk full", "free space there (or choose a folder on another disk) and rerun"),
+    errno.EDQUOT: ("disk quota exceeded", "free space there (or choose a folder on another disk) and rerun"),
+    errno.EFBIG: ("file too large for its file system", "choose a folder on another file system"),
+    errno.EROFS: ("read-only file system", "choose a writable folder"),
+    errno.EACCES: ("permission denied", "choose a folder you can write to, or fix its permissions"),
+    errno.EPERM: ("not permitted", "choose a folder you can write to, or fix its permissions"),
+    errno.ENOTDIR: ("a part of this path is a file, not a folder", "choose another path, or move that file away"),
+    errno.EISDIR: ("is a folder, not a file", "name a file"),
+    errno.EEXIST: ("a file (or a dangling symbolic link) is in the way of a folder",
+                   "remove or rename it, or choose another path"),
+    errno.ENOENT: ("not found (a missing folder or a dangling symbolic link)", "check the path"),
+    errno.ELOOP: ("symbolic link loop", "fix the link or choose another path"),
+}
+# errors that mean a write failed, whatever else the writing code did
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+
+
+def storage_error(exc: OSError, path: str | os.PathLike | None = None) -> StorageError:
+    """One line for an OSError: the path (the error's own, else ``path``), what it means, what to do."""
+    where = exc.filename if exc.filename is not None else path
+    what, todo = _STORAGE.get(exc.errno, (None, "check the path and rerun"))
+    reason = exc.strerror or type(exc).__name__
+    text = f"{what} ({reason})" if what else reason
+    return StorageError(f"{os.fsdecode(where)}: {text}; {todo}" if where is not None else f"{text}; {todo}")
 
 
 class OsnmfWarning(UserWarning):

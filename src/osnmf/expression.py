@@ -37,6 +37,14 @@ def to_volumes(matrix: np.ndarray, mask: np.ndarray, fill: float = 0.0) -> np.nd
     return out
 
 
+def peak_sections(volumes: np.ndarray) -> np.ndarray:
+    """``(n, 3)`` int: for each volume ``(n, AP, DV, ML)``, the coronal, horizontal and sagittal section
+    (index along AP, DV, ML) holding the largest sum of its values (where a pattern is most present)."""
+    volumes = np.asarray(volumes, dtype=np.float64)
+    return np.stack([np.argmax(volumes.sum(axis=tuple(a for a in (1, 2, 3) if a != axis)), axis=1)
+                     for axis in (1, 2, 3)], axis=1).astype(np.int64)
+
+
 @dataclass
 class SpatialExpression:
     """Expression volumes of several ISH experiments on one atlas grid.

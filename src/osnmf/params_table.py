@@ -23,9 +23,10 @@ from osnmf.factorize import checks
 from osnmf.factorize.checks import BACKENDS
 from osnmf.factorize.choose_k.criteria import RULES
 from osnmf.factorize.sweep.plan import K_RANGE_DEFAULT
+from osnmf.io.cells import CELL_VALUES
 from osnmf.preprocess.hemispheres import HEMISPHERE_MODES
 from osnmf.recipes import DEFAULT_RECIPE, RECIPE_SETTINGS, RECIPES
-from osnmf.spatial.linking import LINK_SIZES
+from osnmf.spatial.linking import LINK_SIZES, MIN_MEMBER_SHARE, TIE_TOLERANCE
 
 __all__ = ["PARAMS", "Param", "by_name", "check_values", "shown_default", "value_types"]
 
@@ -70,8 +71,14 @@ class Param:
 
 
 PARAMS: tuple[Param, ...] = (
-    Param("data", str | None, None, None, "ABA grid folder, Allen zip, .npz or .h5ad", flag=True,
-          none_means="synthetic"),
+    Param("data", str | None, None, None, "ABA grid folder, Allen zip, .npz or .h5ad (voxels or cells × genes)",
+          flag=True, none_means="synthetic"),
+    Param("coords", str | None, None, None, "CSV of the cells' CCF coordinates in mm (cell_label, x, y, z) for a "
+          "cells × genes .h5ad without obs x, y, z", flag=True, none_means="obs x, y, z"),
+    Param("min_cells", int, 3, Interval(Integral, 1), "Fewest cells a voxel needs for a cells .h5ad (fewer: missing)",
+          flag=True),
+    Param("cell_values", str, "auto", Options(CELL_VALUES), "X of a cells .h5ad: raw counts (log1p applied), "
+          "log values (used as they are), or auto (integers are counts)", flag=True),
     Param("out", str, "osnmf_out", None, "Run directory (created; reruns resume here)", flag=True),
     Param("k_min", int, K_RANGE_DEFAULT.start, _count(2, "one pattern is trivially stable"), "Smallest K of the sweep",
           flag=True),
@@ -120,6 +127,11 @@ PARAMS: tuple[Param, ...] = (
     Param("link_sizes", list[int], list(LINK_SIZES),
           Check(_link_sizes, "a non-empty list of distinct sizes among " + ", ".join(map(str, LINK_SIZES))),
           "Sizes of the pattern groups linked to regions"),
+    Param("link_min_share", float, MIN_MEMBER_SHARE, Interval(Real, 0, 0.5, closed="both"),
+          "Smallest share of a linked union's voxels each member region must hold (no big region plus a "
+          "tiny nucleus); 0 scores every contiguous set"),
+    Param("link_tie_tolerance", float, TIE_TOLERANCE, Interval(Real, 0),
+          "A pattern's link is the smallest region set whose r is within this of the best of any size"),
     Param("n_random_models", int, 1000, _count(1), "Random models of the region-prediction null"),
     Param("network_top_fraction", float, 0.0025, Interval(Real, 0, 1, closed="right"),
           "Share of the strongest gene pairs kept in the networks"),

@@ -26,7 +26,7 @@ import pandas as pd
 from osnmf.atomic import recording
 from osnmf.config import RunConfig
 from osnmf.errors import ConfigError, InputError
-from osnmf.expression import SpatialExpression, to_matrix, to_volumes
+from osnmf.expression import SpatialExpression, peak_sections, to_matrix, to_volumes
 from osnmf.results import (
     BaselinesResult,
     ImputeResult,
@@ -35,6 +35,7 @@ from osnmf.results import (
     MetricsResult,
     RunState,
     SweepResult,
+    k_range_edge,
     pattern_sets,
 )
 from osnmf.run.folder import check_out, finish
@@ -56,7 +57,8 @@ STAGE_INPUTS: dict[str, StageInputs] = {
                          runtime=("backend", "device", "n_jobs", "scheduler")),
     "baselines": StageInputs(key=("k_range", "pca_replicates", "random_state", "moran_replicates")),
     "metrics": StageInputs(),
-    "linking": StageInputs(key=("link_sizes", "n_random_models", "random_state")),
+    "linking": StageInputs(key=("link_sizes", "link_min_share", "link_tie_tolerance", "n_random_models",
+                                "random_state")),
     "markers": StageInputs(key=("network_top_fraction",)),
 }
 
@@ -137,7 +139,8 @@ class Pipeline:
             else:
                 from osnmf.io.load import load_expression
 
-                self.state.expr = load_expression(cfg.data, progress=self.progress)
+                self.state.expr = load_expression(cfg.data, progress=self.progress, coords=cfg.coords,
+                                                  min_cells=cfg.min_cells, cell_values=cfg.cell_values)
             self._check_hemispheres()
             expr = self.state.expr
             _accept(expr, cfg)
@@ -232,9 +235,13 @@ class Pipeline:
                                selection=model.selection_,
                                k_min_check=_or_empty(model.k_min_check_, CHECK_COLUMNS))
 
-        return self.stage("sweep", cfg, ("impute",), compute, SweepResult,
-                          note=lambda r: f"K {cfg.k_min}…{cfg.k_max} × {cfg.n_replicates} replicates, "
-                                         f"K = {int(r.k)} selected")
+        result = self.stage("sweep", cfg, ("impute",), compute, SweepResult,
+                            note=lambda r: f"K {cfg.k_min}…{cfg.k_max} × {cfg.n_replicates} replicates, "
+                                           f"K = {int(r.k)} selected")
+        edge = k_range_edge(result)
+        if edge:  # also in summary.json (k_range_edge_warning) and the report's overview
+            self.log.warn(edge)
+        return result
 
     def baselines(self) -> BaselinesResult:
         from osnmf.baselines import clusters as cb
@@ -313,6 +320,7 @@ class Pipeline:
                 patterns_per_gene=patterns_per_gene(sw.coefficients),
                 planted_k=planted["planted_k"], planted_matched_r=np.asarray(planted["matched_r"], dtype=np.float64),
                 symmetry_nmf=symmetry_r(to_volumes(sw.components, support), support, imp.hemi_midline),
+                peak_sections=peak_sections(to_volumes(sw.components, support)),
             )
 
         return self.stage("metrics", cfg, ("baselines",), compute,
@@ -335,33 +343,49 @@ class Pipeline:
 
     def linking(self) -> LinkingResult:
         from osnmf.interpret.ontology import pattern_ontology
-        from osnmf.interpret.region_prediction import region_patterns, region_prediction_test
-        from osnmf.spatial.linking import best_combinations
+        from osnmf.interpret.region_prediction import (
+            PAPER_RANDOM_SIZE,
+            model_patterns,
+            region_patterns,
+            region_prediction_test,
+        )
+        from osnmf.spatial.linking import best_combinations, readable_regions
         from osnmf.spatial.region_correlation import region_correlations
 
         cfg = self.inputs("linking")
         atlas = self.state.expr.atlas
 
+        rule = {"min_member_share": cfg.link_min_share, "tie_tolerance": cfg.link_tie_tolerance}
+
         def compute() -> LinkingResult:
             summary_rows, found = [], {}
             for name, patterns in pattern_sets(self.state.sweep, self.state.baselines).items():
                 brain = self.brain_patterns(patterns)
-                link = best_combinations(brain, atlas, sizes=cfg.link_sizes, progress=self.progress)
+                link = best_combinations(brain, atlas, sizes=cfg.link_sizes, progress=self.progress, **rule)
                 summary_rows.append({"pattern_set": name, **link.summary})
                 if name == "staNMF":
                     found = {"brain": brain, "link": link}
             brain, link = found["brain"], found["link"]
+            # each pattern's link and name: its best union of readable (coarse / medium grey-matter)
+            # regions, one scheme for links.csv, the report's tables and the names "PP3 · Isocortex"
+            sizes = [s for s in cfg.link_sizes if s <= 3] or [1]
+            named = best_combinations(brain, atlas, sizes=sizes, regions=readable_regions(atlas), top_n=1, keep=1,
+                                      **rule).best
             correlations = region_correlations(brain, atlas)
             tree = pattern_ontology(brain, link, atlas)
             linked = region_patterns(link, correlations, atlas, "Isocortex")
-            pred = region_prediction_test(brain, atlas, region="Isocortex", linked=linked,
-                                          n_random=cfg.n_random_models, seed=cfg.random_state)
+            # as in the paper: a triple of patterns (the linked ones, topped up) against random triples
+            model = model_patterns(linked, correlations, atlas, "Isocortex", min(len(brain), PAPER_RANDOM_SIZE))
+            pred = region_prediction_test(brain, atlas, region="Isocortex", linked=model,
+                                          n_random=cfg.n_random_models, seed=cfg.random_state, random_size=len(model))
             return LinkingResult(
-                links=link.best, links_top=link.table, link_matrix=link.matrix.to_numpy(dtype=np.float64),
+                links=named, links_top=link.table, link_matrix=link.matrix.to_numpy(dtype=np.float64),
                 correlations=correlations, link_summary=pd.DataFrame(summary_rows),
                 ontology_json=tree.to_json(), ontology_newick=tree.to_newick(), ontology_linkage=tree.linkage,
                 region_auc=pred.auc, region_random_median_auc=pred.median_random, region_p=pred.p_value,
-                region_n_linked=len(pred.linked),
+                region_n_linked=len(linked), region_model=np.asarray(model, dtype=np.int64),
+                region_n_random=int(pred.random_aucs.size),
+                region_n_distinct=int(pred.summary()["n_distinct_random_subsets"]),
             )
 
         return self.stage("linking", cfg, ("baselines",), compute, LinkingResult)

@@ -41,6 +41,32 @@ def _seconds(s: float) -> str:
     return f"{s:.1f} s" if s < 60 else f"{int(s // 60)} min {int(s % 60):02d} s"
 
 
+def _columns(width: int, total: float | None) -> list:
+    """The terminal bar's columns for a ``width``-column terminal: the count, elapsed time and ETA
+    keep their full width (80 columns included); the label, the bar and the note share what is
+    left, the label and the note cut with an ellipsis."""
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.table import Column
+
+    count = 2 * len(f"{total:g}") + 1 if total else 6
+    fixed = count + len("0:00:00") + len("ETA") + len("0:00:00") + 6  # six one-space gaps between 7 columns
+    rest = max(width - fixed, 16)
+    bar = min(40, max(5, rest // 4))
+    label = max(8, (rest - bar) * 3 // 5)
+    note = max(0, rest - bar - label)
+
+    def cut(at_most: int) -> Column:
+        return Column(max_width=at_most, no_wrap=True, overflow="ellipsis")
+
+    def whole(at_least: int) -> Column:
+        return Column(min_width=at_least, no_wrap=True)
+
+    return [TextColumn("{task.description}", table_column=cut(label)), BarColumn(bar_width=bar),
+            MofNCompleteColumn(table_column=whole(count)), TimeElapsedColumn(table_column=whole(7)),
+            TextColumn("ETA"), TimeRemainingColumn(table_column=whole(7)),
+            TextColumn("{task.fields[note]}", table_column=cut(note))]
+
+
 class ProgressBar:
     """Progress of one task of ``total`` steps (see the module docstring for what is shown where).
 
@@ -76,20 +102,9 @@ class ProgressBar:
         out = self._console or console()
         self._console = out
         if out.is_terminal:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
+            from rich.progress import Progress
 
-            self._live = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[note]}"),
-                console=out, transient=self._transient,
-            )
+            self._live = Progress(*_columns(out.width, self.total), console=out, transient=self._transient)
             self._live.start()
             self._task = self._live.add_task(self.label, total=self.total, note=self.note)
         return self

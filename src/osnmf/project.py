@@ -59,25 +59,60 @@ def _check_patterns(run: RunPatterns) -> None:
                              "'osnmf run'")
 
 
+LOW_R_DROP = 0.2  # a projection this far below the run's own reconstruction r is flagged
+
+
+def projection_warnings(run_summary: dict, data, r_mean: float | None) -> list[str]:
+    """One-line warnings about what a projection means: real experiments put onto a synthetic
+    demo's patterns (the run's ``parameters.data`` is None: the synthetic atlas), and a mean
+    reconstruction r more than :data:`LOW_R_DROP` below the run's own (its patterns explain the new
+    experiments poorly). ``run_summary`` is the run's summary.json."""
+    out = []
+    source = (run_summary.get("data") or {}).get("source", "")
+    synthetic = (run_summary.get("parameters") or {}).get("data", "") is None or "synthetic" in str(source)
+    if synthetic and data is not None:
+        out.append(f"the run's patterns were found on the synthetic atlas, not on real data: projecting {data} "
+                   "onto them says nothing about anatomy; project onto a run of 'osnmf run --data ...' instead")
+    own = run_summary.get("reconstruction_stanmf_mean")
+    if r_mean is not None and isinstance(own, int | float) and np.isfinite(own) and r_mean < own - LOW_R_DROP:
+        out.append(f"mean reconstruction r {r_mean:.2f} is far below the run's own {own:.2f}: its patterns explain "
+                   "these experiments poorly (another plane, age or gene set?); read the coefficients with care")
+    return out
+
+
 def project_run(run_dir: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike,
                 hemispheres: str | None = None, n_jobs: int = 2, progress: bool = False,
-                log: RunLog | None = None) -> dict:
+                log: RunLog | None = None, coords: str | os.PathLike | None = None,
+                cell_type_key: str | None = None, cell_values: str = "auto") -> dict:
     """Project the experiments of ``data`` onto the patterns of ``run_dir``; write ``out``.
 
     Parameters
     ----------
     run_dir : the ``--out`` folder of a finished ``osnmf run``.
-    data : any input ``osnmf run`` reads (ABA grid folder, Allen zip, .npz, .h5ad) on the same grid.
+    data : any input ``osnmf run`` reads (ABA grid folder, Allen zip, .npz, .h5ad) on the same grid;
+        a cells × genes ``.h5ad`` (obs x, y, z or ``coords``) goes to
+        :func:`osnmf.project_cells.project_cells` (cell types × patterns, two views).
     out : folder for the results (created).
     hemispheres : ``auto``/``off``/``drop``; default: the run's setting.
     n_jobs : imputation threads (as ``osnmf run --n-jobs``).
     progress : stage lines and progress bars (ignored when ``log`` is given).
     log : where the stage lines go, as in a run (:class:`osnmf.run.log.RunLog`).
+    coords, cell_type_key, cell_values : of a cells ``.h5ad`` (see :mod:`osnmf.io.cells`).
 
     Returns
     -------
     The summary written to ``out/summary.json``.
     """
+    from osnmf.io.cells import has_cell_coordinates
+
+    is_cells = Path(data).suffix.lower() == ".h5ad" and (coords is not None or has_cell_coordinates(data))
+    if is_cells:
+        from osnmf.project_cells import project_cells
+
+        return project_cells(run_dir, data, out, coords=coords, cell_type_key=cell_type_key,
+                             cell_values=cell_values, progress=progress, log=log)
+    if coords is not None or cell_type_key is not None:
+        raise InputError(f"{data}: --coords and --cell-type-key go with a cells × genes .h5ad (obs x, y, z)")
     from osnmf.evaluate.metrics import reconstruction_accuracy
     from osnmf.expression import to_matrix
     from osnmf.factorize.nmf.projection import nnls_project
@@ -145,6 +180,14 @@ def project_run(run_dir: str | os.PathLike, data: str | os.PathLike, out: str | 
         "hemispheres": hemisphere_summary(hemi, mode),
         "settings": {"hemispheres": mode, "impute": params["impute"], "n_neighbors": int(params["n_neighbors"])},
     }
+    try:
+        run_summary = json.loads((Path(run_dir) / SUMMARY).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        run_summary = {}
+    summary["warnings"] = projection_warnings(run_summary if isinstance(run_summary, dict) else {}, data,
+                                              summary["reconstruction_r_mean"])
+    for text in summary["warnings"]:
+        log.warn(text)
     out = Path(out)
     with log.timed("outputs") as line:
         out.mkdir(parents=True, exist_ok=True)
@@ -199,6 +242,7 @@ def _write_report(path: Path, summary: dict, table: pd.DataFrame) -> None:
         f"{summary['n_support_voxels']} support voxels, after kNN imputation).",
         f"Reconstruction r per experiment (measured voxels only): mean {r:.3f}, median "
         f"{summary['reconstruction_r_median']:.3f}." if r is not None else "No reconstruction r could be computed.",
+        *[f"Warning: {text}." for text in summary["warnings"]],
         f"Hemispheres: {h['bilateral']} bilateral, {h['left_only']} left-only, {h['right_only']} right-only "
         f"experiments; {h['mirrored_voxels']} voxels of {h['mirrored_experiments']} experiments were filled from "
         f"the mirror voxel before imputation (--hemispheres {h['mode']}).",

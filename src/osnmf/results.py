@@ -95,14 +95,15 @@ class MetricsResult:
     planted_k: int  # patterns planted in the synthetic atlas (0 on real data)
     planted_matched_r: np.ndarray  # (min(planted_k, K),) Pearson r of the matched patterns
     symmetry_nmf: np.ndarray  # (K,) left-right symmetry r of each staNMF pattern (Pearson r with its mirror)
+    peak_sections: np.ndarray  # (K, 3) int: the AP, DV, ML section with the largest sum of each pattern
 
 
 @dataclass
 class LinkingResult:
     """Patterns linked to regions, the expression-defined ontology and the Isocortex prediction test."""
 
-    links: pd.DataFrame  # best region combination per pattern
-    links_top: pd.DataFrame  # the top combinations per pattern and size
+    links: pd.DataFrame  # each pattern's best union of readable regions: its name and links.csv
+    links_top: pd.DataFrame  # the top combinations per pattern and size over every region
     link_matrix: np.ndarray  # (K, K) pattern × every pattern's best union, Pearson r
     correlations: pd.DataFrame  # pattern × region Pearson r
     link_summary: pd.DataFrame  # mean best r per pattern set
@@ -110,9 +111,12 @@ class LinkingResult:
     ontology_newick: str
     ontology_linkage: np.ndarray  # (K-1, 4) scipy linkage
     region_auc: float  # ROC AUC predicting the Isocortex from its linked patterns
-    region_random_median_auc: float  # median AUC of random pattern subsets of the same size
+    region_random_median_auc: float  # median AUC of random pattern sets of the model's size (triples, as the paper)
     region_p: float  # empirical p of the linked AUC among the random ones
-    region_n_linked: int
+    region_n_linked: int  # patterns whose best link lies in the region (or 1: the most correlated one)
+    region_model: np.ndarray  # int pattern indices of the model: the linked ones topped up to a triple
+    region_n_random: int  # random models drawn (n_random_models)
+    region_n_distinct: int  # distinct subsets among them (at most C(K, random_size))
 
 
 @dataclass
@@ -190,6 +194,38 @@ def headline_metrics(metrics: MetricsResult, settings: dict) -> dict:
     return {"moran_label": m_label, "moran_nmf": getattr(metrics, m_nmf), "moran_pca": getattr(metrics, m_pca),
             "moran_cliffs_delta": float(getattr(metrics, m_delta)), "moran_p_mannwhitney": float(getattr(metrics, m_p)),
             "recon_label": r_label, "recon_nmf": getattr(metrics, r_nmf), "recon_pca": getattr(metrics, r_pca)}
+
+
+#: Why a Moran's I value can be undefined (NaN), by headline variant: the statistic divides by the map's variance.
+MORAN_UNDEFINED = {
+    "strongest": "a replicate pattern that is nowhere the strongest has a constant (all-zero) strongest-pattern "
+                 "map, whose Moran's I is undefined (zero variance); those values are left out",
+    "continuous": "a constant replicate pattern has no Moran's I (zero variance); those values are left out",
+}
+
+
+def defined_stats(values) -> dict:
+    """Mean and SD (ddof=1) of the finite entries of ``values`` and how many were not finite.
+
+    Returns ``{"mean", "sd", "n", "n_undefined"}``; ``mean`` / ``sd`` are None when fewer than
+    one / two values are finite (a statistic that does not exist is None, never NaN).
+    """
+    v = np.asarray(values, dtype=np.float64).ravel()
+    ok = v[np.isfinite(v)]
+    return {"mean": float(ok.mean()) if ok.size else None, "sd": float(ok.std(ddof=1)) if ok.size > 1 else None,
+            "n": int(ok.size), "n_undefined": int(v.size - ok.size)}
+
+
+def k_range_edge(sweep: SweepResult) -> str | None:
+    """A warning when the selected K is the smallest or largest K of the sweep's range (the
+    instability might keep falling outside it), else None."""
+    ks = [int(v) for v in sweep.instability["k"]]
+    k = int(sweep.k)
+    if len(ks) < 2 or min(ks) < k < max(ks):
+        return None
+    edge, flag, other = ("smallest", "--k-min", "lower") if k == min(ks) else ("largest", "--k-max", "higher")
+    return (f"the selected K = {k} is the {edge} K of the range {min(ks)}–{max(ks)}: the best K may lie outside "
+            f"it; rerun with a {other} {flag} to check")
 
 
 def planted_truth(metrics: MetricsResult, k: int) -> dict | None:

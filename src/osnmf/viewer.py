@@ -24,7 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from osnmf.atlas import position_label
 from osnmf.errors import ConfigError, InputError
+from osnmf.qtcheck import qt_problem
 from osnmf.run.layout import read_patterns
 
 INSTALL = "pip install 'osnmf[viewer]'"
@@ -77,7 +79,6 @@ def pattern_layers(
     annotation: np.ndarray | None = None,
     ontology: pd.DataFrame | None = None,
     n_visible: int | None = None,
-    section: int | None = None,
 ) -> list[tuple[np.ndarray, dict, str]]:
     """napari layer data tuples for a run's patterns (and the atlas annotation).
 
@@ -90,13 +91,13 @@ def pattern_layers(
     annotation : optional integer structure ids ``(AP, DV, ML)``; 0 outside the brain.
     ontology : optional ontology table (index = id, ``acronym``, ``name``) for the labels' features.
     n_visible : how many pattern layers start visible (default all; the rest are one click away).
-    section : the coronal (AP) index the viewer opens on; each pattern's contrast then runs from 0 to
-        its own maximum in that section (bright there, none dim), else to its maximum anywhere.
 
     Returns
     -------
     list of ``(data, kwargs, layer_type)``: K ``"image"`` layers (additive blending, one colour
-    each from :func:`pattern_colors`, contrast 0..its own max) then, with ``annotation``, one visible
+    each from :func:`pattern_colors`, contrast 0 .. the pattern's own maximum over the whole volume,
+    so every section is drawn on the same scale and a pattern absent from a section stays dark
+    there) then, with ``annotation``, one visible
     ``"labels"`` layer named ``"annotation"``.
     """
     patterns = np.asarray(patterns)
@@ -111,7 +112,7 @@ def pattern_layers(
     colors = pattern_colors(len(pattern_names))
     n_visible = len(pattern_names) if n_visible is None else n_visible
     for i, (name, volume) in enumerate(zip(pattern_names, patterns, strict=True)):
-        top = _contrast_top(volume, section)
+        top = contrast_top(volume)
         layers.append((volume, {
             "name": str(name), "scale": scale, "colormap": colors[i], "blending": "additive",
             "contrast_limits": (0.0, top),
@@ -134,13 +135,15 @@ def pattern_layers(
     return layers
 
 
-def _contrast_top(volume: np.ndarray, section: int | None) -> float:
-    """Upper contrast limit of one pattern: its maximum in ``section`` (or anywhere), 1 when not positive."""
-    values = volume if section is None else volume[section]
-    top = float(np.nanmax(values)) if values.size and np.isfinite(values).any() else 0.0
-    if not top > 0 and section is not None:
-        return _contrast_top(volume, None)
-    return top if np.isfinite(top) and top > 0 else 1.0
+def contrast_top(volume: np.ndarray) -> float:
+    """Upper contrast limit of one pattern: its maximum over the whole volume (1 when not positive).
+
+    One scale per pattern for every section: a section's own maximum would stretch a pattern's
+    noise wherever the pattern is absent, and saturate it where it peaks.
+    """
+    finite = np.asarray(volume)[np.isfinite(volume)]
+    top = float(finite.max()) if finite.size else 0.0
+    return top if top > 0 else 1.0
 
 
 def _import_napari():
@@ -152,10 +155,14 @@ def _import_napari():
 
 
 def _check_display() -> None:
-    """Qt aborts the process without a display; say so first (offscreen platforms are allowed)."""
+    """Qt aborts the process without a display or without its xcb libraries; say so first, in one
+    line (offscreen platforms are allowed; :func:`osnmf.qtcheck.qt_problem`)."""
     if not sys.platform.startswith("linux"):
         return
     if os.environ.get("QT_QPA_PLATFORM") or os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        problem = qt_problem()
+        if problem:
+            raise ConfigError(problem)
         return
     raise ConfigError("osnmf view opens a window but no display is set (DISPLAY/WAYLAND_DISPLAY); "
                       "run it on a desktop or over ssh -X, or open the patterns/*.nrrd files elsewhere")
@@ -191,12 +198,30 @@ def _open_on_patterns(viewer, added: list, section: int, spacing_um, n_sections:
     overlays = getattr(canvas, "overlays", None)
     text = getattr(overlays, "text", None) or getattr(viewer, "text_overlay", None)
     if text is not None:  # short, bottom left: clear of the scale bar (bottom right)
-        text.text = f"AP {section * spacing_um[0] / 1000:.1f} mm: section {section + 1} of {n_sections}"
+        text.text = section_text(section, n_sections, spacing_um)
         text.position = "bottom_left"
         text.font_size = 10
         text.visible = True
+        _follow_slider(viewer, text, n_sections, spacing_um)
     _select_first_pattern(viewer, added)
     _fit_window(viewer)
+
+
+def section_text(section: int, n_sections: int, spacing_um) -> str:
+    """The overlay's text: ``AP 5.6 mm from grid front edge (not bregma) · section 29 of 67``."""
+    return f"{position_label('AP', section, spacing_um)} · section {section + 1} of {n_sections}"
+
+
+def _follow_slider(viewer, text, n_sections: int, spacing_um) -> None:
+    """Rewrite the overlay whenever the AP slider moves (napari's ``dims.events.current_step``)."""
+    events = getattr(getattr(viewer.dims, "events", None), "current_step", None)
+    if events is None:
+        return
+
+    def update(event=None) -> None:
+        text.text = section_text(int(viewer.dims.current_step[0]), n_sections, spacing_um)
+
+    events.connect(update)
 
 
 def _select_first_pattern(viewer, added: list) -> None:
@@ -260,7 +285,7 @@ def view_run(run_dir: str | os.PathLike, annotation: bool = True, show: bool = T
         if atlas.shape == run.patterns.shape[1:]:
             labels, ontology = atlas.annotation, atlas.ontology
     section = best_section(run.patterns)
-    layers = pattern_layers(run.patterns, run.pattern_names, run.spacing_um, labels, ontology, section=section)
+    layers = pattern_layers(run.patterns, run.pattern_names, run.spacing_um, labels, ontology)
     try:
         viewer = napari.Viewer(title=f"osnmf: {Path(run_dir).resolve().name} (opens on the coronal section where "
                                      "all patterns show best; move the AP slider for others)", ndisplay=2)

@@ -20,19 +20,24 @@ used over ``http`` for the rest of the run. A rerun
 re-validates the zips already there, skips the valid ones and fetches the rest, so an interrupted
 or partly failed run is finished by running the same command again. ``experiments.csv`` is
 rewritten atomically at the end and lists exactly the experiments whose zips are present (earlier
-runs' entries kept), so the folder is always loadable.
+runs' entries kept), so the folder is always loadable; when none is present no list is written
+(and the folders this run created are removed again), never a header-only one.
+
+Bounds (see :mod:`osnmf.datasets.http_get`): an attempt ends after ``max_seconds`` wall clock
+whatever the server sends, a body over ``max_bytes`` (2 MiB) is refused, redirects are followed
+only to http(s) on the same host, and a zip's members are checked against the grid before they
+are decompressed (:mod:`osnmf.formats.metaimage`). A failed write (disk full, read-only) stops
+the download with one line naming the file.
 """
 
 from __future__ import annotations
 
-import http.client
+import contextlib
 import os
 import tempfile
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -42,9 +47,11 @@ from pathlib import Path
 import pandas as pd
 
 from osnmf.atomic import atomic_path
-from osnmf.datasets.allen_query import ApiRoot, backoff_delay, is_unreachable
-from osnmf.errors import ConfigError, DownloadError, InputError
+from osnmf.datasets.allen_query import ApiRoot, backoff_delay
+from osnmf.datasets.http_get import Permanent, Transient, Unreachable, get_to_file
+from osnmf.errors import ConfigError, DownloadError, InputError, OsnmfError, storage_error
 from osnmf.formats.allen_grid import read_allen_grid_zip
+from osnmf.formats.metaimage import GridShapeError
 from osnmf.io.aba_folder import (
     EXPERIMENTS_CSV,
     GENE_COLUMN,
@@ -58,21 +65,12 @@ from osnmf.progress import ProgressBar
 DEFAULT_BASE_URL = "https://api.brain-map.org"
 ALLEN_GRID_SHAPE = (67, 41, 58)
 PACKAGED_LISTS = {"coronal": "coronal_experiments.csv.gz", "sagittal": "sagittal_experiments.csv.gz"}
-CHUNK_BYTES = 1 << 16
-PERMANENT_HTTP_CODES = frozenset({400, 401, 403, 404, 410})
+# the largest real grid zip measured is 408,729 bytes (the 8 of /work/shared/data/aba_real); one that
+# compressed nothing would be 637,304 (energy.raw) + 190 kB (the largest data_set.xml) + headers
+MAX_ZIP_BYTES = 2 << 20
 NOT_RETRIED = "left out (not retried)"
 
 
-class _Permanent(Exception):
-    """A failure that retrying cannot fix (e.g. HTTP 404)."""
-
-
-class _Transient(Exception):
-    """A failure worth retrying (server error, timeout, short body, invalid zip)."""
-
-
-class _Unreachable(_Transient):
-    """No HTTP answer at all (TLS failure, refused connection): worth an http try if it was https."""
 
 
 @dataclass
@@ -108,6 +106,9 @@ class DownloadReport:
         lines += [f"  failed {exp_id}: {reason}" for exp_id, reason in self.failed.items()]
         if any(not reason.endswith(NOT_RETRIED) for reason in self.failed.values()):
             lines.append("  rerun the same command to retry the failed experiments")
+        if self.failed and not (self.out / EXPERIMENTS_CSV).exists():
+            lines.append(f"  nothing was downloaded: {self.out} has no {EXPERIMENTS_CSV} yet, so it is no ABA "
+                         "grid folder")
         return "\n".join(lines)
 
 
@@ -194,60 +195,20 @@ def validate_grid_zip(path: str | os.PathLike, expected_shape: tuple[int, int, i
 
 
 def _check_download(tmp: Path, expected_shape: tuple[int, int, int] | None) -> None:
-    """Validate a received zip: _Permanent for a complete grid of another shape, _Transient if broken."""
+    """Validate a received zip: Permanent for a complete grid of another shape, Transient if broken."""
     try:
-        shape = read_allen_grid_zip(tmp, kinds=("energy",))["energy"].shape
+        read_allen_grid_zip(tmp, kinds=("energy",), expected_shape=expected_shape)
+    except GridShapeError as exc:  # the header's shape, refused before its raw data is read
+        raise Permanent(f"grid is {' × '.join(map(str, exc.shape))} (AP × DV × ML), not "
+                         f"{' × '.join(map(str, expected_shape))}; {NOT_RETRIED}") from None
     except InputError as exc:
-        raise _Transient(f"invalid grid zip: {str(exc).replace(str(tmp), 'download')}") from None
-    if expected_shape is not None and shape != tuple(expected_shape):
-        raise _Permanent(f"grid is {' × '.join(map(str, shape))} (AP × DV × ML), not "
-                         f"{' × '.join(map(str, expected_shape))}; {NOT_RETRIED}")
+        raise Transient(f"invalid grid zip: {str(exc).replace(str(tmp), 'download')}") from None
 
 
 def _fetch_once(url: str, tmp: Path, timeout: float, max_bytes: int, user_agent: str, max_seconds: float) -> int:
-    """One HTTP GET of ``url`` into ``tmp``; returns the byte count. Raises _Permanent/_Transient."""
-    started = time.monotonic()
-    request = urllib.request.Request(url, headers={"User-Agent": user_agent, "Accept": "application/zip"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (http/https only)
-            length_text = response.headers.get("Content-Length")
-            expected = int(length_text) if length_text and length_text.isdigit() else None
-            if expected is not None and expected > max_bytes:
-                raise _Permanent(f"server announces {expected} bytes, more than the {max_bytes}-byte limit")
-            received = 0
-            with open(tmp, "wb") as fh:
-                while True:  # bounded: stops at EOF, max_bytes, max_seconds or a socket timeout
-                    chunk = response.read(CHUNK_BYTES)
-                    if not chunk:
-                        break
-                    received += len(chunk)
-                    if received > max_bytes:
-                        raise _Permanent(f"body exceeds the {max_bytes}-byte limit")
-                    fh.write(chunk)
-                    if time.monotonic() - started > max_seconds:
-                        raise _Transient(f"too slow: {received} bytes in {max_seconds:g} s")
-            if expected is not None and received != expected:
-                raise _Transient(f"body cut short: {received} of {expected} bytes")
-            if received == 0:
-                raise _Transient("empty response body")
-            return received
-    except urllib.error.HTTPError as exc:
-        reason = f"HTTP {exc.code} {exc.reason}"
-        if exc.code in PERMANENT_HTTP_CODES:
-            raise _Permanent(reason) from None
-        raise _Transient(reason) from None
-    except http.client.IncompleteRead as exc:
-        raise _Transient(f"body cut short: {len(exc.partial)} bytes then the connection closed") from None
-    except TimeoutError:
-        raise _Transient(f"timed out after {timeout:g} s without data") from None
-    except urllib.error.URLError as exc:
-        if isinstance(exc.reason, TimeoutError):
-            raise _Transient(f"timed out after {timeout:g} s without data") from None
-        if is_unreachable(exc):
-            raise _Unreachable(f"connection failed ({exc.reason})") from None
-        raise _Transient(f"connection failed ({exc.reason})") from None
-    except (http.client.HTTPException, OSError) as exc:  # dropped connection, reset, ...
-        raise _Transient(f"connection error ({type(exc).__name__}: {exc})") from None
+    """One bounded GET of ``url`` into ``tmp`` (:mod:`osnmf.datasets.http_get`); returns the byte count."""
+    headers = {"User-Agent": user_agent, "Accept": "application/zip"}
+    return get_to_file(url, tmp, timeout, max_bytes, max_seconds, headers)
 
 
 def _fetch(root: ApiRoot, exp_id: str, tmp: Path, *limits) -> int:
@@ -255,7 +216,7 @@ def _fetch(root: ApiRoot, exp_id: str, tmp: Path, *limits) -> int:
     url = grid_url(root.url, exp_id)
     try:
         return _fetch_once(url, tmp, *limits)
-    except _Unreachable as exc:
+    except Unreachable as exc:
         if not root.fall_back_to_http(url, str(exc)):
             raise
     return _fetch_once(grid_url(root.url, exp_id), tmp, *limits)
@@ -297,18 +258,24 @@ def _download_one(
             return "failed", "cancelled", attempts
         if attempt:
             sleep(backoff_delay(attempt, backoff, max_backoff))
-        fd, tmp_name = tempfile.mkstemp(dir=grid_dir, prefix=f".{exp_id}.zip.", suffix=".part")
-        os.close(fd)
+        try:
+            fd, tmp_name = tempfile.mkstemp(dir=grid_dir, prefix=f".{exp_id}.zip.", suffix=".part")
+            os.close(fd)
+        except OSError as exc:  # disk full, read-only: stops the whole download (StorageError)
+            raise storage_error(exc, grid_dir) from None
         tmp = Path(tmp_name)
         attempts += 1
         try:
             _fetch(root, exp_id, tmp, timeout, max_bytes, user_agent, max_seconds)
             _check_download(tmp, expected_shape)
-            os.replace(tmp, final)
+            try:
+                os.replace(tmp, final)
+            except OSError as exc:
+                raise storage_error(exc, final) from None
             return "downloaded", None, attempts
-        except _Permanent as exc:
+        except Permanent as exc:
             return "failed", str(exc), attempts
-        except _Transient as exc:
+        except Transient as exc:
             reason = str(exc)
         finally:
             tmp.unlink(missing_ok=True)
@@ -316,7 +283,10 @@ def _download_one(
 
 
 def _write_experiments_csv(out: Path, table: pd.DataFrame, present: set[str]) -> None:
-    """Rewrite ``OUT/experiments.csv`` atomically: earlier valid entries, then this run's present ones."""
+    """Rewrite ``OUT/experiments.csv`` atomically: earlier valid entries, then this run's present ones.
+
+    A list that would be empty is not written (a header-only file is no ABA grid folder); an
+    earlier file is then left as it was."""
     path = out / EXPERIMENTS_CSV
     rows = table[table[ID_COLUMN].isin(present)]
     if path.exists():
@@ -328,8 +298,21 @@ def _write_experiments_csv(out: Path, table: pd.DataFrame, present: set[str]) ->
             keep = earlier[~earlier[ID_COLUMN].isin(table[ID_COLUMN])]
             keep = keep[[(out / GRID_DIR / f"{i}.zip").is_file() for i in keep[ID_COLUMN]]]
             rows = pd.concat([keep, rows], ignore_index=True)
+    if rows.empty:
+        return
     with atomic_path(path) as tmp:
         rows.to_csv(tmp, index=False)
+
+
+def _finish_folder(out: Path, table: pd.DataFrame, status: dict, made: list[Path]) -> None:
+    """List the experiments present in ``experiments.csv``; when there are none, remove the folders
+    this run ``made`` (if still empty) instead of leaving a folder that does not load."""
+    done = {i for i, (s, _) in status.items() if s in ("downloaded", "present")}
+    _write_experiments_csv(out, table, done)
+    if not (out / EXPERIMENTS_CSV).exists():
+        for folder in reversed(made):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only when empty
 
 
 def download_aba(
@@ -341,7 +324,7 @@ def download_aba(
     retries: int = 4,
     backoff: float = 1.0,
     max_backoff: float = 30.0,
-    max_bytes: int = 64 << 20,
+    max_bytes: int = MAX_ZIP_BYTES,
     max_seconds: float = 600.0,
     expected_shape: tuple[int, int, int] | None = ALLEN_GRID_SHAPE,
     progress: bool = True,
@@ -367,7 +350,7 @@ def download_aba(
         connection, short body, invalid zip); HTTP 400/401/403/404/410 and a complete grid of
         another shape than ``expected_shape`` are not retried.
     backoff, max_backoff : wait ``min(max_backoff, backoff × 2^(attempt−1))`` seconds before a retry.
-    max_bytes : refuse bodies larger than this (a grid zip is < 1 MB).
+    max_bytes : refuse bodies larger than this (default 2 MiB; the real grid zips are 159-409 kB).
     max_seconds : give up an attempt that has not finished receiving after this many seconds
         (a server trickling bytes never trips ``timeout``).
     expected_shape : grid shape (AP, DV, ML) a zip must have; ``None`` accepts any 3-D grid.
@@ -405,7 +388,11 @@ def download_aba(
     table = _plane_table(out, plane, root, float(timeout), int(retries), float(backoff), refresh_list) \
         if experiments is None and plane not in (None, "coronal") else _experiment_table(experiments)
     grid_dir = out / GRID_DIR
-    grid_dir.mkdir(parents=True, exist_ok=True)
+    made = [d for d in (out, grid_dir) if not d.exists()]  # removed again if they stay empty
+    try:
+        grid_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise storage_error(exc, grid_dir) from None
 
     from osnmf._version import __version__
 
@@ -437,12 +424,13 @@ def download_aba(
     except BaseException:
         stop.set()
         executor.shutdown(wait=True, cancel_futures=True)
-        raise
-    finally:
-        executor.shutdown(wait=True)
         bar.stop()
-        done = {i for i, (s, _) in status.items() if s in ("downloaded", "present")}
-        _write_experiments_csv(out, table, done)
+        with contextlib.suppress(OSError, OsnmfError):  # the first error is the one reported
+            _finish_folder(out, table, status, made)
+        raise
+    executor.shutdown(wait=True)
+    bar.stop()
+    _finish_folder(out, table, status, made)
 
     for exp_id in ids:  # the report follows the list order
         state, reason = status[exp_id]

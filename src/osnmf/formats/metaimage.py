@@ -3,11 +3,18 @@
 The header is parsed, never assumed: DimSize (x fastest), ElementType, byte order and spacing.
 On the Allen grid x = anterior→posterior, y = dorsal→ventral, z = left→right, so a volume read
 here is shaped ``(AP, DV, ML)``. Knows nothing of atlases or expression: it moves arrays.
+
+Reads are bounded before anything is decompressed or allocated: a header is at most
+:data:`MAX_HEADER_BYTES`, a volume at most :data:`MAX_VOXELS` voxels (and, when the caller knows it,
+exactly the expected shape); a member's declared size must match what its header needs, and a
+member is streamed with a cap (never more than the needed bytes + 1 are decompressed), so a zip
+bomb or a lying header costs no more memory than a genuine grid.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import os
 import zipfile
 import zlib
@@ -31,6 +38,8 @@ ELEMENT_TYPES = {
     "MET_FLOAT": "f4",
     "MET_DOUBLE": "f8",
 }
+MAX_HEADER_BYTES = 64 << 10  # an .mhd header (the Allen ones are 283 bytes)
+MAX_VOXELS = 1 << 24  # 16.8 M voxels: the Allen 50 µm grid (9.6 M) fits, the 25 µm one (77 M) does not
 
 
 @dataclass(frozen=True)
@@ -48,7 +57,7 @@ class MetaImageHeader:
 
     @property
     def n_bytes(self) -> int:
-        return int(np.prod(self.dim_size)) * self.dtype.itemsize
+        return math.prod(self.dim_size) * self.dtype.itemsize  # Python ints: never wraps
 
 
 def parse_mhd(text: str, source: str = "<mhd>") -> MetaImageHeader:
@@ -65,9 +74,14 @@ def parse_mhd(text: str, source: str = "<mhd>") -> MetaImageHeader:
         dims = tuple(int(v) for v in fields["DimSize"].split())
     except ValueError:
         raise InputError(f"{source}: DimSize {fields['DimSize']!r} is not a list of integers") from None
-    ndims = int(fields.get("NDims", len(dims)))
-    if len(dims) != ndims or ndims != 3 or min(dims) < 1:
+    ndims_text = fields.get("NDims", str(len(dims)))
+    if not ndims_text.isdigit():
+        raise InputError(f"{source}: NDims {ndims_text!r} is not an integer (expected NDims = 3)")
+    if len(dims) != int(ndims_text) or len(dims) != 3 or min(dims) < 1:
         raise InputError(f"{source}: expected a 3-D image, got DimSize {fields['DimSize']!r}")
+    if math.prod(dims) > MAX_VOXELS:
+        raise InputError(f"{source}: DimSize {fields['DimSize']!r} declares {math.prod(dims):,} voxels, more than "
+                         f"the {MAX_VOXELS:,} an atlas grid may have; the file is not an Allen grid")
     etype = fields["ElementType"]
     if etype not in ELEMENT_TYPES:
         raise InputError(f"{source}: unsupported ElementType {etype!r}")
@@ -92,14 +106,16 @@ def element_type_name(dtype: np.dtype) -> str:
 def decode_raw(header: MetaImageHeader, raw: bytes, source: str = "<raw>") -> np.ndarray:
     """Decode raw bytes into a volume shaped ``(AP, DV, ML)`` (file x, y, z)."""
     if len(raw) != header.n_bytes:
-        etype = element_type_name(header.dtype)
-        raise InputError(
-            f"{source}: raw data has {len(raw)} bytes but the header's DimSize "
-            f"{' '.join(map(str, header.dim_size))} with ElementType {etype} ({header.dtype.itemsize} bytes "
-            f"each) needs {header.n_bytes}; the raw file is truncated or the header does not match it"
-        )
+        raise InputError(_size_mismatch(header, len(raw), source))
     flat = np.frombuffer(raw, dtype=header.dtype)
     return flat.reshape(header.dim_size, order="F")
+
+
+def _size_mismatch(header: MetaImageHeader, n_bytes: int, source: str) -> str:
+    etype = element_type_name(header.dtype)
+    return (f"{source}: raw data has {n_bytes} bytes but the header's DimSize "
+            f"{' '.join(map(str, header.dim_size))} with ElementType {etype} ({header.dtype.itemsize} bytes "
+            f"each) needs {header.n_bytes}; the raw file is truncated or the header does not match it")
 
 
 def check_member_names(names: list[str], source: str) -> None:
@@ -133,21 +149,57 @@ def open_zip(path: str | os.PathLike | bytes) -> tuple[zipfile.ZipFile, str]:
     return zf, source
 
 
-def read_volume_from_zip(zf: zipfile.ZipFile, kind: str, source: str) -> tuple[np.ndarray, MetaImageHeader]:
-    """Read ``<kind>.mhd``/``.raw`` from an open zip; returns the raw-typed volume and header."""
+def read_member(zf: zipfile.ZipFile, name: str, limit: int, source: str, what: str = "member") -> bytes:
+    """The bytes of member ``name``, refused (one :class:`InputError` line) when its declared size is
+    over ``limit`` or it decompresses to more than ``limit`` bytes; at most ``limit + 1`` bytes are
+    ever decompressed, whatever the zip declares."""
+    info = zf.getinfo(name)
+    if info.file_size > limit:
+        raise InputError(f"{source}: {name} declares {info.file_size:,} bytes, more than the {limit:,} a {what} "
+                         "may have; the file is not an Allen grid zip")
+    try:
+        with zf.open(info) as handle:
+            data = handle.read(limit + 1)
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError) as exc:
+        raise InputError(f"{source}: corrupt zip ({exc})") from None
+    if len(data) > limit:
+        raise InputError(f"{source}: {name} holds more than the {limit:,} bytes a {what} may have "
+                         f"(its header says {info.file_size:,}); the zip is corrupt or hostile")
+    return data
+
+
+def read_volume_from_zip(zf: zipfile.ZipFile, kind: str, source: str,
+                         expected_shape: tuple[int, int, int] | None = None) -> tuple[np.ndarray, MetaImageHeader]:
+    """Read ``<kind>.mhd``/``.raw`` from an open zip; returns the raw-typed volume and header.
+
+    With ``expected_shape`` (AP, DV, ML) a header of another shape is refused before the raw data is
+    read; :class:`GridShapeError` says so (its ``shape`` is the header's).
+    """
     names = {Path(n).name: n for n in zf.namelist()}
     mhd_name = f"{kind}.mhd"
     if mhd_name not in names:
         raise InputError(f"{source}: zip has no {mhd_name}")
-    try:
-        header = parse_mhd(zf.read(names[mhd_name]).decode("ascii", "replace"), f"{source}:{mhd_name}")
-        raw_name = Path(header.data_file).name
-        if raw_name not in names:
-            raise InputError(f"{source}: zip has no {raw_name} (named by {mhd_name})")
-        raw = zf.read(names[raw_name])
-    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError) as exc:
-        raise InputError(f"{source}: corrupt zip ({exc})") from None
+    text = read_member(zf, names[mhd_name], MAX_HEADER_BYTES, source, "MetaImage header")
+    header = parse_mhd(text.decode("ascii", "replace"), f"{source}:{mhd_name}")
+    raw_name = Path(header.data_file).name
+    if raw_name not in names:
+        raise InputError(f"{source}: zip has no {raw_name} (named by {mhd_name})")
+    info = zf.getinfo(names[raw_name])
+    if info.file_size != header.n_bytes:
+        raise InputError(_size_mismatch(header, info.file_size, f"{source}:{raw_name}"))
+    if expected_shape is not None and header.dim_size != tuple(expected_shape):
+        raise GridShapeError(f"{source}: {kind} grid is {header.dim_size} (AP, DV, ML) but the annotation is "
+                             f"{tuple(expected_shape)}; use the matching annotation", header.dim_size)
+    raw = read_member(zf, names[raw_name], header.n_bytes, source, f"{kind} volume of this DimSize")
     return decode_raw(header, raw, f"{source}:{raw_name}"), header
+
+
+class GridShapeError(InputError):
+    """A grid's header declares another shape than the one expected (``shape``: the header's, AP, DV, ML)."""
+
+    def __init__(self, message: str, shape: tuple[int, ...]):
+        super().__init__(message)
+        self.shape = shape
 
 
 def read_annotation_zip(path: str | os.PathLike | bytes) -> tuple[np.ndarray, tuple[float, ...]]:

@@ -2,8 +2,12 @@
 
 A logistic regression predicts a region's mask (default the isocortex) over all brain voxels from
 the patterns linked to it; its ROC AUC is compared with models built the same way on random
-pattern subsets of the same size (the paper: AUC 0.99 for PPs 1–3 vs a median of 0.78 over
-1,000 random triples). AUC is measured on the voxels the model was fitted on, as in the paper;
+pattern subsets (the paper: AUC 0.99 for PPs 1–3 vs a median of 0.78 over 1,000 random triples).
+The random models use ``random_size`` patterns each (default: as many as the model uses). The
+pipeline follows the paper: the model is a triple (:func:`model_patterns`: the linked patterns,
+topped up with the patterns most correlated with the region) against random triples; with a single
+linked pattern and K = 8 there would be only 8 single-pattern models, and p could never be small.
+AUC is measured on the voxels the model was fitted on, as in the paper;
 with ``holdout`` a random share of voxels is kept out of the fit and scored instead.
 """
 
@@ -18,11 +22,14 @@ from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
 from osnmf.atlas import Atlas
-from osnmf.constraints import POSITIVE, Interval
+from osnmf.constraints import POSITIVE, Interval, refuse
 from osnmf.errors import InputError
 from osnmf.progress import track
 
-__all__ = ["RegionPrediction", "linked_patterns", "region_auc", "region_prediction_test"]
+PAPER_RANDOM_SIZE = 3  # the paper's random models are pattern triples
+
+__all__ = ["PAPER_RANDOM_SIZE", "RegionPrediction", "linked_patterns", "model_patterns", "region_auc",
+           "region_prediction_test"]
 
 
 def linked_patterns(links, atlas: Atlas, region: int | str = "Isocortex") -> list[int]:
@@ -58,6 +65,28 @@ def region_patterns(links, correlations, atlas: Atlas, region: int | str = "Isoc
     return [int(rows.loc[rows["r"].idxmax(), "pattern_index"])]
 
 
+def model_patterns(linked: list[int], correlations, atlas: Atlas, region: int | str = "Isocortex",
+                   size: int = 3) -> list[int]:
+    """The patterns of the region's model: ``linked``, topped up to ``size`` with the other patterns
+    most correlated with the region's mask (ties to the lower index); all of them when more are linked.
+
+    Parameters
+    ----------
+    correlations : :func:`osnmf.spatial.region_correlation.region_correlations` (``pattern_index``,
+        ``region_id``, ``r``).
+    """
+    chosen = sorted({int(i) for i in linked})
+    rows = correlations[correlations["region_id"] == atlas.id_of(region)]
+    ranked = rows.assign(r=rows["r"].astype(float).fillna(-np.inf)).sort_values(
+        ["r", "pattern_index"], ascending=[False, True], kind="stable")
+    for p in ranked["pattern_index"].astype(int):
+        if len(chosen) >= size:
+            break
+        if p not in chosen:
+            chosen.append(p)
+    return sorted(chosen)
+
+
 def region_auc(features: np.ndarray, target: np.ndarray, C: float = 1.0, holdout: float = 0.0,
                seed: int = 0, standardise: bool = True) -> float:
     """ROC AUC of a logistic regression of ``target`` on standardised ``features``.
@@ -90,7 +119,7 @@ class RegionPrediction:
     region, region_id : the predicted region.
     linked : indices of the patterns used; linked_names their names.
     auc : ROC AUC of the linked model.
-    random_subsets : ``(n_random, len(linked))`` pattern indices of the random models.
+    random_subsets : ``(n_random, random_size)`` pattern indices of the random models.
     random_aucs : ``(n_random,)`` their AUCs.
     median_random : median of random_aucs.
     p_value : empirical ``(1 + #{random AUC ≥ auc}) / (n_random + 1)``.
@@ -114,6 +143,7 @@ class RegionPrediction:
             "median_random_auc": self.median_random,
             "p_value": self.p_value,
             "n_random": int(self.random_aucs.size),
+            "random_size": int(self.random_subsets.shape[1]),
             "n_distinct_random_subsets": int(len({tuple(s) for s in self.random_subsets})),
         }
 
@@ -130,6 +160,7 @@ def region_prediction_test(
     holdout: float = 0.0,
     pattern_names=None,
     progress: bool = False,
+    random_size: int | None = None,
 ) -> RegionPrediction:
     """Predict a region's mask from its linked patterns and compare with random pattern subsets.
 
@@ -145,6 +176,7 @@ def region_prediction_test(
     seed : seed of the random subsets (and of the hold-out split).
     C : inverse regularisation strength of the logistic regression.
     holdout : share of voxels scored out of the fit (0: in-sample AUC, as in the paper).
+    random_size : patterns per random model (default: as many as are linked; at most K).
     """
     pats = np.asarray(patterns, dtype=np.float64)
     if pats.ndim != 2 or pats.shape[1] != atlas.n_brain_voxels:
@@ -182,7 +214,10 @@ def region_prediction_test(
 
     auc = auc_of(linked)
     rng = np.random.default_rng(seed)
-    subsets = np.stack([np.sort(rng.choice(k, size=len(linked), replace=False)) for _ in range(n_random)])
+    size = len(linked) if random_size is None else int(random_size)
+    if not 1 <= size <= k:
+        raise refuse("random_size", size, f"an integer in [1, {k}] (the number of patterns)")
+    subsets = np.stack([np.sort(rng.choice(k, size=size, replace=False)) for _ in range(n_random)])
     aucs = np.empty(n_random)
     for i, s in enumerate(track(subsets, f"random models for {atlas.acronym(rid)}", enabled=progress)):
         aucs[i] = auc_of(s)

@@ -99,7 +99,8 @@ def read_h5ad(path: str | os.PathLike, atlas: Atlas | None = None) -> SpatialExp
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise InputError(f"{source}: not a readable .h5ad file ({first})") from None
     if "spatial" not in adata.obsm:
-        raise InputError(f"{source}: no obsm['spatial'] with the voxels' (AP, DV, ML) grid coordinates")
+        raise InputError(f"{source}: no obsm['spatial'] with the voxels' (AP, DV, ML) grid coordinates, nor "
+                         "obs x, y, z CCF millimetres of cells (for a cells × genes file give them, or --coords)")
     coords = np.asarray(adata.obsm["spatial"])
     if coords.ndim != 2 or coords.shape != (adata.n_obs, 3):
         raise InputError(f"{source}: obsm['spatial'] must be (n_voxels, 3) grid indices, got {coords.shape}")

@@ -14,7 +14,7 @@ from osnmf.atlas import Atlas
 from osnmf.errors import InputError
 from osnmf.expression import SpatialExpression
 
-FORMATS = "an ABA grid folder, an Allen grid .zip, an .npz stack or an .h5ad file"
+FORMATS = "an ABA grid folder, an Allen grid .zip, an .npz stack or an .h5ad file (voxels or cells × genes)"
 
 
 @lru_cache(maxsize=1)
@@ -51,14 +51,17 @@ def read_grid_zip(path: str | os.PathLike, atlas: Atlas | None = None) -> Spatia
 
 
 def load_expression(
-    path: str | os.PathLike, atlas: Atlas | None = None, progress: bool = False
+    path: str | os.PathLike, atlas: Atlas | None = None, progress: bool = False,
+    coords: str | os.PathLike | None = None, min_cells: int = 3, cell_values: str = "auto",
 ) -> SpatialExpression:
     """Load any supported expression input, chosen by what ``path`` is.
 
     - a folder → :func:`osnmf.io.aba_folder.read_aba_folder`;
     - ``.zip`` → one Allen grid zip (:func:`read_grid_zip`);
     - ``.npz`` → :func:`osnmf.io.npz.read_npz`;
-    - ``.h5ad`` → :func:`osnmf.io.anndata_io.read_h5ad`.
+    - ``.h5ad`` with ``obs`` columns ``x, y, z`` (or with ``coords``) → cells × genes, binned onto
+      the grid by :func:`osnmf.io.cells.read_cells` (``min_cells``, ``cell_values``);
+    - other ``.h5ad`` → voxels × genes, :func:`osnmf.io.anndata_io.read_h5ad`.
 
     ``progress`` shows a progress bar while reading a folder. Raises :class:`InputError` for a
     missing path or an unknown format.
@@ -66,6 +69,8 @@ def load_expression(
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: not found (expected {FORMATS})")
+    if coords is not None and path.suffix.lower() != ".h5ad":
+        raise InputError(f"--coords {coords}: CCF coordinates go with a cells × genes .h5ad, not {path}")
     if path.is_dir():
         from osnmf.io.aba_folder import read_aba_folder
 
@@ -79,6 +84,10 @@ def load_expression(
         return read_npz(path, atlas=atlas)
     if suffix == ".h5ad":
         from osnmf.io.anndata_io import read_h5ad
+        from osnmf.io.cells import has_cell_coordinates, read_cells
+
+        if coords is not None or has_cell_coordinates(path):
+            return read_cells(path, atlas=atlas, coords=coords, min_cells=min_cells, values=cell_values)
 
         return read_h5ad(path, atlas=atlas)
     raise InputError(f"{path}: unknown input format {suffix or '(no extension)'!r}; expected {FORMATS}")

@@ -8,6 +8,7 @@ stored as numpy unicode arrays, never objects, and files are always loaded with
 
 from __future__ import annotations
 
+import math
 import os
 import zipfile
 import zlib
@@ -21,6 +22,7 @@ from osnmf.errors import InputError
 from osnmf.expression import SpatialExpression
 from osnmf.formats.allen_grid import MISSING_SENTINEL
 from osnmf.formats.metaimage import check_member_names
+from osnmf.formats.npz_headers import npz_headers
 
 GENE_KEYS = ("genes", "gene_names")
 
@@ -89,6 +91,7 @@ def read_npz(path: str | os.PathLike, atlas: Atlas | None = None) -> SpatialExpr
             check_member_names(zf.namelist(), source)
     except zipfile.BadZipFile:
         raise InputError(f"{source}: not an .npz file (not a zip archive)") from None
+    _check_shapes(npz_headers(path, source), atlas, source)
     try:
         with np.load(path, allow_pickle=False) as npz:
             keys = set(npz.files)
@@ -124,6 +127,23 @@ def read_npz(path: str | os.PathLike, atlas: Atlas | None = None) -> SpatialExpr
     except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
         raise InputError(f"{source}: corrupt .npz ({exc})") from None
     return SpatialExpression(volumes, genes, ids, atlas)
+
+
+def _check_shapes(headers: dict, atlas: Atlas, source: str) -> None:
+    """Refuse, from the headers alone (before anything is allocated), a ``data`` array that is not
+    the atlas grid and string arrays that are not one entry per experiment."""
+    if "data" not in headers:
+        return  # named below, with the keys found
+    shape, _ = headers["data"]
+    if len(shape) not in (3, 4):
+        raise InputError(f"{source}: 'data' must be (experiments, AP, DV, ML), got shape {shape}")
+    if shape[-3:] != atlas.shape:
+        raise InputError(f"{source}: 'data' grid is {shape[-3:]} (AP, DV, ML) but the atlas is {atlas.shape}")
+    n = shape[0] if len(shape) == 4 else 1
+    for key in (*GENE_KEYS, "experiment_ids"):
+        if key in headers and math.prod(headers[key][0]) != n:
+            raise InputError(f"{source}: '{key}' has {math.prod(headers[key][0])} entries but 'data' has {n} "
+                             "experiments")
 
 
 def write_npz(path: str | os.PathLike, expr: SpatialExpression, compress: bool = True) -> Path:

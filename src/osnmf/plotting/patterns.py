@@ -1,6 +1,7 @@
 """Pattern volumes: three orthogonal projections per pattern, and a coronal montage.
 
-Every panel is drawn in millimetres from the grid's first voxel (as the napari viewer shows them),
+Every panel is drawn in millimetres from the grid's first voxel (its front, top and left edge, not
+bregma: :func:`osnmf.atlas.position_label`; as the napari viewer shows them),
 with its orientation (A/P, D/V, L/R) at the edges and a colour bar; volumes are ``(AP, DV, ML)``,
 index 0 anterior, dorsal and left.
 """
@@ -9,7 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 from matplotlib import patheffects
+from scipy import ndimage
 
+from osnmf.atlas import axis_mm_label, position_label
 from osnmf.plotting.common import PATTERN_CMAP, new_figure
 
 VIEWS = (("coronal (AP mean)", 0), ("horizontal (DV mean)", 1), ("sagittal (ML mean)", 2))
@@ -21,11 +24,15 @@ AXIS_INDEX = {"AP": 0, "DV": 1, "ML": 2}
 
 
 def mean_projection(volume: np.ndarray, brain: np.ndarray, axis: int) -> np.ndarray:
-    """Mean over the brain voxels along ``axis``; NaN where the ray misses the brain."""
-    total = np.where(brain, volume, 0).sum(axis=axis)
+    """Mean over the brain voxels along ``axis`` (NaN voxels count as 0, the value a pattern has
+    outside its support); NaN (drawn white) where the ray misses the brain, except for gaps enclosed
+    by the brain's silhouette (a one-voxel ray between the olfactory bulbs), which read 0 instead of
+    a white dot inside the brain."""
+    total = np.where(brain, np.nan_to_num(volume), 0).sum(axis=axis)
     count = brain.sum(axis=axis)
+    inside = ndimage.binary_fill_holes(count > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+        return np.where(count > 0, total / np.maximum(count, 1), np.where(inside, 0.0, np.nan))
 
 
 def view_image(image: np.ndarray, axis: int) -> np.ndarray:
@@ -54,7 +61,7 @@ def _mm_axes(ax, axis: int, with_labels: bool) -> None:
     ax.tick_params(labelsize=6, length=2)
     if with_labels:
         down, across = LAYOUT[axis][0]
-        ax.set_xlabel(f"{across} (mm)", fontsize=7)
+        ax.set_xlabel(axis_mm_label(across), fontsize=7)
 
 
 def plot_pattern_projections(volumes: np.ndarray, brain: np.ndarray, names: list[str],
@@ -83,29 +90,40 @@ def plot_pattern_projections(volumes: np.ndarray, brain: np.ndarray, names: list
     return fig
 
 
-def mass_sections(volume: np.ndarray, brain: np.ndarray, n: int) -> np.ndarray:
-    """Up to ``n`` coronal (AP) indices, evenly spaced through the pattern's mass.
+def mass_sections(volume: np.ndarray, brain: np.ndarray, n: int, floor: float = 0.05) -> np.ndarray:
+    """Up to ``n`` coronal (AP) indices where the pattern is, ascending.
 
-    The range runs from the section holding 2% to the one holding 98% of the pattern's positive
-    mass inside the brain, widened (within the brain) to ``n`` sections when narrower; a
-    pattern without mass spans the brain.
+    A section's weight is the pattern's positive mass in its brain voxels. The sections are the
+    mass quantiles ``(i + ½) / n`` (each tile stands for an equal share of the pattern, so a pattern
+    in two far-apart places gets tiles in both and none in the empty stretch between), kept when
+    their weight is at least ``floor`` × the heaviest section's and topped up to ``n`` by the
+    heaviest remaining sections above that floor; fewer tiles rather than empty ones. A pattern
+    without mass spans the brain evenly.
     """
     in_brain = np.flatnonzero(brain.any(axis=(1, 2)))
-    mass = np.where(brain, np.clip(volume, 0, None), 0).sum(axis=(1, 2))
-    lo, hi = int(in_brain[0]), int(in_brain[-1])
-    if mass.sum() > 0:
-        cum = np.cumsum(mass) / mass.sum()
-        lo, hi = int(np.searchsorted(cum, 0.02)), int(np.searchsorted(cum, 0.98))
-        while hi - lo + 1 < n and (lo > in_brain[0] or hi < in_brain[-1]):
-            lo, hi = max(int(in_brain[0]), lo - 1), min(int(in_brain[-1]), hi + 1)
-    return np.unique(np.linspace(lo, hi, n).round().astype(int))
+    if in_brain.size == 0:
+        return np.zeros(0, dtype=int)
+    mass = np.where(brain, np.clip(np.nan_to_num(volume), 0, None), 0).sum(axis=(1, 2))
+    if not mass.sum() > 0:
+        return np.unique(np.linspace(in_brain[0], in_brain[-1], n).round().astype(int))
+    cum = np.cumsum(mass) / mass.sum()
+    heavy = mass >= floor * mass.max()
+    chosen = {int(s) for s in np.searchsorted(cum, (np.arange(n) + 0.5) / n) if heavy[s]}
+    for s in np.argsort(-mass, kind="stable"):
+        if len(chosen) >= n or mass[s] < floor * mass.max():
+            break
+        chosen.add(int(s))
+    return np.array(sorted(chosen), dtype=int)
 
 
 def plot_coronal_montage(volume: np.ndarray, brain: np.ndarray, title: str, n_sections: int = 12,
                          spacing_um=(200.0, 200.0, 200.0)):
-    """Coronal sections through one pattern volume ``(AP, DV, ML)``, evenly spaced through its mass.
+    """Coronal sections through one pattern volume ``(AP, DV, ML)`` where the pattern is
+    (:func:`mass_sections`).
 
-    Each tile is titled by its AP position in mm from the grid's first section.
+    Each tile is titled by its AP position (:func:`osnmf.atlas.position_label`: mm from the grid's
+    front edge, not bregma); voxels of the brain outside the support are 0 (the pattern's value
+    there), so the brain has no holes.
     """
     sections = mass_sections(volume, brain, n_sections)
     cols = 6
@@ -115,10 +133,10 @@ def plot_coronal_montage(volume: np.ndarray, brain: np.ndarray, title: str, n_se
     vmax = float(np.nanmax(volume[brain])) if brain.any() else 1.0
     im = None
     for i, (ax, ap) in enumerate(zip(axes, sections, strict=False)):
-        image = np.where(brain[ap], volume[ap], np.nan)
+        image = np.where(brain[ap], np.nan_to_num(volume[ap]), np.nan)
         im = ax.imshow(image, cmap=PATTERN_CMAP, vmin=0, vmax=vmax or 1.0, interpolation="nearest",
                        extent=mm_extent(image.shape, 0, spacing_um))
-        ax.set_title(f"AP {ap * spacing_um[0] / 1000:.1f} mm", fontsize=8)
+        ax.set_title(position_label("AP", ap, spacing_um, short=True), fontsize=7)
         ax.set_xticks([])
         ax.set_yticks([])
         if i == 0:
@@ -127,5 +145,5 @@ def plot_coronal_montage(volume: np.ndarray, brain: np.ndarray, title: str, n_se
         ax.axis("off")
     if im is not None:
         fig.colorbar(im, ax=axes.tolist(), shrink=0.8, pad=0.01).set_label("pattern value", fontsize=8)
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(f"{title} (AP: mm from the grid's front edge, not bregma)", fontsize=10)
     return fig

@@ -24,9 +24,10 @@
     horizontal: {n: ND, w: NM, h: NA, axis: 1, edges: ["L", "R", "A", "P"],
                  voxel: (x, y, s) => (y * ND + s) * NM + x},
   };
-  const AXES = ["AP", "DV", "ML"];
+  // opens where the first pattern is most present: its peak section in each plane (D.patterns.peak)
+  const PEAK = (D.patterns.peak && D.patterns.peak[0]) || [NA >> 1, ND >> 1, Math.round(NM * 0.3)];
   const S = {pattern: 0, plane: "coronal", outline: "coarse", gene: -1, region: -1,
-             slice: {coronal: NA >> 1, sagittal: Math.round(NM * 0.3), horizontal: ND >> 1}};
+             slice: {coronal: PEAK[0], sagittal: PEAK[2], horizontal: PEAK[1]}};
   let A = null; // decoded arrays, see load()
 
   // ---- decoding --------------------------------------------------------------------------------
@@ -98,7 +99,9 @@
   }
 
   // ---- drawing ---------------------------------------------------------------------------------
-  function drawSection(canvas, zoom, value) {
+  // outsideZero: brain voxels outside the support are drawn at value 0 (a pattern is 0 there by
+  // definition), not as grey holes; measured images keep them grey (nothing was measured there)
+  function drawSection(canvas, zoom, value, outsideZero = false) {
     const p = PLANES[S.plane], s = S.slice[S.plane];
     canvas.width = p.w * zoom + 2 * MARGIN;
     canvas.height = p.h * zoom + 2 * MARGIN;
@@ -113,7 +116,8 @@
         let rgb = [255, 255, 255];
         if (A.ann[flat] > 0) {
           const si = A.support[flat];
-          if (si < 0 || !value) rgb = [221, 221, 221];
+          if (!value || (si < 0 && !outsideZero)) rgb = [221, 221, 221];
+          else if (si < 0) rgb = [A.lut[0], A.lut[1], A.lut[2]];
           else {
             const c = Math.max(0, Math.min(255, Math.round(value(si) * 255)));
             rgb = [A.lut[3 * c], A.lut[3 * c + 1], A.lut[3 * c + 2]];
@@ -197,11 +201,11 @@
 
   function redraw() {
     const p = PLANES[S.plane], s = S.slice[S.plane];
-    drawSection($("av-main"), ZOOM, patternValue(S.pattern));
+    drawSection($("av-main"), ZOOM, patternValue(S.pattern), true);
     $("av-main-caption").textContent = `${D.patterns.names[S.pattern]}, ${S.plane} section`;
     $("av-bar-max").textContent = fmt(D.patterns.max[S.pattern]);
     $("av-slice-label").textContent =
-      `${S.plane} section ${s + 1} of ${p.n} · ${AXES[p.axis]} ${(s * D.spacing_mm[p.axis]).toFixed(1)} mm`;
+      `${S.plane} section ${s + 1} of ${p.n} · ${D.position_labels[p.axis][s]}`;
     if (S.gene >= 0) drawGene();
   }
 

@@ -20,6 +20,7 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
+from osnmf.atlas import position_label
 from osnmf.report.html import Section
 
 MAX_MEASURED_GENES = 32  # measured images embedded (each ~20-30 kB in the page)
@@ -109,11 +110,15 @@ def view_data(state, names: list[str]) -> dict:
     return {
         "shape": list(atlas.shape),
         "spacing_mm": [s / 1000 for s in atlas.spacing_um],
+        # the slider's "AP 5.6 mm from grid front edge (not bregma)", per axis and section
+        "position_labels": [[position_label(axis, i, atlas.spacing_um) for i in range(n)]
+                            for axis, n in enumerate(atlas.shape)],
         "support": _pack(np.packbits(support.ravel())),
         "lut": base64.b64encode(_lut()).decode("ascii"),
         "regions": _regions(atlas, regions),
         "annotation": _annotation(atlas, regions.index.to_numpy()),
-        "patterns": _patterns(state.sweep.components, names),
+        "patterns": {**_patterns(state.sweep.components, names),
+                     "peak": np.asarray(state.metrics.peak_sections, dtype=int).tolist()},  # (K, 3): AP, DV, ML
         "genes": _genes(state),
         "markers": _markers(state.markers.markers, state.sweep.k),
         "networks": [_network(json.loads(str(text))) for text in state.markers.networks_json],

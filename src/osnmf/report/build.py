@@ -63,18 +63,51 @@ def _recipe_text(summary: dict) -> str:
             + f" — {settings}.")
     if recipe["overrides"]:
         text += " Set explicitly: " + ", ".join(f"{k} = {v}" for k, v in recipe["overrides"].items()) + "."
+    if summary.get("k_range_edge_warning"):
+        text += f" Warning: {summary['k_range_edge_warning']}."
     if summary["k_selected"] != summary["k_gamma_argmin"]:
         text += (f" Warning: K = {summary['k_selected']} was chosen by the rule {summary['k_selection']['rule']}; "
                  f"the smallest instability γ is at K = {summary['k_gamma_argmin']}.")
     return text
 
 
-def _fmt(mean: float, sd: float) -> str:
-    """``mean ± sd`` to the SD's first significant digit (at least two decimals): 0.998 ± 0.008."""
+def _fmt(mean: float | None, sd: float | None, n_undefined: int = 0) -> str:
+    """``mean ± sd`` to the SD's first significant digit (at least two decimals): 0.998 ± 0.008;
+    "undefined" for a mean that does not exist (None or NaN), and how many values were left out."""
+    if mean is None or not np.isfinite(mean):
+        return "undefined"
     digits = 2
-    if np.isfinite(sd) and sd > 0:
+    if sd is not None and np.isfinite(sd) and sd > 0:
         digits = max(2, -int(np.floor(np.log10(sd))))
-    return f"{mean:.{digits}f} ± {sd:.{digits}f}"
+    text = f"{mean:.{digits}f}" + (f" ± {sd:.{digits}f}" if sd is not None and np.isfinite(sd) else "")
+    return text + (f" ({n_undefined} undefined left out)" if n_undefined else "")
+
+
+def _n(value, spec: str) -> str:
+    """``value`` formatted with ``spec``; "undefined" for a value that does not exist (None or NaN)."""
+    if value is None or not np.isfinite(value):
+        return "undefined"
+    return format(value, spec)
+
+
+def _mean_sd_of(block: dict) -> tuple:
+    """``(mean, sd, n_undefined)`` of a summary ``{"mean", "sd", "n_undefined"}`` block."""
+    return block["mean"], block["sd"], block.get("n_undefined", 0)
+
+
+def _moran_fmt(summary: dict, method: str) -> str:
+    """The headline Moran's I of ``method`` (``stanmf`` / ``pca``) as shown in the overview and table."""
+    return _fmt(summary[f"moran_i_{method}_mean"], summary[f"moran_i_{method}_sd"],
+                summary.get(f"moran_i_{method}_n_undefined", 0))
+
+
+def _undefined_note(summary: dict) -> str:
+    """Why some Moran's I values were left out (empty when none was)."""
+    notes = [f"{name}: {summary[f'moran_i_{m}_n_undefined']} of "
+             f"{summary[f'moran_i_{m}_n'] + summary[f'moran_i_{m}_n_undefined']} values undefined — "
+             f"{summary[f'moran_i_{m}_undefined_reason']}"
+             for m, name in (("stanmf", "staNMF"), ("pca", "PCA")) if summary.get(f"moran_i_{m}_n_undefined")]
+    return (" " + "; ".join(notes) + ".") if notes else ""
 
 
 def build_report(state, summary: dict) -> Path:
@@ -99,22 +132,23 @@ def build_report(state, summary: dict) -> Path:
         f"Data: {data['source']} — {data['n_experiments']} experiments of {data['n_genes']} genes on a "
         f"{' × '.join(map(str, data['grid_shape']))} grid ({data['n_brain_voxels']} brain voxels, "
         f"{100 * data['missing_fraction']:.1f}% of in-brain values missing).",
-        f"staNMF selected K = {k} principal patterns (instability γ = {summary['instability_hungarian']:.4f} "
-        f"± {summary['instability_hungarian_sd']:.4f}, Hungarian). PCA patterns at the same K: "
-        f"γ = {summary['pca_instability_hungarian']:.4f}.",
+        f"staNMF selected K = {k} principal patterns (instability γ = {_n(summary['instability_hungarian'], '.4f')} "
+        f"± {_n(summary['instability_hungarian_sd'], '.4f')}, Hungarian). PCA patterns at the same K: "
+        f"γ = {_n(summary['pca_instability_hungarian'], '.4f')}.",
         f"Spatial coherence ({summary['moran_i_headline']}, over {mt.moran_boot_nmf.shape[0]} bootstrap "
         f"replicates): staNMF "
-        f"{_fmt(summary['moran_i_stanmf_mean'], summary['moran_i_stanmf_sd'])} vs PCA "
-        f"{_fmt(summary['moran_i_pca_mean'], summary['moran_i_pca_sd'])} (Cliff's δ = "
-        f"{summary['moran_cliffs_delta']:.2f}, Mann–Whitney p = {summary['moran_p_mannwhitney']:.2g}).",
+        f"{_moran_fmt(summary, 'stanmf')} vs PCA {_moran_fmt(summary, 'pca')} (Cliff's δ = "
+        f"{_n(summary['moran_cliffs_delta'], '.2f')}, Mann–Whitney p = {_n(summary['moran_p_mannwhitney'], '.2g')})."
+        + _undefined_note(summary),
         f"Reconstruction accuracy ({summary['reconstruction_headline']}): staNMF "
         f"{_fmt(summary['reconstruction_stanmf_mean'], summary['reconstruction_stanmf_sd'])}, PCA "
         f"{_fmt(summary['reconstruction_pca_mean'], summary['reconstruction_pca_sd'])}.",
         f"Best anatomical links (single regions, contiguous pairs and triples): mean best r = "
-        f"{summary['link_best_r_mean']['staNMF']:.2f} ± {summary['link_best_r_sd']['staNMF']:.2f}; each pattern "
-        f"against the other patterns' best unions: {summary['link_other_r_mean']:.2f} ± "
-        f"{summary['link_other_r_sd']:.2f}; mean over every other combination searched: "
-        f"{summary['link_all_other_combinations_r_mean']:.2f}.",
+        f"{_n(summary['link_best_r_mean']['staNMF'], '.2f')} ± {_n(summary['link_best_r_sd']['staNMF'], '.2f')}; "
+        "each pattern "
+        f"against the other patterns' best unions: {_n(summary['link_other_r_mean'], '.2f')} ± "
+        f"{_n(summary['link_other_r_sd'], '.2f')}; mean over every other combination searched: "
+        f"{_n(summary['link_all_other_combinations_r_mean'], '.2f')}.",
     ])
     truth = planted_truth(mt, k)
     if truth is not None:
@@ -173,16 +207,17 @@ def build_report(state, summary: dict) -> Path:
     head = headline_metrics(mt, state.config.settings())
     compare_note = (f"Moran's I: {summary['moran_i_headline']}; reconstruction: {summary['reconstruction_headline']}. "
                     "PCA reconstructions include the voxel means PCA subtracts; without them (the reference code's "
-                    f"choice) PCA's r over the measured voxels is {_fmt(**variants['measured_pca_without_mean'])}. "
+                    "choice) PCA's r over the measured voxels is "
+                    f"{_fmt(*_mean_sd_of(variants['measured_pca_without_mean']))}. "
                     "Every variant is in summary.json (moran_i_by_variant, reconstruction_by_variant). Patterns per "
                     "gene count the patterns holding more than 1% of a gene's total coefficient.")
     compare = pd.DataFrame([
         {"pattern set": "staNMF", "instability": summary["instability_hungarian"],
-         "Moran's I": _fmt(summary["moran_i_stanmf_mean"], summary["moran_i_stanmf_sd"]),
+         "Moran's I": _moran_fmt(summary, "stanmf"),
          "reconstruction r": _fmt(summary["reconstruction_stanmf_mean"], summary["reconstruction_stanmf_sd"]),
          "patterns per gene": f"{np.mean(mt.patterns_per_gene):.1f}"},
         {"pattern set": "PCA", "instability": summary["pca_instability_hungarian"],
-         "Moran's I": _fmt(summary["moran_i_pca_mean"], summary["moran_i_pca_sd"]),
+         "Moran's I": _moran_fmt(summary, "pca"),
          "reconstruction r": _fmt(summary["reconstruction_pca_mean"], summary["reconstruction_pca_sd"]),
          "patterns per gene": "—"},
     ])
@@ -219,14 +254,16 @@ def build_report(state, summary: dict) -> Path:
         "Linking patterns to the anatomy",
         paragraphs=[
             "For each pattern, every single region, contiguous pair and contiguous triple of the ontology was "
-            "scored by the Pearson r between the pattern and the union mask (exhaustive search).",
-            f"Isocortex prediction from the patterns linked to it: ROC AUC {lk.region_auc:.3f}; random pattern "
-            f"subsets of the same size: median AUC {lk.region_random_median_auc:.3f} (empirical p = "
-            f"{lk.region_p:.3g}, {lk.region_n_linked} pattern(s)).",
+            "scored by the Pearson r between the pattern and the union mask (exhaustive search), a union only "
+            f"when each member holds at least {state.config.link_min_share:.0%} of its voxels (no big region "
+            "plus a tiny nucleus); a pattern's link is the smallest set within r "
+            f"{state.config.link_tie_tolerance:g} of its best of any size.",
+            _isocortex_text(summary),
         ],
         tables=[(_links_table(best, names),
-                 "Best region combination per pattern over every region of the ontology (links.csv); the "
-                 "pattern names use the best union of coarse- and medium-level grey-matter regions instead"),
+                 "Each pattern's link: its best union of coarse- and medium-level grey-matter regions, the "
+                 "regions its name is made of (links.csv; the best combinations over every region of the "
+                 "ontology, per size, are in links_top.csv)"),
                 (link_summary.drop(columns="n_combinations", errors="ignore"),
                  "Mean best r per pattern set (all pattern sets searched the same way; the number of combinations "
                  "of each size is in link_summary.csv)")],
@@ -280,6 +317,20 @@ def build_report(state, summary: dict) -> Path:
     sections.append(atlas_view_section(state, names))
     params = _parameters(state)
     return write_report(state.out / REPORT, "osnmf report", sections, params)
+
+
+def _isocortex_text(summary: dict) -> str:
+    """The Isocortex prediction test in one sentence (model patterns, random models, AUCs, p)."""
+    n_linked, model = summary["isocortex_n_linked"], summary["isocortex_model_patterns"]
+    topped = len(model) - n_linked
+    return (f"Isocortex prediction (logistic regression on the patterns, in-sample ROC AUC, as in the paper) from "
+            f"{', '.join(model)}: {n_linked} linked to the Isocortex"
+            + (f", topped up with the {topped} next most correlated with it" if topped > 0 else "")
+            + f": AUC {_n(summary['isocortex_auc'], '.3f')}; {summary['isocortex_n_random']} models on random sets "
+            f"of {summary['isocortex_random_size']} patterns ({summary['isocortex_n_distinct_random']} distinct sets; "
+            f"the paper: 1,000 random triples): median AUC {_n(summary['isocortex_random_median_auc'], '.3f')}, "
+            f"empirical p = {_n(summary['isocortex_p'], '.3g')} (random models at least as good, plus one, over the "
+            "models plus one).")
 
 
 def _hemisphere_text(block: dict | None) -> str:

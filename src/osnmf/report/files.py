@@ -17,8 +17,11 @@ from osnmf.atomic import atomic_path, save_npz, write_text
 from osnmf.expression import to_volumes
 from osnmf.results import (
     MORAN_HEADLINES,
+    MORAN_UNDEFINED,
     RECON_HEADLINES,
+    defined_stats,
     headline_metrics,
+    k_range_edge,
     k_selection,
     planted_truth,
     stability_table,
@@ -54,15 +57,10 @@ def ascii_name(name: str) -> str:
 
 def name_links(state) -> pd.DataFrame:
     """Each pattern's best union of readable regions (coarse and medium grey-matter regions, no
-    fibre tracts or ventricles; :func:`~osnmf.spatial.linking.readable_regions`): the links its
-    name is made of, one row per pattern (``pattern_index``, ``acronyms``, ``names``, ``r``)."""
-    from osnmf.expression import to_matrix
-    from osnmf.spatial.linking import best_combinations, readable_regions
-
-    atlas = state.expr.atlas
-    brain = to_matrix(to_volumes(state.sweep.components, state.impute.support), atlas.brain_mask)
-    sizes = [s for s in state.config.link_sizes if s <= 3] or [1]  # names from at most three regions
-    return best_combinations(brain, atlas, sizes=sizes, regions=readable_regions(atlas), top_n=1, keep=1).best
+    fibre tracts or ventricles; :func:`~osnmf.spatial.linking.readable_regions`), as the linking
+    stage found it: the links its name is made of and links.csv lists, one row per pattern
+    (``pattern_index``, ``acronyms``, ``names``, ``r``)."""
+    return state.linking.links
 
 
 def run_pattern_names(state) -> list[str]:
@@ -104,22 +102,21 @@ def headline(state) -> dict:
         "pca_instability_hungarian": float(table.loc[k, "pca_hungarian"]) if "pca_hungarian" in table else None,
         "k_selection": k_selection(sw, settings["k_rule"]),
         "k_gamma_argmin": argmin,
+        "k_range_edge_warning": k_range_edge(sw),  # None unless K is the smallest or largest K swept
         "k_min_check": k_min_check_block(sw),
         # the headline numbers follow the recipe (summary["recipe"]); both variants are kept below
         "moran_i_headline": head["moran_label"],
-        "moran_i_stanmf_mean": float(np.mean(head["moran_nmf"])),
-        "moran_i_stanmf_sd": float(np.std(head["moran_nmf"], ddof=1)),
-        "moran_i_pca_mean": float(np.mean(head["moran_pca"])),
-        "moran_i_pca_sd": float(np.std(head["moran_pca"], ddof=1)),
+        **_moran_headline(head["moran_nmf"], "stanmf", settings["moran_headline"]),
+        **_moran_headline(head["moran_pca"], "pca", settings["moran_headline"]),
         "moran_cliffs_delta": head["moran_cliffs_delta"],
         "moran_p_mannwhitney": head["moran_p_mannwhitney"],
         "moran_i_by_variant": {name: _mean_sd_pair(getattr(mt, f[1]), getattr(mt, f[2]))
                                for name, f in MORAN_HEADLINES.items()},
         "reconstruction_headline": head["recon_label"],
-        "reconstruction_stanmf_mean": float(np.nanmean(head["recon_nmf"])),
-        "reconstruction_stanmf_sd": float(np.nanstd(head["recon_nmf"], ddof=1)),
-        "reconstruction_pca_mean": float(np.nanmean(head["recon_pca"])),
-        "reconstruction_pca_sd": float(np.nanstd(head["recon_pca"], ddof=1)),
+        "reconstruction_stanmf_mean": defined_stats(head["recon_nmf"])["mean"],
+        "reconstruction_stanmf_sd": defined_stats(head["recon_nmf"])["sd"],
+        "reconstruction_pca_mean": defined_stats(head["recon_pca"])["mean"],
+        "reconstruction_pca_sd": defined_stats(head["recon_pca"])["sd"],
         "reconstruction_by_variant": {
             **{name: _mean_sd_pair(getattr(mt, f[1]), getattr(mt, f[2])) for name, f in RECON_HEADLINES.items()},
             "measured_pca_without_mean": _mean_sd(mt.recon_pca_measured_no_mean)},
@@ -133,17 +130,35 @@ def headline(state) -> dict:
         "isocortex_auc": lk.region_auc,
         "isocortex_random_median_auc": lk.region_random_median_auc,
         "isocortex_p": lk.region_p,
+        "isocortex_n_linked": int(lk.region_n_linked),
+        "isocortex_model_patterns": [pattern_ids(sw.k)[int(i)] for i in lk.region_model],
+        "isocortex_random_size": int(len(lk.region_model)),
+        "isocortex_n_random": int(lk.region_n_random),
+        "isocortex_n_distinct_random": int(lk.region_n_distinct),
         "holdout_points": imp.holdout_points,
         "holdout_mean_error": imp.holdout_mean_error,  # mean of measured − imputed, the paper's "mean error"
         "holdout_mae": imp.holdout_mae,
         "holdout_r": imp.holdout_r,
         "holdout_mae_truth": None if np.isnan(imp.holdout_mae_truth) else imp.holdout_mae_truth,
         "holdout_r_truth": None if np.isnan(imp.holdout_r_truth) else imp.holdout_r_truth,
+        **({"holdout_truth_reason": "real data: there is no noiseless truth to compare with"}
+           if np.isnan(imp.holdout_r_truth) else {}),
         "n_experiments_used": int(imp.X.shape[0]),
         "n_experiments_dropped": int(imp.dropped.size),
         "n_support_voxels": int(imp.X.shape[1]),
         "missing_fraction_support_before_imputation": imp.missing_fraction,
     }
+
+
+def _moran_headline(values, method: str, variant: str) -> dict:
+    """``moran_i_<method>_mean`` / ``_sd`` over the defined (finite) values, their count left out and,
+    when some are, why (:data:`osnmf.results.MORAN_UNDEFINED`)."""
+    stats = defined_stats(values)
+    block = {f"moran_i_{method}_mean": stats["mean"], f"moran_i_{method}_sd": stats["sd"],
+             f"moran_i_{method}_n": stats["n"], f"moran_i_{method}_n_undefined": stats["n_undefined"]}
+    if stats["n_undefined"]:
+        block[f"moran_i_{method}_undefined_reason"] = MORAN_UNDEFINED[variant]
+    return block
 
 
 def table_argmin(sweep) -> int:
@@ -154,8 +169,9 @@ def table_argmin(sweep) -> int:
 
 
 def _mean_sd(values) -> dict:
-    v = np.asarray(values, dtype=np.float64)
-    return {"mean": float(np.nanmean(v)), "sd": float(np.nanstd(v, ddof=1))}
+    """Mean and SD of the finite values, and how many were left out (None where none is finite)."""
+    stats = defined_stats(values)
+    return {"mean": stats["mean"], "sd": stats["sd"], "n_undefined": stats["n_undefined"]}
 
 
 def _mean_sd_pair(nmf, pca) -> dict:
@@ -222,8 +238,33 @@ def write_outputs(state, summary_only: bool = False) -> dict:
         "planted_truth": planted_truth(state.metrics, state.sweep.k),
         "hemispheres": hemispheres_block(state),
     }
-    write_text(out / SUMMARY, json.dumps(summary, indent=2, default=_jsonable))
+    summary = strict_json_values(json.loads(json.dumps(summary, default=_jsonable)))
+    write_text(out / SUMMARY, json.dumps(summary, indent=2, allow_nan=False))
     return summary
+
+
+NOT_FINITE = "the computed value was not a finite number (NaN or infinite): it does not exist for this run"
+
+
+def strict_json_values(summary: dict) -> dict:
+    """``summary`` with every NaN / ±Infinity replaced by null, so that strict JSON parsers read it;
+    each replaced value's path (``a.b[2]``) is listed under ``null_values`` with the reason."""
+    reasons: dict[str, str] = {}
+
+    def clean(value, path: str):
+        if isinstance(value, float) and not np.isfinite(value):
+            reasons[path] = NOT_FINITE
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [clean(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return value
+
+    cleaned = clean(summary, "")
+    if reasons:
+        cleaned["null_values"] = {**cleaned.get("null_values", {}), **reasons}
+    return cleaned
 
 
 def _jsonable(value):

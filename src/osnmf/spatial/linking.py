@@ -26,11 +26,21 @@ from osnmf.spatial.region_correlation import (
     pattern_labels,
     region_stats,
     union_r,
+    union_weights,
 )
 
-__all__ = ["LINK_SIZES", "LinkResult", "beam_search", "best_combinations", "compare_pattern_sets"]
+__all__ = ["LINK_SIZES", "MIN_MEMBER_SHARE", "TIE_TOLERANCE", "LinkResult", "beam_search", "best_combinations",
+           "compare_pattern_sets", "member_share", "pick_best"]
 
 LINK_SIZES = (1, 2, 3)  # the combination sizes best_combinations searches (beam_search beyond)
+
+# The anatomical-sense rule, chosen by benchmarks/bench_link_rule.py on the synthetic atlas (planted
+# truth) and the real Allen grids (numbers in docs/linking.md): a union of regions is scored only
+# when each member holds at least MIN_MEMBER_SHARE of its voxels (no "CB + a 12-voxel nucleus"),
+# and a pattern's best link is the smallest set whose r is within TIE_TOLERANCE of the best r of
+# any size (HPF over HIP+RHP, the same voxels; STR at 0.90817 over STR+TRS at 0.90819).
+MIN_MEMBER_SHARE = 0.05
+TIE_TOLERANCE = 0.002
 
 
 # ---- exhaustive best combinations ---------------------------------------------------------
@@ -80,6 +90,32 @@ def readable_regions(atlas: Atlas) -> list[int]:
     """
     owners = set(atlas.region_ids.tolist())
     return [s for s in (*atlas.coarse_ids, *atlas.medium_ids) if s in owners]
+
+
+def member_share(combos: np.ndarray, counts: np.ndarray, anc: np.ndarray) -> np.ndarray:
+    """Share of the union's voxels held by the smallest member of each combination: ``(T,)``.
+
+    ``combos``: ``(T, size)`` indices into the regions; ``counts``: voxels per region; ``anc``:
+    the ancestor matrix. A member inside another member adds no voxel and is left out (it is
+    the other member's part); a single region has share 1.
+    """
+    w = union_weights(combos, anc)
+    own = counts[combos]
+    union = (w * own).sum(axis=1)
+    smallest = np.where(w > 0, own, np.inf).min(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, smallest / union, 0.0)
+
+
+def pick_best(table: pd.DataFrame, tie_tolerance: float = TIE_TOLERANCE) -> pd.DataFrame:
+    """Each pattern's best link from the per-size rank-1 rows of ``table`` (columns pattern_index,
+    size, rank, r): the smallest size whose r is within ``tie_tolerance`` of the pattern's best r
+    over all sizes (fewer regions when more say no more), one row per pattern, by pattern_index."""
+    first = table[table["rank"] == 1]
+    top = first.groupby("pattern_index")["r"].transform("max")
+    near = first[first["r"] >= top - tie_tolerance]
+    return (near.sort_values(["pattern_index", "size", "r"], ascending=[True, True, False])
+            .groupby("pattern_index", as_index=False).head(1).reset_index(drop=True))
 
 
 def _region_index(atlas: Atlas, regions) -> np.ndarray:
@@ -144,6 +180,8 @@ def best_combinations(
     pattern_names=None,
     progress: bool = False,
     regions=None,
+    min_member_share: float = MIN_MEMBER_SHARE,
+    tie_tolerance: float = TIE_TOLERANCE,
 ) -> LinkResult:
     """Exhaustive search for the contiguous region union that best correlates with each pattern.
 
@@ -171,6 +209,10 @@ def best_combinations(
     progress : show a progress bar.
     regions : structure ids the combinations are drawn from (default: every voxel-owning
         region), e.g. :func:`readable_regions` for names a reader knows.
+    min_member_share : a pair or triple is scored only when each member holds at least this share
+        of the union's voxels (:func:`member_share`); 0 scores every set (the paper's enumeration).
+    tie_tolerance : the best link over sizes is the smallest set within this r of the best
+        (:func:`pick_best`); 0 takes the highest r, ties to the smaller set.
     """
     pats = check_patterns(patterns, atlas)
     sizes = tuple(sorted({int(s) for s in sizes}))
@@ -178,6 +220,11 @@ def best_combinations(
         raise refuse("sizes", sizes, f"drawn from {LINK_SIZES} (beam_search searches beyond 3)")
     if top_n < 1 or keep < top_n:
         raise refuse("top_n", top_n, f"an integer in [1, keep={keep}]")
+    if not 0 <= min_member_share <= 0.5:
+        raise refuse("min_member_share", min_member_share,
+                     "in [0, 0.5] (the smallest of two members holds at most half of their union)")
+    if not tie_tolerance >= 0:
+        raise refuse("tie_tolerance", tie_tolerance, ">= 0")
     names = pattern_labels(pats.shape[0], pattern_names)
     k = pats.shape[0]
     stats = region_stats(pats, atlas)
@@ -198,6 +245,10 @@ def best_combinations(
                 for b in range(a + 1, s_):
                     nested |= related[c[:, a], c[:, b]]
             combos_by_size[s_] = c[~nested]
+    if min_member_share > 0:
+        for s_, c in combos_by_size.items():
+            if s_ > 1:
+                combos_by_size[s_] = c[member_share(c, stats.counts, anc) >= min_member_share]
     n_total = sum(len(c) for c in combos_by_size.values())
     with ProgressBar("scoring region combinations", n_total, enabled=progress) as bar:
         for size in sizes:
@@ -221,8 +272,7 @@ def best_combinations(
     table = pd.DataFrame(rows)
     if table.empty:
         raise InputError("no combination has a defined correlation (constant patterns?)")
-    best = (table[table["rank"] == 1].sort_values(["pattern_index", "r", "size"], ascending=[True, False, True])
-            .groupby("pattern_index", as_index=False).head(1).reset_index(drop=True))
+    best = pick_best(table, tie_tolerance)
 
     # pattern x best-combination matrix
     best_sets = [np.array([list(atlas.region_ids).index(s) for s in ids]) for ids in best["region_ids"]]
@@ -259,6 +309,7 @@ def beam_search(
     beam_width: int = 50,
     include_nested: bool = True,
     pattern_names=None,
+    min_member_share: float = MIN_MEMBER_SHARE,
 ) -> pd.DataFrame:
     """Unions of 4 … ``max_size`` contiguous regions by beam search, seeded by the best triples.
 
@@ -270,6 +321,9 @@ def beam_search(
 
     Parameters
     ----------
+    min_member_share : every member holds at least this share of the union's voxels (as in
+        :func:`best_combinations`; a share only falls as regions are added, so the beam loses no
+        set that passes).
     result : output of :func:`best_combinations` with size 3 searched (computed if None); its
         best triple is the reference for ``gain``. The beam is seeded
         with the ``beam_width`` best triples of pairwise disjoint contiguous regions (a nested
@@ -300,6 +354,8 @@ def beam_search(
     nested = (related[disjoint3[:, 0], disjoint3[:, 1]] | related[disjoint3[:, 0], disjoint3[:, 2]]
               | related[disjoint3[:, 1], disjoint3[:, 2]])
     disjoint3 = disjoint3[~nested]
+    if min_member_share > 0:
+        disjoint3 = disjoint3[member_share(disjoint3, stats.counts, anc) >= min_member_share]
     seed_i, seed_r, _, _, _ = _scan(stats, disjoint3, anc, beam_width, 200_000)
     seeds = disjoint3[seed_i]  # (K, width, 3)
     rows = []
@@ -313,6 +369,8 @@ def beam_search(
             for members, s, m in beam:
                 mem = np.array(members)
                 ok = flat[mem].any(axis=0) & ~related[mem].any(axis=0)
+                if min_member_share > 0:  # the smallest member, old or new, keeps its share of the new union
+                    ok &= np.minimum(counts[mem].min(), counts) >= min_member_share * (m + counts)
                 c = np.flatnonzero(ok)
                 if c.size == 0:
                     continue
