@@ -192,3 +192,12 @@ def test_report_network_text_table_and_hubs():
     assert "node" not in hubs and set(hubs["pattern"]) <= {"PP1", "PP2", "PP3"}
     kept = coexpression_networks(np.vstack([same, spread]), D, [f"g{i % 50}" for i in range(80)], combine="keep")
     assert "node" in hub_rows(hub_table(kept), ["PP1", "PP2", "PP3"])  # "g3#3" is not the gene: kept
+
+
+def test_network_table_shows_r_to_four_decimals():
+    from osnmf.report.network_section import shown_network_table
+
+    table = pd.DataFrame({"pattern": ["PP1"], "edge needs r ≥": [0.99961], "lowest pair r": [0.2],
+                          "highest pair r": [np.nan]})
+    shown = shown_network_table(table).iloc[0]
+    assert (shown["edge needs r ≥"], shown["lowest pair r"], shown["highest pair r"]) == ("0.9996", "0.2000", "—")

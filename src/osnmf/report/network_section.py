@@ -27,6 +27,12 @@ def network_table(graphs: list, names: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def shown_network_table(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`network_table` with its r to 4 decimals (0.9996, not the 3-digit "1.00" of a plain cell)."""
+    columns = ["edge needs r ≥", "lowest pair r", "highest pair r"]
+    return table.assign(**{c: [f"{v:.4f}" if np.isfinite(v) else "—" for v in table[c]] for c in columns})
+
+
 def hub_rows(hubs: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     """The hub table as a reader wants it: pattern names, and no ``node`` column when it repeats ``gene``."""
     table = hubs.copy()
@@ -68,7 +74,7 @@ def network_section(state, names: list[str], save) -> Section:
                 "red, other genes in orange")] if graphs else []
     return Section("Spatial gene coexpression networks",
                    paragraphs=network_text(table, float(state.config.network_top_fraction), quantile),
-                   tables=[(table, "Each network: its genes, pairs, edges and the spread of the pairs' r (networks/ "
-                                   "has them as GraphML and JSON)"),
+                   tables=[(shown_network_table(table), "Each network: its genes, pairs, edges and the spread of the "
+                                                        "pairs' r (networks/ has them as GraphML and JSON)"),
                            (hub_rows(mk.hubs, names), "Hub genes per network")],
                    figures=figures)
