@@ -231,6 +231,8 @@ def test_gene_search_shows_coefficients_slices_and_network(page, run, tmp_path):
     assert measured.shape == recon.shape and n_colours(measured) > 10 and n_colours(recon) > 10
     assert not np.array_equal(measured, recon)
     assert "network" in page.text("#av-networks") and gene in page.text("#av-networks")
+    legend = page.text("#av-networks .av-legend")  # what the colours and widths mean
+    assert "hub gene" in legend and "other gene" in legend and "top 5%" in legend
     page.screenshot(tmp_path / "gene.png", selector="#osnmf-atlas")
     page.click("#av-gene")
     page.evaluate("document.getElementById('av-gene').select()")

@@ -3,6 +3,7 @@ independently from the raw bytes of the Allen files.
 """
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -69,9 +70,15 @@ def test_info_json_folder(real_folder, expected):
 def test_info_text(real_folder):
     result = CliRunner().invoke(app, ["info", str(real_folder)])
     assert result.exit_code == 0, result.output
-    lines = dict(line.split(":", 1) for line in result.stdout.splitlines())
-    assert {k.strip() for k in lines} >= {"n_experiments", "n_genes", "n_brain_voxels", "missing_fraction"}
-    assert lines["n_experiments".rjust(16)].strip() == "2"
+    rows = result.stdout.splitlines()
+    lines = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in rows)}
+    assert set(lines) >= {"n_experiments", "n_genes", "n_brain_voxels", "missing_fraction", "hemispheres_right_only"}
+    assert lines["n_experiments"] == "2"
+    assert len({line.index(":") for line in rows}) == 1  # every key aligned on one colon column
+    assert not re.search(r"\.\d{7,}", result.stdout)  # 4 significant digits, not 17
+    s = _info_json(real_folder)
+    assert float(lines["missing_fraction"]) == pytest.approx(s["missing_fraction"], rel=1e-3)
+    assert lines["grid_shape"] == "67 × 41 × 58"
 
 
 def test_info_npz_and_h5ad_agree(real_folder, expected, tmp_path):

@@ -10,6 +10,7 @@ import pytest
 from osnmf.errors import ConfigError, InputError
 from osnmf.interpret.networks import (
     coexpression_networks,
+    hub_table,
     n_network_nodes,
     pattern_covariance,
     read_network_json,
@@ -86,6 +87,9 @@ def test_nodes_edges_and_hubs_match_brute_force(combine):
         got = {frozenset(e) for e in net.graph.edges}
         assert got == expected
         assert len(got) == int(np.ceil(0.05 * len(pairs)))  # top 5% of 66 pairs
+        assert net.graph.graph["n_pairs"] == 66
+        assert net.graph.graph["pair_r_min"] == pytest.approx(min(p[2] for p in pairs))
+        assert net.graph.graph["pair_r_max"] == pytest.approx(max(p[2] for p in pairs))
         for u, v, d in net.graph.edges(data=True):
             assert d["r"] == pytest.approx(C[net.nodes.index(u), net.nodes.index(v)])
         strength = {n: sum(d["r"] for _, _, d in net.graph.edges(n, data=True)) for n in net.graph}
@@ -164,3 +168,36 @@ def test_phantom_networks_are_planted_markers():
         assert len(net.nodes) == 10
         assert all(gene_truth[n] == net.pattern for n in net.nodes)
         assert net.graph.number_of_edges() == 3  # ceil(5% of 45 pairs)
+
+
+def test_report_network_text_table_and_hubs():
+    """The report says what an edge is, flags networks of near-identical genes and drops the hub table's
+    node column where it repeats the gene; the table's numbers are the graphs' (brute force above)."""
+    from osnmf.report.network_section import hub_rows, network_table, network_text
+
+    rng = np.random.default_rng(2)
+    D = rng.gamma(1.0, 1.0, (3, 300))
+    spread = rng.gamma(0.7, 1.0, (40, 3))
+    same = np.tile([1.0, 0.05, 0.05], (40, 1)) + 1e-4 * rng.random((40, 3))  # near-identical images for PP1
+    nets = coexpression_networks(np.vstack([same, spread]), D, [f"g{i}" for i in range(80)])
+    table = network_table([n.graph for n in nets], ["PP1", "PP2", "PP3"])
+    assert table["edges"].tolist() == [n.graph.number_of_edges() for n in nets]
+    assert table["gene pairs"].tolist() == [45, 45, 45]
+    text = " ".join(network_text(table, 0.0025, 0.95))
+    assert "Pearson r between their reconstructed images" in text and "top 5% of the network's gene pairs" in text
+    flat = table[table["highest pair r"] - table["lowest pair r"] < 0.01]
+    assert len(flat) >= 1 and f"In {len(flat)} of 3 networks" in text
+    assert "near-identical" not in " ".join(network_text(table[table["pattern"] != "PP1"].iloc[:0], 0.0025, 0.95))
+    hubs = hub_rows(hub_table(nets), ["PP1", "PP2", "PP3"])
+    assert "node" not in hubs and set(hubs["pattern"]) <= {"PP1", "PP2", "PP3"}
+    kept = coexpression_networks(np.vstack([same, spread]), D, [f"g{i % 50}" for i in range(80)], combine="keep")
+    assert "node" in hub_rows(hub_table(kept), ["PP1", "PP2", "PP3"])  # "g3#3" is not the gene: kept
+
+
+def test_network_table_shows_r_to_four_decimals():
+    from osnmf.report.network_section import shown_network_table
+
+    table = pd.DataFrame({"pattern": ["PP1"], "edge needs r ≥": [0.99961], "lowest pair r": [0.2],
+                          "highest pair r": [np.nan]})
+    shown = shown_network_table(table).iloc[0]
+    assert (shown["edge needs r ≥"], shown["lowest pair r"], shown["highest pair r"]) == ("0.9996", "0.2000", "—")

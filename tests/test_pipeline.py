@@ -2,10 +2,12 @@
 
 import html
 import json
+import os
 import re
 import subprocess
 import sys
 from itertools import combinations, permutations
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -109,6 +111,18 @@ def test_outputs_agree_with_each_other(run_dir):
     adata = anndata.read_h5ad(out / "results.h5ad")
     assert adata.obsm["patterns"].shape == (adata.n_obs, k)
     assert adata.varm["coefficients"].shape == (adata.n_vars, k)
+    # each voxel named by its grid indices, with its annotated region; K and its instability in uns
+    from osnmf.atlas import Atlas
+
+    atlas = Atlas.default()
+    spatial = adata.obsm["spatial"]
+    assert list(adata.obs_names[:3]) == [f"AP{a}_DV{d}_ML{m}" for a, d, m in spatial[:3]]
+    labels = atlas.annotation[tuple(spatial.T)]
+    assert (adata.obs["region_id"].to_numpy() == labels).all()
+    assert adata.obs["region_acronym"].iloc[0] == atlas.acronym(int(labels[0]))
+    stab = pd.read_csv(out / "stability.csv").set_index("k")
+    assert adata.uns["k_selected"] == k and list(adata.uns["k_range"]) == list(stab.index)
+    assert adata.uns["instability_at_k"]["hungarian"] == pytest.approx(stab.loc[k, "hungarian"])
     saved = json.loads((out / "summary.json").read_text())
     assert saved["k_selected"] == k and saved["parameters"]["n_replicates"] == 4
     assert saved["planted_truth"]["planted_k"] == 4
@@ -215,7 +229,7 @@ def test_result_files_content(run_dir):
     assert (markers["gene"] == genes[markers["experiment"]]).all()
     # networks: one GraphML per pattern, nodes = the pattern's top genes by importance
     for p in range(k):
-        graph = nx.read_graphml(out / "networks" / f"pattern_{p}.graphml")
+        graph = nx.read_graphml(out / "networks" / f"PP{p + 1}.graphml")
         nodes = list(graph.nodes)
         assert len(nodes) >= 2 and set(nodes) <= set(genes.tolist())
         top = genes[np.argsort(-importance[:, p], kind="stable")[: len(nodes)]]
@@ -420,7 +434,7 @@ def test_rerun_with_fewer_patterns_leaves_only_its_own_files(run_dir, tmp_path):
     Pipeline(RunConfig(out=str(fresh), **fewer)).run()
     assert _result_files(used) == _result_files(fresh) | {"notes.txt", "figures/my_plot.png"}
     assert sorted(p.name for p in (used / "patterns").iterdir()) == [f"PP{i}.nrrd" for i in range(1, k + 1)]
-    assert not list(used.rglob(f"*PP{k + 1}*")) and not list(used.rglob(f"pattern_{k}.*"))
+    assert not list(used.rglob(f"*PP{k + 1}*"))  # patterns, montages and networks of PP{k+1} all gone
     listed = json.loads((used / "manifest.json").read_text())["files"]
     assert set(listed) == _result_files(fresh) - {"manifest.json"}
     gone = len(_result_files(out)) - len(_result_files(fresh))
@@ -620,3 +634,59 @@ def test_k_range_edge_warning():
     low = k_range_edge(SimpleNamespace(instability=table, k=3))
     assert "K = 3 is the smallest K of the range 3–6" in low and "lower --k-min" in low
     assert "higher --k-max" in k_range_edge(SimpleNamespace(instability=table, k=6))
+
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+
+
+def test_report_in_chromium_shows_what_was_computed(chromium, run_dir, tmp_path):
+    """The report as a reader sees it: no "nan" anywhere, the overview's Moran's I are summary.json's, the
+    instability tables fit without sideways scrolling (recon_error visible), the Parameters table shows
+    the recipe's grow / solver / k_rule, the networks section says what an edge is; screenshots saved."""
+    from page_driver import open_page
+
+    from osnmf.report.html import cell_text
+
+    out, _ = run_dir
+    summary = json.loads((out / "summary.json").read_text())
+    with open_page(out / "report.html", width=1280, height=1000) as page:
+        text = page.evaluate("document.body.innerText")
+        assert not re.search(r"\bnan\b", text, flags=re.IGNORECASE)
+        mean, sd = summary["moran_i_pca_mean"], summary["moran_i_pca_sd"]
+        shown = re.search(r"vs PCA (\d\.\d+) ± (\d\.\d+)", text)  # the overview's headline Moran's I
+        assert shown and float(shown[1]) == pytest.approx(mean, abs=0.6 * 10 ** -len(shown[1].split(".")[1]))
+        assert float(shown[2]) == pytest.approx(sd, abs=0.6 * 10 ** -len(shown[2].split(".")[1]))
+        wraps = page.evaluate(
+            "[...document.querySelectorAll('.table-wrap')].map(w => [w.previousElementSibling.innerText,"
+            " w.scrollWidth, w.clientWidth, w.innerText])")
+        stability = [w for w in wraps if w[0].startswith(("Instability per K", "The K-selection panel"))]
+        assert len(stability) == 2 and any("recon_error" in w[3] for w in stability)
+        for caption, scroll, client, _ in stability:
+            assert scroll <= client + 1, caption  # no sideways scrolling
+        params = dict(line.split("\t", 1) for line in page.text("#parameters ~ .table-wrap").splitlines()[1:])
+        settings = summary["recipe"]["settings"]
+        for key in ("grow", "solver", "k_rule"):
+            assert params[key] == f"{cell_text(settings[key])} (recipe)", (key, params[key])  # not "—"
+        assert "An edge joins two of them" in text and "Hub genes per network" in text
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(tmp_path / "report_overview.png")
+        page.screenshot(tmp_path / "report_stability.png", selector="#stability-and-the-choice-of-k ~ div.table-wrap")
+        assert page.errors() == []
+    if os.environ.get("OSNMF_WRITE_ARTIFACTS") == "1":  # refresh the committed screenshots
+        ARTIFACTS.mkdir(exist_ok=True)
+        for name in ("report_overview.png", "report_stability.png"):
+            (ARTIFACTS / name).write_bytes((tmp_path / name).read_bytes())
+
+
+def test_parameters_show_what_the_recipe_chose():
+    from types import SimpleNamespace
+
+    from osnmf.report.build import _parameters
+    from osnmf.report.html import cell_text
+
+    cfg = RunConfig()
+    shown = _parameters(SimpleNamespace(config=cfg, timings={}))
+    for key, value in cfg.settings().items():
+        assert shown[key] == f"{cell_text(value)} (recipe)"  # not None ("—" in the table)
+    explicit = RunConfig(recipe="fast", solver="exact")
+    assert _parameters(SimpleNamespace(config=explicit, timings={}))["solver"] == "exact"

@@ -244,3 +244,54 @@ def test_projection_has_no_white_dot_inside_the_brain(atlas):
     assert image[8, 28] == 0.0 and np.isnan(image[0, 0])
     assert np.isfinite(image[brain.any(axis=1)]).all()
     assert np.isnan(image).sum() == len(misses) - 1
+
+
+def test_patterns_per_gene_and_bubble_charts_are_titled(atlas):
+    from osnmf.plotting.metrics import plot_patterns_per_gene
+
+    fig = plot_patterns_per_gene(np.array([1, 2, 2, 3]), 4)
+    assert "Patterns per gene" in fig.axes[0].get_title()
+    ids = [int(s) for s in atlas.medium_ids][:6]
+    bubble = plot_bubble(np.full((2, 6), 0.5), ["PP1", "PP2"], [atlas.acronym(s) for s in ids])
+    assert "Pearson r of each pattern" in bubble.axes[0].get_title()
+
+
+def test_stability_table_split_in_two_narrow_tables():
+    from osnmf.report.build import _stability_tables
+
+    cols = ["k", "hungarian", "hungarian_sd", "amari", "amari_sd", "hungarian_se", "n_pairs", "pca_hungarian",
+            "pca_hungarian_sd", "pca_amari", "pca_amari_sd", "oob_error", "oob_error_se", "cophenetic", "dispersion",
+            "recon_error", "recon_error_se"]
+    stab = pd.DataFrame(np.arange(2 * len(cols), dtype=float).reshape(2, -1), columns=cols)
+    (inst, _), (crit, _) = _stability_tables(stab)
+    assert list(crit.columns) == ["k", "oob_error", "cophenetic", "dispersion", "recon_error"]
+    assert list(inst.columns) == ["k", "hungarian", "hungarian_sd", "amari", "amari_sd", "pca_hungarian",
+                                  "pca_hungarian_sd", "pca_amari", "pca_amari_sd"]
+
+
+def test_figures_saved_once_drawn_match_savefig(tmp_path):
+    """save_figure writes the PNG from its one layout draw (cropped to the tight box) instead of drawing
+    again: the same size as matplotlib's savefig(bbox_inches="tight") and the same picture."""
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from osnmf.plotting.common import new_figure, save_figure
+
+    def figure():
+        fig = new_figure(4, 3)
+        ax = fig.subplots()
+        ax.imshow(np.arange(100.0).reshape(10, 10))
+        ax.set_title("a title")
+        fig.colorbar(ax.images[0], ax=ax)
+        return fig
+
+    png, svg = save_figure(figure(), tmp_path / "ours")
+    ref = figure()
+    ref.savefig(tmp_path / "ref.png", dpi=110, bbox_inches="tight")
+    plt.close(ref)
+    ours = np.asarray(Image.open(png).convert("RGB"), dtype=float)
+    theirs = np.asarray(Image.open(tmp_path / "ref.png").convert("RGB"), dtype=float)
+    assert abs(ours.shape[0] - theirs.shape[0]) <= 2 and abs(ours.shape[1] - theirs.shape[1]) <= 2
+    h, w = min(ours.shape[0], theirs.shape[0]), min(ours.shape[1], theirs.shape[1])
+    assert np.mean(np.abs(ours[:h, :w] - theirs[:h, :w]) > 40) < 0.05  # the same picture, at most shifted a pixel
+    assert "<svg" in svg.read_text()

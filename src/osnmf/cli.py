@@ -125,8 +125,23 @@ def info(
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
+    width = max(map(len, summary))  # every key right-aligned on the colon
     for key, value in summary.items():
-        typer.echo(f"{key:>16}: {value}")
+        typer.echo(f"{key:>{width}}: {_info_value(value)}")
+
+
+def _info_value(value) -> str:
+    """A summary value as a reader wants it: 4 significant digits, lists and dicts without Python brackets."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return " × ".join(_info_value(v) for v in value) if all(isinstance(v, int) for v in value) else \
+            ", ".join(_info_value(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_info_value(v)}" for k, v in value.items())
+    return str(value)
 
 
 @app.command("download-aba")

@@ -286,7 +286,7 @@ class Pipeline:
         from osnmf.evaluate.metrics import patterns_per_gene, reconstruction_accuracy
         from osnmf.evaluate.planted import planted_truth_check
         from osnmf.preprocess.hemispheres import symmetry_r
-        from osnmf.spatial.moran import morans_i, spatial_weights, strongest_pattern_morans_i
+        from osnmf.spatial.moran import morans_i, morans_i_max, spatial_weights, strongest_pattern_morans_i
 
         cfg = self.inputs("metrics")
 
@@ -321,6 +321,7 @@ class Pipeline:
                 planted_k=planted["planted_k"], planted_matched_r=np.asarray(planted["matched_r"], dtype=np.float64),
                 symmetry_nmf=symmetry_r(to_volumes(sw.components, support), support, imp.hemi_midline),
                 peak_sections=peak_sections(to_volumes(sw.components, support)),
+                moran_max=morans_i_max(w),
             )
 
         return self.stage("metrics", cfg, ("baselines",), compute,

@@ -96,6 +96,7 @@ class MetricsResult:
     planted_matched_r: np.ndarray  # (min(planted_k, K),) Pearson r of the matched patterns
     symmetry_nmf: np.ndarray  # (K,) left-right symmetry r of each staNMF pattern (Pearson r with its mirror)
     peak_sections: np.ndarray  # (K, 3) int: the AP, DV, ML section with the largest sum of each pattern
+    moran_max: float  # the largest Moran's I any map can reach on the support's face-neighbour graph (> 1)
 
 
 @dataclass

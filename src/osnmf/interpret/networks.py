@@ -42,7 +42,9 @@ class CoexpressionNetwork:
         experiments are kept apart); node attributes ``gene``, ``experiment``, ``importance``,
         ``coefficient``, ``assigned_pattern``, ``weighted_degree``, ``degree``, ``is_hub``; edge
         attribute ``r`` (Pearson) and ``weight`` (= r); graph attributes ``pattern``,
-        ``threshold``, ``edge_quantile``, ``n_candidates``, ``hubs`` (``;``-joined).
+        ``threshold``, ``edge_quantile``, ``n_candidates``, ``hubs`` (``;``-joined), ``n_pairs`` (node
+        pairs with a defined r) and ``pair_r_min`` / ``pair_r_max`` (their range: how different the
+        node genes' reconstructed images are at all).
     correlation : (m × m) Pearson matrix of the node genes' reconstructed images, node order.
     threshold : the correlation an edge needs (the ``edge_quantile`` quantile of the pairs).
     hubs : node ids with the highest weighted degree (sum of incident ``r``), best first.
@@ -173,7 +175,9 @@ def coexpression_networks(
         threshold = float(np.quantile(pair_r[finite], edge_quantile)) if finite.any() else float("nan")
 
         graph = nx.Graph(pattern=int(k), threshold=threshold, edge_quantile=float(edge_quantile),
-                         n_candidates=int(A_c.shape[0]), combine=combine)
+                         n_candidates=int(A_c.shape[0]), combine=combine, n_pairs=int(finite.sum()),
+                         pair_r_min=float(pair_r[finite].min()) if finite.any() else float("nan"),
+                         pair_r_max=float(pair_r[finite].max()) if finite.any() else float("nan"))
         for j in order:
             graph.add_node(
                 ids[j],
@@ -260,8 +264,8 @@ def write_network_files(
     graphs: Sequence[nx.Graph], edges: pd.DataFrame, hubs: pd.DataFrame, out_dir: str | os.PathLike,
     formats: Sequence[str] = ("graphml", "json"),
 ) -> list[Path]:
-    """Write each graph as ``out_dir/pattern_<k>.graphml`` / ``.json`` (k: its ``pattern`` attribute),
-    plus ``edges.csv`` and ``hubs.csv``."""
+    """Write each graph as ``out_dir/PP<k+1>.graphml`` / ``.json`` (k: its 0-based ``pattern`` attribute,
+    so the files are named like the patterns), plus ``edges.csv`` and ``hubs.csv``."""
     bad = set(formats) - {"graphml", "json"}
     if bad:
         raise ConfigError(f"unknown network format(s) {sorted(bad)}; use 'graphml' and/or 'json'")
@@ -270,9 +274,9 @@ def write_network_files(
     for graph in graphs:
         k = int(graph.graph["pattern"])
         if "graphml" in formats:
-            written.append(write_graphml(graph, out / f"pattern_{k}.graphml"))
+            written.append(write_graphml(graph, out / f"PP{k + 1}.graphml"))
         if "json" in formats:
-            written.append(write_network_json(graph, out / f"pattern_{k}.json"))
+            written.append(write_network_json(graph, out / f"PP{k + 1}.json"))
     written.append(write_text(out / "edges.csv", edges.to_csv(index=False)))
     written.append(write_text(out / "hubs.csv", hubs.to_csv(index=False)))
     return written
@@ -281,6 +285,6 @@ def write_network_files(
 def write_networks(
     networks: Sequence[CoexpressionNetwork], out_dir: str | os.PathLike, formats: Sequence[str] = ("graphml", "json")
 ) -> list[Path]:
-    """Write every network as ``out_dir/pattern_<k>.graphml`` / ``.json`` plus ``edges.csv`` and ``hubs.csv``."""
+    """Write every network as ``out_dir/PP<k+1>.graphml`` / ``.json`` plus ``edges.csv`` and ``hubs.csv``."""
     return write_network_files([n.graph for n in networks], edges_table(networks), hub_table(networks), out_dir,
                                formats)

@@ -7,7 +7,8 @@ import numpy as np
 from osnmf.plotting.common import new_figure
 
 
-def plot_bubble(r: np.ndarray, pattern_names: list[str], region_names: list[str], colors: list[str] | None = None):
+def plot_bubble(r: np.ndarray, pattern_names: list[str], region_names: list[str], colors: list[str] | None = None,
+                title: str = "Pearson r of each pattern with each medium-level region (bubble size ∝ r)"):
     """Bubble plot: patterns (rows) × regions (columns, ontology order); size ∝ positive r, colour = r.
 
     r: ``(K, n_regions)`` Pearson correlations.
@@ -30,6 +31,7 @@ def plot_bubble(r: np.ndarray, pattern_names: list[str], region_names: list[str]
         ax.scatter(range(n), [k - 0.05] * n, marker="s", s=30, c=hexes, edgecolors="0.2", linewidths=0.4,
                    gid="allen-colours")
     fig.colorbar(sc, ax=ax, label="Pearson r", shrink=0.8)
+    ax.set_title(title, fontsize=10)
     return fig
 
 

@@ -82,6 +82,12 @@ def plot_networks(graphs: list[nx.Graph], titles: list[str], cols: int = 3):
         ax.margins(0.2)
     for ax in axes[len(graphs):]:
         ax.axis("off")
+    from matplotlib.lines import Line2D
+
+    fig.legend(handles=[Line2D([], [], marker="o", linestyle="", color=c, label=t)
+                        for c, t in (("C3", "hub gene"), ("C1", "other gene"))]
+               + [Line2D([], [], color="0.3", label="edge: r in the top 5% of the network's pairs")],
+               loc="lower center", ncol=3, fontsize=8, frameon=False)
     return fig
 
 

@@ -59,11 +59,13 @@ def plot_reconstruction_scatter(r_a: np.ndarray, r_b: np.ndarray, label_a: str =
     return fig
 
 
-def plot_patterns_per_gene(counts: np.ndarray, k: int):
+def plot_patterns_per_gene(counts: np.ndarray, k: int,
+                           title: str = "Patterns per gene (coefficient above 1% of the gene's total)"):
     """Histogram of how many patterns each gene uses."""
     fig = new_figure(5, 3.5)
     ax = fig.subplots()
     ax.hist(counts, bins=np.arange(0.5, k + 1.5), rwidth=0.85)
     ax.set_xlabel("patterns used by a gene")
     ax.set_ylabel("genes")
+    ax.set_title(title, fontsize=10)
     return fig

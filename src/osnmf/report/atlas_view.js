@@ -366,8 +366,23 @@
     caption.textContent = `${D.patterns.names[net.pattern]} network: ${net.nodes.length} genes, ` +
       `${net.edges.length} edges (r ≥ ${net.threshold === null ? "?" : net.threshold.toFixed(4)}). ${symbol}${net.nodes[me][2] ? " is a hub;" : ""} ` +
       (around.length ? `linked to ${around.join(", ")}.` : "has no edge.");
-    figure.append(canvas, caption);
+    figure.append(canvas, legend(), caption);
     return figure;
+  }
+
+  function legend() {  // what the colours and widths of the network drawing mean
+    const box = document.createElement("div");
+    box.className = "av-legend";
+    for (const [color, text] of [["#d62728", "the chosen gene (and its edges)"], ["#ff7f0e", "hub gene"],
+                                 ["#1f77b4", "other gene"], ["#999", "edge: r of the two genes' reconstructed " +
+                                 "images in the network's top 5% (wider: higher r)"]]) {
+      const item = document.createElement("span"), dot = document.createElement("span");
+      dot.className = "av-swatch";
+      dot.style.background = color;
+      item.append(dot, text);
+      box.append(item);
+    }
+    return box;
   }
 
   function drawNetwork(canvas, net, me) {

@@ -13,16 +13,16 @@ import pandas as pd
 from osnmf.expression import to_volumes
 from osnmf.plotting import save_figure
 from osnmf.plotting.anatomy import plot_bubble, plot_matrix
-from osnmf.plotting.genes import plot_marker_heatmap, plot_marker_images, plot_networks, plot_tree
+from osnmf.plotting.genes import plot_marker_heatmap, plot_marker_images, plot_tree
 from osnmf.plotting.metrics import plot_moran_box, plot_patterns_per_gene, plot_reconstruction_scatter
 from osnmf.plotting.patterns import plot_coronal_montage, plot_pattern_projections
 from osnmf.plotting.stability import plot_instability, plot_selection_panel
 from osnmf.report.atlas_view import atlas_view_section
 from osnmf.report.files import name_links, pattern_names
-from osnmf.report.html import Section, write_report
+from osnmf.report.html import Section, cell_text, write_report
+from osnmf.report.network_section import network_section
 from osnmf.results import headline_metrics, planted_truth, stability_table
 from osnmf.run.layout import REPORT, pattern_ids
-from osnmf.spatial.moran import morans_i_max, spatial_weights
 
 
 def _selection_panel(state, summary: dict, k: int, section: Section, save) -> None:
@@ -185,8 +185,7 @@ def build_report(state, summary: dict) -> Path:
         + _k_min_note(summary.get("k_min_check")),
         figures=[(save(plot_instability(stab, k, pca_curve.dropna()), "instability"),
                   "Instability of staNMF (solid) and PCA (dashed) patterns, mean ± SD over replicate pairs")],
-        tables=[(stab[[c for c in stab.columns if not c.endswith(("_se", "n_pairs"))]],
-                 "Instability per K (stability.csv also has standard errors)")],
+        tables=_stability_tables(stab),
     )
     _selection_panel(state, summary, k, stability, save)
     sections.append(stability)
@@ -221,7 +220,7 @@ def build_report(state, summary: dict) -> Path:
          "reconstruction r": _fmt(summary["reconstruction_pca_mean"], summary["reconstruction_pca_sd"]),
          "patterns per gene": "—"},
     ])
-    moran_max = morans_i_max(spatial_weights(support))  # the largest I possible: above 1 (see morans_i_max)
+    moran_max = float(mt.moran_max)  # the largest I possible: above 1 (osnmf.spatial.moran.morans_i_max)
     moran = pd.DataFrame({"pattern": names, "Moran's I": [f"{v:.3f}" for v in mt.moran_nmf],
                           "Moran's I (strongest-pattern map)": [f"{v:.3f}" for v in mt.moran_strongest_nmf]})
     sections.append(Section(
@@ -293,12 +292,6 @@ def build_report(state, summary: dict) -> Path:
         rows = top[top["pattern"].astype(int) == p]["experiment"].astype(int).tolist()[:3]
         images.append(to_volumes(X_vol[rows], support))  # fewer than 3 markers: blank tiles, no repeats
         titles.append(_marker_titles(top, rows, expr.experiment_ids[imp.kept]))
-    graphs = mk.graphs()
-    graph_names = [names[int(g.graph["pattern"])] for g in graphs]
-    net_figs = [(save(plot_networks(graphs, graph_names), "networks"),
-                 "Spatial gene coexpression network of each pattern: its top-importance genes, edges for the top 5% "
-                 "of their pairwise correlations (reconstructed images); hubs in red")] if graphs else []
-    hubs = _named_patterns(mk.hubs, names)
     sections.append(Section(
         "Marker genes",
         paragraphs=["Importance of a gene for a pattern is its coefficient divided by the sum of its coefficients; "
@@ -312,8 +305,7 @@ def build_report(state, summary: dict) -> Path:
              "Top 3 marker genes per pattern (sagittal mean projections of the preprocessed data)"),
         ],
     ))
-    sections.append(Section("Spatial gene coexpression networks", tables=[(hubs, "Hub genes per network")],
-                            figures=net_figs))
+    sections.append(network_section(state, names, save))
     sections.append(atlas_view_section(state, names))
     params = _parameters(state)
     return write_report(state.out / REPORT, "osnmf report", sections, params)
@@ -331,6 +323,21 @@ def _isocortex_text(summary: dict) -> str:
             f"the paper: 1,000 random triples): median AUC {_n(summary['isocortex_random_median_auc'], '.3f')}, "
             f"empirical p = {_n(summary['isocortex_p'], '.3g')} (random models at least as good, plus one, over the "
             "models plus one).")
+
+
+CRITERIA = ("oob_error", "cophenetic", "dispersion", "recon_error")  # the K-selection panel's other columns
+
+
+def _stability_tables(stab: pd.DataFrame) -> list[tuple[pd.DataFrame, str]]:
+    """stability.csv as two tables narrow enough to read without scrolling: instability (staNMF, PCA)
+    per K, and the panel's other criteria per K (standard errors and pair counts stay in the CSV)."""
+    shown = [c for c in stab.columns if not c.endswith(("_se", "n_pairs"))]
+    criteria = [c for c in shown if c in CRITERIA]
+    tables = [(stab[[c for c in shown if c not in criteria]],
+               "Instability per K, staNMF and PCA (stability.csv also has standard errors)")]
+    if criteria:
+        tables.append((stab[["k", *criteria]], "The K-selection panel's other criteria per K (stability.csv)"))
+    return tables
 
 
 def _hemisphere_text(block: dict | None) -> str:
@@ -381,6 +388,10 @@ def _parameters(state) -> dict:
     """The run's settings for the report: no synthetic-atlas (phantom_*) settings for real data, one row
     per stage timing."""
     settings = state.config.to_dict()
+    expanded = state.config.settings() if hasattr(state.config, "settings") else {}
+    for key, value in expanded.items():  # unset (None) settings show what the recipe chose for them
+        if settings.get(key) is None:
+            settings[key] = f"{cell_text(value)} (recipe)"
     if settings.get("data"):
         settings = {key: value for key, value in settings.items() if not key.startswith("phantom_")}
     return {**settings, **{f"time: {stage} (s)": seconds for stage, seconds in state.timings.items()}}

@@ -313,17 +313,30 @@ def _write_result_files(state, out: Path) -> None:
 
 
 def _write_h5ad(state, path: Path, names: list[str]) -> None:
-    """AnnData: support voxels × experiments (imputed X), patterns in obsm, coefficients in varm."""
+    """AnnData: support voxels × experiments (imputed X), patterns in obsm, coefficients in varm; each
+    voxel named by its grid indices (``AP12_DV20_ML30``) with its annotated region in obs; K, its
+    instability and the K range in uns."""
     import anndata
 
     imp, sw, expr = state.impute, state.sweep, state.expr
+    atlas = expr.atlas
     coords = np.argwhere(imp.support)
     ids = expr.experiment_ids[imp.kept]
+    region = atlas.annotation[imp.support].astype(np.int64)  # C order, like the columns of X
+    acronyms = {int(s): atlas.acronym(int(s)) if int(s) in atlas.ontology.index else "" for s in np.unique(region)}
+    obs = pd.DataFrame({"region_id": region, "region_acronym": [acronyms[int(s)] for s in region]},
+                       index=[f"AP{a}_DV{d}_ML{m}" for a, d, m in coords])
     adata = anndata.AnnData(
         X=np.ascontiguousarray(imp.X.T),
-        obs=pd.DataFrame(index=[f"v{i}" for i in range(coords.shape[0])]),
+        obs=obs,
         var=pd.DataFrame({"gene_symbol": expr.genes[imp.kept]}, index=ids),
     )
+    stab = sw.instability.set_index("k")
+    adata.uns["k_selected"] = int(sw.k)
+    adata.uns["k_range"] = np.array([int(v) for v in sw.instability["k"]], dtype=np.int64)
+    adata.uns["instability_hungarian"] = sw.instability["hungarian"].to_numpy(dtype=np.float64)  # per K of k_range
+    adata.uns["instability_at_k"] = {"hungarian": float(stab.loc[sw.k, "hungarian"]),
+                                     "hungarian_sd": float(stab.loc[sw.k, "hungarian_sd"])}
     adata.obsm["spatial"] = coords.astype(np.int64)
     adata.obsm["patterns"] = np.ascontiguousarray(sw.components.T)
     adata.varm["coefficients"] = sw.coefficients
