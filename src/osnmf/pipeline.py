@@ -196,6 +196,7 @@ class Pipeline:
 
     def sweep(self) -> SweepResult:
         from osnmf.factorize.choose_k.kmin_check import CHECK_COLUMNS
+        from osnmf.factorize.choose_k.stability import select_k
         from osnmf.factorize.stanmf import StaNMF
         from osnmf.factorize.sweep.executors import dask_client
 
@@ -217,7 +218,8 @@ class Pipeline:
                 model.fit(X)
             k = int(model.k_)
             reps = model.replicates_.head(k, cfg.moran_replicates)  # only those are read
-            return SweepResult(instability=model.instability_, k=k, components=model.components_.astype(np.float32),
+            return SweepResult(instability=model.instability_, k=k, k_gamma_argmin=select_k(model.instability_),
+                               components=model.components_.astype(np.float32),
                                coefficients=model.coefficients_.astype(np.float32),
                                replicates_at_k=reps.astype(np.float32),
                                selection=model.selection_,
@@ -274,7 +276,7 @@ class Pipeline:
         from osnmf.evaluate.metrics import patterns_per_gene, reconstruction_accuracy
         from osnmf.evaluate.planted import planted_truth_check
         from osnmf.preprocess.hemispheres import symmetry_r
-        from osnmf.spatial.moran import morans_i, spatial_weights, strongest_pattern_morans_i
+        from osnmf.spatial.moran import morans_i, morans_i_max, spatial_weights, strongest_pattern_morans_i
 
         cfg = self.inputs("metrics")
 
@@ -306,6 +308,8 @@ class Pipeline:
                                                            offset=bl.pca_offset),
                 recon_pca_measured_no_mean=reconstruction_accuracy(measured, bl.pca_coefficients, bl.pca_patterns),
                 patterns_per_gene=patterns_per_gene(sw.coefficients),
+                patterns_per_gene_nonzero=patterns_per_gene(sw.coefficients, threshold=0.0),
+                moran_i_max=float(morans_i_max(spatial_weights(support))),
                 planted_k=planted["planted_k"], planted_matched_r=np.asarray(planted["matched_r"], dtype=np.float64),
                 symmetry_nmf=symmetry_r(to_volumes(sw.components, support), support, imp.hemi_midline),
                 peak_sections=peak_sections(to_volumes(sw.components, support)),

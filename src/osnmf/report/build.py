@@ -22,7 +22,6 @@ from osnmf.report.files import name_links, pattern_names
 from osnmf.report.html import Section, write_report
 from osnmf.results import headline_metrics, planted_truth, stability_table
 from osnmf.run.layout import REPORT, pattern_ids
-from osnmf.spatial.moran import morans_i_max, spatial_weights
 
 
 def _selection_panel(state, summary: dict, k: int, section: Section, save) -> None:
@@ -221,7 +220,7 @@ def build_report(state, summary: dict) -> Path:
          "reconstruction r": _fmt(summary["reconstruction_pca_mean"], summary["reconstruction_pca_sd"]),
          "patterns per gene": "—"},
     ])
-    moran_max = morans_i_max(spatial_weights(support))  # the largest I possible: above 1 (see morans_i_max)
+    moran_max = mt.moran_i_max  # the largest I possible: above 1 (see osnmf.spatial.moran.morans_i_max)
     moran = pd.DataFrame({"pattern": names, "Moran's I": [f"{v:.3f}" for v in mt.moran_nmf],
                           "Moran's I (strongest-pattern map)": [f"{v:.3f}" for v in mt.moran_strongest_nmf]})
     sections.append(Section(
