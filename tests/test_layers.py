@@ -210,3 +210,16 @@ def test_each_package_sits_in_one_layer():
             by_package.setdefault(top_package, set()).add(LAYERS[layer_of(name)][0])
     mixed = {p: sorted(layers) for p, layers in by_package.items() if len(layers) > 1}
     assert not mixed, f"packages spanning layers: {mixed}"
+
+
+def test_the_report_reads_results_and_computes_no_statistics():
+    """report/, plotting/ and the viewer read stage results: they import none of the modules that
+    compute a run's statistics (spatial/: Moran's I, region links; evaluate/: metrics, comparisons;
+    baselines/). The links, the largest Moran's I and the γ argmin are stage results now."""
+    computing = ("osnmf.spatial", "osnmf.evaluate", "osnmf.baselines")
+    modules = _modules()
+    known = set(modules)
+    bad = [f"{name} imports {target}" for name, path in modules.items() if name != TOP
+           if layer_of(name) == [n for n, _ in LAYERS].index("presentation")
+           for target in imports_of(path, name, known) if target.startswith(computing)]
+    assert not bad, bad

@@ -690,3 +690,35 @@ def test_parameters_show_what_the_recipe_chose():
         assert shown[key] == f"{cell_text(value)} (recipe)"  # not None ("—" in the table)
     explicit = RunConfig(recipe="fast", solver="exact")
     assert _parameters(SimpleNamespace(config=explicit, timings={}))["solver"] == "exact"
+
+
+def test_project_on_the_runs_own_data_gives_the_runs_coefficients(run_dir, tmp_path):
+    """One preparation for run and projection (osnmf.preprocess.prepare): projecting a run's own
+    experiments onto its patterns gives the same matrix, to the bit, and back the run's NMF
+    coefficients — the NNLS optimum for the run's final D, which the final model's A is at
+    convergence. References: scipy's NNLS of the run's own matrix (results.h5ad) onto its
+    patterns, and the run's coefficients.csv."""
+    import anndata
+    from scipy.optimize import nnls
+
+    from osnmf.datasets.phantom import make_phantom
+    from osnmf.io.aba_folder import write_aba_folder
+    from osnmf.project import project_run
+
+    out, _ = run_dir
+    cfg = RunConfig(**TINY)  # the run's synthetic atlas, written as the files a user would have
+    ph = make_phantom(n_genes=cfg.phantom_genes, n_patterns=cfg.phantom_patterns, noise=cfg.phantom_noise,
+                      missing=cfg.phantom_missing, seed=cfg.phantom_seed)
+    data = write_aba_folder(tmp_path / "data", ph.data, plane="coronal")
+    project_run(out, data, tmp_path / "proj")
+    ours = pd.read_csv(tmp_path / "proj" / "coefficients.csv", dtype={"experiment_id": str})
+    theirs = pd.read_csv(out / "coefficients.csv", dtype={"experiment_id": str})
+    assert ours["experiment_id"].tolist() == theirs["experiment_id"].tolist()
+    run_h5, proj_h5 = anndata.read_h5ad(out / "results.h5ad"), anndata.read_h5ad(tmp_path / "proj" / "results.h5ad")
+    np.testing.assert_array_equal(np.asarray(proj_h5.X), np.asarray(run_h5.X))
+    X, D = np.asarray(run_h5.X, dtype=np.float64).T, np.asarray(run_h5.obsm["patterns"], dtype=np.float64).T
+    reference = np.stack([nnls(D.T, x)[0] for x in X])
+    A_proj = ours.iloc[:, 2:].to_numpy(dtype=np.float64)
+    A_run = theirs.iloc[:, 2:].to_numpy(dtype=np.float64)
+    np.testing.assert_allclose(A_proj, reference, rtol=1e-6, atol=1e-9 * reference.max())
+    np.testing.assert_allclose(A_proj, A_run, rtol=0, atol=2e-3 * A_run.max())

@@ -69,7 +69,7 @@ def test_a_result_of_another_shape_is_refused():
 def test_stability_table_joins_pca_beside_stanmf():
     panel = pd.DataFrame({"k": [3, 2], "gamma": [0.2, 0.1], "gamma_se": [0.01, 0.01], "oob_error": [0.3, 0.4]})
     sweep = rs.SweepResult(pd.DataFrame({"k": [2, 3], "hungarian": [0.1, 0.2]}), 2, np.zeros((2, 5)),
-                           np.zeros((4, 2)), np.zeros((1, 2, 5)), panel, pd.DataFrame())
+                           np.zeros((4, 2)), np.zeros((1, 2, 5)), panel, pd.DataFrame(), 2)
     z = np.zeros((2, 5))
     base = rs.BaselinesResult(pd.DataFrame({"k": [3], "hungarian": [0.5]}), z, z, z[0], z[None], z, z, z)
     table = rs.stability_table(sweep, base)

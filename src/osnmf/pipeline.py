@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
 from contextlib import contextmanager
 from numbers import Integral
 from pathlib import Path
@@ -163,34 +162,29 @@ class Pipeline:
                 self.log.warn(message)
 
     def impute(self) -> ImputeResult:
-        from osnmf.preprocess import default_support, holdout_check, impute_knn, prepare_matrix
-        from osnmf.preprocess.hemispheres import mirror_stage
+        from osnmf.preprocess.holdout import HOLDOUT_VOXELS, holdout_check
+        from osnmf.preprocess.prepare import prepare_experiments
 
         cfg, expr = self.inputs("impute"), self.state.expr
 
         def compute() -> ImputeResult:
             brain = expr.atlas.brain_mask
-            volumes, mirrored, hemi = mirror_stage(expr, cfg.hemispheres, seed=cfg.random_state)
-            support = default_support(volumes, brain, max_missing=cfg.support_max_missing)
-            filled = volumes
-            if cfg.impute == "knn":
-                filled = impute_knn(volumes, support, cfg.n_neighbors, spacing_um=expr.atlas.spacing_um,
-                                    n_jobs=cfg.n_jobs, progress=self.progress)
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                prepared = prepare_matrix(filled, support, fill_missing=0.0)
-            for w in caught:
-                self.log.warn(str(w.message))
-            truth = self.state.truth
+            prep = prepare_experiments(expr, hemispheres=cfg.hemispheres, impute=cfg.impute,
+                                       n_neighbors=cfg.n_neighbors, random_state=cfg.random_state,
+                                       n_jobs=cfg.n_jobs, support_max_missing=cfg.support_max_missing,
+                                       progress=self.progress)
+            for message in prep.messages:
+                self.log.warn(message)
+            truth, prepared = self.state.truth, prep.matrix
             holdout = holdout_check(
-                volumes, support, n_holdout=1000, seed=cfg.random_state, n_neighbors=cfg.n_neighbors,
-                spacing_um=expr.atlas.spacing_um, progress=self.progress,
+                prep.volumes, prep.support, n_holdout=HOLDOUT_VOXELS, seed=cfg.random_state,
+                n_neighbors=cfg.n_neighbors, spacing_um=expr.atlas.spacing_um, progress=self.progress,
                 truth=None if truth is None else truth.clean, truth_mask=None if truth is None else brain,
-                exclude=mirrored,
+                exclude=prep.mirrored,
             )
-            return ImputeResult(**hemi,
+            return ImputeResult(**prep.hemi,
                 X=prepared.X, support=prepared.support, kept=prepared.kept, dropped=prepared.dropped,
-                missing_fraction=float(np.isnan(to_matrix(expr.volumes, support)).mean()),
+                missing_fraction=float(np.isnan(to_matrix(expr.volumes, prep.support)).mean()),
                 holdout_points=holdout.n_points, holdout_mae=holdout.mae, holdout_r=holdout.pearson_r,
                 holdout_mean_error=holdout.mean_error,
                 holdout_mae_truth=holdout.mae_truth, holdout_r_truth=holdout.r_truth,
@@ -202,34 +196,30 @@ class Pipeline:
 
     def sweep(self) -> SweepResult:
         from osnmf.factorize.choose_k.kmin_check import CHECK_COLUMNS
+        from osnmf.factorize.choose_k.stability import select_k
         from osnmf.factorize.stanmf import StaNMF
+        from osnmf.factorize.sweep.executors import dask_client
 
         cfg = self.inputs("sweep")
 
         def compute() -> SweepResult:
             X = self.state.impute.X
             _refuse_too_few(X.shape[0], cfg.k_max, "usable experiments")
-            client = _dask_client(cfg.scheduler) if cfg.scheduler else None
-            model = StaNMF(
-                k_range=cfg.k_range, n_replicates=cfg.n_replicates, n_restarts=cfg.n_restarts, recipe=cfg.recipe,
-                grow=cfg.grow, solver=cfg.solver, k_rule=cfg.k_rule, backend=cfg.backend,
-                device=cfg.device, max_iter=cfg.max_iter, tol=cfg.tol,
-                random_state=cfg.random_state, store=self.out / "sweep", progress=self.progress, client=client,
-                # blocks of replicates run in parallel threads (BLAS pinned to one thread each),
-                # their size bounded by memory (osnmf.factorize.sweep.params.auto_block_size)
-                n_jobs=cfg.n_jobs,
-            )
-            try:
+            with dask_client(cfg.scheduler) as client:
+                model = StaNMF(
+                    k_range=cfg.k_range, n_replicates=cfg.n_replicates, n_restarts=cfg.n_restarts, recipe=cfg.recipe,
+                    grow=cfg.grow, solver=cfg.solver, k_rule=cfg.k_rule, backend=cfg.backend,
+                    device=cfg.device, max_iter=cfg.max_iter, tol=cfg.tol,
+                    random_state=cfg.random_state, store=self.out / "sweep", progress=self.progress, client=client,
+                    # blocks of replicates run in parallel threads (BLAS pinned to one thread each),
+                    # their size bounded by memory (osnmf.factorize.sweep.params.auto_block_size)
+                    n_jobs=cfg.n_jobs,
+                )
                 model.fit(X)
-            finally:
-                if client is not None:
-                    cluster = client.cluster  # a LocalCluster we started; None for a remote scheduler
-                    client.close()
-                    if cfg.scheduler == "local" and cluster is not None:
-                        cluster.close()
             k = int(model.k_)
             reps = model.replicates_.head(k, cfg.moran_replicates)  # only those are read
-            return SweepResult(instability=model.instability_, k=k, components=model.components_.astype(np.float32),
+            return SweepResult(instability=model.instability_, k=k, k_gamma_argmin=select_k(model.instability_),
+                               components=model.components_.astype(np.float32),
                                coefficients=model.coefficients_.astype(np.float32),
                                replicates_at_k=reps.astype(np.float32),
                                selection=model.selection_,
@@ -318,6 +308,7 @@ class Pipeline:
                                                            offset=bl.pca_offset),
                 recon_pca_measured_no_mean=reconstruction_accuracy(measured, bl.pca_coefficients, bl.pca_patterns),
                 patterns_per_gene=patterns_per_gene(sw.coefficients),
+                patterns_per_gene_nonzero=patterns_per_gene(sw.coefficients, threshold=0.0),
                 planted_k=planted["planted_k"], planted_matched_r=np.asarray(planted["matched_r"], dtype=np.float64),
                 symmetry_nmf=symmetry_r(to_volumes(sw.components, support), support, imp.hemi_midline),
                 peak_sections=peak_sections(to_volumes(sw.components, support)),
@@ -329,14 +320,11 @@ class Pipeline:
 
     def measured_matrix(self) -> np.ndarray:
         """The measured values of the factorised experiments over the support voxels, float32
-        ``(n, m)``: negatives clipped to 0 as in X, NaN where the voxel was not measured (imputed)."""
-        imp, volumes = self.state.impute, self.state.expr.volumes
-        measured = np.empty((len(imp.kept), int(imp.support.sum())), dtype=np.float32)
-        for start in range(0, len(imp.kept), 256):  # no copy of all the volumes at once
-            rows = imp.kept[start:start + 256]
-            measured[start:start + len(rows)] = to_matrix(volumes[rows], imp.support)
-        np.maximum(measured, 0, out=measured)  # NaN stays NaN
-        return measured
+        ``(n, m)`` (:func:`osnmf.preprocess.prepare.measured_matrix`)."""
+        from osnmf.preprocess.prepare import measured_matrix
+
+        imp = self.state.impute
+        return measured_matrix(self.state.expr.volumes, imp.kept, imp.support)
 
     def brain_patterns(self, patterns: np.ndarray) -> np.ndarray:
         """Patterns over the support voxels → over all brain voxels (0 where outside the support)."""
@@ -346,6 +334,7 @@ class Pipeline:
         from osnmf.interpret.ontology import pattern_ontology
         from osnmf.interpret.region_prediction import (
             PAPER_RANDOM_SIZE,
+            PAPER_REGION,
             model_patterns,
             region_patterns,
             region_prediction_test,
@@ -374,10 +363,10 @@ class Pipeline:
                                       **rule).best
             correlations = region_correlations(brain, atlas)
             tree = pattern_ontology(brain, link, atlas)
-            linked = region_patterns(link, correlations, atlas, "Isocortex")
+            linked = region_patterns(link, correlations, atlas, PAPER_REGION)
             # as in the paper: a triple of patterns (the linked ones, topped up) against random triples
-            model = model_patterns(linked, correlations, atlas, "Isocortex", min(len(brain), PAPER_RANDOM_SIZE))
-            pred = region_prediction_test(brain, atlas, region="Isocortex", linked=model,
+            model = model_patterns(linked, correlations, atlas, PAPER_REGION, min(len(brain), PAPER_RANDOM_SIZE))
+            pred = region_prediction_test(brain, atlas, region=PAPER_REGION, linked=model,
                                           n_random=cfg.n_random_models, seed=cfg.random_state, random_size=len(model))
             return LinkingResult(
                 links=named, links_top=link.table, link_matrix=link.matrix.to_numpy(dtype=np.float64),
@@ -491,19 +480,6 @@ def _refuse_too_few(n: int, k_max: int, what: str, where: str = "") -> None:
     if n <= k_max:
         raise ConfigError(f"{where}{n} {what} are too few for K up to {k_max}: "
                           f"use --k-max {max(2, n - 1)} or less, or more data")
-
-
-def _dask_client(address: str):
-    try:
-        from dask.distributed import Client, LocalCluster
-    except ImportError:
-        raise ConfigError("--scheduler needs dask.distributed: pip install 'osnmf[dist]'") from None
-    if address == "local":  # one thread per worker: the solver holds the GIL between BLAS calls
-        return Client(LocalCluster(processes=True, threads_per_worker=1, dashboard_address=None))
-    try:
-        return Client(address, timeout=30)
-    except OSError as exc:
-        raise ConfigError(f"--scheduler {address}: cannot reach the Dask scheduler ({exc})") from None
 
 
 def run_pipeline(config: RunConfig) -> dict:

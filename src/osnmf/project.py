@@ -114,11 +114,10 @@ def project_run(run_dir: str | os.PathLike, data: str | os.PathLike, out: str | 
     if coords is not None or cell_type_key is not None:
         raise InputError(f"{data}: --coords and --cell-type-key go with a cells × genes .h5ad (obs x, y, z)")
     from osnmf.evaluate.metrics import reconstruction_accuracy
-    from osnmf.expression import to_matrix
     from osnmf.factorize.nmf.projection import nnls_project
     from osnmf.io.load import load_expression
-    from osnmf.preprocess import impute_knn
-    from osnmf.preprocess.hemispheres import check_planes, drop_one_sided, hemisphere_summary, mirror_stage
+    from osnmf.preprocess.hemispheres import check_planes, drop_one_sided, hemisphere_summary
+    from osnmf.preprocess.prepare import measured_matrix, prepare_experiments
 
     log = log or RunLog(quiet=not progress)
     with log.timed("load") as line:
@@ -143,20 +142,17 @@ def project_run(run_dir: str | os.PathLike, data: str | os.PathLike, out: str | 
         line["note"] = f"{len(expr)} experiments from {data}; {len(run.pattern_names)} patterns of {run_dir}"
     support = run.support
     with log.timed("impute") as line:
-        volumes, _, hemi = mirror_stage(expr, mode, seed=int(params["random_state"]))
-        filled = volumes
-        if params["impute"] == "knn":
-            filled = impute_knn(volumes, support, int(params["n_neighbors"]), spacing_um=expr.atlas.spacing_um,
-                                n_jobs=n_jobs, progress=log.progress)
-        X = np.nan_to_num(to_matrix(filled, support), nan=0.0)
+        prep = prepare_experiments(expr, hemispheres=mode, impute=params["impute"],
+                                   n_neighbors=int(params["n_neighbors"]), random_state=int(params["random_state"]),
+                                   n_jobs=n_jobs, support=support, progress=log.progress)
+        X, kept, hemi = prep.matrix.X, prep.matrix.kept, prep.hemi
         line["note"] = f"{len(expr)} experiments × {int(support.sum())} support voxels ({params['impute']})"
     with log.timed("project") as line:
-        measured = to_matrix(expr.volumes, support)
-        kept = ~np.isnan(measured).all(axis=1)  # experiments without any measured support voxel are left out
+        measured = measured_matrix(expr.volumes, kept, support)
         D = run.patterns[:, support].astype(np.float64)
-        A = nnls_project(X[kept], D)
-        recon = reconstruction_accuracy(measured[kept], A, D, constant_value=np.nan)
-        line["note"] = f"{int(kept.sum())} experiments onto {D.shape[0]} patterns (non-negative least squares)"
+        A = nnls_project(X, D)
+        recon = reconstruction_accuracy(measured, A, D, constant_value=np.nan)
+        line["note"] = f"{len(kept)} experiments onto {D.shape[0]} patterns (non-negative least squares)"
     total = A.sum(axis=1, keepdims=True)
     importance = np.divide(A, total, out=np.zeros_like(A), where=total > 0)
     names = run.pattern_names
@@ -171,8 +167,8 @@ def project_run(run_dir: str | os.PathLike, data: str | os.PathLike, out: str | 
     table.loc[total[:, 0] == 0, "assigned_pattern"] = ""
 
     summary = {
-        "run": str(run_dir), "data": str(data), "n_experiments": int(len(expr)), "n_projected": int(kept.sum()),
-        "n_without_data_in_support": int((~kept).sum()), "n_dropped_one_hemisphere": int(dropped),
+        "run": str(run_dir), "data": str(data), "n_experiments": int(len(expr)), "n_projected": int(len(kept)),
+        "n_without_data_in_support": int(len(expr) - len(kept)), "n_dropped_one_hemisphere": int(dropped),
         "n_patterns": len(names), "n_support_voxels": int(support.sum()),
         "reconstruction_r_mean": float(np.nanmean(recon)) if np.isfinite(recon).any() else None,
         "reconstruction_r_median": float(np.nanmedian(recon)) if np.isfinite(recon).any() else None,
@@ -192,7 +188,7 @@ def project_run(run_dir: str | os.PathLike, data: str | os.PathLike, out: str | 
     with log.timed("outputs") as line:
         out.mkdir(parents=True, exist_ok=True)
         _write_tables(out, A, importance, table, names)
-        _write_h5ad(out / "results.h5ad", X[kept], support, D, A, table, names, expr.atlas.spacing_um)
+        _write_h5ad(out / "results.h5ad", X, support, D, A, table, names, expr.atlas.spacing_um)
         write_text(out / SUMMARY, json.dumps(summary, indent=2))
         _write_report(out / REPORT, summary, table)
         line["note"] = f"result files in {out}"

@@ -53,6 +53,7 @@ class SweepResult:
     replicates_at_k: np.ndarray  # (R, K, m) float32 replicate patterns at K (for Moran's I)
     selection: pd.DataFrame  # one row per K: the K-selection panel (osnmf.factorize.choose_k.criteria)
     k_min_check: pd.DataFrame  # chained sweeps: γ from a later chain start (choose_k.kmin_check); else empty
+    k_gamma_argmin: int  # the K with the smallest γ (Hungarian; ties to the smaller K): the paper's choice
 
 
 @dataclass
@@ -92,6 +93,7 @@ class MetricsResult:
     recon_pca_measured: np.ndarray  # (n,)
     recon_pca_measured_no_mean: np.ndarray  # (n,) PCA scores × components alone (the reference code's)
     patterns_per_gene: np.ndarray  # (n,) int
+    patterns_per_gene_nonzero: np.ndarray  # (n,) int: patterns with a non-zero coefficient (the paper's Fig. 1E)
     planted_k: int  # patterns planted in the synthetic atlas (0 on real data)
     planted_matched_r: np.ndarray  # (min(planted_k, K),) Pearson r of the matched patterns
     symmetry_nmf: np.ndarray  # (K,) left-right symmetry r of each staNMF pattern (Pearson r with its mirror)

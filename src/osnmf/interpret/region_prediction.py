@@ -27,8 +27,9 @@ from osnmf.errors import InputError
 from osnmf.progress import track
 
 PAPER_RANDOM_SIZE = 3  # the paper's random models are pattern triples
+PAPER_REGION = "Isocortex"  # the region whose prediction from its linked patterns the paper tests
 
-__all__ = ["PAPER_RANDOM_SIZE", "RegionPrediction", "linked_patterns", "model_patterns", "region_auc",
+__all__ = ["PAPER_RANDOM_SIZE", "PAPER_REGION", "RegionPrediction", "linked_patterns", "model_patterns", "region_auc",
            "region_prediction_test"]
 
 

@@ -21,7 +21,9 @@ from osnmf.expression import to_volumes
 from osnmf.preprocess.common import check_spacing, check_volumes, chunk_slices, run_chunks
 from osnmf.preprocess.knn import knn_fill, neighbour_shells
 
-__all__ = ["HoldoutResult", "holdout_check", "sample_holdout"]
+__all__ = ["HOLDOUT_VOXELS", "HoldoutResult", "holdout_check", "sample_holdout"]
+
+HOLDOUT_VOXELS = 1000  # measured voxels hidden per gene in the run's hold-out check (the paper: 1,000)
 
 
 def _pearson(x: np.ndarray, y: np.ndarray) -> float:

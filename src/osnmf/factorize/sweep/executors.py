@@ -29,6 +29,7 @@ Typical use::
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import copy
 import dataclasses
 import importlib.metadata
@@ -45,7 +46,7 @@ import numpy as np
 from osnmf.constraints import refuse
 from osnmf.errors import ConfigError, OsnmfError
 
-__all__ = ["DaskExecutor", "Executor", "NpyRef", "SerialExecutor", "ThreadExecutor",
+__all__ = ["DaskExecutor", "Executor", "NpyRef", "SerialExecutor", "ThreadExecutor", "dask_client",
            "as_executor"]
 
 DATA_MODES = ("scatter", "mmap")
@@ -354,3 +355,32 @@ def as_executor(client: Any, **options: Any) -> Any:
         raise ConfigError("a Dask client needs dask.distributed: pip install 'osnmf[dist]'") \
             from None
     return DaskExecutor(client, **options)
+
+
+@contextlib.contextmanager
+def dask_client(address: str | None) -> Iterator[Any]:
+    """A ``dask.distributed`` client for ``--scheduler`` for the length of a ``with`` block: None
+    when ``address`` is None; ``"local"`` starts a LocalCluster (one thread per worker: the solver
+    holds the GIL between BLAS calls) and closes it afterwards; any other address is a running
+    scheduler, left running. :class:`ConfigError` in one line when dask is missing or unreachable."""
+    if address is None:
+        yield None
+        return
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise ConfigError("--scheduler needs dask.distributed: pip install 'osnmf[dist]'") from None
+    if address == "local":
+        client = Client(LocalCluster(processes=True, threads_per_worker=1, dashboard_address=None))
+    else:
+        try:
+            client = Client(address, timeout=30)
+        except OSError as exc:
+            raise ConfigError(f"--scheduler {address}: cannot reach the Dask scheduler ({exc})") from None
+    try:
+        yield client
+    finally:
+        cluster = client.cluster if address == "local" else None  # a LocalCluster we started
+        client.close()
+        if cluster is not None:
+            cluster.close()
