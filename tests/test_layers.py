@@ -28,7 +28,7 @@ LAYERS = [
     # the settings of a run (its parameter table) and what its stages made
     ("results", ["osnmf.config", "osnmf.params_table", "osnmf.results"]),
     ("presentation", ["osnmf.plotting", "osnmf.report", "osnmf.viewer", "osnmf.qtcheck"]),
-    ("pipeline", ["osnmf.pipeline", "osnmf.project", "osnmf.project_cells"]),
+    ("pipeline", ["osnmf.pipeline", "osnmf.project", "osnmf.project_cells", "osnmf.accept"]),
     ("cli", ["osnmf.cli"]),
 ]
 TOP = "osnmf"  # the package __init__: lazy re-exports only, imports nothing but base

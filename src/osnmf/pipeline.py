@@ -15,17 +15,16 @@ from __future__ import annotations
 import json
 import time
 from contextlib import contextmanager
-from numbers import Integral
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 import pandas as pd
 
+from osnmf.accept import accept_input, refuse_too_few
 from osnmf.atomic import recording
 from osnmf.config import RunConfig
-from osnmf.errors import ConfigError, InputError
-from osnmf.expression import SpatialExpression, peak_sections, to_matrix, to_volumes
+from osnmf.expression import peak_sections, to_matrix, to_volumes
 from osnmf.results import (
     BaselinesResult,
     ImputeResult,
@@ -142,7 +141,7 @@ class Pipeline:
                                                   min_cells=cfg.min_cells, cell_values=cfg.cell_values)
             self._check_hemispheres()
             expr = self.state.expr
-            _accept(expr, cfg)
+            accept_input(expr, cfg)
             self.state.data_key = digest(expr.volumes, expr.genes, expr.experiment_ids, expr.atlas.annotation)
             line["note"] = (f"{len(expr.genes)} experiments from {cfg.data or 'the synthetic atlas'}, "
                             f"grid {'×'.join(map(str, expr.atlas.shape))}")
@@ -204,7 +203,7 @@ class Pipeline:
 
         def compute() -> SweepResult:
             X = self.state.impute.X
-            _refuse_too_few(X.shape[0], cfg.k_max, "usable experiments")
+            refuse_too_few(X.shape[0], cfg.k_max, "usable experiments")
             with dask_client(cfg.scheduler) as client:
                 model = StaNMF(
                     k_range=cfg.k_range, n_replicates=cfg.n_replicates, n_restarts=cfg.n_restarts, recipe=cfg.recipe,
@@ -440,46 +439,9 @@ class Pipeline:
                           f"writes ({', '.join(removed[:3])}{', …' if len(removed) > 3 else ''})")
 
 
-def _accept(expr: SpatialExpression, cfg: RunConfig) -> None:
-    """Refuse an input or a setting the run cannot use, before anything is written: no measured
-    value inside the brain, fewer experiments with data than ``k_max`` + 1, values too large for
-    the solver's float32 products (:func:`osnmf.factorize.checks.max_value`), or more kNN
-    neighbours than an experiment has measured brain voxels."""
-    from osnmf.constraints import Interval
-    from osnmf.factorize.checks import check_scale
-
-    source = cfg.data if cfg.data is not None else "the synthetic atlas"
-    brain = expr.atlas.brain_mask
-    counts = np.zeros(len(expr.volumes), dtype=np.int64)  # measured brain voxels per experiment
-    largest = np.zeros(len(expr.volumes))  # largest measured value per experiment
-    for i, volume in enumerate(expr.volumes):
-        values = volume[brain]
-        values = values[np.isfinite(values)]
-        counts[i] = values.size
-        largest[i] = float(np.abs(values).max()) if values.size else 0.0
-    measured = counts > 0
-    if not measured.any():
-        raise InputError(f"{source}: no measured value inside the brain (every voxel is missing); "
-                         "check the file's values and grid coordinates")
-    _refuse_too_few(int(measured.sum()), cfg.k_max, "experiments with data", f"{source}: ")
-    worst = int(np.argmax(largest))
-    check_scale(float(largest[worst]), (int(measured.sum()), int(brain.sum())),
-                f"{source} (experiment {expr.experiment_ids[worst]})")
-    if cfg.impute == "knn":
-        Interval(Integral, 1, int(counts.max()), closed="both", why="the most measured brain voxels of an experiment "
-                 f"in {source}; the paper uses 6").check("n_neighbors", cfg.n_neighbors)
-
-
 def _or_empty(table: pd.DataFrame | None, columns: list[str]) -> pd.DataFrame:
     """``table``, or an empty one with ``columns`` (a stage result holds a frame, never None)."""
     return table if table is not None else pd.DataFrame(columns=columns)
-
-
-def _refuse_too_few(n: int, k_max: int, what: str, where: str = "") -> None:
-    """ConfigError when ``n`` experiments cannot support K up to ``k_max`` (NMF needs K < rows)."""
-    if n <= k_max:
-        raise ConfigError(f"{where}{n} {what} are too few for K up to {k_max}: "
-                          f"use --k-max {max(2, n - 1)} or less, or more data")
 
 
 def run_pipeline(config: RunConfig) -> dict:
