@@ -413,9 +413,11 @@ class Pipeline:
                 summary = write_outputs(self.state, summary_only=True)
                 complete = True
             finally:
-                if lock.held:  # manifest.json: this run's files; a complete run removes the last run's leftovers
-                    self._removed_note(finish(self.out, written, complete))
-                lock.release()
+                try:
+                    if lock.held:  # manifest.json: this run's files; a complete run removes the last run's leftovers
+                        self._removed_note(finish(self.out, written, complete))
+                finally:  # even when the manifest cannot be written (disk full): no .lock left behind
+                    lock.release()
         self.log.info(f"done in {self.log.elapsed():.1f} s")
         return summary
 

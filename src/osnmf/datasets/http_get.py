@@ -50,13 +50,14 @@ class _Watchdog:
 
     def __init__(self, conn: http.client.HTTPConnection, deadline: float):
         self.conn, self.fired = conn, threading.Event()
+        self.sock: socket.socket | None = None  # kept: the connection forgets it once a response will close
         self.timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
         self.timer.daemon = True
         self.timer.start()
 
     def _fire(self) -> None:
         self.fired.set()
-        sock = self.conn.sock
+        sock = self.sock or self.conn.sock
         if sock is not None:
             try:
                 sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked recv in the reading thread
@@ -96,7 +97,7 @@ def get_to_file(url: str, dest: Path, timeout: float, max_bytes: int, max_second
         watchdog = _Watchdog(conn, deadline)
         received = [0]
         try:
-            location = _attempt(conn, target, dest, timeout, max_bytes, headers, received)
+            location = _attempt(conn, watchdog, target, dest, max_bytes, headers, received)
             if watchdog.fired.is_set():  # the shut-down socket reads as an end of file
                 raise Transient("cut off")
         except (OSError, http.client.HTTPException, Transient) as exc:
@@ -112,7 +113,7 @@ def get_to_file(url: str, dest: Path, timeout: float, max_bytes: int, max_second
     raise Permanent(f"more than {MAX_REDIRECTS} redirects")
 
 
-def _attempt(conn, target: str, dest: Path, timeout: float, max_bytes: int, headers: dict,
+def _attempt(conn, watchdog: _Watchdog, target: str, dest: Path, max_bytes: int, headers: dict,
              received: list[int]) -> tuple[str | None, int] | None:
     """One request on ``conn``; a redirect's (Location, code), else None after writing the body."""
     try:
@@ -121,6 +122,7 @@ def _attempt(conn, target: str, dest: Path, timeout: float, max_bytes: int, head
         raise
     except OSError as exc:  # refused, reset, TLS handshake failure, unknown host
         raise Unreachable(f"connection failed ({exc})") from None
+    watchdog.sock = conn.sock
     conn.request("GET", target, headers=headers)
     response = conn.getresponse()
     if response.status in REDIRECT_CODES:
