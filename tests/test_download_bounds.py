@@ -250,3 +250,21 @@ def test_unreachable_and_timeouts_keep_their_reasons(tmp_path):
         url = f"http://127.0.0.1:{silent.getsockname()[1]}/x"
         with pytest.raises(http_get.Transient, match="timed out after 0.3 s"):
             http_get.get_to_file(url, tmp_path / "x", 0.3, 10, 5.0, {})
+
+
+@pytest.mark.parametrize("how,words", [("drip", "too slow: "), ("redirect:ftp://127.0.0.1/list.json", "not http(s)"),
+                                       ("redirect:http://localhost:{port}/api/v2/data/query.json", "another host")])
+def test_the_list_query_is_bounded_too(server, monkeypatch, how, words):
+    """The sagittal list query goes through the same bounded GET (it read up to 64 MB with urllib,
+    following any redirect, with no wall-clock cap)."""
+    from osnmf.datasets import allen_query
+    from osnmf.errors import DownloadError
+
+    monkeypatch.setattr(allen_query, "MAX_PAGE_SECONDS", 1.5)
+    server.routes = {"query.json": how}
+    started = time.monotonic()
+    with pytest.raises(DownloadError, match="experiment list query failed") as failure:
+        allen_query.query_experiments(server.url, "sagittal", timeout=1.0, retries=0)
+    assert words in str(failure.value) and "\n" not in str(failure.value)
+    assert time.monotonic() - started < 3.0
+    assert server.hits == {"query.json": 1}

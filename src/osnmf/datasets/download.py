@@ -8,7 +8,7 @@ sagittal list stands in when the live sagittal listing fails) and writes::
     OUT/energy/<id>.zip          the Allen API zip (energy.mhd + energy.raw), one per experiment
 
 the layout :func:`osnmf.io.aba_folder.read_aba_folder` reads. Only the standard library talks to
-the network (``urllib`` + a thread pool).
+the network (``http.client`` + a thread pool).
 
 Safety: each body is streamed into a temporary ``energy/.<id>.zip.<random>.part`` file, checked
 (size equals the ``Content-Length``, the zip opens, no member with ``..`` or an absolute path,
