@@ -154,10 +154,12 @@ def test_a_zip_bomb_served_is_refused_with_little_memory(server, tmp_path):
     server.bomb = buf.getvalue()
     assert len(server.bomb) < MAX_ZIP_BYTES
     server.routes = {"1": "bomb"}
-    script = ("import resource, sys\nimport pandas as pd\nfrom osnmf.datasets.download import download_aba\n"
+    from test_bounded_reads import PEAK_KB
+
+    script = (PEAK_KB + "import pandas as pd\nfrom osnmf.datasets.download import download_aba\n"
               f"r = download_aba({str(tmp_path / 'o')!r}, pd.DataFrame({{'section_data_set_id': ['1'], "
               f"'gene_symbol': ['A']}}), base_url={server.url!r}, retries=0, progress=False)\n"
-              "print(r.failed['1'])\nprint(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+              "print(r.failed['1'])\nprint(peak_kb())\n")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     reason, peak_kb = proc.stdout.strip().splitlines()
     assert reason.startswith("invalid grid zip: download:energy.raw: raw data has 1073741824 bytes"), reason
