@@ -9,6 +9,7 @@ run's manifest, :mod:`osnmf.run.folder`).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -41,6 +42,12 @@ def _record(path: Path) -> None:
                 written.add(resolved)
 
 
+def _temporary(name, path: Path, suffix: str) -> bool:
+    """Whether ``name`` is one of :func:`atomic_path`'s temporary names for ``path``."""
+    return name is not None and Path(os.fsdecode(name)).name.startswith(f".{path.name}.") \
+        and os.fsdecode(name).endswith(suffix)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = ".part") -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it is renamed to ``path``.
@@ -53,18 +60,32 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".part") -> Iterator[Path
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
         os.close(fd)
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
-    except OSError as exc:
-        raise storage_error(exc, path.parent) from None
+    except OSError as exc:  # named by the file wanted, not by mkstemp's temporary name
+        raise storage_error(exc, path, own_name=not _temporary(exc.filename, path, suffix)) from None
     try:
         yield Path(tmp)
         os.replace(tmp, path)
         _record(path)
     except OSError as exc:  # disk full, read-only: one line naming the file (the .part goes below)
         if exc.errno in STORAGE_ERRNOS:
-            raise storage_error(exc, path) from None
+            raise storage_error(exc, path, own_name=not _temporary(exc.filename, path, suffix)) from None
         raise
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def check_free_space(path: str | os.PathLike, n_bytes: int) -> None:
+    """:class:`StorageError` (disk full, naming ``path``) unless the disk of ``path``'s folder has
+    ``n_bytes`` free. For writers that cannot fail cleanly mid-file (HDF5 keeps its state broken
+    and crashes the interpreter at exit), so they are stopped before they start."""
+    folder = Path(path).parent
+    try:
+        stat = os.statvfs(folder)
+    except (OSError, AttributeError):  # no statvfs (Windows) or no folder yet: the write will tell
+        return
+    free = stat.f_bavail * stat.f_frsize
+    if free < n_bytes:
+        raise storage_error(OSError(errno.ENOSPC, f"{free:,} bytes free, about {n_bytes:,} needed"), path)
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

@@ -49,9 +49,9 @@ _STORAGE = {
     errno.ENOSPC: ("disk full", "free space there (or choose a folder on another disk) and rerun"),
     errno.EDQUOT: ("disk quota exceeded", "free space there (or choose a folder on another disk) and rerun"),
     errno.EFBIG: ("file too large for its file system", "choose a folder on another file system"),
-    errno.EROFS: ("read-only file system", "choose a writable folder"),
-    errno.EACCES: ("permission denied", "choose a folder you can write to, or fix its permissions"),
-    errno.EPERM: ("not permitted", "choose a folder you can write to, or fix its permissions"),
+    errno.EROFS: (None, "choose a folder on a writable disk"),
+    errno.EACCES: (None, "choose a folder you can write to, or fix its permissions"),
+    errno.EPERM: (None, "choose a folder you can write to, or fix its permissions"),
     errno.ENOTDIR: ("a part of this path is a file, not a folder", "choose another path, or move that file away"),
     errno.EISDIR: ("is a folder, not a file", "name a file"),
     errno.EEXIST: ("a file (or a dangling symbolic link) is in the way of a folder",
@@ -63,11 +63,14 @@ _STORAGE = {
 STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
 
 
-def storage_error(exc: OSError, path: str | os.PathLike | None = None) -> StorageError:
-    """One line for an OSError: the path (the error's own, else ``path``), what it means, what to do."""
-    where = exc.filename if exc.filename is not None else path
+def storage_error(exc: OSError, path: str | os.PathLike | None = None, own_name: bool = True) -> StorageError:
+    """One line for an OSError: the path (the error's own if it has one and ``own_name``, else
+    ``path``), what it means, what to do."""
+    where = exc.filename if exc.filename is not None and (own_name or path is None) else path
     what, todo = _STORAGE.get(exc.errno, (None, "check the path and rerun"))
-    reason = exc.strerror or type(exc).__name__
+    reason = " ".join(str(exc.strerror or type(exc).__name__).split())  # one line, whatever the library said
+    if len(reason) > 80 and exc.errno:
+        reason = os.strerror(exc.errno)
     text = f"{what} ({reason})" if what else reason
     return StorageError(f"{os.fsdecode(where)}: {text}; {todo}" if where is not None else f"{text}; {todo}")
 

@@ -24,6 +24,7 @@ import pandas as pd
 from osnmf.accept import accept_input, refuse_too_few
 from osnmf.atomic import recording
 from osnmf.config import RunConfig
+from osnmf.errors import OsnmfError
 from osnmf.expression import peak_sections, to_matrix, to_volumes
 from osnmf.results import (
     BaselinesResult,
@@ -427,9 +428,14 @@ class Pipeline:
                 summary = write_outputs(self.state, summary_only=True)
                 complete = True
             finally:
-                if lock.held:  # manifest.json: this run's files; a complete run removes the last run's leftovers
-                    self._removed_note(finish(self.out, written, complete))
-                lock.release()
+                try:
+                    if lock.held:  # manifest.json: this run's files; a complete run removes the last run's leftovers
+                        self._removed_note(finish(self.out, written, complete))
+                except (OsnmfError, OSError):
+                    if complete:  # else the run's own error (e.g. disk full in the outputs) is the one to report
+                        raise
+                finally:  # even when the manifest cannot be written (disk full): no .lock left behind
+                    lock.release()
         self.log.info(f"done in {self.log.elapsed():.1f} s")
         return summary
 

@@ -21,9 +21,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -32,11 +30,15 @@ from pathlib import Path
 import pandas as pd
 
 from osnmf.atomic import atomic_path, write_text
+from osnmf.datasets.http_get import Permanent, Transient, get_bytes
+from osnmf.datasets.http_get import Unreachable as _NoAnswer
 from osnmf.errors import ConfigError, DownloadError, OsnmfWarning
 
 __all__ = ["ApiRoot", "cached_experiment_list", "query_experiments", "query_url"]
 
 PAGE_ROWS = 2000
+MAX_PAGE_BYTES = 64 << 20  # one page of 2,000 records with their genes is a few MB
+MAX_PAGE_SECONDS = 600.0  # wall clock per page, whatever the server sends (a trickle is cut off)
 LIST_COLUMNS = ["section_data_set_id", "gene_symbol", "plane", "entrez_id"]
 PLANE_OF_SECTION_IDS = {"coronal": 1, "sagittal": 2}
 QUERY_SOURCE = "shifwang/allen_institute_collaboration, data/download_mouse_brain_ISH_data.py"
@@ -71,16 +73,6 @@ class ApiRoot:
         return True
 
 
-def is_unreachable(exc: BaseException) -> bool:
-    """A failure to get any HTTP answer (not a timeout, not an HTTP error status)."""
-    if isinstance(exc, urllib.error.HTTPError):
-        return False
-    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-    if isinstance(reason, TimeoutError):
-        return False
-    return isinstance(reason, OSError | str)  # ssl.SSLError, ConnectionError, socket.gaierror, ...
-
-
 def query_url(base_url: str, plane: str, start_row: int = 0, num_rows: int = PAGE_ROWS, sort: bool = True) -> str:
     """RMA query URL for one page of the non-failed P56 mouse ISH SectionDataSets of ``plane``."""
     if plane not in PLANE_OF_SECTION_IDS:
@@ -101,9 +93,8 @@ def backoff_delay(attempt: int, backoff: float, max_backoff: float = 30.0) -> fl
 
 def _read_json(url: str, timeout: float, user_agent: str) -> dict:
     """One GET of ``url``; the parsed RMA envelope, or QueryRefused if it reports no list."""
-    request = urllib.request.Request(url, headers={"User-Agent": user_agent, "Accept": "application/json"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (http/https only)
-        body = response.read(64 << 20)
+    body = get_bytes(url, timeout, MAX_PAGE_BYTES, MAX_PAGE_SECONDS,
+                     {"User-Agent": user_agent, "Accept": "application/json"})
     data = json.loads(body)
     if not isinstance(data, dict) or data.get("success") is not True or not isinstance(data.get("msg"), list):
         message = data.get("msg") if isinstance(data, dict) else data
@@ -123,15 +114,17 @@ def _get_json(root: ApiRoot, make_url: Callable[[str], str], timeout: float, ret
             return _read_json(url, timeout, user_agent)
         except QueryRefused as exc:
             error = exc
-        except urllib.error.HTTPError as exc:
-            error = QueryRefused(f"HTTP {exc.code} {exc.reason}")
-            if exc.code in (400, 401, 403, 404, 410):
-                break
-        except (urllib.error.URLError, TimeoutError, OSError, ValueError) as exc:
-            reason = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
-            if is_unreachable(exc) and root.fall_back_to_http(url, reason):
+        except (Permanent, Transient) as exc:  # bounded GET (osnmf.datasets.http_get)
+            if exc.status is not None:
+                error = QueryRefused(str(exc))
+            elif isinstance(exc, _NoAnswer) and root.fall_back_to_http(url, str(exc)):
                 return _get_json(root, make_url, timeout, retries - attempt, backoff, user_agent)
-            error = Unreachable(reason) if is_unreachable(exc) else DownloadError(reason)
+            else:
+                error = Unreachable(str(exc)) if isinstance(exc, _NoAnswer) else DownloadError(str(exc))
+            if isinstance(exc, Permanent):
+                break
+        except ValueError as exc:  # not JSON
+            error = DownloadError(f"not a JSON answer ({' '.join(str(exc).split())[:120]})")
     failure = type(error)(f"{make_url(root.url)}: experiment list query failed ({error}); check the network or "
                           "--base-url and rerun")
     failure.reason = str(error)

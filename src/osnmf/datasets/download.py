@@ -8,7 +8,7 @@ sagittal list stands in when the live sagittal listing fails) and writes::
     OUT/energy/<id>.zip          the Allen API zip (energy.mhd + energy.raw), one per experiment
 
 the layout :func:`osnmf.io.aba_folder.read_aba_folder` reads. Only the standard library talks to
-the network (``urllib`` + a thread pool).
+the network (``http.client`` + a thread pool).
 
 Safety: each body is streamed into a temporary ``energy/.<id>.zip.<random>.part`` file, checked
 (size equals the ``Content-Length``, the zip opens, no member with ``..`` or an absolute path,
@@ -49,7 +49,7 @@ import pandas as pd
 from osnmf.atomic import atomic_path
 from osnmf.datasets.allen_query import ApiRoot, backoff_delay
 from osnmf.datasets.http_get import Permanent, Transient, Unreachable, get_to_file
-from osnmf.errors import ConfigError, DownloadError, InputError, OsnmfError, storage_error
+from osnmf.errors import ConfigError, DownloadError, InputError, OsnmfError, StorageError, storage_error
 from osnmf.formats.allen_grid import read_allen_grid_zip
 from osnmf.formats.metaimage import GridShapeError
 from osnmf.io.aba_folder import (
@@ -273,6 +273,8 @@ def _download_one(
             except OSError as exc:
                 raise storage_error(exc, final) from None
             return "downloaded", None, attempts
+        except StorageError as exc:  # named by the file wanted, not by its temporary name
+            raise StorageError(str(exc).replace(str(tmp), str(final))) from None
         except Permanent as exc:
             return "failed", str(exc), attempts
         except Transient as exc:

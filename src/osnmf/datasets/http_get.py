@@ -19,6 +19,7 @@ read-only) is a :class:`~osnmf.errors.StorageError` naming the file, never a "co
 from __future__ import annotations
 
 import http.client
+import io
 import socket
 import threading
 import time
@@ -34,11 +35,16 @@ PERMANENT_HTTP_CODES = frozenset({400, 401, 403, 404, 410})
 
 
 class Permanent(Exception):
-    """A failure that retrying cannot fix (e.g. HTTP 404, a refused redirect)."""
+    """A failure that retrying cannot fix (e.g. HTTP 404, a refused redirect); ``status``: the
+    HTTP status when the server answered with one (also on :class:`Transient`), else None."""
+
+    status: int | None = None
 
 
 class Transient(Exception):
     """A failure worth retrying (server error, timeout, short body, too slow)."""
+
+    status: int | None = None
 
 
 class Unreachable(Transient):
@@ -50,13 +56,14 @@ class _Watchdog:
 
     def __init__(self, conn: http.client.HTTPConnection, deadline: float):
         self.conn, self.fired = conn, threading.Event()
+        self.sock: socket.socket | None = None  # kept: the connection forgets it once a response will close
         self.timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
         self.timer.daemon = True
         self.timer.start()
 
     def _fire(self) -> None:
         self.fired.set()
-        sock = self.conn.sock
+        sock = self.sock or self.conn.sock
         if sock is not None:
             try:
                 sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked recv in the reading thread
@@ -87,7 +94,14 @@ def _redirect(url: str, location: str | None, code: int) -> str:
     return new
 
 
-def get_to_file(url: str, dest: Path, timeout: float, max_bytes: int, max_seconds: float,
+def get_bytes(url: str, timeout: float, max_bytes: int, max_seconds: float, headers: dict[str, str]) -> bytes:
+    """GET ``url`` into memory (at most ``max_bytes``), under the same bounds as :func:`get_to_file`."""
+    sink = _Memory()
+    get_to_file(url, sink, timeout, max_bytes, max_seconds, headers)
+    return sink.data.getvalue()
+
+
+def get_to_file(url: str, dest: Path | _Memory, timeout: float, max_bytes: int, max_seconds: float,
                 headers: dict[str, str]) -> int:
     """GET ``url`` into the file ``dest`` (created or truncated); returns the body's byte count."""
     deadline = time.monotonic() + max_seconds
@@ -96,7 +110,7 @@ def get_to_file(url: str, dest: Path, timeout: float, max_bytes: int, max_second
         watchdog = _Watchdog(conn, deadline)
         received = [0]
         try:
-            location = _attempt(conn, target, dest, timeout, max_bytes, headers, received)
+            location = _attempt(conn, watchdog, target, dest, max_bytes, headers, received)
             if watchdog.fired.is_set():  # the shut-down socket reads as an end of file
                 raise Transient("cut off")
         except (OSError, http.client.HTTPException, Transient) as exc:
@@ -112,7 +126,7 @@ def get_to_file(url: str, dest: Path, timeout: float, max_bytes: int, max_second
     raise Permanent(f"more than {MAX_REDIRECTS} redirects")
 
 
-def _attempt(conn, target: str, dest: Path, timeout: float, max_bytes: int, headers: dict,
+def _attempt(conn, watchdog: _Watchdog, target: str, dest: Path, max_bytes: int, headers: dict,
              received: list[int]) -> tuple[str | None, int] | None:
     """One request on ``conn``; a redirect's (Location, code), else None after writing the body."""
     try:
@@ -121,18 +135,21 @@ def _attempt(conn, target: str, dest: Path, timeout: float, max_bytes: int, head
         raise
     except OSError as exc:  # refused, reset, TLS handshake failure, unknown host
         raise Unreachable(f"connection failed ({exc})") from None
+    watchdog.sock = conn.sock
     conn.request("GET", target, headers=headers)
     response = conn.getresponse()
     if response.status in REDIRECT_CODES:
         return response.getheader("Location"), response.status
     if response.status >= 300:
-        reason = f"HTTP {response.status} {response.reason}"
-        raise (Permanent if response.status in PERMANENT_HTTP_CODES else Transient)(reason)
+        error = (Permanent if response.status in PERMANENT_HTTP_CODES else Transient)(
+            f"HTTP {response.status} {response.reason}")
+        error.status = response.status
+        raise error
     length_text = response.getheader("Content-Length")
     expected = int(length_text) if length_text and length_text.isdigit() else None
     if expected is not None and expected > max_bytes:
         raise Permanent(f"server announces {expected} bytes, more than the {max_bytes}-byte limit")
-    with _Sink(dest) as sink:
+    with dest.reset() if isinstance(dest, _Memory) else _Sink(dest) as sink:
         while True:  # read1: returns after one receive, so the deadline is checked while trickling
             chunk = response.read1(CHUNK_BYTES)
             if not chunk:
@@ -146,6 +163,26 @@ def _attempt(conn, target: str, dest: Path, timeout: float, max_bytes: int, head
     if received[0] == 0:
         raise Transient("empty response body")
     return None
+
+
+class _Memory:
+    """An in-memory body (:func:`get_bytes`); emptied at each attempt (a redirect starts afresh)."""
+
+    def __init__(self):
+        self.data = io.BytesIO()
+
+    def reset(self) -> _Memory:
+        self.data = io.BytesIO()
+        return self
+
+    def write(self, data: bytes) -> None:
+        self.data.write(data)
+
+    def __enter__(self) -> _Memory:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
 
 
 class _Sink:

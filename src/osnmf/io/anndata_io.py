@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from osnmf.atlas import Atlas
-from osnmf.atomic import atomic_path
+from osnmf.atomic import atomic_path, check_free_space
 from osnmf.errors import InputError
 from osnmf.expression import SpatialExpression
 from osnmf.io.npz import check_volume_values
@@ -67,9 +67,16 @@ def write_h5ad(
         uns={"osnmf": {"grid_shape": np.asarray(atlas.shape, dtype=np.int64),
                        "spacing_um": np.asarray(atlas.spacing_um, dtype=np.float64)}},
     )
+    check_free_space(path, h5ad_bytes(adata))
     with atomic_path(path, suffix=".h5ad") as tmp:
         adata.write_h5ad(tmp, compression=compression)
     return path
+
+
+def h5ad_bytes(adata) -> int:
+    """An upper estimate of the bytes of ``adata`` as an ``.h5ad`` (its arrays uncompressed, plus 1 MiB)."""
+    arrays = [adata.X, *adata.obsm.values(), *adata.varm.values()]
+    return sum(int(np.asarray(a).nbytes) for a in arrays) + (1 << 20)
 
 
 def read_h5ad(path: str | os.PathLike, atlas: Atlas | None = None) -> SpatialExpression:

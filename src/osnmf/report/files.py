@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from osnmf.atomic import atomic_path, save_npz, write_text
+from osnmf.atomic import atomic_path, check_free_space, save_npz, write_text
 from osnmf.expression import to_volumes
+from osnmf.io.anndata_io import h5ad_bytes
 from osnmf.results import (
     MORAN_HEADLINES,
     MORAN_UNDEFINED,
@@ -333,5 +334,6 @@ def _write_h5ad(state, path: Path, names: list[str]) -> None:
     adata.varm["coefficients"] = sw.coefficients
     adata.uns["pattern_names"] = np.array(names)
     adata.uns["spacing_um"] = np.array(expr.atlas.spacing_um)
+    check_free_space(path, h5ad_bytes(adata))
     with atomic_path(path) as tmp:
         adata.write_h5ad(tmp, compression="gzip")

@@ -93,8 +93,12 @@ class RunLock:
                     raise RunLockedError(self._busy_message(info)) from None
                 self.path.unlink(missing_ok=True)  # a killed run's lock: take it over
                 continue
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(self._me(), handle)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                    json.dump(self._me(), handle)
+            except OSError:  # disk full: no empty lock left behind
+                self.path.unlink(missing_ok=True)
+                raise
             self.held = True
             return self
         raise RunLockedError(f"{self.path.parent} is in use: its lock {self.path} keeps changing; "
