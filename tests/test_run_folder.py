@@ -194,21 +194,60 @@ def test_manifest_never_names_files_outside_the_run(tmp_path):
     assert (tmp_path / "outside.txt").exists() and (out / ".cache/stage.npz").exists() and (out / ".lock").exists()
 
 
-@pytest.mark.parametrize("case", ["empty", "absent", "run", "old_run", "locked"])
+@pytest.mark.parametrize("case", ["empty", "absent", "run", "unfinished_run", "lock_only"])
 def test_out_accepted(tmp_path, case):
-    from osnmf.runfolder import check_out
+    from osnmf.runfolder import check_out, write_manifest
 
     out = tmp_path / "out"
     if case != "absent":
         out.mkdir()
-    marker = {"run": "manifest.json", "old_run": ".cache", "locked": ".lock"}.get(case)
-    if marker:  # an osnmf run folder (an osnmf before manifests had .cache; a killed first run leaves .lock)
+    if case in ("run", "unfinished_run"):  # osnmf's own marker: a manifest it wrote (finished or not)
         (out / "report.html").write_text("<html>")
-        if marker == ".cache":
-            (out / marker).mkdir()
-        else:
-            (out / marker).write_text("{}")
+        write_manifest(out, {"report.html": {"size": 6, "mtime_ns": 0}}, complete=case == "run")
+    elif case == "lock_only":  # a first run that has just created and locked its folder
+        (out / ".lock").write_text("{}")
     check_out(out)
+
+
+@pytest.mark.parametrize("case", ["cache_dir", "sweep_dir", "foreign_manifest", "projection"])
+def test_common_names_do_not_make_a_run_folder(tmp_path, case):
+    """Only osnmf's manifest proves a run folder: ``.cache/``, ``sweep/`` or someone else's
+    ``manifest.json`` do not (the folder is refused in one line, nothing in it touched)."""
+    from osnmf.errors import ConfigError
+    from osnmf.runfolder import check_out, write_manifest
+
+    out = tmp_path / "out"
+    (out / ".cache" / "pip").mkdir(parents=True)  # e.g. a project folder with pip's cache
+    (out / "summary.json").write_text("notes")
+    if case == "sweep_dir":
+        (out / "sweep").mkdir()
+    elif case == "foreign_manifest":  # a web app's manifest.json is not osnmf's
+        (out / "manifest.json").write_text(json.dumps({"name": "app", "files": {}}))
+    elif case == "projection":
+        write_manifest(out, {}, kind="projection")
+    with pytest.raises(ConfigError) as exc:
+        check_out(out)
+    if case == "projection":
+        assert str(exc.value) == (f"--out {out} is the folder of an osnmf projection, not of a run; choose a new "
+                                  "or empty folder, or the --out of an earlier run")
+    else:
+        assert str(exc.value) == (f"--out {out} is a non-empty folder that is not an osnmf run (no manifest.json); "
+                                  "choose a new or empty folder, or the --out of an earlier run")
+    assert (out / "summary.json").read_text() == "notes"
+
+
+def test_cache_folder_is_not_a_run_folder_on_the_command_line(tmp_path):
+    """Issue 35 item 2: ``mkdir -p F/.cache/pip; echo notes > F/summary.json; osnmf run --out F``
+    is refused (one line, exit 2) and F/summary.json is not overwritten."""
+    folder = tmp_path / "F"
+    (folder / ".cache" / "pip").mkdir(parents=True)
+    (folder / "summary.json").write_text("notes\n")
+    proc = subprocess.run([sys.executable, "-c", "from osnmf.cli import main; main()", "run", "--k-min", "2",
+                           "--k-max", "3", "--out", str(folder)], capture_output=True, text=True, timeout=300)
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr == (f"error: --out {folder} is a non-empty folder that is not an osnmf run (no manifest.json); "
+                           "choose a new or empty folder, or the --out of an earlier run\n")
+    assert _files(folder) == {"summary.json"} and (folder / "summary.json").read_text() == "notes\n"
 
 
 def test_out_not_a_run_folder_is_refused_before_anything_is_written(tmp_path):

@@ -9,6 +9,11 @@ Written to ``OUT`` (formats as in a run, see docs/outputs.md): ``coefficients.cs
 ``projection.csv`` (assigned pattern, its importance, reconstruction r, hemisphere, mirrored
 voxels), ``importance.csv``, ``results.h5ad``, ``summary.json`` and a short ``report.html``.
 Every input problem is one :class:`~osnmf.errors.InputError` line before anything is written.
+
+``OUT`` is a folder of its own (:mod:`osnmf.runfolder`, kind ``projection``): new, empty, or the
+``OUT`` of an earlier projection; the run folder itself, any other osnmf run, or someone's
+non-empty folder is refused in one line. It is locked, journalled and committed like a run's
+folder, and the run being read must not be in use by a run (its lock) nor left incomplete.
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ import numpy as np
 import pandas as pd
 
 from osnmf.atomic import atomic_path, write_text
-from osnmf.errors import InputError
+from osnmf.errors import ConfigError, InputError
+from osnmf.runfolder import RunFolder, check_out
 from osnmf.runlayout import REPORT, SUMMARY, RunPatterns, read_parameters, read_patterns
+from osnmf.runlock import RunLock
 from osnmf.runlog import RunLog
 
 __all__ = ["project_run"]
@@ -67,7 +74,10 @@ def project_run(run_dir: str | os.PathLike, data: str | os.PathLike, out: str | 
     from osnmf.preprocess.hemispheres import check_planes, drop_one_sided, hemisphere_summary, mirror_stage
 
     log = log or RunLog(quiet=not progress)
+    out = Path(out)
+    _check_out(Path(run_dir), out)
     with log.timed("load") as line:
+        RunLock(run_dir).check_free()  # a run writing its results there: refused, never read half-written
         run = read_patterns(run_dir)
         params = read_parameters(run_dir)
         missing = [k for k in _SETTINGS if k not in params]
@@ -125,16 +135,24 @@ def project_run(run_dir: str | os.PathLike, data: str | os.PathLike, out: str | 
         "hemispheres": hemisphere_summary(hemi, mode),
         "settings": {"hemispheres": mode, "impute": params["impute"], "n_neighbors": int(params["n_neighbors"])},
     }
-    out = Path(out)
-    with log.timed("outputs") as line:
-        out.mkdir(parents=True, exist_ok=True)
+    with log.timed("outputs") as line, RunFolder(out, kind="projection") as folder:
+        folder.open()
         _write_tables(out, A, importance, table, names)
         _write_h5ad(out / "results.h5ad", X[kept], support, D, A, table, names, expr.atlas.spacing_um)
         write_text(out / SUMMARY, json.dumps(summary, indent=2))
         _write_report(out / REPORT, summary, table)
+        folder.complete = True
         line["note"] = f"result files in {out}"
     log.info(f"done in {log.elapsed():.1f} s")
     return summary
+
+
+def _check_out(run_dir: Path, out: Path) -> None:
+    """``out`` may be new, empty or an earlier projection's folder, never the run folder itself."""
+    if out.resolve() == run_dir.resolve():
+        raise ConfigError(f"--out {out} is the run folder being projected onto: choose a new folder for the "
+                          "projection")
+    check_out(out, kind="projection")
 
 
 def _write_tables(out: Path, A: np.ndarray, importance: np.ndarray, table: pd.DataFrame, names: list[str]) -> None:

@@ -97,7 +97,8 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     random_state : int, default 0
         Root seed; replicate r draws its bootstrap from ``default_rng([random_state, r])``.
     n_jobs : int, default 1
-        Blocks fitted at once (threads).
+        Blocks fitted at once (threads). The fit runs BLAS on one thread whatever ``n_jobs``, so the
+        result does not depend on it (nor on a resumed store).
     store : path or None
         Folder for a resumable on-disk sweep (see :mod:`osnmf.factorize.sweep`); None keeps
         everything in memory.
@@ -282,6 +283,13 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """
         X, plan = self._validated(X)
         limit_heap_retention()  # freed worker-thread heap tops go back to the OS (osnmf.factorize.memory)
+        # one BLAS thread for every step (sweep, γ, certification, final model): the results never
+        # depend on n_jobs or on which step first formed the shared Gram, so a resumed fit equals
+        # an uninterrupted one to the bit
+        with plan.blas_threads():
+            return self._fit(X, plan)
+
+    def _fit(self, X: np.ndarray, plan: SweepPlan) -> StaNMF:
         store = open_store(self.store, X, plan.params)  # on disk, or its in-memory twin
         op = self._sweep(X, plan, store)
         self.instability_, self.replicate_info_ = self._instability(plan, store)
