@@ -181,7 +181,12 @@ def test_project_respects_the_runs_lock_and_an_unfinished_run(tmp_path):
     with RunLock(run):  # this process: alive, so the lock is not stale
         with pytest.raises(OsnmfError, match=f"^{run} is in use by another osnmf run .*wait for it to finish"):
             project_run(run, tmp_path / "unused", tmp_path / "out")
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    with RunLock(busy):  # an OUT in use by another projection: refused at once, before any data is read
+        with pytest.raises(OsnmfError, match=f"^{busy} is in use by another osnmf run .*wait for it to finish"):
+            project_run(run, tmp_path / "unused", busy)
     write_manifest(run, {"patterns.npz": {}}, complete=False)
     with pytest.raises(InputError, match=f"^{run}: its last run stopped while writing its results"):
         project_run(run, tmp_path / "unused", tmp_path / "out")
-    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "out").exists() and list(busy.iterdir()) == []

@@ -66,6 +66,19 @@ def project_run(run_dir: str | os.PathLike, data: str | os.PathLike, out: str | 
     -------
     The summary written to ``out/summary.json``.
     """
+    log = log or RunLog(quiet=not progress)
+    out = Path(out)
+    _check_out(Path(run_dir), out)
+    with RunFolder(out, kind="projection") as folder:  # an existing OUT is locked from the start, as a run's
+        summary = _project(run_dir, data, folder, hemispheres, n_jobs, log)
+        folder.complete = True
+    log.info(f"done in {log.elapsed():.1f} s")
+    return summary
+
+
+def _project(run_dir: str | os.PathLike, data: str | os.PathLike, folder: RunFolder, hemispheres: str | None,
+             n_jobs: int, log: RunLog) -> dict:
+    """The body of :func:`project_run`: read, prepare, project, then write into ``folder``."""
     from osnmf.evaluate.metrics import reconstruction_accuracy
     from osnmf.expression import to_matrix
     from osnmf.factorize.projection import nnls_project
@@ -73,9 +86,7 @@ def project_run(run_dir: str | os.PathLike, data: str | os.PathLike, out: str | 
     from osnmf.preprocess import impute_knn
     from osnmf.preprocess.hemispheres import check_planes, drop_one_sided, hemisphere_summary, mirror_stage
 
-    log = log or RunLog(quiet=not progress)
-    out = Path(out)
-    _check_out(Path(run_dir), out)
+    out = folder.out
     with log.timed("load") as line:
         RunLock(run_dir).check_free()  # a run writing its results there: refused, never read half-written
         run = read_patterns(run_dir)
@@ -135,15 +146,13 @@ def project_run(run_dir: str | os.PathLike, data: str | os.PathLike, out: str | 
         "hemispheres": hemisphere_summary(hemi, mode),
         "settings": {"hemispheres": mode, "impute": params["impute"], "n_neighbors": int(params["n_neighbors"])},
     }
-    with log.timed("outputs") as line, RunFolder(out, kind="projection") as folder:
+    with log.timed("outputs") as line:
         folder.open()
         _write_tables(out, A, importance, table, names)
         _write_h5ad(out / "results.h5ad", X[kept], support, D, A, table, names, expr.atlas.spacing_um)
         write_text(out / SUMMARY, json.dumps(summary, indent=2))
         _write_report(out / REPORT, summary, table)
-        folder.complete = True
         line["note"] = f"result files in {out}"
-    log.info(f"done in {log.elapsed():.1f} s")
     return summary
 
 
