@@ -205,3 +205,71 @@ def test_warns_when_the_run_is_synthetic_or_explains_little(shared_dir, tmp_path
         "parameters": {**PARAMS, "data": str(real)}, "data": {"source": str(real)},
         "reconstruction_stanmf_mean": float(mean_r)}))
     assert project_run(run, real, tmp_path / "p2")["warnings"] == []
+
+
+def _tree(folder) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_out_is_a_projection_folder_of_its_own(tmp_path, monkeypatch, capsys):
+    """Issue 35 item 1: ``osnmf project R --data D --out R`` is refused (one line, exit 2) and R is
+    unchanged; so are another run's folder and someone's non-empty folder. A new folder becomes a
+    projection folder (its manifest, kind projection), which a later projection may reuse."""
+    from osnmf.run.folder import read_marker, write_manifest
+
+    ph = make_phantom(n_genes=12, n_patterns=3, noise=0.0, missing=0.0, background=0.0, seed=2)
+    run = _fake_run(tmp_path / "run", ph.patterns, ph.atlas.brain_mask)
+    write_manifest(run, {"patterns.npz": {}, "summary.json": {}})  # as 'osnmf run' marks its folder
+    other = _fake_run(tmp_path / "other_run", ph.patterns, ph.atlas.brain_mask)
+    write_manifest(other, {})
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "coefficients.csv").write_text("my own table")
+    data = write_aba_folder(tmp_path / "new", ph.data, plane="coronal")
+    before = {f: _tree(f) for f in (run, other, mine)}
+    expected = {
+        run: f"--out {run} is the run folder being projected onto: choose a new folder for the projection",
+        other: f"--out {other} is the folder of an osnmf run, not of a projection; choose a new or empty folder, "
+               "or the --out of an earlier projection",
+        mine: f"--out {mine} is a non-empty folder that is not an osnmf projection (no manifest.json); choose a "
+              "new or empty folder, or the --out of an earlier projection",
+    }
+    for out, message in expected.items():
+        monkeypatch.setattr(sys, "argv", ["osnmf", "project", str(run), "--data", str(data), "--out", str(out)])
+        with pytest.raises(SystemExit) as exc:
+            cli.main()
+        captured = capsys.readouterr()
+        assert (exc.value.code, captured.out, captured.err) == (2, "", f"error: {message}\n")
+    assert {f: _tree(f) for f in (run, other, mine)} == before  # nothing written, nothing overwritten
+    out = tmp_path / "proj"
+    project_run(run, data, out)
+    marker = read_marker(out)
+    assert marker["kind"] == "projection" and marker["complete"]
+    assert set(marker["files"]) == {"coefficients.csv", "importance.csv", "projection.csv", "results.h5ad",
+                                    "summary.json", "report.html"}
+    project_run(run, data, out)  # an earlier projection's folder: accepted
+    assert sorted(p.name for p in out.iterdir()) == sorted([*marker["files"], "manifest.json"])
+
+
+def test_project_respects_the_runs_lock_and_an_unfinished_run(tmp_path):
+    """A run folder in use by a live run, or whose last run stopped while writing its results, is
+    not read (one line each); nothing is written."""
+    from osnmf.errors import OsnmfError
+    from osnmf.run.folder import write_manifest
+    from osnmf.run.lock import RunLock
+
+    brain = np.zeros((4, 3, 5), bool)
+    brain[1:3, 1:, 1:4] = True
+    run = _fake_run(tmp_path / "run", np.ones((2, int(brain.sum()))), brain)
+    with RunLock(run):  # this process: alive, so the lock is not stale
+        with pytest.raises(OsnmfError, match=f"^{run} is in use by another osnmf run .*wait for it to finish"):
+            project_run(run, tmp_path / "unused", tmp_path / "out")
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    with RunLock(busy):  # an OUT in use by another projection: refused at once, before any data is read
+        with pytest.raises(OsnmfError, match=f"^{busy} is in use by another osnmf run .*wait for it to finish"):
+            project_run(run, tmp_path / "unused", busy)
+    write_manifest(run, {"patterns.npz": {}}, complete=False)
+    with pytest.raises(InputError, match=f"^{run}: its last run stopped while writing its results"):
+        project_run(run, tmp_path / "unused", tmp_path / "out")
+    assert not (tmp_path / "out").exists() and list(busy.iterdir()) == []

@@ -194,21 +194,60 @@ def test_manifest_never_names_files_outside_the_run(tmp_path):
     assert (tmp_path / "outside.txt").exists() and (out / ".cache/stage.npz").exists() and (out / ".lock").exists()
 
 
-@pytest.mark.parametrize("case", ["empty", "absent", "run", "old_run", "locked"])
+@pytest.mark.parametrize("case", ["empty", "absent", "run", "unfinished_run", "lock_only"])
 def test_out_accepted(tmp_path, case):
-    from osnmf.run.folder import check_out
+    from osnmf.run.folder import check_out, write_manifest
 
     out = tmp_path / "out"
     if case != "absent":
         out.mkdir()
-    marker = {"run": "manifest.json", "old_run": ".cache", "locked": ".lock"}.get(case)
-    if marker:  # an osnmf run folder (an osnmf before manifests had .cache; a killed first run leaves .lock)
+    if case in ("run", "unfinished_run"):  # osnmf's own marker: a manifest it wrote (finished or not)
         (out / "report.html").write_text("<html>")
-        if marker == ".cache":
-            (out / marker).mkdir()
-        else:
-            (out / marker).write_text("{}")
+        write_manifest(out, {"report.html": {"size": 6, "mtime_ns": 0}}, complete=case == "run")
+    elif case == "lock_only":  # a first run that has just created and locked its folder
+        (out / ".lock").write_text("{}")
     check_out(out)
+
+
+@pytest.mark.parametrize("case", ["cache_dir", "sweep_dir", "foreign_manifest", "projection"])
+def test_common_names_do_not_make_a_run_folder(tmp_path, case):
+    """Only osnmf's manifest proves a run folder: ``.cache/``, ``sweep/`` or someone else's
+    ``manifest.json`` do not (the folder is refused in one line, nothing in it touched)."""
+    from osnmf.errors import ConfigError
+    from osnmf.run.folder import check_out, write_manifest
+
+    out = tmp_path / "out"
+    (out / ".cache" / "pip").mkdir(parents=True)  # e.g. a project folder with pip's cache
+    (out / "summary.json").write_text("notes")
+    if case == "sweep_dir":
+        (out / "sweep").mkdir()
+    elif case == "foreign_manifest":  # a web app's manifest.json is not osnmf's
+        (out / "manifest.json").write_text(json.dumps({"name": "app", "files": {}}))
+    elif case == "projection":
+        write_manifest(out, {}, kind="projection")
+    with pytest.raises(ConfigError) as exc:
+        check_out(out)
+    if case == "projection":
+        assert str(exc.value) == (f"--out {out} is the folder of an osnmf projection, not of a run; choose a new "
+                                  "or empty folder, or the --out of an earlier run")
+    else:
+        assert str(exc.value) == (f"--out {out} is a non-empty folder that is not an osnmf run (no manifest.json); "
+                                  "choose a new or empty folder, or the --out of an earlier run")
+    assert (out / "summary.json").read_text() == "notes"
+
+
+def test_cache_folder_is_not_a_run_folder_on_the_command_line(tmp_path):
+    """Issue 35 item 2: ``mkdir -p F/.cache/pip; echo notes > F/summary.json; osnmf run --out F``
+    is refused (one line, exit 2) and F/summary.json is not overwritten."""
+    folder = tmp_path / "F"
+    (folder / ".cache" / "pip").mkdir(parents=True)
+    (folder / "summary.json").write_text("notes\n")
+    proc = subprocess.run([sys.executable, "-c", "from osnmf.cli import main; main()", "run", "--k-min", "2",
+                           "--k-max", "3", "--out", str(folder)], capture_output=True, text=True, timeout=300)
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr == (f"error: --out {folder} is a non-empty folder that is not an osnmf run (no manifest.json); "
+                           "choose a new or empty folder, or the --out of an earlier run\n")
+    assert _files(folder) == {"summary.json"} and (folder / "summary.json").read_text() == "notes\n"
 
 
 def test_out_not_a_run_folder_is_refused_before_anything_is_written(tmp_path):
@@ -227,3 +266,102 @@ def test_out_not_a_run_folder_is_refused_before_anything_is_written(tmp_path):
                                    "--out", str(out)], capture_output=True, text=True, timeout=300)
             assert (proc.returncode, proc.stdout, proc.stderr) == (2, "", message)
     assert _files(folder) == {"chapter1.tex"} and afile.read_text() == "mine"
+
+
+# ---- a killed run: marked incomplete, its files and temporaries removed by the next run ------------
+
+def _killed_run(folder, names):
+    """A run into ``folder`` killed after writing ``names`` (no ``finally`` runs, as under kill -9) and
+    while one more file was half-written (its temporary left behind)."""
+    from osnmf.atomic import atomic_path, write_text
+    from osnmf.run.folder import RunFolder
+
+    run = RunFolder(folder).__enter__()  # never exited: the process died
+    run.open()
+    for name in names:
+        write_text(folder / name, f"{name} of the killed run")
+    tmp = atomic_path(folder / "figures" / "montage_patterns.svg").__enter__()
+    tmp.write_text("<svg half")
+    (folder / ".lock").write_text(json.dumps({"pid": 2 ** 22 + 1, "host": socket.gethostname(), "since": "then"}))
+    return tmp
+
+
+def test_killed_rerun_is_marked_then_cleaned_up(tmp_path):
+    """Issue 35 items 3 and 11, on the folder machinery: a K = 4 rerun over a K = 3 run killed while
+    writing leaves a folder marked incomplete (read_patterns refuses it); the next complete K = 3 run
+    removes PP4 and pattern_3 (listed in no manifest, named by the journal) and the hidden
+    temporaries, and lists exactly its own files."""
+    from osnmf.atomic import write_text
+    from osnmf.errors import InputError
+    from osnmf.run.folder import RunFolder, read_journal, read_marker
+    from osnmf.run.layout import read_patterns
+
+    k3 = ["summary.json", "patterns/PP1.nrrd", "patterns/PP2.nrrd", "patterns/PP3.nrrd", "networks/pattern_2.json"]
+    _fake_run(tmp_path, k3)  # a finished K = 3 run
+    assert read_marker(tmp_path)["complete"]
+    part = _killed_run(tmp_path, ["summary.json", "patterns/PP4.nrrd", "networks/pattern_3.json"])
+    assert part.name.startswith(".montage_patterns.svg.") and part.name.endswith(".part") and part.exists()
+    marker = read_marker(tmp_path)
+    assert marker["complete"] is False and set(marker["files"]) == set(k3)  # the old list, marked incomplete
+    assert read_journal(tmp_path) == ["networks/pattern_3.json", "patterns/PP4.nrrd", "summary.json"]
+    with pytest.raises(InputError, match=f"^{tmp_path}: its last run stopped while writing its results"):
+        read_patterns(tmp_path)
+    (tmp_path / "sweep").mkdir()
+    (tmp_path / "sweep" / ".r0000-0004.npz.abcdefgh.part").write_bytes(b"half a block")
+    (tmp_path / ".mine.part").write_text("a user's file of another name pattern")
+    with RunFolder(tmp_path) as run:  # the stale lock is taken over
+        assert run.open() == ["figures/" + part.name, "sweep/.r0000-0004.npz.abcdefgh.part"]
+        for name in k3:
+            write_text(tmp_path / name, name)
+        run.complete = True
+    assert run.removed == ["networks/pattern_3.json", "patterns/PP4.nrrd"]
+    assert _files(tmp_path) == {*k3, "manifest.json", ".mine.part"}
+    marker = read_marker(tmp_path)
+    assert marker["complete"] and set(marker["files"]) == set(k3) and read_journal(tmp_path) == []
+
+
+def test_run_failing_before_its_results_leaves_the_folder_as_it_was(tmp_path):
+    from osnmf.run.folder import RunFolder, read_marker
+
+    _fake_run(tmp_path, ["a.csv"])
+    before = (tmp_path / "manifest.json").read_bytes()
+    with pytest.raises(RuntimeError), RunFolder(tmp_path) as run:
+        run.open()
+        raise RuntimeError("the sweep failed")
+    assert (tmp_path / "manifest.json").read_bytes() == before and read_marker(tmp_path)["complete"]
+    assert not (tmp_path / ".lock").exists()
+
+
+def test_temporary_names():
+    from osnmf.atomic import is_temporary
+
+    assert all(is_temporary(n) for n in (".patterns.npz.k3j9x_2a.part", ".montage_a.svg.abcdefgh.part",
+                                         ".PP1.nrrd.0abcdefg.nrrd", ".results.h5ad.ab_defgh.h5ad"))
+    assert not any(is_temporary(n) for n in ("notes.part", ".bashrc", ".x.abcdefgh.h5ad", ".a.part",
+                                             "patterns.npz.abcdefgh.part"))
+
+
+@pytest.mark.parametrize("how", ["edited", "old_format", "other_run", "not_json"])
+def test_edited_sweep_values_are_recomputed(tmp_path, how):
+    """Issue 35 item 4, on the store: γ values edited by hand (or of another format or run, or
+    unreadable) are named in one warning and recomputed, never trusted."""
+    store = SweepStore(tmp_path, "runA")
+    tag = {"centered": False, "n_replicates": 4, "block_size": 4}
+    values = {"hungarian": 0.0123, "hungarian_sd": 0.004, "amari": 0.1}
+    store.put_values("k003/instability.json", tag, values)
+    assert store.get_values("k003/instability.json", tag) == values
+    assert store.get_values("k003/instability.json", {**tag, "n_replicates": 5}) is None  # other settings: silent
+    path = tmp_path / "runA" / "k003" / "instability.json"
+    info = json.loads(path.read_text())
+    if how == "edited":
+        info["values"]["hungarian"] = 0.9
+    elif how == "old_format":
+        info = {"tag": tag, "values": values}
+    elif how == "other_run":
+        info["run_key"] = "runB"
+    path.write_text("{not json" if how == "not_json" else json.dumps(info))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert store.get_values("k003/instability.json", tag) is None
+    assert [str(w.message).split(" (")[0] for w in caught] == [f"{path}: damaged sweep result"]
+    assert str(caught[0].message).endswith("; recomputing it")

@@ -1,9 +1,11 @@
 """Atomic file writes: write to a temporary file in the target folder, then rename.
 
 A reader never sees a half-written file, and an interrupted write leaves only a ``.part`` file
-that is removed on the way out. A write that fails for want of space or write access raises
-:class:`~osnmf.errors.StorageError` naming the file. :func:`recording` collects the paths written under a folder (a
-run's manifest, :mod:`osnmf.run.folder`).
+that is removed on the way out (a killed process leaves it: :func:`is_temporary` names such
+files, and a run folder's next start removes them, :mod:`osnmf.run.folder`). A write that fails
+for want of space or write access raises :class:`~osnmf.errors.StorageError` naming the file.
+:func:`recording` collects the paths written under a folder (a run's manifest) and can announce
+each one before it is put in place (the run's journal).
 """
 
 from __future__ import annotations
@@ -11,22 +13,33 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
 from osnmf.errors import STORAGE_ERRNOS, storage_error
 
-_RECORDERS: list[tuple[Path, set[Path]]] = []  # (folder, paths written under it) of open recordings
+# (folder, paths written under it, called with each path before it is put in place) of open recordings
+_RECORDERS: list[tuple[Path, set[Path], Callable[[Path], None] | None]] = []
+PREFIX, SUFFIX = ".", ".part"  # a temporary file: .<name>.<8 random characters><suffix>
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}(?P<suffix>\.[A-Za-z0-9]+)$")
+
+
+def is_temporary(name: str) -> bool:
+    """Whether the file name ``name`` is one of :func:`atomic_path`'s temporary files
+    (``.patterns.npz.k3j9x_2a.part``, ``.PP1.nrrd.0abcdefg.nrrd``)."""
+    match = _TEMPORARY.match(name)
+    return bool(match) and (match["suffix"] == SUFFIX or match["name"].endswith(match["suffix"]))
 
 
 @contextlib.contextmanager
-def recording(folder: str | os.PathLike) -> Iterator[set[Path]]:
+def recording(folder: str | os.PathLike, before: Callable[[Path], None] | None = None) -> Iterator[set[Path]]:
     """Yield a set that collects the resolved paths written (by this module) under ``folder``
-    while the block runs."""
-    entry = (Path(folder).resolve(), set())
+    while the block runs; ``before(path)`` (resolved) is called just before each is put in place."""
+    entry = (Path(folder).resolve(), set(), before)
     _RECORDERS.append(entry)
     try:
         yield entry[1]
@@ -34,12 +47,24 @@ def recording(folder: str | os.PathLike) -> Iterator[set[Path]]:
         _RECORDERS.remove(entry)
 
 
+def _recorders(path: Path):
+    resolved = path.resolve()
+    return resolved, [entry for entry in list(_RECORDERS) if resolved.is_relative_to(entry[0])]
+
+
+def _announce(path: Path) -> None:
+    if _RECORDERS:
+        resolved, entries = _recorders(path)
+        for _, _, before in entries:
+            if before is not None:
+                before(resolved)
+
+
 def _record(path: Path) -> None:
     if _RECORDERS:
-        resolved = path.resolve()
-        for folder, written in list(_RECORDERS):
-            if resolved.is_relative_to(folder):
-                written.add(resolved)
+        resolved, entries = _recorders(path)
+        for _, written, _ in entries:
+            written.add(resolved)
 
 
 def _temporary(name, path: Path, suffix: str) -> bool:
@@ -57,13 +82,14 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".part") -> Iterator[Path
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{PREFIX}{path.name}.", suffix=suffix)
         os.close(fd)
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
     except OSError as exc:  # named by the file wanted, not by mkstemp's temporary name
         raise storage_error(exc, path, own_name=not _temporary(exc.filename, path, suffix)) from None
     try:
         yield Path(tmp)
+        _announce(path)
         os.replace(tmp, path)
         _record(path)
     except OSError as exc:  # disk full, read-only: one line naming the file (the .part goes below)

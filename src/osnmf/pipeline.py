@@ -20,11 +20,10 @@ from typing import TypeVar
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from osnmf.accept import accept_input, refuse_too_few
-from osnmf.atomic import recording
 from osnmf.config import RunConfig
-from osnmf.errors import OsnmfError
 from osnmf.expression import peak_sections, to_matrix, to_volumes
 from osnmf.results import (
     BaselinesResult,
@@ -37,14 +36,14 @@ from osnmf.results import (
     k_range_edge,
     pattern_sets,
 )
-from osnmf.run.folder import check_out, finish
+from osnmf.run.folder import RunFolder
 from osnmf.run.layout import REPORT
-from osnmf.run.lock import RunLock
 from osnmf.run.log import RunLog
 from osnmf.run.stagecache import StageCache, digest, from_arrays, to_arrays
 from osnmf.run.stageinputs import ConfigView, StageInputs
 
-PIPELINE_VERSION = "3"  # 2: typed stage results (osnmf.results); 3: keys from the declared inputs
+PIPELINE_VERSION = "4"  # 2: typed stage results (osnmf.results); 3: keys from the declared inputs;
+# 4: keys hold the upstream results' digests
 R = TypeVar("R")
 #: What each cached stage reads from the configuration: ``key`` fields make its cache key, ``runtime``
 #: fields only say how to compute; its body sees nothing else (:mod:`osnmf.run.stageinputs`).
@@ -102,7 +101,10 @@ class Pipeline:
         The result always comes back through the cache's encoding, so a fresh and a reused result
         are the same object type with the same column types.
         """
-        key = digest(PIPELINE_VERSION, name, cfg.key_values(), [self.state.keys[u] for u in upstream])
+        # the upstream results' own digests, not only their keys: an upstream result that changed for
+        # the same inputs (an edited or damaged store recomputed) is never read by a reused stage
+        key = digest(PIPELINE_VERSION, name, cfg.key_values(),
+                     [(self.state.keys[u], self.state.digests[u]) for u in upstream])
         self.state.keys[name] = key
         with self._timed(name, start=self._step_start) as line:  # from the step's start: imports count
             arrays = self.cache.get(name, key)
@@ -115,9 +117,11 @@ class Pipeline:
             self.state.cached[name] = result is not None
             self.log.detail(f"{name}: cache key {key}, {'reused' if result is not None else 'computing'}")
             if result is None:
-                arrays = to_arrays(compute())
+                with threadpool_limits(1):  # results never depend on the BLAS's thread count
+                    arrays = to_arrays(compute())
                 self.cache.put(name, key, arrays)
                 result = from_arrays(kind, arrays)
+            self.state.digests[name] = digest(*(arrays[a] for a in sorted(arrays)))
             if note is not None:
                 line["note"] = note(result)
         setattr(self.state, name, result)
@@ -146,7 +150,7 @@ class Pipeline:
             self.state.data_key = digest(expr.volumes, expr.genes, expr.experiment_ids, expr.atlas.annotation)
             line["note"] = (f"{len(expr.genes)} experiments from {cfg.data or 'the synthetic atlas'}, "
                             f"grid {'×'.join(map(str, expr.atlas.shape))}")
-        self.state.keys["load"] = self.state.data_key
+        self.state.keys["load"] = self.state.digests["load"] = self.state.data_key
         self.state.cached["load"] = False
 
     def _check_hemispheres(self) -> None:
@@ -404,45 +408,33 @@ class Pipeline:
         from osnmf.report.build import build_report
         from osnmf.report.files import write_outputs
 
-        lock = RunLock(self.out)
-        check_out(self.out)  # a file, or a non-empty folder of something else: stop before writing anything
-        complete = False
-        with self.log.capture_warnings(), recording(self.out) as written:
-            existed = self.out.is_dir()
-            if existed:  # a folder in use by another run: stop at once, before reading any data
-                lock.acquire()
-            try:
-                self.load()  # reads and checks the input: a rejected input leaves no output folder behind
-                if not existed:
-                    self.out.mkdir(parents=True, exist_ok=True)
-                    lock.acquire()
-                for step in (self.impute, self.sweep, self.baselines, self.metrics, self.linking, self.markers):
-                    self._step_start = time.perf_counter()
-                    step()
-                with self._timed("outputs") as line:
-                    summary = write_outputs(self.state)
-                    line["note"] = f"result files in {self.out}"
-                with self._timed("report") as line:
-                    build_report(self.state, summary)
-                    line["note"] = str(self.out / REPORT)
-                summary = write_outputs(self.state, summary_only=True)
-                complete = True
-            finally:
-                try:
-                    if lock.held:  # manifest.json: this run's files; a complete run removes the last run's leftovers
-                        self._removed_note(finish(self.out, written, complete))
-                except (OsnmfError, OSError):
-                    if complete:  # else the run's own error (e.g. disk full in the outputs) is the one to report
-                        raise
-                finally:  # even when the manifest cannot be written (disk full): no .lock left behind
-                    lock.release()
+        # a file, or a non-empty folder that is not an osnmf run: stopped here, before anything is written;
+        # a folder in use by another run: stopped on entry, before any data is read
+        folder = RunFolder(self.out)
+        with self.log.capture_warnings(), folder:
+            self.load()  # reads and checks the input: a rejected input leaves no output folder behind
+            self._removed_note(folder.open(), "temporary files", "that an interrupted run left")
+            for step in (self.impute, self.sweep, self.baselines, self.metrics, self.linking, self.markers):
+                self._step_start = time.perf_counter()
+                step()
+            # from the first result file until the manifest commits, the folder is marked incomplete
+            # (osnmf.run.folder); the commit removes the files of the previous run this one did not write
+            with self._timed("outputs") as line:
+                summary = write_outputs(self.state)
+                line["note"] = f"result files in {self.out}"
+            with self._timed("report") as line:
+                build_report(self.state, summary)
+                line["note"] = str(self.out / REPORT)
+            summary = write_outputs(self.state, summary_only=True)
+            folder.complete = True
+        self._removed_note(folder.removed, "files of the previous run", "that this run no longer writes")
         self.log.info(f"done in {self.log.elapsed():.1f} s")
         return summary
 
-    def _removed_note(self, removed: list[str]) -> None:
+    def _removed_note(self, removed: list[str], what: str, why: str) -> None:
         if removed:
-            self.log.info(f"removed {len(removed)} files of the previous run in {self.out} that this run no longer "
-                          f"writes ({', '.join(removed[:3])}{', …' if len(removed) > 3 else ''})")
+            self.log.info(f"removed {len(removed)} {what} in {self.out} {why} "
+                          f"({', '.join(removed[:3])}{', …' if len(removed) > 3 else ''})")
 
 
 def _or_empty(table: pd.DataFrame | None, columns: list[str]) -> pd.DataFrame:

@@ -10,6 +10,11 @@ Written to ``OUT`` (formats as in a run, see docs/outputs.md): ``coefficients.cs
 voxels), ``importance.csv``, ``results.h5ad``, ``summary.json`` and a short ``report.html``.
 Every input problem is one :class:`~osnmf.errors.InputError` line before anything is written,
 among them patterns no run writes (NaN, negative, or zero on the whole support).
+
+``OUT`` is a folder of its own (:mod:`osnmf.run.folder`, kind ``projection``): new, empty, or the
+``OUT`` of an earlier projection; the run folder itself, any other osnmf run, or someone's
+non-empty folder is refused in one line. It is locked, journalled and committed like a run's
+folder, and the run being read must not be in use by a run (its lock) nor left incomplete.
 """
 
 from __future__ import annotations
@@ -22,8 +27,10 @@ import numpy as np
 import pandas as pd
 
 from osnmf.atomic import atomic_path, write_text
-from osnmf.errors import InputError
+from osnmf.errors import ConfigError, InputError
+from osnmf.run.folder import RunFolder, check_out
 from osnmf.run.layout import REPORT, SUMMARY, RunPatterns, read_parameters, read_patterns
+from osnmf.run.lock import RunLock
 from osnmf.run.log import RunLog
 
 __all__ = ["project_run"]
@@ -106,21 +113,37 @@ def project_run(run_dir: str | os.PathLike, data: str | os.PathLike, out: str | 
     from osnmf.io.cells import has_cell_coordinates
 
     is_cells = Path(data).suffix.lower() == ".h5ad" and (coords is not None or has_cell_coordinates(data))
-    if is_cells:
-        from osnmf.project_cells import project_cells
-
-        return project_cells(run_dir, data, out, coords=coords, cell_type_key=cell_type_key,
-                             cell_values=cell_values, progress=progress, log=log)
-    if coords is not None or cell_type_key is not None:
+    if not is_cells and (coords is not None or cell_type_key is not None):
         raise InputError(f"{data}: --coords and --cell-type-key go with a cells × genes .h5ad (obs x, y, z)")
+    log = log or RunLog(quiet=not progress)
+    out = Path(out)
+    _check_out(Path(run_dir), out)
+    with RunFolder(out, kind="projection") as folder:  # an existing OUT is locked from the start, as a run's
+        if is_cells:
+            from osnmf.project_cells import project_cells
+
+            summary = project_cells(run_dir, data, out, coords=coords, cell_type_key=cell_type_key,
+                                    cell_values=cell_values, log=log, open_out=folder.open)
+        else:
+            summary = _project(run_dir, data, folder, hemispheres, n_jobs, log)
+        folder.complete = True
+    if not is_cells:  # project_cells says it itself
+        log.info(f"done in {log.elapsed():.1f} s")
+    return summary
+
+
+def _project(run_dir: str | os.PathLike, data: str | os.PathLike, folder: RunFolder, hemispheres: str | None,
+             n_jobs: int, log: RunLog) -> dict:
+    """The body of :func:`project_run`: read, prepare, project, then write into ``folder``."""
     from osnmf.evaluate.metrics import reconstruction_accuracy
     from osnmf.factorize.nmf.projection import nnls_project
     from osnmf.io.load import load_expression
     from osnmf.preprocess.hemispheres import check_planes, drop_one_sided, hemisphere_summary
     from osnmf.preprocess.prepare import measured_matrix, prepare_experiments
 
-    log = log or RunLog(quiet=not progress)
+    out = folder.out
     with log.timed("load") as line:
+        RunLock(run_dir).check_free()  # a run writing its results there: refused, never read half-written
         run = read_patterns(run_dir)
         _check_patterns(run)
         params = read_parameters(run_dir)
@@ -184,16 +207,23 @@ def project_run(run_dir: str | os.PathLike, data: str | os.PathLike, out: str | 
                                               summary["reconstruction_r_mean"])
     for text in summary["warnings"]:
         log.warn(text)
-    out = Path(out)
+    out = folder.out
     with log.timed("outputs") as line:
-        out.mkdir(parents=True, exist_ok=True)
+        folder.open()
         _write_tables(out, A, importance, table, names)
         _write_h5ad(out / "results.h5ad", X, support, D, A, table, names, expr.atlas.spacing_um)
         write_text(out / SUMMARY, json.dumps(summary, indent=2))
         _write_report(out / REPORT, summary, table)
         line["note"] = f"result files in {out}"
-    log.info(f"done in {log.elapsed():.1f} s")
     return summary
+
+
+def _check_out(run_dir: Path, out: Path) -> None:
+    """``out`` may be new, empty or an earlier projection's folder, never the run folder itself."""
+    if out.resolve() == run_dir.resolve():
+        raise ConfigError(f"--out {out} is the run folder being projected onto: choose a new folder for the "
+                          "projection")
+    check_out(out, kind="projection")
 
 
 def _write_tables(out: Path, A: np.ndarray, importance: np.ndarray, table: pd.DataFrame, names: list[str]) -> None:

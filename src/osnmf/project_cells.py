@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -88,14 +89,16 @@ def _enrichment(sums: np.ndarray, n_per_type: np.ndarray) -> np.ndarray:
 def project_cells(run_dir: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike,
                   coords: str | os.PathLike | None = None, cell_type_key: str | None = None,
                   cell_values: str = "auto", chunk_cells: int = 100_000, progress: bool = False,
-                  log: RunLog | None = None) -> dict:
+                  log: RunLog | None = None, open_out: Callable[[], object] | None = None) -> dict:
     """Cell types of the cells ``.h5ad`` ``data`` × the patterns of ``run_dir``, by location and by expression.
 
     Writes to ``out``: ``cell_types_by_pattern.csv``, ``cell_programs.csv`` (rows cell types with
     their ``n_cells``, columns patterns), ``agreement.csv``, ``cells.h5ad`` (per kept cell: ``X`` its
     coefficients (cells × K), ``obs`` cell type and voxel, ``obsm["location"]`` the patterns at its
     voxel), ``summary.json`` (returned) and ``report.html``. Input problems are one
-    :class:`InputError` line before anything is written.
+    :class:`InputError` line before anything is written. ``open_out``: makes ``out`` ready just
+    before the first file is written (``project_run`` passes its :class:`~osnmf.run.folder.RunFolder`'s
+    ``open``: locked, marked as a projection); default: the folder is created.
     """
     from osnmf.factorize.nmf.projection import nnls_rows
     from osnmf.io.cells import Grid, cell_labels, iter_cell_chunks, open_cells, write_cells_h5ad
@@ -167,7 +170,10 @@ def project_cells(run_dir: str | os.PathLike, data: str | os.PathLike, out: str 
     del grid
     var = pd.DataFrame(index=pd.Index(run.pattern_names, dtype=str))
     with log.timed("project") as line:
-        out.mkdir(parents=True, exist_ok=True)
+        if open_out is not None:
+            open_out()
+        else:
+            out.mkdir(parents=True, exist_ok=True)
         write_cells_h5ad(out / "cells.h5ad", obs, var, coefficients(), kept.size, compression="gzip",
                          obsm={"location": location})
         prog_table = _enrichment(prog_sums, n_per_type)

@@ -148,6 +148,7 @@ class RunState:
     truth: object | None = None  # a Phantom when the data are synthetic
     data_key: str = ""
     keys: dict[str, str] = field(default_factory=dict)  # stage -> cache key
+    digests: dict[str, str] = field(default_factory=dict)  # stage -> digest of its result (read downstream)
     timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
     cached: dict[str, bool] = field(default_factory=dict)  # stage -> reused from the cache
     impute: ImputeResult | None = None

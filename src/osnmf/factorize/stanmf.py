@@ -97,7 +97,8 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     random_state : int, default 0
         Root seed; replicate r draws its bootstrap from ``default_rng([random_state, r])``.
     n_jobs : int, default 1
-        Blocks fitted at once (threads).
+        Blocks fitted at once (threads). The fit runs BLAS on one thread whatever ``n_jobs``, so the
+        result does not depend on it (nor on a resumed store).
     store : path or None
         Folder for a resumable on-disk sweep (see :mod:`osnmf.factorize.sweep.run`); None keeps
         everything in memory.
@@ -280,6 +281,14 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         X, plan, self.recipe_settings_, self.recipe_overrides_ = self._validated(X)
         self.solver_ = plan.params.solver
         limit_heap_retention()  # freed worker-thread heap tops go back to the OS (osnmf.factorize.sweep.memory)
+        # one BLAS thread for every step (sweep, γ, certification, final model): the results never
+        # depend on n_jobs or on which step first formed the shared Gram, so a resumed fit equals
+        # an uninterrupted one to the bit
+        with plan.blas_threads():
+            return self._fit(X, plan)
+
+    def _fit(self, X: np.ndarray, plan: SweepPlan) -> StaNMF:
+        """The steps of :meth:`fit` on the checked ``X`` and ``plan`` (BLAS threads pinned by the caller)."""
         store = open_store(self.store, X, plan.params)  # on disk, or its in-memory twin
         op = self._sweep(X, plan, store)
         self.instability_, self.replicate_info_ = self._instability(plan, store)
@@ -335,7 +344,7 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         cost = exact_sweep_cost(X, to_fit, params.max_iter, plan.block_size)
         line = slow_sweep_warning(cost, X.shape, plan.ks)
         if line:
-            warnings.warn(line, OsnmfWarning, stacklevel=3)
+            warnings.warn(line, OsnmfWarning, stacklevel=4)
 
     def _instability(self, plan: SweepPlan, store: SweepStore | MemoryStore) -> tuple[pd.DataFrame, pd.DataFrame]:
         """γ per K (kept in the store per K) and the per-replicate numbers of every fit."""
@@ -376,7 +385,7 @@ class StaNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             warnings.warn(f"certification: on {n_cert} replicates the exact refits put the smallest γ at "
                           f"K = {exact_k}, the compressed fits of the same replicates at K = {comp_k} "
                           f"(selected from all {plan.n_replicates}: K = {self.k_}); {advice}", OsnmfWarning,
-                          stacklevel=3)
+                          stacklevel=4)
 
     def _check_k_min(self, op: Any, plan: SweepPlan, store: SweepStore | MemoryStore) -> None:
         """After a chained sweep, γ of a replicate subset from a later chain start (see ``certify``)."""
@@ -427,5 +436,5 @@ def _chosen_k(rules: Mapping[str, int | None], inst: pd.DataFrame, rule: str) ->
     k = int(k) if k is not None else argmin
     if k != argmin:
         warnings.warn(f"K = {k} chosen by the rule {rule}; the smallest instability γ is at K = {argmin} "
-                      "(the paper's choice: recipe='paper' or k_rule='gamma_argmin')", OsnmfWarning, stacklevel=3)
+                      "(the paper's choice: recipe='paper' or k_rule='gamma_argmin')", OsnmfWarning, stacklevel=4)
     return k

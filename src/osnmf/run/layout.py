@@ -17,8 +17,9 @@ import numpy as np
 from osnmf.errors import InputError
 
 __all__ = [
-    "CACHE", "COEFFICIENTS", "FIGURES", "LOCK", "NETWORKS", "PATTERNS", "PATTERN_FILES", "REPORT", "RESULTS",
-    "SUMMARY", "SWEEP", "RunPatterns", "pattern_file", "pattern_ids", "read_parameters", "read_patterns",
+    "CACHE", "COEFFICIENTS", "FIGURES", "JOURNAL", "LOCK", "MANIFEST", "NETWORKS", "PATTERNS", "PATTERN_FILES",
+    "REPORT", "RESULTS", "SUMMARY", "SWEEP", "RunPatterns", "check_finished", "pattern_file", "pattern_ids",
+    "read_parameters", "read_patterns",
 ]
 
 SUMMARY = "summary.json"  # parameters, data, stage keys and timings, headline numbers
@@ -33,6 +34,8 @@ REPORT = "report.html"
 CACHE = ".cache"  # one entry per stage (osnmf.run.stagecache)
 SWEEP = "sweep"  # the staNMF sweep store (osnmf.factorize.sweep.store)
 LOCK = ".lock"  # the run lock (osnmf.run.lock)
+MANIFEST = "manifest.json"  # osnmf's marker of the folder: what its last run wrote, complete or not (osnmf.run.folder)
+JOURNAL = ".writing"  # the result files a run is writing, one a line, until its manifest commits
 
 _FINISHED = "is it the --out folder of a finished 'osnmf run'?"
 
@@ -58,6 +61,18 @@ class RunPatterns:
     path: Path  # the file read
 
 
+def check_finished(run_dir: str | os.PathLike) -> None:
+    """:class:`InputError` when the manifest of ``run_dir`` says its last run stopped while writing
+    its results (the folder may then hold files of two runs)."""
+    try:
+        info = json.loads((Path(run_dir) / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # none (an osnmf before manifests) or unreadable: the files are checked one by one
+    if isinstance(info, dict) and info.get("complete") is False:
+        raise InputError(f"{run_dir}: its last run stopped while writing its results (the folder may mix two "
+                         f"runs); rerun it ('osnmf run --out {run_dir}' with its settings) to finish it")
+
+
 def read_patterns(run_dir: str | os.PathLike) -> RunPatterns:
     """Read and check ``<run_dir>/patterns.npz``; every problem is one :class:`InputError` line.
 
@@ -66,6 +81,7 @@ def read_patterns(run_dir: str | os.PathLike) -> RunPatterns:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise InputError(f"run directory {run_dir} not found; pass the --out folder of 'osnmf run' or 'osnmf demo'")
+    check_finished(run_dir)
     path = run_dir / PATTERNS
     if not path.is_file():
         raise InputError(f"{run_dir} has no {PATTERNS}; {_FINISHED} (rerun 'osnmf run --out {run_dir}')")
@@ -126,6 +142,7 @@ def _support_from_results(path: Path, shape: tuple[int, ...]) -> np.ndarray:
 
 def read_parameters(run_dir: str | os.PathLike) -> dict:
     """The run's settings (``parameters`` of ``<run_dir>/summary.json``)."""
+    check_finished(run_dir)
     path = Path(run_dir) / SUMMARY
     if not path.is_file():
         raise InputError(f"{path}: not found; {_FINISHED}")

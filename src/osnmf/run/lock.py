@@ -104,6 +104,11 @@ class RunLock:
         raise RunLockedError(f"{self.path.parent} is in use: its lock {self.path} keeps changing; "
                              "is another osnmf run starting there?")
 
+    def check_free(self) -> None:
+        """:class:`RunLockedError` when a live run holds the lock (for a reader; nothing is written)."""
+        if self.path.exists() and not self.stale(info := self.holder()):
+            raise RunLockedError(self._busy_message(info))
+
     def _busy_message(self, info: dict | None) -> str:
         folder = self.path.parent
         if info is None:

@@ -155,8 +155,12 @@ def _resolve(value: Any) -> Any:
 
 
 def _run_task(fn: Callable[..., Any], *args: Any) -> Any:
-    """Worker side: unwrap shared and memory-mapped arguments (aligned), call ``fn``."""
-    return fn(*(_resolve(a) for a in args))
+    """Worker side: unwrap shared and memory-mapped arguments (aligned), call ``fn`` with BLAS on
+    one thread (as every local fit: the same bits wherever a block runs)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        return fn(*(_resolve(a) for a in args))
 
 
 def _nbytes(obj: Any) -> int:

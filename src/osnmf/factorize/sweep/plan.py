@@ -84,5 +84,7 @@ class SweepPlan:
         return ThreadExecutor(self.n_jobs) if self.n_jobs > 1 else SerialExecutor()
 
     def blas_threads(self) -> contextlib.AbstractContextManager:
-        """With several block threads, each keeps one BLAS thread (no oversubscription)."""
-        return threadpool_limits(1) if self.n_jobs > 1 else contextlib.nullcontext()
+        """One BLAS thread, whatever ``n_jobs``: with several block threads no oversubscription, and
+        the same threading for every fit, so results never depend on ``n_jobs`` (a BLAS's sums
+        may round differently on another number of threads)."""
+        return threadpool_limits(1)

@@ -4,7 +4,7 @@ Layout::
 
     <root>/<run key>/manifest.json          data hash, shape, parameters, osnmf version
     <root>/<run key>/k012/r0000-0020.npz    one finished block (written atomically)
-    <root>/<run key>/k012/instability.json  gamma(K) once every block of K is done
+    <root>/<run key>/k012/instability.json  gamma(K) once every block of K is done (with run key, CRC-32)
     <root>/<run key>/final_k012.npz         the final model at the selected K
 
 The run key is a hash of the data (its float32 bytes and shape) and of every parameter that
@@ -12,7 +12,9 @@ changes a block's result; ``k``, the number of replicates and the block size are
 so extending a sweep (more K, more replicates) reuses what is already there. A block file also
 records the run key. A block that is damaged (truncated, zeroed, altered: every array is read in
 full, so the zip's CRC-32 is checked), of the wrong shape or from another run or osnmf version is
-never trusted: it is named in one :class:`~osnmf.errors.OsnmfWarning` and computed again.
+never trusted: it is named in one :class:`~osnmf.errors.OsnmfWarning` and computed again. The
+per-K values (γ, the selection rules, …) are checked the same way: a value file edited by hand,
+damaged, of another format or run is named in one warning and recomputed from the blocks.
 
 :class:`MemoryStore` is its twin for a fit without a folder: the same methods, the blocks, values
 and final model held in dicts (:func:`open_store` picks one), so ``StaNMF.fit`` reads and writes
@@ -25,6 +27,7 @@ import json
 import os
 import time
 import zipfile
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import fields
 from pathlib import Path
@@ -50,6 +53,14 @@ def data_digest(X: np.ndarray) -> str:
 
     X32 = np.ascontiguousarray(X, dtype=np.float32)
     return digest(X32)
+
+
+VALUES_FORMAT = "osnmf-values-2"  # per-K values (γ, selection rules, …): 2 = with run key and CRC-32
+
+
+def _values_crc(tag: Any, values: Any) -> int:
+    """CRC-32 of the canonical JSON of a stored value file's tag and values."""
+    return zlib.crc32(json.dumps([tag, values], sort_keys=True).encode())
 
 
 BLOCK_ARRAYS = tuple(f.name for f in fields(BlockResult) if f.name != "extra")  # its arrays, in order
@@ -209,20 +220,31 @@ class SweepStore:
     # per-K summaries and the final model --------------------------------------------------
     def get_values(self, name: str, tag: Mapping[str, Any]) -> Any:
         """The values stored as ``name`` (a path relative to the store, e.g. ``k010/instability.json``)
-        with this ``tag`` (the settings they were computed with), or None: absent, unreadable or
-        computed with other settings (then recomputed)."""
+        with this ``tag`` (the settings they were computed with), or None: absent, computed with
+        other settings, or (with one warning, as a damaged block) unreadable, of another format or
+        edited since written (their CRC-32 and run key are checked); the caller recomputes them."""
+        from osnmf.run.stagecache import damaged
+
         path = self.path / name
         if not path.exists():
             return None
         try:
             info = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        return info.get("values") if isinstance(info, dict) and info.get("tag") == dict(tag) else None
+        except (OSError, ValueError) as exc:
+            return damaged(path, "sweep result", f"unreadable: {' '.join(str(exc).split())}")
+        if not isinstance(info, dict) or info.get("format") != VALUES_FORMAT:
+            return damaged(path, "sweep result", f"not of format {VALUES_FORMAT} (another osnmf version)")
+        if info.get("run_key") != self.key:
+            return damaged(path, "sweep result", "from another run")
+        if info.get("crc32") != _values_crc(info.get("tag"), info.get("values")):
+            return damaged(path, "sweep result", "its CRC-32 does not match: edited or damaged since written")
+        return info["values"] if info.get("tag") == json.loads(json.dumps(dict(tag))) else None
 
     def put_values(self, name: str, tag: Mapping[str, Any], values: Any) -> None:
-        """Store JSON ``values`` as ``name`` with their ``tag`` (atomically)."""
-        write_text(self.path / name, json.dumps({"tag": dict(tag), "values": values}))
+        """Store JSON ``values`` as ``name`` with their ``tag``, the run key and a CRC-32 (atomically)."""
+        tag, values = json.loads(json.dumps(dict(tag))), json.loads(json.dumps(values))  # as read back
+        write_text(self.path / name, json.dumps({"format": VALUES_FORMAT, "run_key": self.key, "tag": tag,
+                                                 "values": values, "crc32": _values_crc(tag, values)}))
 
     def close(self) -> None:
         """Nothing to release: every file is closed after each read (see :meth:`MemoryStore.close`)."""
