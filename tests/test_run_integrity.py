@@ -96,7 +96,7 @@ def test_killed_rerun_with_other_k_then_rerun(first, tmp_path):
     assert set(marker["files"]) == _files(first[0]) - {"manifest.json"}  # the first run's list, kept
     journal = set(read_journal(used))
     assert {f"patterns/PP{k_killed}.nrrd", "summary.json", "coefficients.csv"} <= journal
-    assert any(name.startswith(f"networks/pattern_{k_killed - 1}.") for name in journal)
+    assert any(name.startswith(f"networks/PP{k_killed}.") for name in journal)
     with pytest.raises(InputError, match=f"^{used}: its last run stopped while writing its results"):
         read_patterns(used)
     temporaries = sorted(p.relative_to(used).as_posix() for p in used.rglob("*") if is_temporary(p.name))
@@ -105,9 +105,9 @@ def test_killed_rerun_with_other_k_then_rerun(first, tmp_path):
     # the rerun with the first run's settings: the lock of the killed run is stale, taken over
     summary = Pipeline(RunConfig(out=str(used), **{**SMALL, "quiet": True})).run()
     assert summary["k_selected"] == k_first
-    assert _files(used) == _files(first[0])  # no PP5/PP6, no pattern_4.*, no journal, no temporaries
+    assert _files(used) == _files(first[0])  # no PP5/PP6 patterns or networks, no journal, no temporaries
     assert not [p for p in used.rglob("*") if is_temporary(p.name)]
-    assert not list(used.rglob(f"PP{k_killed}.nrrd")) and not list(used.rglob(f"pattern_{k_killed - 1}.*"))
+    assert not list(used.rglob(f"PP{k_killed}.nrrd")) and not list(used.rglob(f"networks/PP{k_killed}.*"))
     assert read_marker(used)["complete"] and read_journal(used) == [] and not (used / ".lock").exists()
     _same_bits(used, first[0])  # the first run's results, to the bit
 
@@ -148,7 +148,8 @@ def test_edited_instability_is_recomputed_and_a_forged_one_is_never_reused_downs
     info["crc32"] = _values_crc(info["tag"], info["values"])
     path.write_text(json.dumps(info))
     summary, warned = _rerun_sweep_cleared(copy)
-    assert warned == [] or all("chosen by the rule" in w for w in warned)
+    # a forged γ may move K to the edge of the range: the K-range-edge warning is then due
+    assert warned == [] or all("chosen by the rule" in w or "K of the range" in w for w in warned)
     k_new = summary["k_selected"]
     assert k_new != k
     assert not any(summary["reused_from_cache"][s] for s in ("sweep", "baselines", "metrics", "linking", "markers"))
