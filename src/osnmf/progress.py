@@ -41,18 +41,19 @@ def _seconds(s: float) -> str:
     return f"{s:.1f} s" if s < 60 else f"{int(s // 60)} min {int(s % 60):02d} s"
 
 
-def _columns(width: int, total: float | None) -> list:
+def _columns(width: int, total: float | None, label_len: int = 0) -> list:
     """The terminal bar's columns for a ``width``-column terminal: the count, elapsed time and ETA
-    keep their full width (80 columns included); the label, the bar and the note share what is
-    left, the label and the note cut with an ellipsis."""
+    keep their full width (80 columns included); then the label (whole when it fits beside a
+    5-column bar), the bar (up to 40) and the note share what is left, label and note cut with an
+    ellipsis."""
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
     from rich.table import Column
 
     count = 2 * len(f"{total:g}") + 1 if total else 6
     fixed = count + len("0:00:00") + len("ETA") + len("0:00:00") + 6  # six one-space gaps between 7 columns
     rest = max(width - fixed, 16)
-    bar = min(40, max(5, rest // 4))
-    label = max(8, (rest - bar) * 3 // 5)
+    label = max(8, min(label_len, rest - 5))
+    bar = min(40, max(5, (rest - label) // 2))
     note = max(0, rest - bar - label)
 
     def cut(at_most: int) -> Column:
@@ -104,7 +105,8 @@ class ProgressBar:
         if out.is_terminal:
             from rich.progress import Progress
 
-            self._live = Progress(*_columns(out.width, self.total), console=out, transient=self._transient)
+            columns = _columns(out.width, self.total, len(self.label))
+            self._live = Progress(*columns, console=out, transient=self._transient)
             self._live.start()
             self._task = self._live.add_task(self.label, total=self.total, note=self.note)
         return self
