@@ -86,3 +86,5 @@ def test_80_columns_keep_elapsed_time_and_eta():
         assert len(line) <= width, line
         assert "400/1000 0:01:20 ETA 0:02:00" in line, line
         assert "scoring reg" in line and "…" in line
+        if width >= 100:  # room for the whole label beside a bar
+            assert "scoring region combinations of the whole ontology" in line
