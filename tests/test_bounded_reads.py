@@ -208,3 +208,18 @@ def test_malformed_headers_are_one_line(tmp_path, line, words):
     proc = subprocess.run([sys.executable, "-m", "osnmf.cli", "info", str(path)], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and words in proc.stderr, proc.stderr
+
+
+def test_a_run_whose_patterns_npz_declares_a_huge_shape_is_refused_by_project(tmp_path):
+    """``osnmf project RUN``: RUN/patterns.npz's headers are checked before np.load allocates (a
+    1 kB file declaring 10^6 grids of patterns): one line naming the member, exit 2, bounded memory,
+    nothing written."""
+    run = tmp_path / "run"
+    run.mkdir()
+    path = npz_with_header(run / "patterns.npz", (10**6, *GRID))
+    (run / "summary.json").write_text('{"parameters": {}}')
+    code, out, err, peak = cli_peak("project", run, "--data", run, "--out", tmp_path / "proj", cwd=tmp_path)
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"error: {path}:data.npy: its header declares shape (1000000, 67, 41, 58)"), err
+    assert peak < PEAK_LIMIT
+    assert not (tmp_path / "proj").exists()

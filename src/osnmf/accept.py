@@ -2,20 +2,26 @@
 
 :func:`accept_input` refuses data no run can factorise (nothing measured in the brain, too few
 experiments for ``k_max``, values too large for float32 products, more kNN neighbours than an
-experiment has measured voxels) in one :class:`~osnmf.errors.OsnmfError` line.
+experiment has measured voxels) in one :class:`~osnmf.errors.OsnmfError` line;
+:func:`read_run_patterns` reads a finished run's patterns for a projection only after the headers
+of its ``patterns.npz`` are checked (a hostile file cannot ask for a huge allocation).
 """
 
 from __future__ import annotations
 
+import os
 from numbers import Integral
+from pathlib import Path
 
 import numpy as np
 
 from osnmf.config import RunConfig
 from osnmf.errors import ConfigError, InputError
 from osnmf.expression import SpatialExpression
+from osnmf.formats.npz_headers import npz_headers
+from osnmf.run.layout import PATTERNS, RunPatterns, read_patterns
 
-__all__ = ["accept_input", "refuse_too_few"]
+__all__ = ["accept_input", "read_run_patterns", "refuse_too_few"]
 
 
 def accept_input(expr: SpatialExpression, cfg: RunConfig) -> None:
@@ -53,3 +59,13 @@ def refuse_too_few(n: int, k_max: int, what: str, where: str = "") -> None:
     if n <= k_max:
         raise ConfigError(f"{where}{n} {what} are too few for K up to {k_max}: "
                           f"use --k-max {max(2, n - 1)} or less, or more data")
+
+
+def read_run_patterns(run_dir: str | os.PathLike) -> RunPatterns:
+    """:func:`~osnmf.run.layout.read_patterns`, after the ``.npy`` headers of the run's
+    ``patterns.npz`` are checked against the archive's own bytes (:func:`osnmf.formats.npz_headers`):
+    a small file declaring a huge shape is one line, not an allocation of its declared size."""
+    path = Path(run_dir) / PATTERNS
+    if path.is_file():
+        npz_headers(path)
+    return read_patterns(run_dir)

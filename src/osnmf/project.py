@@ -26,10 +26,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from osnmf.accept import read_run_patterns
 from osnmf.atomic import atomic_path, write_text
 from osnmf.errors import ConfigError, InputError
 from osnmf.run.folder import RunFolder, check_out
-from osnmf.run.layout import REPORT, SUMMARY, RunPatterns, read_parameters, read_patterns
+from osnmf.run.layout import REPORT, SUMMARY, RunPatterns, read_parameters
 from osnmf.run.lock import RunLock
 from osnmf.run.log import RunLog
 
@@ -144,7 +145,7 @@ def _project(run_dir: str | os.PathLike, data: str | os.PathLike, folder: RunFol
     out = folder.out
     with log.timed("load") as line:
         RunLock(run_dir).check_free()  # a run writing its results there: refused, never read half-written
-        run = read_patterns(run_dir)
+        run = read_run_patterns(run_dir)
         _check_patterns(run)
         params = read_parameters(run_dir)
         missing = [k for k in _SETTINGS if k not in params]

@@ -27,9 +27,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from osnmf.accept import read_run_patterns
 from osnmf.atomic import atomic_path, write_text
 from osnmf.errors import InputError
-from osnmf.run.layout import REPORT, SUMMARY, read_patterns
+from osnmf.run.layout import REPORT, SUMMARY
 from osnmf.run.log import RunLog
 
 __all__ = ["gene_coefficients", "project_cells"]
@@ -106,7 +107,7 @@ def project_cells(run_dir: str | os.PathLike, data: str | os.PathLike, out: str 
     log = log or RunLog(quiet=not progress)
     data, run_dir = str(data), str(run_dir)
     with log.timed("load") as line:
-        run = read_patterns(run_dir)
+        run = read_run_patterns(run_dir)
         run_genes, W_all = gene_coefficients(run.path)
         K = run.patterns.shape[0]
         cells = open_cells(data, Grid(tuple(run.patterns.shape[1:]), run.spacing_um), coords=coords,
